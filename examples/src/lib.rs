@@ -1,0 +1,1 @@
+//! Runnable programs showing `sockets`; each binary opens with the command that runs it.

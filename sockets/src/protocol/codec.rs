@@ -1,0 +1,528 @@
+//! MessagePack encoding and decoding: the only place that names `rmp`/`rmp-serde`.
+//!
+//! Application values (arguments, return values, credentials, metadata) go
+//! through [`encode_value`] / [`decode_value`]: structs become maps with named
+//! fields, enums are externally tagged, byte buffers marked `serde_bytes` become
+//! MessagePack `bin`. RPC envelopes go through [`encode_message`] /
+//! [`decode_message`], which write and read their fixed array layout by hand so
+//! that the layout is exactly the one docs/PROTOCOL.md states.
+//!
+//! Decoding never allocates more than the input's length: strings and byte
+//! buffers are borrowed from the input before they are copied.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::message::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+
+/// The most deeply nested value a decoder accepts.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a value or an envelope did not encode or decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// A value could not be serialized.
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    /// The bytes are not a valid MessagePack encoding of the expected type.
+    #[error("cannot decode value: {0}")]
+    Decode(String),
+    /// The bytes hold more than the one value expected.
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+    /// The envelope's layout is not one docs/PROTOCOL.md defines.
+    #[error("malformed envelope: {0}")]
+    Envelope(&'static str),
+}
+
+/// Encodes `value` as one MessagePack value appended to `out`.
+///
+/// # Errors
+/// [`CodecError::Encode`] when `value`'s `Serialize` implementation fails
+/// (for example a map with non-string keys that the format cannot hold).
+pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let mut serializer = rmp_serde::Serializer::new(out).with_struct_map();
+    value
+        .serialize(&mut serializer)
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` as one MessagePack value into a new buffer.
+///
+/// # Errors
+/// As [`encode_value`].
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    encode_value(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes exactly one MessagePack value from `bytes`.
+///
+/// # Errors
+/// [`CodecError::Decode`] when the bytes are not a valid encoding of `T`
+/// (including nesting deeper than [`MAX_DEPTH`]), and
+/// [`CodecError::TrailingBytes`] when anything follows the value.
+pub fn decode_value<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecError> {
+    let len = value_len(bytes)
+        .ok_or_else(|| CodecError::Decode("not a complete MessagePack value".into()))?;
+    if len != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - len));
+    }
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+/// The length of the first complete MessagePack value in `bytes`, or `None`
+/// if `bytes` does not start with one. Iterative: nesting costs no stack.
+fn value_len(bytes: &[u8]) -> Option<usize> {
+    fn be(bytes: &[u8], at: usize, width: usize) -> Option<u64> {
+        let field = bytes.get(at..at.checked_add(width)?)?;
+        Some(field.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+    let mut pos = 0usize;
+    // Values still to be read; each takes at least one byte, so a count larger
+    // than the input left is rejected before it can cost anything.
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        pending -= 1;
+        let marker = *bytes.get(pos)?;
+        // (header bytes after the marker, payload bytes, child values)
+        let (header, payload, children): (usize, u64, u64) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0, 0),
+            0x80..=0x8f => (0, 0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, 0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (0, u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1, be(bytes, pos + 1, 1)?, 0),
+            0xc5 | 0xda => (2, be(bytes, pos + 1, 2)?, 0),
+            0xc6 | 0xdb => (4, be(bytes, pos + 1, 4)?, 0),
+            0xc7 => (2, be(bytes, pos + 1, 1)?, 0),
+            0xc8 => (3, be(bytes, pos + 1, 2)?, 0),
+            0xc9 => (5, be(bytes, pos + 1, 4)?, 0),
+            0xca => (0, 4, 0),
+            0xcb => (0, 8, 0),
+            0xcc | 0xd0 => (0, 1, 0),
+            0xcd | 0xd1 => (0, 2, 0),
+            0xce | 0xd2 => (0, 4, 0),
+            0xcf | 0xd3 => (0, 8, 0),
+            0xd4 => (1, 1, 0),
+            0xd5 => (1, 2, 0),
+            0xd6 => (1, 4, 0),
+            0xd7 => (1, 8, 0),
+            0xd8 => (1, 16, 0),
+            0xdc => (2, 0, be(bytes, pos + 1, 2)?),
+            0xdd => (4, 0, be(bytes, pos + 1, 4)?),
+            0xde => (2, 0, 2 * be(bytes, pos + 1, 2)?),
+            0xdf => (4, 0, 2 * be(bytes, pos + 1, 4)?),
+            0xc1 => return None,
+        };
+        pos = pos
+            .checked_add(1 + header)?
+            .checked_add(usize::try_from(payload).ok()?)?;
+        if pos > bytes.len() {
+            return None;
+        }
+        pending = pending.checked_add(children)?;
+        if pending > (bytes.len() - pos) as u64 {
+            return None;
+        }
+    }
+    Some(pos)
+}
+
+const TAG_CALL: u64 = 0;
+const TAG_REPLY: u64 = 1;
+const TAG_NOTIFY: u64 = 2;
+const TAG_CANCEL: u64 = 3;
+const TAG_PING: u64 = 4;
+const TAG_PONG: u64 = 5;
+
+/// Appends the envelope's encoding to `out`.
+///
+/// The payload of a call, notification or successful reply travels as a
+/// MessagePack `bin` whose content must already be one encoded value (from
+/// [`encode_value`]); it is copied as it is.
+pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
+    use rmp::encode as enc;
+    // Writing into a Vec cannot fail, so the writers' results carry no information.
+    match message {
+        Message::Call(Call {
+            id,
+            method,
+            timeout_ms,
+            args,
+        }) => {
+            let _ = enc::write_array_len(out, 5);
+            let _ = enc::write_uint(out, TAG_CALL);
+            let _ = enc::write_uint(out, *id);
+            let _ = enc::write_str(out, method);
+            match timeout_ms {
+                Some(ms) => {
+                    let _ = enc::write_uint(out, u64::from(*ms));
+                }
+                None => {
+                    let _ = enc::write_nil(out);
+                }
+            }
+            let _ = enc::write_bin(out, args);
+        }
+        Message::Reply(Reply { id, outcome }) => {
+            let _ = enc::write_array_len(out, 4);
+            let _ = enc::write_uint(out, TAG_REPLY);
+            let _ = enc::write_uint(out, *id);
+            match outcome {
+                Outcome::Ok(value) => {
+                    let _ = enc::write_uint(out, 0);
+                    let _ = enc::write_bin(out, value);
+                }
+                Outcome::Err(RemoteError { code, message }) => {
+                    let _ = enc::write_uint(out, u64::from(code.to_u16()));
+                    let _ = enc::write_str(out, message);
+                }
+            }
+        }
+        Message::Notify(Notify { method, args }) => {
+            let _ = enc::write_array_len(out, 3);
+            let _ = enc::write_uint(out, TAG_NOTIFY);
+            let _ = enc::write_str(out, method);
+            let _ = enc::write_bin(out, args);
+        }
+        Message::Cancel { id } => write_tagged_u64(out, TAG_CANCEL, *id),
+        Message::Ping { nonce } => write_tagged_u64(out, TAG_PING, *nonce),
+        Message::Pong { nonce } => write_tagged_u64(out, TAG_PONG, *nonce),
+    }
+}
+
+fn write_tagged_u64(out: &mut Vec<u8>, tag: u64, value: u64) {
+    let _ = rmp::encode::write_array_len(out, 2);
+    let _ = rmp::encode::write_uint(out, tag);
+    let _ = rmp::encode::write_uint(out, value);
+}
+
+/// Decodes every envelope of a DATA frame's plaintext: one or more, back to back.
+///
+/// Payloads are slices of `bytes`, not copies.
+///
+/// # Errors
+/// [`CodecError::Envelope`] when any envelope's layout is not one of the
+/// defined ones, or when `bytes` is empty. Payload values are not decoded
+/// here; that is the handler's decoder's job.
+pub fn decode_messages(bytes: &Bytes) -> Result<Vec<Message>, CodecError> {
+    let mut rd = Reader { buf: bytes, pos: 0 };
+    let mut messages = Vec::with_capacity(1);
+    loop {
+        messages.push(rd.message(bytes)?);
+        if rd.pos == bytes.len() {
+            return Ok(messages);
+        }
+    }
+}
+
+/// Decodes a plaintext that must hold exactly one envelope.
+///
+/// # Errors
+/// As [`decode_messages`], and [`CodecError::Envelope`] when more than one envelope follows.
+pub fn decode_message(bytes: &Bytes) -> Result<Message, CodecError> {
+    let mut rd = Reader { buf: bytes, pos: 0 };
+    let message = rd.message(bytes)?;
+    rd.end()?;
+    Ok(message)
+}
+
+/// A cursor over envelopes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn message(&mut self, whole: &Bytes) -> Result<Message, CodecError> {
+        let len = self.array_len()?;
+        let tag = self.uint()?;
+        let message = match (tag, len) {
+            (TAG_CALL, 5) => {
+                let id = self.uint()?;
+                let method = self.string()?;
+                let timeout_ms = if self.nil()? {
+                    None
+                } else {
+                    Some(
+                        u32::try_from(self.uint()?)
+                            .map_err(|_| CodecError::Envelope("timeout out of range"))?,
+                    )
+                };
+                let args = self.bin(whole)?;
+                Message::Call(Call {
+                    id,
+                    method,
+                    timeout_ms,
+                    args,
+                })
+            }
+            (TAG_REPLY, 4) => {
+                let id = self.uint()?;
+                let code = u16::try_from(self.uint()?)
+                    .map_err(|_| CodecError::Envelope("error code out of range"))?;
+                let outcome = match ErrorCode::from_u16(code) {
+                    None => Outcome::Ok(self.bin(whole)?),
+                    Some(code) => Outcome::Err(RemoteError {
+                        code,
+                        message: self.string()?,
+                    }),
+                };
+                Message::Reply(Reply { id, outcome })
+            }
+            (TAG_NOTIFY, 3) => {
+                let method = self.string()?;
+                let args = self.bin(whole)?;
+                Message::Notify(Notify { method, args })
+            }
+            (TAG_CANCEL, 2) => Message::Cancel { id: self.uint()? },
+            (TAG_PING, 2) => Message::Ping {
+                nonce: self.uint()?,
+            },
+            (TAG_PONG, 2) => Message::Pong {
+                nonce: self.uint()?,
+            },
+            (TAG_CALL..=TAG_PONG, _) => {
+                return Err(CodecError::Envelope(
+                    "wrong number of fields for the envelope type",
+                ));
+            }
+            _ => return Err(CodecError::Envelope("unknown envelope type")),
+        };
+        Ok(message)
+    }
+
+    fn remaining(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Runs one of rmp's readers on the remaining input and advances past what it read.
+    fn read<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut &[u8]) -> Option<T>,
+    ) -> Result<T, CodecError> {
+        let mut rest = self.buf.get(self.pos..).unwrap_or_default();
+        let before = rest.len();
+        let value = f(&mut rest).ok_or(CodecError::Envelope(what))?;
+        self.pos += before - rest.len();
+        Ok(value)
+    }
+
+    fn array_len(&mut self) -> Result<u32, CodecError> {
+        self.read("expected an array", |r| rmp::decode::read_array_len(r).ok())
+    }
+
+    fn uint(&mut self) -> Result<u64, CodecError> {
+        self.read("expected an unsigned integer", |r| {
+            rmp::decode::read_int(r).ok()
+        })
+    }
+
+    fn nil(&mut self) -> Result<bool, CodecError> {
+        match self.remaining().first() {
+            Some(0xc0) => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Err(CodecError::Envelope("envelope ends early")),
+        }
+    }
+
+    /// Takes `len` bytes after the cursor, failing if fewer remain.
+    fn take(
+        &mut self,
+        len: usize,
+        what: &'static str,
+    ) -> Result<std::ops::Range<usize>, CodecError> {
+        let start = self.pos;
+        let end = start
+            .checked_add(len)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or(CodecError::Envelope(what))?;
+        self.pos = end;
+        Ok(start..end)
+    }
+
+    fn string(&mut self) -> Result<String, CodecError> {
+        let len = self.read("expected a string", |r| rmp::decode::read_str_len(r).ok())?;
+        let range = self.take(len as usize, "string runs past the end")?;
+        let text = std::str::from_utf8(&self.buf[range])
+            .map_err(|_| CodecError::Envelope("string is not UTF-8"))?;
+        Ok(text.to_owned())
+    }
+
+    fn bin(&mut self, whole: &Bytes) -> Result<Bytes, CodecError> {
+        let len = self.read("expected a bin payload", |r| {
+            rmp::decode::read_bin_len(r).ok()
+        })?;
+        let range = self.take(len as usize, "payload runs past the end")?;
+        Ok(whole.slice(range))
+    }
+
+    fn end(&self) -> Result<(), CodecError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(CodecError::Envelope("trailing bytes after the envelope"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(message: Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_message(&message, &mut out);
+        let decoded = decode_message(&Bytes::from(out.clone())).expect("decodes");
+        assert_eq!(decoded, message);
+        out
+    }
+
+    #[test]
+    fn call_layout_is_a_five_element_array_with_bin_args() {
+        let args = to_vec(&(1i64, 2i64)).unwrap();
+        let wire = round_trip(Message::Call(Call {
+            id: 7,
+            method: "calculator.add".into(),
+            timeout_ms: Some(5000),
+            args: args.into(),
+        }));
+        let mut expected = vec![0x95, 0x00, 0x07, 0xae];
+        expected.extend_from_slice(b"calculator.add");
+        expected.extend_from_slice(&[0xcd, 0x13, 0x88, 0xc4, 0x03, 0x92, 0x01, 0x02]);
+        assert_eq!(wire, expected);
+    }
+
+    #[test]
+    fn every_envelope_round_trips() {
+        round_trip(Message::Call(Call {
+            id: u64::MAX,
+            method: String::new(),
+            timeout_ms: None,
+            args: Bytes::from_static(&[0x90]),
+        }));
+        round_trip(Message::Reply(Reply {
+            id: 1,
+            outcome: Outcome::Ok(Bytes::from_static(&[0xc0])),
+        }));
+        round_trip(Message::Reply(Reply {
+            id: 2,
+            outcome: Outcome::Err(RemoteError {
+                code: ErrorCode::UnknownMethod,
+                message: "no such method".into(),
+            }),
+        }));
+        round_trip(Message::Reply(Reply {
+            id: 2,
+            outcome: Outcome::Err(RemoteError {
+                code: ErrorCode::Other(999),
+                message: String::new(),
+            }),
+        }));
+        round_trip(Message::Notify(Notify {
+            method: "chat.say".into(),
+            args: Bytes::from_static(&[0x91, 0xa1, b'x']),
+        }));
+        round_trip(Message::Cancel { id: 3 });
+        round_trip(Message::Ping { nonce: 4 });
+        round_trip(Message::Pong { nonce: 5 });
+    }
+
+    #[test]
+    fn a_frame_may_carry_several_envelopes_back_to_back() {
+        let batch = [
+            Message::Ping { nonce: 1 },
+            Message::Cancel { id: 2 },
+            Message::Pong { nonce: 3 },
+        ];
+        let mut out = Vec::new();
+        for message in &batch {
+            encode_message(message, &mut out);
+        }
+        let bytes = Bytes::from(out);
+        assert_eq!(decode_messages(&bytes).unwrap(), batch);
+        assert!(matches!(
+            decode_message(&bytes),
+            Err(CodecError::Envelope(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_envelopes_are_typed_errors() {
+        let cases: &[&[u8]] = &[
+            &[],
+            &[0xc0],
+            &[0x92, 0x09, 0x01],             // unknown tag
+            &[0x93, 0x03, 0x01, 0x02],       // cancel with three fields
+            &[0x92, 0x03],                   // cancel without id
+            &[0x92, 0x03, 0x01, 0x00],       // a truncated second envelope
+            &[0x95, 0x00, 0x01, 0xa3, b'a'], // string runs past the end
+            &[0x95, 0x00, 0x01, 0xa1, 0xff, 0xc0, 0xc4, 0x01, 0x90], // invalid UTF-8
+            &[0x95, 0x00, 0x01, 0xa1, b'a', 0xc0], // call without args
+            &[0x95, 0x00, 0x01, 0xa1, b'a', 0xc0, 0x90], // args not a bin
+            &[
+                0x95, 0x00, 0x01, 0xa1, b'a', 0xc0, 0xc6, 0xff, 0xff, 0xff, 0xff,
+            ], // bin claiming 4 GiB
+            &[0x94, 0x01, 0x01, 0xce, 0x00, 0x01, 0x00, 0x00, 0xa0], // code out of range
+            &[0xdd, 0xff, 0xff, 0xff, 0xff], // array claiming 4 G elements
+        ];
+        for case in cases {
+            let result = decode_messages(&Bytes::copy_from_slice(case));
+            assert!(
+                matches!(result, Err(CodecError::Envelope(_))),
+                "{case:02x?} gave {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_use_named_struct_fields_and_reject_trailing_bytes() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Creds {
+            token: String,
+        }
+        let bytes = to_vec(&Creds {
+            token: "t0k3n".into(),
+        })
+        .unwrap();
+        assert_eq!(hex(&bytes), "81a5746f6b656ea574306b336e");
+        assert_eq!(
+            decode_value::<Creds>(&bytes).unwrap(),
+            Creds {
+                token: "t0k3n".into()
+            }
+        );
+        let mut longer = bytes.clone();
+        longer.push(0xc0);
+        assert!(matches!(
+            decode_value::<Creds>(&longer),
+            Err(CodecError::TrailingBytes(1))
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_length_claims_fail_without_allocating() {
+        let deep = vec![0x91u8; 100_000];
+        assert!(matches!(
+            decode_value::<serde::de::IgnoredAny>(&deep),
+            Err(CodecError::Decode(_))
+        ));
+        // A bin claiming 4 GiB with five bytes present.
+        let claim = [0xc6, 0xff, 0xff, 0xff, 0xff, 0x00];
+        assert!(decode_value::<serde_bytes::ByteBuf>(&claim).is_err());
+        let claim = [0xdb, 0xff, 0xff, 0xff, 0xff, b'a'];
+        assert!(decode_value::<String>(&claim).is_err());
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

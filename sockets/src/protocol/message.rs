@@ -1,0 +1,135 @@
+//! The RPC envelope: what travels inside a DATA frame.
+//!
+//! Plain data with no behaviour beyond naming. [`super::codec`] turns it into
+//! bytes and back; docs/PROTOCOL.md gives the byte layout.
+
+use bytes::Bytes;
+
+/// One RPC envelope, the plaintext of one (possibly chunked) DATA frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A call that expects exactly one [`Reply`] with the same id.
+    Call(Call),
+    /// The answer to a [`Call`].
+    Reply(Reply),
+    /// A call that expects no reply.
+    Notify(Notify),
+    /// The caller no longer waits for call `id`; the callee should abandon it.
+    Cancel {
+        /// The id of the call to abandon.
+        id: u64,
+    },
+    /// A heartbeat probe; the peer answers with [`Message::Pong`] carrying the same nonce.
+    Ping {
+        /// Echoed back unchanged.
+        nonce: u64,
+    },
+    /// The answer to a [`Message::Ping`].
+    Pong {
+        /// The nonce of the ping being answered.
+        nonce: u64,
+    },
+}
+
+/// A call that expects a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// Chosen by the caller, unique among its calls in flight on this connection.
+    pub id: u64,
+    /// The method's wire name, `service.method`.
+    pub method: String,
+    /// The time the caller still waits, in milliseconds, measured when the call
+    /// was sent. Relative, so clocks need not agree. `None`: no deadline.
+    pub timeout_ms: Option<u32>,
+    /// The arguments: exactly one MessagePack value (an array, one element per argument).
+    pub args: Bytes,
+}
+
+/// The answer to a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The id of the call being answered.
+    pub id: u64,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// How a call ended on the callee's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler returned: exactly one MessagePack value, the method's declared return value.
+    Ok(Bytes),
+    /// The call did not reach the handler, or the handler did not return.
+    Err(RemoteError),
+}
+
+/// A framework-level failure reported by the callee.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// A human-readable detail; never contains secrets.
+    pub message: String,
+}
+
+/// A call without a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notify {
+    /// The method's wire name, `service.method`.
+    pub method: String,
+    /// The arguments: exactly one MessagePack value.
+    pub args: Bytes,
+}
+
+/// The code of a [`RemoteError`]; `0` on the wire means success and is not a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The callee serves no method of that name.
+    UnknownMethod,
+    /// The arguments did not decode as the method's parameters.
+    BadRequest,
+    /// The connection is a guest session and the method is not open.
+    Unauthorized,
+    /// A limit was reached (calls in flight); the call was not run.
+    Rejected,
+    /// The call's deadline passed before the handler finished; the work was abandoned.
+    Timeout,
+    /// The handler panicked or its result could not be encoded.
+    Internal,
+    /// The callee is shutting down and takes no new calls.
+    ShuttingDown,
+    /// A code this implementation does not know; kept so it can be reported.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code's number on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::UnknownMethod => 1,
+            Self::BadRequest => 2,
+            Self::Unauthorized => 3,
+            Self::Rejected => 4,
+            Self::Timeout => 5,
+            Self::Internal => 6,
+            Self::ShuttingDown => 7,
+            Self::Other(code) => code,
+        }
+    }
+
+    /// The code for a number from the wire; `None` for `0`, which means success.
+    pub fn from_u16(code: u16) -> Option<Self> {
+        Some(match code {
+            0 => return None,
+            1 => Self::UnknownMethod,
+            2 => Self::BadRequest,
+            3 => Self::Unauthorized,
+            4 => Self::Rejected,
+            5 => Self::Timeout,
+            6 => Self::Internal,
+            7 => Self::ShuttingDown,
+            other => Self::Other(other),
+        })
+    }
+}
