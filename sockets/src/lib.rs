@@ -11,8 +11,10 @@
 //! |---|---|
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
 //! | [`service`] | the contract generated services implement; handler context; peers |
+//! | [`crypto`] | the handshake, key schedule and frame protection (sans-IO) |
 //! | [`error`] | the one error type callers see |
 
+pub mod crypto;
 pub mod error;
 pub mod protocol;
 pub mod service;
