@@ -1,0 +1,190 @@
+//! The WebSocket adapter: binary messages in and out. The only module that names tungstenite.
+//!
+//! Every handshake message and every sealed frame is exactly one binary
+//! WebSocket message. A text message ends the connection as a protocol
+//! error; WebSocket pings and pongs are answered by tungstenite and otherwise
+//! ignored (they are unauthenticated, so nothing depends on them).
+//!
+//! The WebSocket message and frame limits are set to the crypto layer's
+//! `max_frame` when the socket is created, so a peer that has not yet proved
+//! the secret can make us buffer at most one such message.
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+
+/// The read buffer each connection allocates up front. Small, because idle
+/// connections are the common case; a frame larger than this is read in
+/// several steps.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Bytes tungstenite collects before it writes to the socket on its own; a
+/// batch is flushed explicitly anyway.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Why the WebSocket failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent a text (or otherwise non-binary) message.
+    #[error("the peer sent a non-binary websocket message")]
+    NotBinary,
+    /// The peer sent a message larger than the limit.
+    #[error("the peer sent a websocket message over the size limit")]
+    TooLarge,
+    /// The WebSocket layer reported another failure (bad upgrade, bad framing).
+    #[error("websocket: {0}")]
+    WebSocket(String),
+}
+
+impl From<tungstenite::Error> for TransportError {
+    fn from(error: tungstenite::Error) -> Self {
+        match error {
+            tungstenite::Error::Io(e) => Self::Io(e),
+            tungstenite::Error::Capacity(_) => Self::TooLarge,
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                Self::Io(std::io::ErrorKind::ConnectionReset.into())
+            }
+            other => Self::WebSocket(other.to_string()),
+        }
+    }
+}
+
+/// What the peer sent.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// One binary message.
+    Binary(Bytes),
+    /// The WebSocket ended: with the peer's close code and reason, or without a close frame.
+    Closed(Option<(u16, String)>),
+}
+
+/// The sending half.
+pub(crate) struct Sender(SplitSink<WebSocketStream<TcpStream>, WsMessage>);
+
+/// The receiving half.
+pub(crate) struct Receiver(SplitStream<WebSocketStream<TcpStream>>);
+
+fn config(max_frame: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+}
+
+/// Completes the server side of the WebSocket upgrade on an accepted socket.
+pub(crate) async fn accept(
+    tcp: TcpStream,
+    max_frame: usize,
+) -> Result<(Sender, Receiver), TransportError> {
+    let _ = tcp.set_nodelay(true);
+    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config(max_frame))).await?;
+    let (sink, stream) = ws.split();
+    Ok((Sender(sink), Receiver(stream)))
+}
+
+/// Opens a TCP connection to the host and port of `url` and upgrades it.
+/// Returns the halves and the server's address.
+pub(crate) async fn connect(
+    url: &str,
+    max_frame: usize,
+) -> Result<(Sender, Receiver, std::net::SocketAddr), TransportError> {
+    let request = url
+        .into_client_request()
+        .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or_else(|| TransportError::WebSocket("the url has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let addr = tcp.peer_addr()?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(request, tcp, Some(config(max_frame))).await?;
+    let (sink, stream) = ws.split();
+    Ok((Sender(sink), Receiver(stream), addr))
+}
+
+impl Sender {
+    /// Queues one binary message without flushing it.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the message may or may not have been queued.
+    pub(crate) async fn feed(&mut self, message: Bytes) -> Result<(), TransportError> {
+        Ok(self.0.feed(WsMessage::Binary(message)).await?)
+    }
+
+    /// Writes everything queued to the socket.
+    pub(crate) async fn flush(&mut self) -> Result<(), TransportError> {
+        Ok(self.0.flush().await?)
+    }
+
+    /// Sends one binary message and flushes.
+    pub(crate) async fn send(&mut self, message: Bytes) -> Result<(), TransportError> {
+        Ok(self.0.send(WsMessage::Binary(message)).await?)
+    }
+
+    /// Sends a WebSocket close with `code` and `reason`, and flushes.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> Result<(), TransportError> {
+        let frame = CloseFrame {
+            code: WsCloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        self.0.send(WsMessage::Close(Some(frame))).await?;
+        Ok(())
+    }
+}
+
+impl Receiver {
+    /// The next binary message, or how the WebSocket ended.
+    ///
+    /// # Errors
+    /// [`TransportError::NotBinary`] for a text message; the others when the socket fails.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is either returned or stays buffered.
+    pub(crate) async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        loop {
+            return match self.0.next().await {
+                None => Ok(Incoming::Closed(None)),
+                Some(Ok(WsMessage::Binary(bytes))) => Ok(Incoming::Binary(bytes)),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Close(frame))) => {
+                    Ok(Incoming::Closed(frame.map(|f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    })))
+                }
+                Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
+                    Err(TransportError::NotBinary)
+                }
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                    ),
+                )) => Ok(Incoming::Closed(None)),
+                Some(Err(e)) => Err(e.into()),
+            };
+        }
+    }
+}
