@@ -28,7 +28,10 @@ async fn start() -> sockets::Server {
 }
 
 /// A client named `user` serving an inbox; its server-side id; its news.
-async fn join(server: &sockets::Server, user: &str) -> (Client, ConnectionId, UnboundedReceiver<String>) {
+async fn join(
+    server: &sockets::Server,
+    user: &str,
+) -> (Client, ConnectionId, UnboundedReceiver<String>) {
     let (inbox, news) = Inbox::new(user);
     let client = within(
         client(server.local_addr())
@@ -38,7 +41,11 @@ async fn join(server: &sockets::Server, user: &str) -> (Client, ConnectionId, Un
     )
     .await
     .unwrap();
-    let id: u64 = client.peer().call("calc.my_id", &(), CallOptions::default()).await.unwrap();
+    let id: u64 = client
+        .peer()
+        .call("calc.my_id", &(), CallOptions::default())
+        .await
+        .unwrap();
     (client, ConnectionId(id), news)
 }
 
@@ -52,14 +59,28 @@ async fn the_server_calls_one_client_and_gets_its_reply() {
     let (_alice, alice, _) = join(&server, "alice").await;
     let (_bob, bob, _) = join(&server, "bob").await;
     let reply = within(server.send_to(alice, &InboxRequest::Hello("server".into()))).await;
-    assert_eq!(reply.unwrap(), InboxResponse::Hello("alice greets server".into()));
+    assert_eq!(
+        reply.unwrap(),
+        InboxResponse::Hello("alice greets server".into())
+    );
     let reply = within(server.send_to(bob, &InboxRequest::Hello("server".into()))).await;
-    assert_eq!(reply.unwrap(), InboxResponse::Hello("bob greets server".into()));
-    let nobody = server.send_to(ConnectionId(u64::MAX), &InboxRequest::Hello("x".into())).await;
-    assert!(matches!(nobody, Err(Error::UnknownConnection(_))), "{nobody:?}");
+    assert_eq!(
+        reply.unwrap(),
+        InboxResponse::Hello("bob greets server".into())
+    );
+    let nobody = server
+        .send_to(ConnectionId(u64::MAX), &InboxRequest::Hello("x".into()))
+        .await;
+    assert!(
+        matches!(nobody, Err(Error::UnknownConnection(_))),
+        "{nobody:?}"
+    );
     // Through a peer, as generated client stubs would call.
     let peer = server.peer(alice).unwrap();
-    let greeting: String = peer.call("inbox.hello", &("peer",), CallOptions::default()).await.unwrap();
+    let greeting: String = peer
+        .call("inbox.hello", &("peer",), CallOptions::default())
+        .await
+        .unwrap();
     assert_eq!(greeting, "alice greets peer");
 }
 
@@ -69,13 +90,19 @@ async fn broadcast_reaches_every_authenticated_client_and_no_guest() {
     let (_alice, _, mut alice_news) = join(&server, "alice").await;
     let (_bob, _, mut bob_news) = join(&server, "bob").await;
     let (_guest, guest, mut guest_news) = join(&server, "guest").await;
-    let reached = server.broadcast(&InboxRequest::News("hello all".into())).await.unwrap();
+    let reached = server
+        .broadcast(&InboxRequest::News("hello all".into()))
+        .await
+        .unwrap();
     assert_eq!(reached, 2);
     assert_eq!(next(&mut alice_news).await, "hello all");
     assert_eq!(next(&mut bob_news).await, "hello all");
     // Messages on one connection keep their order: had the broadcast reached
     // the guest, it would arrive before this.
-    server.notify(guest, &InboxRequest::News("just you".into())).await.unwrap();
+    server
+        .notify(guest, &InboxRequest::News("just you".into()))
+        .await
+        .unwrap();
     assert_eq!(next(&mut guest_news).await, "just you");
 }
 
@@ -90,11 +117,17 @@ async fn rooms_group_connections_and_forget_them_on_disconnect() {
     server.join(bob, "ops").unwrap();
     server.join(carol, "dev").unwrap();
     assert_eq!(server.members("ops"), vec![alice, bob]);
-    let reached = server.broadcast_to("ops", &InboxRequest::News("ops only".into())).await.unwrap();
+    let reached = server
+        .broadcast_to("ops", &InboxRequest::News("ops only".into()))
+        .await
+        .unwrap();
     assert_eq!(reached, 2);
     assert_eq!(next(&mut alice_news).await, "ops only");
     assert_eq!(next(&mut bob_news).await, "ops only");
-    server.notify(carol, &InboxRequest::News("not ops".into())).await.unwrap();
+    server
+        .notify(carol, &InboxRequest::News("not ops".into()))
+        .await
+        .unwrap();
     assert_eq!(next(&mut carol_news).await, "not ops");
 
     assert!(server.leave(bob, "ops"));
@@ -108,8 +141,14 @@ async fn rooms_group_connections_and_forget_them_on_disconnect() {
             break;
         }
     }
-    assert!(server.members("ops").is_empty(), "a closed connection leaves its rooms");
-    assert!(matches!(server.join(alice, "ops"), Err(Error::UnknownConnection(_))));
+    assert!(
+        server.members("ops").is_empty(),
+        "a closed connection leaves its rooms"
+    );
+    assert!(matches!(
+        server.join(alice, "ops"),
+        Err(Error::UnknownConnection(_))
+    ));
     assert_eq!(server.members("dev"), vec![carol]);
 }
 
@@ -118,12 +157,22 @@ async fn call_all_collects_every_outcome_including_failures() {
     let server = start().await;
     let (_alice, alice, _) = join(&server, "alice").await;
     // Bob serves nothing: the call fails for him alone.
-    let bob_client = within(client(server.local_addr()).credentials(&Login { user: "bob".into() }).connect())
+    let bob_client = within(
+        client(server.local_addr())
+            .credentials(&Login { user: "bob".into() })
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let bob: u64 = bob_client
+        .peer()
+        .call("calc.my_id", &(), CallOptions::default())
         .await
         .unwrap();
-    let bob: u64 = bob_client.peer().call("calc.my_id", &(), CallOptions::default()).await.unwrap();
     let bob = ConnectionId(bob);
-    let results = within(server.call_all(&InboxRequest::Hello("everyone".into()))).await.unwrap();
+    let results = within(server.call_all(&InboxRequest::Hello("everyone".into())))
+        .await
+        .unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(
         results.get(&alice).unwrap().as_ref().unwrap(),
