@@ -84,7 +84,7 @@ impl Remote {
             addr_tx.send(server.local_addr()).expect("report address");
             let _ = killed.recv();
             drop(server);
-            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            runtime.shutdown_timeout(Duration::from_secs(5));
         });
         let addr = addr_rx
             .recv()
