@@ -50,29 +50,38 @@ impl Services {
     }
 }
 
-/// The handlers running for calls of the peer, by call id.
+/// The handlers running for calls and notifications of the peer.
 #[derive(Default)]
 pub(crate) struct Running {
+    /// By the peer's call id.
     tasks: HashMap<u64, AbortHandle>,
+    /// By a local counter; bounded like calls, but a notification over the
+    /// bound is dropped (there is no reply to refuse it with).
+    notifications: HashMap<u64, AbortHandle>,
+    next_notification: u64,
 }
 
 impl Running {
+    fn publish(&self, count: &watch::Sender<usize>) {
+        count.send_replace(self.tasks.len() + self.notifications.len());
+    }
+
     fn insert(&mut self, id: u64, task: AbortHandle, count: &watch::Sender<usize>) {
         self.tasks.insert(id, task);
-        count.send_replace(self.tasks.len());
+        self.publish(count);
     }
 
     fn remove(&mut self, id: u64, count: &watch::Sender<usize>) -> Option<AbortHandle> {
         let task = self.tasks.remove(&id);
-        count.send_replace(self.tasks.len());
+        self.publish(count);
         task
     }
 
     pub(crate) fn abort_all(&mut self, count: &watch::Sender<usize>) {
-        for (_, task) in self.tasks.drain() {
+        for (_, task) in self.tasks.drain().chain(self.notifications.drain()) {
             task.abort();
         }
-        count.send_replace(0);
+        self.publish(count);
     }
 }
 
@@ -209,16 +218,31 @@ pub(crate) fn notify(shared: &Arc<Shared>, notify: Notify) {
         tracing::debug!(id = %shared.id, %method, "guest notification for a closed method");
         return;
     }
-    match Arc::clone(service).dispatch(context(shared, None), &method, &args) {
-        Ok(handler) => {
-            tokio::spawn(async move {
-                if AssertUnwindSafe(handler).catch_unwind().await.is_err() {
-                    tracing::error!(%method, "notification handler panicked");
-                }
-            });
+    let handler = match Arc::clone(service).dispatch(context(shared, None), &method, &args) {
+        Ok(handler) => handler,
+        Err(error) => {
+            tracing::debug!(id = %shared.id, %error, "notification not dispatched");
+            return;
         }
-        Err(error) => tracing::debug!(id = %shared.id, %error, "notification not dispatched"),
+    };
+    let mut running = lock(&shared.running);
+    if running.notifications.len() >= shared.config.max_in_flight {
+        tracing::warn!(id = %shared.id, %method, "notification dropped: too many running");
+        return;
     }
+    let key = running.next_notification;
+    running.next_notification += 1;
+    let task_shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        if AssertUnwindSafe(handler).catch_unwind().await.is_err() {
+            tracing::error!(%method, "notification handler panicked");
+        }
+        let mut running = lock(&task_shared.running);
+        running.notifications.remove(&key);
+        running.publish(&task_shared.running_count);
+    });
+    running.notifications.insert(key, task.abort_handle());
+    running.publish(&shared.running_count);
 }
 
 /// The peer no longer waits for call `id`: abort its handler.

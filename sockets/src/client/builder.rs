@@ -192,3 +192,45 @@ impl ClientBuilder {
         Client::connect(self).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::crypto::generate_key;
+
+    fn from(vars: &[(&str, String)]) -> Result<ClientBuilder, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        ClientBuilder::from_vars(&Vars(&lookup))
+    }
+
+    #[test]
+    fn from_env_requires_a_secret_and_builds_the_url() {
+        assert!(matches!(from(&[]), Err(Error::Config(_))));
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_ADDR", "10.1.2.3".into()),
+            ("SOCKETS_PORT", "4444".into()),
+            ("SOCKETS_CIPHER", "chacha20-poly1305".into()),
+            ("SOCKETS_CALL_TIMEOUT_MS", "250".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.url, "ws://10.1.2.3:4444/");
+        assert_eq!(builder.suite, Some(Suite::ChaCha20Poly1305));
+        assert_eq!(builder.mode, Mode::Encrypted);
+        assert_eq!(builder.config.call_timeout, Duration::from_millis(250));
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_URL", "ws://example.invalid:1/".into()),
+            ("SOCKETS_PLAINTEXT", "yes".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.url, "ws://example.invalid:1/");
+        assert_eq!(builder.mode, Mode::Plaintext);
+    }
+}

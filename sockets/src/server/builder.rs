@@ -194,3 +194,68 @@ impl ServerBuilder {
         Server::start(self).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::crypto::generate_key;
+
+    fn from(vars: &[(&str, String)]) -> Result<ServerBuilder, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        ServerBuilder::from_vars(&Vars(&lookup))
+    }
+
+    #[test]
+    fn from_env_requires_a_secret() {
+        let missing = from(&[("SOCKETS_PORT", "9000".into())]);
+        assert!(matches!(missing, Err(Error::Config(_))), "{missing:?}");
+        let bad = from(&[("SOCKETS_SECRET", "not base64!".into())]);
+        assert!(matches!(bad, Err(Error::Config(_))), "{bad:?}");
+    }
+
+    #[test]
+    fn from_env_reads_every_setting() {
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_ADDR", "0.0.0.0".into()),
+            ("SOCKETS_PORT", "9000".into()),
+            ("SOCKETS_CIPHER", "aes-256-gcm".into()),
+            ("SOCKETS_PLAINTEXT", "true".into()),
+            ("SOCKETS_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ("SOCKETS_HEARTBEAT_TIMEOUT_MS", "3000".into()),
+            ("SOCKETS_HANDSHAKE_TIMEOUT_MS", "2000".into()),
+            ("SOCKETS_MAX_FRAME", "65536".into()),
+            ("SOCKETS_MAX_IN_FLIGHT", "4".into()),
+            ("SOCKETS_MAX_CONNECTIONS", "12".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.address, "0.0.0.0:9000");
+        assert_eq!(builder.suites, vec![Suite::Aes256Gcm]);
+        assert!(builder.allow_plaintext);
+        assert_eq!(builder.config.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(builder.config.heartbeat_timeout, Duration::from_secs(3));
+        assert_eq!(builder.config.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(builder.config.max_frame, 65536);
+        assert_eq!(builder.config.max_in_flight, 4);
+        assert_eq!(builder.max_connections, 12);
+        assert!(builder.secret.is_some());
+    }
+
+    #[test]
+    fn from_env_accepts_a_passphrase_with_its_salt() {
+        let builder = from(&[
+            ("SOCKETS_PASSPHRASE", "correct horse battery staple".into()),
+            ("SOCKETS_SALT", "deployment-salt-0001".into()),
+        ])
+        .unwrap();
+        assert!(builder.secret.is_some());
+        let without_salt = from(&[("SOCKETS_PASSPHRASE", "correct horse".into())]);
+        assert!(matches!(without_salt, Err(Error::Config(_))));
+    }
+}
