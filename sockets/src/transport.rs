@@ -40,6 +40,9 @@ pub(crate) enum TransportError {
     /// The peer sent a message larger than the limit.
     #[error("the peer sent a websocket message over the size limit")]
     TooLarge,
+    /// The URL cannot be used.
+    #[error("bad url: {0}")]
+    BadUrl(String),
     /// The WebSocket layer reported another failure (bad upgrade, bad framing).
     #[error("websocket: {0}")]
     WebSocket(String),
@@ -100,11 +103,16 @@ pub(crate) async fn connect(
 ) -> Result<(Sender, Receiver, std::net::SocketAddr), TransportError> {
     let request = url
         .into_client_request()
-        .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+        .map_err(|e| TransportError::BadUrl(e.to_string()))?;
     let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(TransportError::BadUrl(
+            "only ws:// urls are supported (terminate TLS in front, or use plaintext mode behind it)".into(),
+        ));
+    }
     let host = uri
         .host()
-        .ok_or_else(|| TransportError::WebSocket("the url has no host".into()))?
+        .ok_or_else(|| TransportError::BadUrl("the url has no host".into()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();

@@ -40,7 +40,7 @@ async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
             .unwrap();
         assert_eq!(sum, 42, "{suite:?} plaintext={plaintext}");
         // A message larger than one frame travels as several.
-        let big = "x".repeat(3 << 20);
+        let big = "x".repeat(3 << 19);
         let echo: String = client
             .peer()
             .call("calc.echo", &(&big,), opts())

@@ -123,6 +123,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
         .await
         .map_err(|e| match e {
             TransportError::Io(e) => Error::Io(e),
+            TransportError::BadUrl(e) => Error::Config(e),
             other => Error::Io(std::io::Error::other(other.to_string())),
         })?;
     let (handshake, hs1) = ClientHandshake::start(setup.secret, setup.suite, setup.mode, None)

@@ -209,6 +209,21 @@ async fn write_frames(
     sender.flush().await.map_err(|e| transport_failed(&e))
 }
 
+/// Writes one batch within the write timeout; a peer that does not drain
+/// its socket in time is a slow consumer.
+async fn write_batch(
+    sender: &mut Sender,
+    sealer: &mut Sealer,
+    plaintext: &[u8],
+    wire: &mut Vec<Bytes>,
+    write_timeout: Duration,
+) -> Result<(), Disconnect> {
+    let write = write_frames(sender, sealer, FrameKind::Data, plaintext, wire);
+    tokio::time::timeout(write_timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(slow_consumer()))
+}
+
 async fn write_loop(
     shared: Arc<Shared>,
     mut sender: Sender,
@@ -229,56 +244,28 @@ async fn write_loop(
         let Some(first) = first else { break };
         plain.clear();
         codec::encode_message(&first, &mut plain);
-        let mut failed = None;
-        // Batch what else is waiting; a batch never exceeds the message limit.
-        loop {
-            let before = plain.len();
-            if before >= BATCH_BYTES {
-                break;
-            }
+        // Envelopes already waiting join the same DATA plaintext (one seal,
+        // one flush), as long as it stays within the message limit.
+        let mut written = Ok(());
+        while plain.len() < BATCH_BYTES {
             let Ok(next) = queue.try_recv() else { break };
+            let before = plain.len();
             codec::encode_message(&next, &mut plain);
             if plain.len() > max_message {
-                let flushed = tokio::time::timeout(
-                    write_timeout,
-                    write_frames(
-                        &mut sender,
-                        &mut sealer,
-                        FrameKind::Data,
-                        &plain[..before],
-                        &mut wire,
-                    ),
-                )
-                .await;
-                match flushed {
-                    Ok(Ok(())) => {
-                        plain.drain(..before);
-                    }
-                    Ok(Err(reason)) => {
-                        failed = Some((reason, false));
-                        break;
-                    }
-                    Err(_) => {
-                        failed = Some((slow_consumer(), false));
-                        break;
-                    }
+                let full = plain.get(..before).unwrap_or_default();
+                written =
+                    write_batch(&mut sender, &mut sealer, full, &mut wire, write_timeout).await;
+                plain.drain(..before);
+                if written.is_err() {
+                    break;
                 }
             }
         }
-        if failed.is_none() {
-            let written = tokio::time::timeout(
-                write_timeout,
-                write_frames(&mut sender, &mut sealer, FrameKind::Data, &plain, &mut wire),
-            )
-            .await;
-            failed = match written {
-                Ok(Ok(())) => None,
-                Ok(Err(reason)) => Some((reason, false)),
-                Err(_) => Some((slow_consumer(), false)),
-            };
+        if written.is_ok() {
+            written = write_batch(&mut sender, &mut sealer, &plain, &mut wire, write_timeout).await;
         }
-        if let Some((reason, send_close)) = failed {
-            shared.close(reason, send_close);
+        if let Err(reason) = written {
+            shared.close(reason, false);
             break;
         }
     }
