@@ -57,6 +57,10 @@ use crate::transport;
 use auth::AuthHook;
 use registry::Registry;
 
+/// How long the accept loop pauses after a failed accept (out of file
+/// descriptors, say) before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Something that happened to a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +90,8 @@ pub enum ServerEvent {
 }
 
 /// A running server; a cheap handle (clones share the server).
+///
+/// The server runs until [`Server::shutdown`], even when every handle is dropped.
 #[derive(Clone)]
 pub struct Server {
     inner: Arc<Inner>,
@@ -416,7 +422,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             Err(error) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(%error, "accept failed");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };

@@ -84,12 +84,17 @@ async fn read_loop(shared: &Arc<Shared>, mut receiver: Receiver, mut opener: Ope
         Instant::now(),
     );
     let mut closing = shared.closing.subscribe();
+    // One timer for the connection's life. Traffic only moves the next wake
+    // later, so the timer is reset when it fires rather than per frame.
+    let timer = sleep_until(heartbeat.next_wake());
+    tokio::pin!(timer);
     loop {
-        let wake = heartbeat.next_wake();
         let incoming = tokio::select! {
             _ = closing.wait_for(Option::is_some) => return,
-            () = sleep_until(wake) => {
-                match heartbeat.poll(Instant::now()) {
+            () = &mut timer => {
+                let action = heartbeat.poll(Instant::now());
+                timer.as_mut().reset(heartbeat.next_wake());
+                match action {
                     Some(Action::Ping(nonce)) => {
                         // A full queue already means traffic is waiting to go out.
                         let _ = shared.queue.try_send(Message::Ping { nonce });
