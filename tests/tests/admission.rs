@@ -185,3 +185,60 @@ async fn a_server_without_a_secret_does_not_start() {
         .await;
     assert!(matches!(connected, Err(Error::Config(_))), "{connected:?}");
 }
+
+#[tokio::test]
+async fn connect_reports_io_errors_and_timeouts() {
+    // Nobody listens on a port we just released.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let refused = within(client(port).connect()).await;
+    assert!(matches!(refused, Err(Error::Io(_))), "{refused:?}");
+
+    // A listener that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let timed_out = within(
+        client(addr)
+            .handshake_timeout(std::time::Duration::from_millis(200))
+            .connect(),
+    )
+    .await;
+    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+
+    let wss = within(
+        sockets::Client::builder()
+            .url("wss://127.0.0.1:1/")
+            .secret(tests::secret())
+            .connect(),
+    )
+    .await;
+    assert!(matches!(wss, Err(Error::Config(_))), "{wss:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_finish_the_handshake_is_dropped_in_time() {
+    let server = server()
+        .handshake_timeout(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let mut events = server.events();
+    // Upgrade to WebSocket, then say nothing.
+    let (_socket, _) = tokio_tungstenite::connect_async(tests::url(server.local_addr()))
+        .await
+        .unwrap();
+    loop {
+        if let ServerEvent::Disconnected { reason, .. } = within(events.recv()).await.unwrap() {
+            assert_eq!(reason.code, CloseCode::HandshakeTimeout);
+            break;
+        }
+    }
+}

@@ -205,3 +205,27 @@ async fn a_panicking_handler_answers_internal_and_the_connection_lives() {
     assert_eq!(sum, 5);
     assert_eq!(server.connections().len(), 1);
 }
+
+#[tokio::test]
+async fn several_services_share_one_connection() {
+    let (calc, _control) = Calc::new();
+    let (inbox, _news) = tests::services::Inbox::new("server");
+    let server = server().serve(calc).serve(inbox).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let sum: i64 = client
+        .peer()
+        .call("calc.add", &(1, 2), opts())
+        .await
+        .unwrap();
+    let hello: String = client
+        .peer()
+        .call("inbox.hello", &("you",), opts())
+        .await
+        .unwrap();
+    assert_eq!((sum, hello.as_str()), (3, "server greets you"));
+
+    let (first, _) = Calc::new();
+    let (second, _) = Calc::new();
+    let twice = tests::server().serve(first).serve(second).start().await;
+    assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
+}

@@ -42,6 +42,8 @@ async fn killing_the_server_fails_pending_calls_and_the_client_reconnects_after_
     .await
     .unwrap();
     let mut states = client.states();
+    // A peer taken before the outage follows the client to its new connection.
+    let peer = client.peer();
     let long = CallOptions::timeout(Duration::from_secs(60));
     let pending = tokio::spawn({
         let peer = client.peer();
@@ -63,12 +65,55 @@ async fn killing_the_server_fails_pending_calls_and_the_client_reconnects_after_
         .await
         .unwrap();
     wait_for_state(&mut states, |s| *s == ClientState::Reconnected).await;
-    let sum: i64 = client
-        .peer()
-        .call("calc.add", &(20, 22), opts())
-        .await
-        .unwrap();
+    let sum: i64 = peer.call("calc.add", &(20, 22), opts()).await.unwrap();
     assert_eq!(sum, 42);
+}
+
+#[tokio::test]
+async fn reconnecting_gives_up_after_the_configured_attempts() {
+    let (calc, _control) = Calc::new();
+    let remote = Remote::start(move || server().serve(calc));
+    let client = within(
+        client(remote.addr)
+            .reconnect(Reconnect {
+                initial_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(20),
+                max_attempts: Some(2),
+                ..Reconnect::default()
+            })
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let mut states = client.states();
+    remote.kill();
+    let mut seen = Vec::new();
+    loop {
+        let state = within(states.recv()).await.unwrap();
+        seen.push(state.clone());
+        if state == ClientState::Closed {
+            break;
+        }
+    }
+    assert!(
+        matches!(seen.first(), Some(ClientState::Disconnected(_))),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get(1..),
+        Some(
+            &[
+                ClientState::Connecting { attempt: 1 },
+                ClientState::Connecting { attempt: 2 },
+                ClientState::Closed
+            ][..]
+        )
+    );
+    let after = client
+        .peer()
+        .call::<_, i64>("calc.add", &(1, 2), opts())
+        .await;
+    assert!(matches!(after, Err(Error::Disconnected(_))), "{after:?}");
 }
 
 #[tokio::test]
