@@ -24,6 +24,7 @@
 //! connections for [`Server::broadcast_to`]. [`Server::events`] reports
 //! connections as they come, authenticate and go.
 
+mod accept;
 pub mod auth;
 mod builder;
 mod registry;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -44,8 +45,7 @@ pub use builder::ServerBuilder;
 pub use registry::ConnectionInfo;
 
 use crate::config::ConnectionConfig;
-use crate::connection::establish::{self, ServerSetup};
-use crate::connection::{self, Handle, Params, Shared};
+use crate::connection::Handle;
 use crate::crypto::{Acceptor, AcceptorConfig};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
@@ -53,13 +53,12 @@ use crate::protocol::CloseCode;
 use crate::service::{
     CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind,
 };
-use crate::transport;
 use auth::AuthHook;
 use registry::Registry;
 
 /// How long the accept loop pauses after a failed accept (out of file
 /// descriptors, say) before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Something that happened to a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +104,7 @@ impl std::fmt::Debug for Server {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     local_addr: SocketAddr,
     config: Arc<ConnectionConfig>,
     services: Arc<Services>,
@@ -164,7 +163,7 @@ impl Server {
             stop: watch::Sender::new(false),
             accept_task: Mutex::new(None),
         });
-        let task = tokio::spawn(accept_loop(Arc::clone(&inner), listener));
+        let task = tokio::spawn(accept::accept_loop(Arc::clone(&inner), listener));
         *inner.accept_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         tracing::info!(%local_addr, "server listening");
         Ok(Self { inner })
@@ -407,121 +406,5 @@ impl Server {
         let wait = inner.config.handshake_timeout + Duration::from_secs(2);
         let _ = tokio::time::timeout(wait, open.wait_for(|n| *n == 0)).await;
         tracing::info!(local_addr = %inner.local_addr, "server stopped");
-    }
-}
-
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
-    let mut stop = inner.stop.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, addr) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: keep serving the others.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let admitted = inner.open.send_if_modified(|open| {
-            if *open >= inner.max_connections {
-                return false;
-            }
-            *open += 1;
-            true
-        });
-        if !admitted {
-            tracing::debug!(%addr, "refused: too many connections");
-            tokio::spawn(establish::refuse(
-                tcp,
-                Arc::clone(&inner.config),
-                CloseCode::TooManyConnections,
-                "too many connections",
-            ));
-            continue;
-        }
-        let id = connection::next_id();
-        let _ = inner.events.send(ServerEvent::Connected { id, addr });
-        tokio::spawn(admit(Arc::clone(&inner), tcp, id, addr));
-    }
-}
-
-fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
-    inner.registry.remove(id);
-    inner
-        .open
-        .send_modify(|open| *open = open.saturating_sub(1));
-    let _ = inner.events.send(ServerEvent::Disconnected { id, reason });
-}
-
-async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: SocketAddr) {
-    let config = &inner.config;
-    let upgraded = tokio::time::timeout(
-        config.handshake_timeout,
-        transport::accept(tcp, config.max_frame),
-    )
-    .await;
-    let (sender, receiver) = match upgraded {
-        Ok(Ok(halves)) => halves,
-        Ok(Err(error)) => {
-            closed(
-                &inner,
-                id,
-                Disconnect::new(CloseCode::ProtocolError, error.to_string()),
-            );
-            return;
-        }
-        Err(_) => {
-            closed(
-                &inner,
-                id,
-                Disconnect::new(CloseCode::HandshakeTimeout, "handshake timeout"),
-            );
-            return;
-        }
-    };
-    let setup = ServerSetup {
-        id,
-        peer_addr: addr,
-        acceptor: &inner.acceptor,
-        auth: &inner.auth,
-        config,
-    };
-    let established = match establish::server(setup, sender, receiver).await {
-        Ok(established) => established,
-        Err(reason) => {
-            tracing::debug!(%id, %addr, %reason, "not admitted");
-            closed(&inner, id, reason);
-            return;
-        }
-    };
-    let session = established.session;
-    let (shared, queue) = Shared::new(Params {
-        id,
-        peer_addr: addr,
-        session,
-        peer_is_guest: session == SessionKind::Guest,
-        meta: established.meta,
-        config: Arc::clone(config),
-        services: Arc::clone(&inner.services),
-    });
-    let handle = Handle(Arc::clone(&shared));
-    inner.registry.insert(handle.clone());
-    let _ = inner
-        .events
-        .send(ServerEvent::Authenticated { id, session });
-    let done_inner = Arc::clone(&inner);
-    connection::spawn(
-        shared,
-        queue,
-        (established.sender, established.sealer),
-        (established.receiver, established.opener),
-        move |reason| closed(&done_inner, id, reason),
-    );
-    if inner.stopping.load(Ordering::Acquire) {
-        handle.close(CloseCode::GoingAway, "server shutting down");
     }
 }
