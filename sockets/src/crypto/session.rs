@@ -278,6 +278,20 @@ impl Session {
         self.mode
     }
 
+    /// Every secret this session holds: exporter, both traffic secrets and
+    /// both AEAD keys (tests look for them on the wire and in Debug output).
+    /// Not the finished MAC: mode P sends it, by design.
+    #[cfg(test)]
+    pub(crate) fn secrets_for_test(&self) -> Vec<[u8; 32]> {
+        vec![
+            *self.exporter,
+            *self.send.secret(),
+            *self.recv.secret(),
+            *schedule::expand(self.send.secret(), b"rpcws1 key"),
+            *schedule::expand(self.recv.secret(), b"rpcws1 key"),
+        ]
+    }
+
     /// A 32-byte value both sides derive for `label` and nobody else can:
     /// HKDF-Expand(exporter, "rpcws1 export " || label, 32). For binding
     /// application tokens to this connection.
@@ -384,8 +398,8 @@ impl Sealer {
     /// (the client's first frame is AUTH, the server's AUTH_RESULT, then DATA
     /// and CLOSE; nothing after CLOSE); [`SessionError::MessageTooLarge`] when
     /// DATA exceeds `max_message` or another kind exceeds one frame;
-    /// [`SessionError::Exhausted`] at the hard key-usage limit. Every error is
-    /// final.
+    /// [`SessionError::Exhausted`] at the hard key-usage limit. Every error but
+    /// `MessageTooLarge` (which seals nothing) is final.
     pub fn seal(
         &mut self,
         kind: FrameKind,
@@ -398,6 +412,7 @@ impl Sealer {
                 out.extend(frames);
                 Ok(())
             }
+            Err(SessionError::MessageTooLarge) => Err(SessionError::MessageTooLarge),
             Err(error) => {
                 self.state = SendState::Done;
                 Err(error)
@@ -542,6 +557,18 @@ impl Sealer {
     #[cfg(test)]
     pub(crate) fn traffic_secret(&self) -> [u8; 32] {
         *self.counter.traffic.secret()
+    }
+
+    /// Seals one frame of any type and flags, bypassing the order rules (tests).
+    #[cfg(test)]
+    pub(crate) fn raw_frame(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Bytes {
+        self.frame(kind, flags, &[], plaintext).unwrap()
+    }
+
+    /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
+    #[cfg(test)]
+    pub(crate) fn force_last_epoch(&mut self) {
+        self.counter.traffic.force_epoch(u32::MAX);
     }
 }
 
@@ -835,5 +862,11 @@ impl Opener {
     #[cfg(test)]
     pub(crate) fn position(&self) -> (u32, u64) {
         (self.counter.traffic.epoch(), self.counter.seq)
+    }
+
+    /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
+    #[cfg(test)]
+    pub(crate) fn force_last_epoch(&mut self) {
+        self.counter.traffic.force_epoch(u32::MAX);
     }
 }
