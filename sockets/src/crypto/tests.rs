@@ -483,3 +483,558 @@ fn t13_t14_oversized_frames_and_messages_are_refused_before_allocating() {
         Err(SessionError::FrameTooLarge)
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// T12: a bit flip anywhere in any frame of a stream is detected, and
+    /// nothing of that frame or after it is delivered.
+    #[test]
+    fn t12_bit_flips_anywhere_are_detected(
+        suite_aes in any::<bool>(),
+        frame in 0usize..5,
+        position in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let suite = if suite_aes { Suite::Aes256Gcm } else { Suite::ChaCha20Poly1305 };
+        let limits = Limits { rekey_after_frames: 2, reject_after_frames: 4, ..Limits::default() };
+        let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, limits);
+        // AUTH was seq 0: DATA, KEY_UPDATE, then in epoch 1 DATA, DATA, KEY_UPDATE.
+        let mut frames = seal(&mut c_seal, FrameKind::Data, b"first message");
+        frames.extend(seal(&mut c_seal, FrameKind::Data, &[9; 100]));
+        frames.extend(seal(&mut c_seal, FrameKind::Data, b"third"));
+        prop_assert_eq!(frames.len(), 5);
+        let mut tampered = frames[frame].to_vec();
+        let at = position.index(tampered.len());
+        tampered[at] ^= 1 << bit;
+        for good in &frames[..frame] {
+            s_open.open(good.clone()).unwrap();
+        }
+        let result = s_open.open(Bytes::from(tampered));
+        prop_assert!(result.is_err(), "{:?}", result);
+        if at >= HEADER_LEN || [1, 4, 5, 6, 7].contains(&at) {
+            // Body, tag, type and epoch are authenticated, not parsed.
+            prop_assert!(
+                matches!(result, Err(SessionError::Decrypt | SessionError::Malformed(_))),
+                "{:?}", result
+            );
+        }
+        prop_assert!(s_open.open(frames[frame].clone()).is_err());
+    }
+
+    /// Arbitrary bytes never panic the acceptor and end in a typed error.
+    #[test]
+    fn fuzz_accept(
+        header in prop::collection::vec(any::<u8>(), 8),
+        body in prop::collection::vec(any::<u8>(), 0..1100),
+        valid_header in any::<bool>(),
+    ) {
+        let acceptor = acceptor_for(vec![secret()]);
+        let mut hs1 = if valid_header { vec![1, 1, 1, 1, 0, 0, 0, 0] } else { header };
+        hs1.extend(body);
+        prop_assert!(acceptor.accept(&hs1, None, Limits::default()).is_err());
+    }
+
+    /// Arbitrary bytes never panic a client finishing its handshake.
+    #[test]
+    fn fuzz_finish(body in prop::collection::vec(any::<u8>(), 0..1100), echo in any::<bool>()) {
+        let (client, hs1) =
+            ClientHandshake::start(&secret(), Suite::Aes256Gcm, Mode::Encrypted, None).unwrap();
+        let mut hs2 = if echo { [&[1u8, 2][..], &hs1[2..8]].concat() } else { Vec::new() };
+        hs2.extend(body);
+        prop_assert_eq!(
+            client.finish(&hs2, Limits::default()).unwrap_err(),
+            HandshakeError::ServerNotVerified
+        );
+    }
+
+    /// Arbitrary bytes never panic an opener, before or after authentication, in either mode.
+    #[test]
+    fn fuzz_open(
+        frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..4),
+        header in prop::sample::select(vec![0x10u8, 0x11, 0x12, 0x14, 0x15]),
+        authed in any::<bool>(),
+        plaintext_mode in any::<bool>(),
+    ) {
+        let mode = if plaintext_mode { Mode::Plaintext } else { Mode::Encrypted };
+        let mut s_open = if authed {
+            authenticated(Suite::ChaCha20Poly1305, mode, Limits::default()).3
+        } else {
+            pair(Suite::ChaCha20Poly1305, mode, Limits::default()).1.split().1
+        };
+        let mut failed = false;
+        for (i, body) in frames.into_iter().enumerate() {
+            let wire = if i % 2 == 0 { [&[1u8, header, 0, 0, 0, 0, 0, 0][..], &body].concat() } else { body };
+            match s_open.open(Bytes::from(wire)) {
+                Ok(_) => prop_assert!(mode == Mode::Plaintext && !failed),
+                Err(_) => failed = true,
+            }
+        }
+        prop_assert!(failed || mode == Mode::Plaintext);
+    }
+}
+
+#[test]
+fn t16_protocol_junk_is_refused() {
+    let (mut c_seal, _, _, _) = authenticated(Suite::Aes256Gcm, Mode::Encrypted, Limits::default());
+    let frame = seal(&mut c_seal, FrameKind::Data, b"x")[0].to_vec();
+    let cases: [(usize, u8, SessionError); 4] = [
+        (0, 2, SessionError::Malformed("unsupported version")),
+        (1, 0x13, SessionError::Malformed("unknown frame type")),
+        (2, 0x02, SessionError::Malformed("unknown flags")),
+        (3, 0x01, SessionError::Malformed("reserved byte set")),
+    ];
+    for (at, value, expected) in cases {
+        let (_, _, _, mut s_open) =
+            authenticated(Suite::Aes256Gcm, Mode::Encrypted, Limits::default());
+        let mut junk = frame.clone();
+        junk[at] = value;
+        assert_eq!(s_open.open(Bytes::from(junk)), Err(expected.clone()));
+        assert_eq!(expected.close().0, CloseCode::ProtocolError);
+    }
+}
+
+#[test]
+fn t19_rekey_across_the_boundary_with_tiny_limits() {
+    for suite in SUITES {
+        let limits = Limits {
+            rekey_after_frames: 4,
+            reject_after_frames: 6,
+            ..Limits::default()
+        };
+        let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, limits.clone());
+        let mut secrets = vec![c_seal.traffic_secret()];
+        let mut epochs = Vec::new();
+        for i in 0..20u8 {
+            let frames = seal(&mut c_seal, FrameKind::Data, &[i; 33]);
+            let key_updates = frames.iter().filter(|f| f[1] == 0x11).count();
+            assert!(key_updates <= 1);
+            let got = open_all(&mut s_open, frames);
+            assert_eq!(&got[0].plaintext[..], &[i; 33]);
+            assert_eq!(s_open.position(), c_seal.position());
+            if key_updates == 1 {
+                secrets.push(c_seal.traffic_secret());
+                epochs.push(c_seal.position().0);
+            }
+        }
+        // AUTH was frame 0 of epoch 0; then KEY_UPDATE every 4 frames.
+        assert_eq!(epochs, [1, 2, 3, 4, 5]);
+        let mut distinct = secrets.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), secrets.len(), "every epoch has its own key");
+
+        // Rekeying by bytes.
+        let by_bytes = Limits {
+            max_frame: 1024,
+            rekey_after_bytes: 3000,
+            reject_after_bytes: 3000 + 1024 + 24,
+            ..Limits::default()
+        };
+        let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, by_bytes);
+        let frames = seal(&mut c_seal, FrameKind::Data, &[1; 5000]);
+        assert!(frames.iter().any(|f| f[1] == 0x11));
+        assert_eq!(open_all(&mut s_open, frames)[0].plaintext.len(), 5000);
+        assert!(c_seal.position().0 >= 1);
+    }
+}
+
+#[test]
+fn t19_a_peer_ignoring_the_limit_is_closed_and_we_never_pass_ours() {
+    let lax = Limits {
+        rekey_after_frames: 100,
+        reject_after_frames: 200,
+        ..Limits::default()
+    };
+    let strict = Limits {
+        rekey_after_frames: 4,
+        reject_after_frames: 6,
+        ..Limits::default()
+    };
+    let (mut c_seal, _, _, mut s_open) =
+        authenticated_with(Suite::Aes256Gcm, Mode::Encrypted, lax, strict);
+    // AUTH was seq 0; seqs 1..=5 are accepted, seq 6 passes the hard limit.
+    for i in 1..=5u8 {
+        open_all(&mut s_open, seal(&mut c_seal, FrameKind::Data, &[i]));
+    }
+    let frame = seal(&mut c_seal, FrameKind::Data, b"too many");
+    assert_eq!(
+        s_open.open(frame[0].clone()),
+        Err(SessionError::LimitExceeded)
+    );
+
+    // The epoch counter cannot wrap: the sender refuses, the receiver closes.
+    let (mut c_seal, _, _, _) = authenticated(
+        Suite::Aes256Gcm,
+        Mode::Encrypted,
+        Limits {
+            rekey_after_frames: 2,
+            reject_after_frames: 3,
+            ..Limits::default()
+        },
+    );
+    c_seal.force_last_epoch();
+    let mut out = Vec::new();
+    assert_eq!(
+        c_seal.seal(FrameKind::Data, b"x", &mut out),
+        Err(SessionError::Exhausted)
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        c_seal.seal(FrameKind::Data, b"x", &mut out),
+        Err(SessionError::UnexpectedFrame("session closed"))
+    );
+    // A KEY_UPDATE at the last epoch: authentic, but the receiver cannot ratchet past it.
+    let (mut c_seal, _, _, mut s_open) =
+        authenticated(Suite::Aes256Gcm, Mode::Encrypted, Limits::default());
+    c_seal.force_last_epoch();
+    s_open.force_last_epoch();
+    let key_update = c_seal.raw_frame(0x11, 0, b"");
+    assert_eq!(s_open.open(key_update), Err(SessionError::LimitExceeded));
+}
+
+#[test]
+fn invalid_limits_and_configs_are_refused() {
+    let secret = secret();
+    let bad = [
+        Limits {
+            max_frame: 100,
+            ..Limits::default()
+        },
+        Limits {
+            rekey_after_frames: 0,
+            ..Limits::default()
+        },
+        Limits {
+            rekey_after_frames: 10,
+            reject_after_frames: 10,
+            ..Limits::default()
+        },
+        Limits {
+            rekey_after_bytes: 1 << 37,
+            ..Limits::default()
+        },
+    ];
+    for limits in bad {
+        let (client, hs1) =
+            ClientHandshake::start(&secret, Suite::Aes256Gcm, Mode::Encrypted, None).unwrap();
+        assert!(matches!(
+            acceptor_for(vec![secret.clone()]).accept(&hs1, None, limits.clone()),
+            Err(HandshakeError::Config(_))
+        ));
+        assert!(matches!(
+            client.finish(&[0; 60], limits),
+            Err(HandshakeError::Config(_))
+        ));
+    }
+    let config = |f: fn(&mut AcceptorConfig)| {
+        let mut config = AcceptorConfig {
+            secrets: vec![secret.clone()],
+            ..AcceptorConfig::default()
+        };
+        f(&mut config);
+        Acceptor::new(config)
+    };
+    assert!(matches!(
+        config(|c| c.secrets.clear()),
+        Err(HandshakeError::Config(_))
+    ));
+    assert!(matches!(
+        config(|c| c.suites.clear()),
+        Err(HandshakeError::Config(_))
+    ));
+    assert!(matches!(
+        config(|c| c.max_frame = 100),
+        Err(HandshakeError::Config(_))
+    ));
+    assert!(matches!(
+        config(|c| c.max_frame = (16 << 20) + 1),
+        Err(HandshakeError::Config(_))
+    ));
+    assert!(config(|c| c.freshness_window = Some(Duration::from_secs(1))).is_ok());
+}
+
+#[test]
+fn t20_configuration_mismatches_are_explicit_and_nothing_falls_back() {
+    let secret = secret();
+    let e_only = Acceptor::new(AcceptorConfig {
+        secrets: vec![secret.clone()],
+        suites: vec![Suite::ChaCha20Poly1305],
+        ..AcceptorConfig::default()
+    })
+    .unwrap();
+    let (_, hs1) =
+        ClientHandshake::start(&secret, Suite::ChaCha20Poly1305, Mode::Plaintext, None).unwrap();
+    let error = e_only.accept(&hs1, None, Limits::default()).unwrap_err();
+    assert_eq!(
+        error,
+        HandshakeError::Unsupported("plaintext mode not allowed")
+    );
+    assert_eq!(
+        error.close(),
+        (CloseCode::PolicyViolation, "plaintext mode not allowed")
+    );
+    let (_, hs1) =
+        ClientHandshake::start(&secret, Suite::Aes256Gcm, Mode::Encrypted, None).unwrap();
+    assert_eq!(
+        e_only.accept(&hs1, None, Limits::default()).unwrap_err(),
+        HandshakeError::Unsupported("unsupported suite")
+    );
+    // A client binding to TLS meets a server without an exporter.
+    let (_, hs1) = ClientHandshake::start(
+        &secret,
+        Suite::ChaCha20Poly1305,
+        Mode::Encrypted,
+        Some(&[1; 32]),
+    )
+    .unwrap();
+    assert_eq!(
+        e_only.accept(&hs1, None, Limits::default()).unwrap_err(),
+        HandshakeError::Unsupported("tls channel binding unavailable")
+    );
+    // T21: a relay between two TLS sessions (different exporters) fails the handshake.
+    assert_eq!(
+        e_only
+            .accept(&hs1, Some(&[2; 32]), Limits::default())
+            .unwrap_err(),
+        HandshakeError::Rejected
+    );
+    let (client, hs1) = ClientHandshake::start(
+        &secret,
+        Suite::ChaCha20Poly1305,
+        Mode::Encrypted,
+        Some(&[1; 32]),
+    )
+    .unwrap();
+    let (_, hs2) = e_only
+        .accept(&hs1, Some(&[1; 32]), Limits::default())
+        .unwrap();
+    client.finish(&hs2, Limits::default()).unwrap();
+}
+
+#[test]
+fn t15_frame_order_rules() {
+    let suite = Suite::Aes256Gcm;
+    let unexpected = |result: Result<Option<Opened>, SessionError>| {
+        assert!(
+            matches!(result, Err(SessionError::UnexpectedFrame(_))),
+            "{result:?}"
+        );
+    };
+    // Sealers: the first frame is AUTH (client) / AUTH_RESULT (server); then DATA and CLOSE only.
+    for kind in [FrameKind::Data, FrameKind::AuthResult, FrameKind::Close] {
+        let (mut c_seal, _) = pair(suite, Mode::Encrypted, Limits::default()).0.split();
+        assert!(matches!(
+            c_seal.seal(kind, b"", &mut Vec::new()),
+            Err(SessionError::UnexpectedFrame(_))
+        ));
+    }
+    for kind in [FrameKind::Data, FrameKind::Auth, FrameKind::Close] {
+        let (mut s_seal, _) = pair(suite, Mode::Encrypted, Limits::default()).1.split();
+        assert!(matches!(
+            s_seal.seal(kind, b"", &mut Vec::new()),
+            Err(SessionError::UnexpectedFrame(_))
+        ));
+    }
+    let (mut c_seal, _, mut s_seal, _) = authenticated(suite, Mode::Encrypted, Limits::default());
+    assert!(c_seal.seal(FrameKind::Auth, b"", &mut Vec::new()).is_err());
+    assert!(
+        s_seal
+            .seal(FrameKind::AuthResult, b"", &mut Vec::new())
+            .is_err()
+    );
+    let (mut c_seal, _, _, _) = authenticated(suite, Mode::Encrypted, Limits::default());
+    seal(&mut c_seal, FrameKind::Close, b"");
+    assert!(
+        c_seal.seal(FrameKind::Data, b"", &mut Vec::new()).is_err(),
+        "nothing after CLOSE"
+    );
+
+    // Openers, with frames forged by a sealer that ignores the rules.
+    for (kind, flags) in [(0x10, 0), (0x12, 0), (0x15, 0), (0x11, 0), (0x10, 1)] {
+        let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+        let (mut c_seal, _) = client.split();
+        let (_, mut s_open) = server.split();
+        unexpected(s_open.open(c_seal.raw_frame(kind, flags, b"x")));
+    }
+    // The server: nothing between AUTH and AUTH_RESULT, not even CLOSE.
+    for kind in [0x10, 0x12, 0x14] {
+        let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+        let (mut c_seal, _) = client.split();
+        let (_, mut s_open) = server.split();
+        open_all(&mut s_open, seal(&mut c_seal, FrameKind::Auth, b"c"));
+        unexpected(s_open.open(c_seal.raw_frame(kind, 0, b"x")));
+    }
+    // The client: DATA only after set_authenticated; CLOSE may follow a refusal.
+    let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+    let (_, mut c_open) = client.split();
+    let (mut s_seal, _) = server.split();
+    unexpected(c_open.open(s_seal.raw_frame(0x10, 0, b"x")));
+    let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+    let (_, mut c_open) = client.split();
+    let (mut s_seal, _) = server.split();
+    open_all(&mut c_open, seal(&mut s_seal, FrameKind::AuthResult, b"no"));
+    unexpected(c_open.open(s_seal.raw_frame(0x10, 1, b"x")));
+    let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+    let (_, mut c_open) = client.split();
+    let (mut s_seal, _) = server.split();
+    open_all(&mut c_open, seal(&mut s_seal, FrameKind::AuthResult, b"no"));
+    assert_eq!(
+        open_all(&mut c_open, seal(&mut s_seal, FrameKind::Close, b"bye"))[0].kind,
+        FrameKind::Close
+    );
+    unexpected(c_open.open(s_seal.raw_frame(0x10, 0, b"x")));
+
+    // After authentication: no second AUTH, no CLOSE inside a MORE chain, no empty MORE chunk,
+    // MORE only on DATA.
+    for (kind, flags, expect_malformed) in [(0x14, 0, false), (0x15, 0, false), (0x12, 1, true)] {
+        let (mut c_seal, _, _, mut s_open) =
+            authenticated(suite, Mode::Encrypted, Limits::default());
+        let result = s_open.open(c_seal.raw_frame(kind, flags, b"x"));
+        if expect_malformed {
+            assert_eq!(
+                result,
+                Err(SessionError::Malformed("MORE on a frame that is not DATA"))
+            );
+        } else {
+            unexpected(result);
+        }
+    }
+    let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, Limits::default());
+    assert_eq!(s_open.open(c_seal.raw_frame(0x10, 1, b"part")), Ok(None));
+    unexpected(s_open.open(c_seal.raw_frame(0x12, 0, b"")));
+    let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, Limits::default());
+    assert_eq!(
+        s_open.open(c_seal.raw_frame(0x10, 1, b"")),
+        Err(SessionError::Malformed("empty MORE chunk"))
+    );
+    let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, Limits::default());
+    assert_eq!(
+        s_open.open(c_seal.raw_frame(0x11, 0, b"x")),
+        Err(SessionError::Malformed("KEY_UPDATE must be empty"))
+    );
+}
+
+#[test]
+fn t21_secrets_never_reach_the_wire_or_debug_output() {
+    let passphrase = "correct horse battery staple";
+    let salt = [7u8; 16];
+    let key = [0x5au8; 32];
+    for (secret, raw) in [
+        (
+            Secret::from_passphrase(passphrase, &salt).unwrap(),
+            keys::scrypt_ikm(passphrase.as_bytes(), &salt).to_vec(),
+        ),
+        (Secret::from_key(&key), key.to_vec()),
+    ] {
+        for mode in [Mode::Encrypted, Mode::Plaintext] {
+            let mut wire: Vec<u8> = Vec::new();
+            let mut debug = format!("{secret:?}");
+            let acceptor = acceptor_for(vec![secret.clone()]);
+            let (client, hs1) =
+                ClientHandshake::start(&secret, Suite::Aes256Gcm, mode, None).unwrap();
+            debug += &format!("{client:?}{acceptor:?}");
+            let (server, hs2) = acceptor.accept(&hs1, None, Limits::default()).unwrap();
+            let (client, hello) = client.finish(&hs2, Limits::default()).unwrap();
+            wire.extend(&hs1);
+            wire.extend(&hs2);
+            let mut secrets = client.secrets_for_test();
+            secrets.extend(server.secrets_for_test());
+            secrets.push(*secret.psk());
+            secrets.push(raw.clone().try_into().unwrap());
+            debug += &format!("{client:?}{server:?}{hello:?}");
+            let (mut c_seal, c_open) = client.split();
+            let (mut s_seal, mut s_open) = server.split();
+            let mut frames = seal(&mut c_seal, FrameKind::Auth, b"token");
+            frames.extend(seal(&mut s_seal, FrameKind::AuthResult, b"ok"));
+            for frame in &frames {
+                wire.extend(frame);
+            }
+            let opened = s_open.open(frames[0].clone()).unwrap();
+            debug += &format!("{opened:?}{c_seal:?}{c_open:?}{s_seal:?}{s_open:?}");
+            assert!(!debug.contains("token"), "credentials in Debug output");
+            for needle in secrets
+                .iter()
+                .map(|s| &s[..])
+                .chain([passphrase.as_bytes()])
+            {
+                assert!(
+                    !wire.windows(16).any(|w| needle.windows(16).any(|n| n == w)),
+                    "secret bytes on the wire"
+                );
+                assert!(
+                    !debug.contains(&hex::encode(&needle[..8])),
+                    "secret in Debug output"
+                );
+                assert!(
+                    !debug.contains(
+                        &format!("{:?}", &needle[..4])
+                            .trim_end_matches(']')
+                            .to_string()
+                    ),
+                    "secret bytes in Debug output"
+                );
+            }
+            assert!(!debug.contains(passphrase));
+        }
+    }
+}
+
+#[test]
+fn aes_gcm_is_at_least_0_10_3() {
+    // RUSTSEC-2023-0096: aes-gcm before 0.10.3 exposed plaintext on a failed tag check.
+    let lock = include_str!("../../../Cargo.lock");
+    let version = lock
+        .split("[[package]]")
+        .find(|package| package.contains("name = \"aes-gcm\"\n"))
+        .and_then(|package| package.split("version = \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("aes-gcm is in Cargo.lock");
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        parts >= vec![0, 10, 3],
+        "aes-gcm {version} is older than 0.10.3"
+    );
+    assert!(lock.contains("name = \"snow\"\nversion = \"0.10.0\""));
+}
+
+#[test]
+fn handshake_and_session_errors_map_to_close_codes() {
+    assert_eq!(
+        HandshakeError::Malformed("x").close(),
+        (CloseCode::ProtocolError, "x")
+    );
+    assert_eq!(
+        HandshakeError::Unsupported("y").close(),
+        (CloseCode::PolicyViolation, "y")
+    );
+    assert_eq!(
+        HandshakeError::Rejected.close(),
+        (CloseCode::PolicyViolation, "")
+    );
+    assert_eq!(
+        SessionError::Decrypt.close(),
+        (CloseCode::ProtocolError, "decryption failed")
+    );
+    assert_eq!(
+        SessionError::FrameTooLarge.close(),
+        (CloseCode::TooBig, "frame too large")
+    );
+    assert_eq!(
+        SessionError::LimitExceeded.close().0,
+        CloseCode::ProtocolError
+    );
+    assert_eq!(SessionError::Exhausted.close().0, CloseCode::InternalError);
+    assert_eq!(
+        Suite::from_id(Suite::Aes256Gcm.id()),
+        Some(Suite::Aes256Gcm)
+    );
+    assert_eq!(
+        Suite::from_id(Suite::ChaCha20Poly1305.id()),
+        Some(Suite::ChaCha20Poly1305)
+    );
+    assert_eq!(Suite::from_id(3), None);
+    assert_eq!(Mode::from_id(Mode::Plaintext.id()), Some(Mode::Plaintext));
+    assert_eq!(Mode::from_id(0), None);
+    let _ = Suite::preferred();
+}
