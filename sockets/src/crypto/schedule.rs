@@ -112,6 +112,12 @@ impl Traffic {
         Some(())
     }
 
+    /// Sets the epoch number without changing keys (tests of the epoch limit).
+    #[cfg(test)]
+    pub(crate) fn force_epoch(&mut self, epoch: u32) {
+        self.epoch = epoch;
+    }
+
     /// The current traffic secret, for the vector tests.
     #[cfg(test)]
     pub(crate) fn secret(&self) -> &[u8; 32] {

@@ -16,14 +16,18 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::aead::TAG_LEN;
 use super::schedule::{self, Key32, Schedule, Traffic};
 use super::{LABEL, Mode, Suite};
-use crate::protocol::{CloseCode, VERSION};
+use crate::protocol::CloseCode;
+
+mod open;
+mod seal;
+
+pub use open::{Opened, Opener};
+pub use seal::Sealer;
 
 /// The length of a frame header.
 pub const HEADER_LEN: usize = 8;
@@ -241,25 +245,22 @@ impl Session {
             Role::Client => (self.finished, None),
             Role::Server => (None, self.finished),
         };
-        let sealer = Sealer {
-            role: self.role,
-            mode: self.mode,
-            counter: Counter::new(send_dir, self.send),
-            limits: self.limits.clone(),
-            max_frame: self.send_max_frame,
-            finished: send_mac,
-            state: SendState::First,
-        };
-        let opener = Opener {
-            role: self.role,
-            mode: self.mode,
-            counter: Counter::new(recv_dir, self.recv),
-            limits: self.limits,
-            max_frame: self.recv_max_frame,
-            finished: recv_mac,
-            state: RecvState::First,
-            chain: None,
-        };
+        let sealer = Sealer::new(
+            self.role,
+            self.mode,
+            Counter::new(send_dir, self.send),
+            self.limits.clone(),
+            self.send_max_frame,
+            send_mac,
+        );
+        let opener = Opener::new(
+            self.role,
+            self.mode,
+            Counter::new(recv_dir, self.recv),
+            self.limits,
+            self.recv_max_frame,
+            recv_mac,
+        );
         (sealer, opener)
     }
 
@@ -276,6 +277,20 @@ impl Session {
     /// The mode this session runs.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Every secret this session holds: exporter, both traffic secrets and
+    /// both AEAD keys (tests look for them on the wire and in Debug output).
+    /// Not the finished MAC: mode P sends it, by design.
+    #[cfg(test)]
+    pub(crate) fn secrets_for_test(&self) -> Vec<[u8; 32]> {
+        vec![
+            *self.exporter,
+            *self.send.secret(),
+            *self.recv.secret(),
+            *schedule::expand(self.send.secret(), b"rpcws1 key"),
+            *schedule::expand(self.recv.secret(), b"rpcws1 key"),
+        ]
     }
 
     /// A 32-byte value both sides derive for `label` and nobody else can:
@@ -335,505 +350,5 @@ impl Counter {
         self.seq = 0;
         self.bytes = 0;
         Some(())
-    }
-}
-
-fn frame_header(kind: u8, flags: u8, epoch: u32) -> [u8; HEADER_LEN] {
-    let e = epoch.to_be_bytes();
-    [VERSION, kind, flags, 0, e[0], e[1], e[2], e[3]]
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SendState {
-    First,
-    Open,
-    Done,
-}
-
-/// Seals frames: the one owner of the send counter.
-pub struct Sealer {
-    role: Role,
-    mode: Mode,
-    counter: Counter,
-    limits: Limits,
-    max_frame: usize,
-    finished: Option<Key32>,
-    state: SendState,
-}
-
-impl fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealer")
-            .field("role", &self.role)
-            .field("mode", &self.mode)
-            .field("epoch", &self.counter.traffic.epoch())
-            .field("seq", &self.counter.seq)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Sealer {
-    /// Appends the WebSocket binary messages that carry `plaintext` as `kind`:
-    /// one frame, or a MORE chain when a DATA plaintext exceeds one frame,
-    /// with KEY_UPDATE wherever the soft limit is reached.
-    ///
-    /// Nothing is appended on error.
-    ///
-    /// # Errors
-    /// [`SessionError::UnexpectedFrame`] when `kind` breaks the order rules
-    /// (the client's first frame is AUTH, the server's AUTH_RESULT, then DATA
-    /// and CLOSE; nothing after CLOSE); [`SessionError::MessageTooLarge`] when
-    /// DATA exceeds `max_message` or another kind exceeds one frame;
-    /// [`SessionError::Exhausted`] at the hard key-usage limit. Every error is
-    /// final.
-    pub fn seal(
-        &mut self,
-        kind: FrameKind,
-        plaintext: &[u8],
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), SessionError> {
-        let result = self.seal_all(kind, plaintext);
-        match result {
-            Ok(frames) => {
-                out.extend(frames);
-                Ok(())
-            }
-            Err(error) => {
-                self.state = SendState::Done;
-                Err(error)
-            }
-        }
-    }
-
-    fn seal_all(&mut self, kind: FrameKind, plaintext: &[u8]) -> Result<Vec<Bytes>, SessionError> {
-        let first = match (self.state, self.role, kind) {
-            (SendState::Done, _, _) => return Err(SessionError::UnexpectedFrame("session closed")),
-            (SendState::First, Role::Client, FrameKind::Auth)
-            | (SendState::First, Role::Server, FrameKind::AuthResult) => true,
-            (SendState::First, Role::Client, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "the client's first frame must be AUTH",
-                ));
-            }
-            (SendState::First, Role::Server, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "the server's first frame must be AUTH_RESULT",
-                ));
-            }
-            (SendState::Open, _, FrameKind::Data | FrameKind::Close) => false,
-            (SendState::Open, _, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "AUTH and AUTH_RESULT only open a session",
-                ));
-            }
-        };
-        let mac = if first && self.mode == Mode::Plaintext {
-            self.finished.as_ref().map(|mac| mac.to_vec())
-        } else {
-            None
-        };
-        let tag_len = if self.mode == Mode::Encrypted {
-            TAG_LEN
-        } else {
-            0
-        };
-        let frame_limit = if first {
-            self.max_frame.min(AUTH_MAX_FRAME)
-        } else {
-            self.max_frame
-        };
-        let overhead = HEADER_LEN + tag_len + mac.as_ref().map_or(0, Vec::len);
-        let capacity = frame_limit.saturating_sub(overhead).max(1);
-
-        let mut frames = Vec::with_capacity(1);
-        if kind == FrameKind::Data {
-            if plaintext.len() > self.limits.max_message {
-                return Err(SessionError::MessageTooLarge);
-            }
-            let mut chunks = plaintext.chunks(capacity).peekable();
-            if chunks.peek().is_none() {
-                self.push(TYPE_DATA, 0, &[], &[], &mut frames)?;
-            }
-            while let Some(chunk) = chunks.next() {
-                let flags = if chunks.peek().is_some() {
-                    FLAG_MORE
-                } else {
-                    0
-                };
-                self.push(TYPE_DATA, flags, &[], chunk, &mut frames)?;
-            }
-        } else {
-            if plaintext.len() > capacity {
-                return Err(SessionError::MessageTooLarge);
-            }
-            let prefix = mac.as_deref().unwrap_or_default();
-            self.push(kind.type_byte(), 0, prefix, plaintext, &mut frames)?;
-        }
-        self.state = if kind == FrameKind::Close {
-            SendState::Done
-        } else {
-            SendState::Open
-        };
-        Ok(frames)
-    }
-
-    /// Seals one frame, then KEY_UPDATE if the soft limit is reached.
-    fn push(
-        &mut self,
-        kind: u8,
-        flags: u8,
-        prefix: &[u8],
-        plaintext: &[u8],
-        frames: &mut Vec<Bytes>,
-    ) -> Result<(), SessionError> {
-        frames.push(self.frame(kind, flags, prefix, plaintext)?);
-        if self.mode == Mode::Encrypted
-            && (self.counter.seq >= self.limits.rekey_after_frames
-                || self.counter.bytes >= self.limits.rekey_after_bytes)
-        {
-            if self.counter.traffic.epoch() == u32::MAX {
-                return Err(SessionError::Exhausted);
-            }
-            frames.push(self.frame(TYPE_KEY_UPDATE, 0, &[], &[])?);
-            self.counter.ratchet().ok_or(SessionError::Exhausted)?;
-        }
-        Ok(())
-    }
-
-    /// One frame: header, then the sealed (mode E) or clear (mode P) `prefix || plaintext`.
-    fn frame(
-        &mut self,
-        kind: u8,
-        flags: u8,
-        prefix: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Bytes, SessionError> {
-        let fh = frame_header(kind, flags, self.counter.traffic.epoch());
-        let body = prefix.len() + plaintext.len();
-        let mut buf = BytesMut::with_capacity(HEADER_LEN + body + TAG_LEN);
-        buf.extend_from_slice(&fh);
-        buf.extend_from_slice(prefix);
-        buf.extend_from_slice(plaintext);
-        if self.mode == Mode::Plaintext {
-            return Ok(buf.freeze());
-        }
-        let len = HEADER_LEN + body + TAG_LEN;
-        if !self.counter.within(&self.limits, len) {
-            return Err(SessionError::Exhausted);
-        }
-        let ad = self.counter.ad(&fh);
-        let tag = self
-            .counter
-            .traffic
-            .aead()
-            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..]);
-        buf.extend_from_slice(&tag);
-        self.counter.advance(len);
-        Ok(buf.freeze())
-    }
-
-    /// The current send epoch and sequence number (tests).
-    #[cfg(test)]
-    pub(crate) fn position(&self) -> (u32, u64) {
-        (self.counter.traffic.epoch(), self.counter.seq)
-    }
-
-    /// The current send traffic secret (tests).
-    #[cfg(test)]
-    pub(crate) fn traffic_secret(&self) -> [u8; 32] {
-        *self.counter.traffic.secret()
-    }
-}
-
-/// A message the [`Opener`] delivers.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Opened {
-    /// What the frame carried.
-    pub kind: FrameKind,
-    /// The plaintext (for DATA, the whole reassembled message).
-    pub plaintext: Bytes,
-}
-
-impl fmt::Debug for Opened {
-    // Credentials travel in AUTH: print sizes, never contents.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opened")
-            .field("kind", &self.kind)
-            .field("len", &self.plaintext.len())
-            .finish()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RecvState {
-    /// Nothing opened yet: AUTH (server) or AUTH_RESULT (client) must come.
-    First,
-    /// The first frame was opened; waiting for `set_authenticated`.
-    Pending,
-    /// DATA and CLOSE allowed.
-    Authenticated,
-    /// CLOSE was opened or an error happened.
-    Done,
-}
-
-/// Opens frames: the one owner of the receive counter.
-pub struct Opener {
-    role: Role,
-    mode: Mode,
-    counter: Counter,
-    limits: Limits,
-    max_frame: usize,
-    finished: Option<Key32>,
-    state: RecvState,
-    /// The MORE chain being reassembled.
-    chain: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for Opener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opener")
-            .field("role", &self.role)
-            .field("mode", &self.mode)
-            .field("epoch", &self.counter.traffic.epoch())
-            .field("seq", &self.counter.seq)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Opener {
-    /// Opens one received WebSocket binary message. `Ok(None)`: it was a
-    /// KEY_UPDATE or a non-final MORE chunk.
-    ///
-    /// # Errors
-    /// Every [`SessionError`] but `Exhausted`; each is final (later calls fail
-    /// with [`SessionError::UnexpectedFrame`]) and the plaintext of a frame
-    /// that failed is never exposed.
-    pub fn open(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
-        if self.state == RecvState::Done {
-            return Err(SessionError::UnexpectedFrame("session closed"));
-        }
-        let result = self.open_frame(wire);
-        if result.is_err() {
-            self.state = RecvState::Done;
-            self.chain = None;
-        }
-        result
-    }
-
-    /// Called once AUTH_RESULT ok was sent (server) or received (client):
-    /// DATA and MORE chains are allowed from now on. Does nothing before the
-    /// first frame was opened.
-    pub fn set_authenticated(&mut self) {
-        if self.state == RecvState::Pending {
-            self.state = RecvState::Authenticated;
-        }
-    }
-
-    fn open_frame(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
-        let limit = if self.state == RecvState::Authenticated {
-            self.max_frame
-        } else {
-            self.max_frame.min(AUTH_MAX_FRAME)
-        };
-        if wire.len() > limit {
-            return Err(SessionError::FrameTooLarge);
-        }
-        let tag_len = if self.mode == Mode::Encrypted {
-            TAG_LEN
-        } else {
-            0
-        };
-        if wire.len() < HEADER_LEN + tag_len {
-            return Err(SessionError::Malformed("frame too short"));
-        }
-        let mut fh = [0u8; HEADER_LEN];
-        fh.copy_from_slice(&wire[..HEADER_LEN]);
-        let [version, kind, flags, reserved, e0, e1, e2, e3] = fh;
-        if version != VERSION {
-            return Err(SessionError::Malformed("unsupported version"));
-        }
-        if reserved != 0 {
-            return Err(SessionError::Malformed("reserved byte set"));
-        }
-        if flags & !FLAG_MORE != 0 {
-            return Err(SessionError::Malformed("unknown flags"));
-        }
-        if !matches!(
-            kind,
-            TYPE_DATA | TYPE_KEY_UPDATE | TYPE_CLOSE | TYPE_AUTH | TYPE_AUTH_RESULT
-        ) {
-            return Err(SessionError::Malformed("unknown frame type"));
-        }
-        if flags & FLAG_MORE != 0 && kind != TYPE_DATA {
-            return Err(SessionError::Malformed("MORE on a frame that is not DATA"));
-        }
-        let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
-        let plaintext = match self.mode {
-            Mode::Encrypted => self.decrypt(wire, &fh, epoch)?,
-            Mode::Plaintext => {
-                if epoch != 0 {
-                    return Err(SessionError::Malformed("epoch must be 0 in plaintext mode"));
-                }
-                wire.slice(HEADER_LEN..)
-            }
-        };
-        self.deliver(kind, flags & FLAG_MORE != 0, plaintext)
-    }
-
-    /// Checks the epoch and hard limits, then decrypts in place with the expected sequence number.
-    fn decrypt(
-        &mut self,
-        wire: Bytes,
-        fh: &[u8; HEADER_LEN],
-        epoch: u32,
-    ) -> Result<Bytes, SessionError> {
-        if epoch != self.counter.traffic.epoch() {
-            return Err(SessionError::Decrypt);
-        }
-        let len = wire.len();
-        if !self.counter.within(&self.limits, len) {
-            return Err(SessionError::LimitExceeded);
-        }
-        let mut buf = wire
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&buf[len - TAG_LEN..]);
-        let ad = self.counter.ad(fh);
-        let body = &mut buf[HEADER_LEN..len - TAG_LEN];
-        if self
-            .counter
-            .traffic
-            .aead()
-            .open(self.counter.seq, &ad, body, &tag)
-            .is_err()
-        {
-            // `buf` is dropped unread.
-            return Err(SessionError::Decrypt);
-        }
-        self.counter.advance(len);
-        buf.truncate(len - TAG_LEN);
-        Ok(buf.split_off(HEADER_LEN).freeze())
-    }
-
-    /// Applies the order rules to an authentic frame.
-    fn deliver(
-        &mut self,
-        kind: u8,
-        more: bool,
-        plaintext: Bytes,
-    ) -> Result<Option<Opened>, SessionError> {
-        if kind == TYPE_KEY_UPDATE {
-            if self.mode == Mode::Plaintext {
-                return Err(SessionError::UnexpectedFrame(
-                    "KEY_UPDATE in plaintext mode",
-                ));
-            }
-            if self.state == RecvState::First {
-                return Err(SessionError::UnexpectedFrame(
-                    "KEY_UPDATE before the first frame",
-                ));
-            }
-            if !plaintext.is_empty() {
-                return Err(SessionError::Malformed("KEY_UPDATE must be empty"));
-            }
-            self.counter.ratchet().ok_or(SessionError::LimitExceeded)?;
-            return Ok(None);
-        }
-        match (self.state, self.role, kind) {
-            (RecvState::First, Role::Server, TYPE_AUTH) => {
-                let payload = self.check_finished(plaintext)?;
-                self.state = RecvState::Pending;
-                Ok(Some(Opened {
-                    kind: FrameKind::Auth,
-                    plaintext: payload,
-                }))
-            }
-            (RecvState::First, Role::Client, TYPE_AUTH_RESULT) => {
-                self.state = RecvState::Pending;
-                Ok(Some(Opened {
-                    kind: FrameKind::AuthResult,
-                    plaintext,
-                }))
-            }
-            (RecvState::First, Role::Server, _) => Err(SessionError::UnexpectedFrame(
-                "the first frame must be AUTH",
-            )),
-            (RecvState::First, Role::Client, _) => Err(SessionError::UnexpectedFrame(
-                "the first frame must be AUTH_RESULT",
-            )),
-            (RecvState::Pending, Role::Server, _) => Err(SessionError::UnexpectedFrame(
-                "nothing may arrive between AUTH and AUTH_RESULT",
-            )),
-            (RecvState::Pending | RecvState::Authenticated, _, TYPE_CLOSE) => {
-                if self.chain.is_some() {
-                    return Err(SessionError::UnexpectedFrame("CLOSE inside a MORE chain"));
-                }
-                self.state = RecvState::Done;
-                Ok(Some(Opened {
-                    kind: FrameKind::Close,
-                    plaintext,
-                }))
-            }
-            (RecvState::Authenticated, _, TYPE_DATA) => self.reassemble(more, plaintext),
-            (RecvState::Pending, _, TYPE_DATA) => {
-                Err(SessionError::UnexpectedFrame("DATA before authentication"))
-            }
-            _ => Err(SessionError::UnexpectedFrame(
-                "AUTH and AUTH_RESULT only open a session",
-            )),
-        }
-    }
-
-    /// Mode P: verifies and strips the client-finished MAC (constant time) before anything is parsed.
-    fn check_finished(&self, plaintext: Bytes) -> Result<Bytes, SessionError> {
-        let Some(expected) = &self.finished else {
-            return Ok(plaintext);
-        };
-        if plaintext.len() < MAC_LEN {
-            return Err(SessionError::Decrypt);
-        }
-        if !bool::from(plaintext[..MAC_LEN].ct_eq(expected.as_slice())) {
-            return Err(SessionError::Decrypt);
-        }
-        Ok(plaintext.slice(MAC_LEN..))
-    }
-
-    /// DATA after authentication: single frames pass through; MORE chains are
-    /// gathered up to `max_message`, checked before growing the buffer.
-    fn reassemble(&mut self, more: bool, chunk: Bytes) -> Result<Option<Opened>, SessionError> {
-        let held = self.chain.as_ref().map_or(0, Vec::len);
-        if held.saturating_add(chunk.len()) > self.limits.max_message {
-            return Err(SessionError::MessageTooLarge);
-        }
-        if more && chunk.is_empty() {
-            return Err(SessionError::Malformed("empty MORE chunk"));
-        }
-        let plaintext = match (self.chain.take(), more) {
-            (None, false) => chunk,
-            (None, true) => {
-                self.chain = Some(chunk.to_vec());
-                return Ok(None);
-            }
-            (Some(mut chain), more) => {
-                chain.extend_from_slice(&chunk);
-                if more {
-                    self.chain = Some(chain);
-                    return Ok(None);
-                }
-                Bytes::from(chain)
-            }
-        };
-        Ok(Some(Opened {
-            kind: FrameKind::Data,
-            plaintext,
-        }))
-    }
-
-    /// The current receive epoch and sequence number (tests).
-    #[cfg(test)]
-    pub(crate) fn position(&self) -> (u32, u64) {
-        (self.counter.traffic.epoch(), self.counter.seq)
     }
 }

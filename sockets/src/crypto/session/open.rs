@@ -1,0 +1,334 @@
+//! Opening: the reader's half of a session, the one owner of the receive counter.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use subtle::ConstantTimeEq;
+
+use super::super::Mode;
+use super::super::aead::TAG_LEN;
+use super::super::schedule::Key32;
+use super::{
+    AUTH_MAX_FRAME, Counter, FLAG_MORE, FrameKind, HEADER_LEN, Limits, MAC_LEN, Role, SessionError,
+    TYPE_AUTH, TYPE_AUTH_RESULT, TYPE_CLOSE, TYPE_DATA, TYPE_KEY_UPDATE,
+};
+use crate::protocol::VERSION;
+
+/// A message the [`Opener`] delivers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// What the frame carried.
+    pub kind: FrameKind,
+    /// The plaintext (for DATA, the whole reassembled message).
+    pub plaintext: Bytes,
+}
+
+impl fmt::Debug for Opened {
+    // Credentials travel in AUTH: print sizes, never contents.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("kind", &self.kind)
+            .field("len", &self.plaintext.len())
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecvState {
+    /// Nothing opened yet: AUTH (server) or AUTH_RESULT (client) must come.
+    First,
+    /// The first frame was opened; waiting for `set_authenticated`.
+    Pending,
+    /// DATA and CLOSE allowed.
+    Authenticated,
+    /// CLOSE was opened or an error happened.
+    Done,
+}
+
+/// Opens frames: the one owner of the receive counter.
+pub struct Opener {
+    role: Role,
+    mode: Mode,
+    counter: Counter,
+    limits: Limits,
+    max_frame: usize,
+    finished: Option<Key32>,
+    state: RecvState,
+    /// The MORE chain being reassembled.
+    chain: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("role", &self.role)
+            .field("mode", &self.mode)
+            .field("epoch", &self.counter.traffic.epoch())
+            .field("seq", &self.counter.seq)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    pub(super) fn new(
+        role: Role,
+        mode: Mode,
+        counter: Counter,
+        limits: Limits,
+        max_frame: usize,
+        finished: Option<Key32>,
+    ) -> Opener {
+        Opener {
+            role,
+            mode,
+            counter,
+            limits,
+            max_frame,
+            finished,
+            state: RecvState::First,
+            chain: None,
+        }
+    }
+
+    /// Opens one received WebSocket binary message. `Ok(None)`: it was a
+    /// KEY_UPDATE or a non-final MORE chunk.
+    ///
+    /// # Errors
+    /// Every [`SessionError`] but `Exhausted`; each is final (later calls fail
+    /// with [`SessionError::UnexpectedFrame`]) and the plaintext of a frame
+    /// that failed is never exposed.
+    pub fn open(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
+        if self.state == RecvState::Done {
+            return Err(SessionError::UnexpectedFrame("session closed"));
+        }
+        let result = self.open_frame(wire);
+        if result.is_err() {
+            self.state = RecvState::Done;
+            self.chain = None;
+        }
+        result
+    }
+
+    /// Called once AUTH_RESULT ok was sent (server) or received (client):
+    /// DATA and MORE chains are allowed from now on. Does nothing before the
+    /// first frame was opened.
+    pub fn set_authenticated(&mut self) {
+        if self.state == RecvState::Pending {
+            self.state = RecvState::Authenticated;
+        }
+    }
+
+    fn open_frame(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
+        let limit = if self.state == RecvState::Authenticated {
+            self.max_frame
+        } else {
+            self.max_frame.min(AUTH_MAX_FRAME)
+        };
+        if wire.len() > limit {
+            return Err(SessionError::FrameTooLarge);
+        }
+        let tag_len = if self.mode == Mode::Encrypted {
+            TAG_LEN
+        } else {
+            0
+        };
+        if wire.len() < HEADER_LEN + tag_len {
+            return Err(SessionError::Malformed("frame too short"));
+        }
+        let mut fh = [0u8; HEADER_LEN];
+        fh.copy_from_slice(&wire[..HEADER_LEN]);
+        let [version, kind, flags, reserved, e0, e1, e2, e3] = fh;
+        if version != VERSION {
+            return Err(SessionError::Malformed("unsupported version"));
+        }
+        if reserved != 0 {
+            return Err(SessionError::Malformed("reserved byte set"));
+        }
+        if flags & !FLAG_MORE != 0 {
+            return Err(SessionError::Malformed("unknown flags"));
+        }
+        if !matches!(
+            kind,
+            TYPE_DATA | TYPE_KEY_UPDATE | TYPE_CLOSE | TYPE_AUTH | TYPE_AUTH_RESULT
+        ) {
+            return Err(SessionError::Malformed("unknown frame type"));
+        }
+        if flags & FLAG_MORE != 0 && kind != TYPE_DATA {
+            return Err(SessionError::Malformed("MORE on a frame that is not DATA"));
+        }
+        let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+        let plaintext = match self.mode {
+            Mode::Encrypted => self.decrypt(wire, &fh, epoch)?,
+            Mode::Plaintext => {
+                if epoch != 0 {
+                    return Err(SessionError::Malformed("epoch must be 0 in plaintext mode"));
+                }
+                wire.slice(HEADER_LEN..)
+            }
+        };
+        self.deliver(kind, flags & FLAG_MORE != 0, plaintext)
+    }
+
+    /// Checks the epoch and hard limits, then decrypts in place with the expected sequence number.
+    fn decrypt(
+        &mut self,
+        wire: Bytes,
+        fh: &[u8; HEADER_LEN],
+        epoch: u32,
+    ) -> Result<Bytes, SessionError> {
+        if epoch != self.counter.traffic.epoch() {
+            return Err(SessionError::Decrypt);
+        }
+        let len = wire.len();
+        if !self.counter.within(&self.limits, len) {
+            return Err(SessionError::LimitExceeded);
+        }
+        let mut buf = wire
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&buf[len - TAG_LEN..]);
+        let ad = self.counter.ad(fh);
+        let body = &mut buf[HEADER_LEN..len - TAG_LEN];
+        if self
+            .counter
+            .traffic
+            .aead()
+            .open(self.counter.seq, &ad, body, &tag)
+            .is_err()
+        {
+            // `buf` is dropped unread.
+            return Err(SessionError::Decrypt);
+        }
+        self.counter.advance(len);
+        buf.truncate(len - TAG_LEN);
+        Ok(buf.split_off(HEADER_LEN).freeze())
+    }
+
+    /// Applies the order rules to an authentic frame.
+    fn deliver(
+        &mut self,
+        kind: u8,
+        more: bool,
+        plaintext: Bytes,
+    ) -> Result<Option<Opened>, SessionError> {
+        if kind == TYPE_KEY_UPDATE {
+            if self.mode == Mode::Plaintext {
+                return Err(SessionError::UnexpectedFrame(
+                    "KEY_UPDATE in plaintext mode",
+                ));
+            }
+            if self.state == RecvState::First {
+                return Err(SessionError::UnexpectedFrame(
+                    "KEY_UPDATE before the first frame",
+                ));
+            }
+            if !plaintext.is_empty() {
+                return Err(SessionError::Malformed("KEY_UPDATE must be empty"));
+            }
+            self.counter.ratchet().ok_or(SessionError::LimitExceeded)?;
+            return Ok(None);
+        }
+        match (self.state, self.role, kind) {
+            (RecvState::First, Role::Server, TYPE_AUTH) => {
+                let payload = self.check_finished(plaintext)?;
+                self.state = RecvState::Pending;
+                Ok(Some(Opened {
+                    kind: FrameKind::Auth,
+                    plaintext: payload,
+                }))
+            }
+            (RecvState::First, Role::Client, TYPE_AUTH_RESULT) => {
+                self.state = RecvState::Pending;
+                Ok(Some(Opened {
+                    kind: FrameKind::AuthResult,
+                    plaintext,
+                }))
+            }
+            (RecvState::First, Role::Server, _) => Err(SessionError::UnexpectedFrame(
+                "the first frame must be AUTH",
+            )),
+            (RecvState::First, Role::Client, _) => Err(SessionError::UnexpectedFrame(
+                "the first frame must be AUTH_RESULT",
+            )),
+            (RecvState::Pending, Role::Server, _) => Err(SessionError::UnexpectedFrame(
+                "nothing may arrive between AUTH and AUTH_RESULT",
+            )),
+            (RecvState::Pending | RecvState::Authenticated, _, TYPE_CLOSE) => {
+                if self.chain.is_some() {
+                    return Err(SessionError::UnexpectedFrame("CLOSE inside a MORE chain"));
+                }
+                self.state = RecvState::Done;
+                Ok(Some(Opened {
+                    kind: FrameKind::Close,
+                    plaintext,
+                }))
+            }
+            (RecvState::Authenticated, _, TYPE_DATA) => self.reassemble(more, plaintext),
+            (RecvState::Pending, _, TYPE_DATA) => {
+                Err(SessionError::UnexpectedFrame("DATA before authentication"))
+            }
+            _ => Err(SessionError::UnexpectedFrame(
+                "AUTH and AUTH_RESULT only open a session",
+            )),
+        }
+    }
+
+    /// Mode P: verifies and strips the client-finished MAC (constant time) before anything is parsed.
+    fn check_finished(&self, plaintext: Bytes) -> Result<Bytes, SessionError> {
+        let Some(expected) = &self.finished else {
+            return Ok(plaintext);
+        };
+        if plaintext.len() < MAC_LEN {
+            return Err(SessionError::Decrypt);
+        }
+        if !bool::from(plaintext[..MAC_LEN].ct_eq(expected.as_slice())) {
+            return Err(SessionError::Decrypt);
+        }
+        Ok(plaintext.slice(MAC_LEN..))
+    }
+
+    /// DATA after authentication: single frames pass through; MORE chains are
+    /// gathered up to `max_message`, checked before growing the buffer.
+    fn reassemble(&mut self, more: bool, chunk: Bytes) -> Result<Option<Opened>, SessionError> {
+        let held = self.chain.as_ref().map_or(0, Vec::len);
+        if held.saturating_add(chunk.len()) > self.limits.max_message {
+            return Err(SessionError::MessageTooLarge);
+        }
+        if more && chunk.is_empty() {
+            return Err(SessionError::Malformed("empty MORE chunk"));
+        }
+        let plaintext = match (self.chain.take(), more) {
+            (None, false) => chunk,
+            (None, true) => {
+                self.chain = Some(chunk.to_vec());
+                return Ok(None);
+            }
+            (Some(mut chain), more) => {
+                chain.extend_from_slice(&chunk);
+                if more {
+                    self.chain = Some(chain);
+                    return Ok(None);
+                }
+                Bytes::from(chain)
+            }
+        };
+        Ok(Some(Opened {
+            kind: FrameKind::Data,
+            plaintext,
+        }))
+    }
+
+    /// The current receive epoch and sequence number (tests).
+    #[cfg(test)]
+    pub(crate) fn position(&self) -> (u32, u64) {
+        (self.counter.traffic.epoch(), self.counter.seq)
+    }
+
+    /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
+    #[cfg(test)]
+    pub(crate) fn force_last_epoch(&mut self) {
+        self.counter.traffic.force_epoch(u32::MAX);
+    }
+}

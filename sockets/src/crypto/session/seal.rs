@@ -1,0 +1,253 @@
+//! Sealing: the writer's half of a session, the one owner of the send counter.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+
+use super::super::Mode;
+use super::super::aead::TAG_LEN;
+use super::super::schedule::Key32;
+use super::{
+    AUTH_MAX_FRAME, Counter, FLAG_MORE, FrameKind, HEADER_LEN, Limits, Role, SessionError,
+    TYPE_DATA, TYPE_KEY_UPDATE,
+};
+use crate::protocol::VERSION;
+
+fn frame_header(kind: u8, flags: u8, epoch: u32) -> [u8; HEADER_LEN] {
+    let e = epoch.to_be_bytes();
+    [VERSION, kind, flags, 0, e[0], e[1], e[2], e[3]]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendState {
+    First,
+    Open,
+    Done,
+}
+
+/// Seals frames: the one owner of the send counter.
+pub struct Sealer {
+    role: Role,
+    mode: Mode,
+    counter: Counter,
+    limits: Limits,
+    max_frame: usize,
+    finished: Option<Key32>,
+    state: SendState,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("role", &self.role)
+            .field("mode", &self.mode)
+            .field("epoch", &self.counter.traffic.epoch())
+            .field("seq", &self.counter.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    pub(super) fn new(
+        role: Role,
+        mode: Mode,
+        counter: Counter,
+        limits: Limits,
+        max_frame: usize,
+        finished: Option<Key32>,
+    ) -> Sealer {
+        Sealer {
+            role,
+            mode,
+            counter,
+            limits,
+            max_frame,
+            finished,
+            state: SendState::First,
+        }
+    }
+
+    /// Appends the WebSocket binary messages that carry `plaintext` as `kind`:
+    /// one frame, or a MORE chain when a DATA plaintext exceeds one frame,
+    /// with KEY_UPDATE wherever the soft limit is reached.
+    ///
+    /// Nothing is appended on error.
+    ///
+    /// # Errors
+    /// [`SessionError::UnexpectedFrame`] when `kind` breaks the order rules
+    /// (the client's first frame is AUTH, the server's AUTH_RESULT, then DATA
+    /// and CLOSE; nothing after CLOSE); [`SessionError::MessageTooLarge`] when
+    /// DATA exceeds `max_message` or another kind exceeds one frame;
+    /// [`SessionError::Exhausted`] at the hard key-usage limit. Every error but
+    /// `MessageTooLarge` (which seals nothing) is final.
+    pub fn seal(
+        &mut self,
+        kind: FrameKind,
+        plaintext: &[u8],
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), SessionError> {
+        let result = self.seal_all(kind, plaintext);
+        match result {
+            Ok(frames) => {
+                out.extend(frames);
+                Ok(())
+            }
+            Err(SessionError::MessageTooLarge) => Err(SessionError::MessageTooLarge),
+            Err(error) => {
+                self.state = SendState::Done;
+                Err(error)
+            }
+        }
+    }
+
+    fn seal_all(&mut self, kind: FrameKind, plaintext: &[u8]) -> Result<Vec<Bytes>, SessionError> {
+        let first = match (self.state, self.role, kind) {
+            (SendState::Done, _, _) => return Err(SessionError::UnexpectedFrame("session closed")),
+            (SendState::First, Role::Client, FrameKind::Auth)
+            | (SendState::First, Role::Server, FrameKind::AuthResult) => true,
+            (SendState::First, Role::Client, _) => {
+                return Err(SessionError::UnexpectedFrame(
+                    "the client's first frame must be AUTH",
+                ));
+            }
+            (SendState::First, Role::Server, _) => {
+                return Err(SessionError::UnexpectedFrame(
+                    "the server's first frame must be AUTH_RESULT",
+                ));
+            }
+            (SendState::Open, _, FrameKind::Data | FrameKind::Close) => false,
+            (SendState::Open, _, _) => {
+                return Err(SessionError::UnexpectedFrame(
+                    "AUTH and AUTH_RESULT only open a session",
+                ));
+            }
+        };
+        let mac = if first && self.mode == Mode::Plaintext {
+            self.finished.as_ref().map(|mac| mac.to_vec())
+        } else {
+            None
+        };
+        let tag_len = if self.mode == Mode::Encrypted {
+            TAG_LEN
+        } else {
+            0
+        };
+        let frame_limit = if first {
+            self.max_frame.min(AUTH_MAX_FRAME)
+        } else {
+            self.max_frame
+        };
+        let overhead = HEADER_LEN + tag_len + mac.as_ref().map_or(0, Vec::len);
+        let capacity = frame_limit.saturating_sub(overhead).max(1);
+
+        let mut frames = Vec::with_capacity(1);
+        if kind == FrameKind::Data {
+            if plaintext.len() > self.limits.max_message {
+                return Err(SessionError::MessageTooLarge);
+            }
+            let mut chunks = plaintext.chunks(capacity).peekable();
+            if chunks.peek().is_none() {
+                self.push(TYPE_DATA, 0, &[], &[], &mut frames)?;
+            }
+            while let Some(chunk) = chunks.next() {
+                let flags = if chunks.peek().is_some() {
+                    FLAG_MORE
+                } else {
+                    0
+                };
+                self.push(TYPE_DATA, flags, &[], chunk, &mut frames)?;
+            }
+        } else {
+            if plaintext.len() > capacity {
+                return Err(SessionError::MessageTooLarge);
+            }
+            let prefix = mac.as_deref().unwrap_or_default();
+            self.push(kind.type_byte(), 0, prefix, plaintext, &mut frames)?;
+        }
+        self.state = if kind == FrameKind::Close {
+            SendState::Done
+        } else {
+            SendState::Open
+        };
+        Ok(frames)
+    }
+
+    /// Seals one frame, then KEY_UPDATE if the soft limit is reached.
+    fn push(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        prefix: &[u8],
+        plaintext: &[u8],
+        frames: &mut Vec<Bytes>,
+    ) -> Result<(), SessionError> {
+        frames.push(self.frame(kind, flags, prefix, plaintext)?);
+        if self.mode == Mode::Encrypted
+            && (self.counter.seq >= self.limits.rekey_after_frames
+                || self.counter.bytes >= self.limits.rekey_after_bytes)
+        {
+            if self.counter.traffic.epoch() == u32::MAX {
+                return Err(SessionError::Exhausted);
+            }
+            frames.push(self.frame(TYPE_KEY_UPDATE, 0, &[], &[])?);
+            self.counter.ratchet().ok_or(SessionError::Exhausted)?;
+        }
+        Ok(())
+    }
+
+    /// One frame: header, then the sealed (mode E) or clear (mode P) `prefix || plaintext`.
+    fn frame(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        prefix: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Bytes, SessionError> {
+        let fh = frame_header(kind, flags, self.counter.traffic.epoch());
+        let body = prefix.len() + plaintext.len();
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + body + TAG_LEN);
+        buf.extend_from_slice(&fh);
+        buf.extend_from_slice(prefix);
+        buf.extend_from_slice(plaintext);
+        if self.mode == Mode::Plaintext {
+            return Ok(buf.freeze());
+        }
+        let len = HEADER_LEN + body + TAG_LEN;
+        if !self.counter.within(&self.limits, len) {
+            return Err(SessionError::Exhausted);
+        }
+        let ad = self.counter.ad(&fh);
+        let tag = self
+            .counter
+            .traffic
+            .aead()
+            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..]);
+        buf.extend_from_slice(&tag);
+        self.counter.advance(len);
+        Ok(buf.freeze())
+    }
+
+    /// The current send epoch and sequence number (tests).
+    #[cfg(test)]
+    pub(crate) fn position(&self) -> (u32, u64) {
+        (self.counter.traffic.epoch(), self.counter.seq)
+    }
+
+    /// The current send traffic secret (tests).
+    #[cfg(test)]
+    pub(crate) fn traffic_secret(&self) -> [u8; 32] {
+        *self.counter.traffic.secret()
+    }
+
+    /// Seals one frame of any type and flags, bypassing the order rules (tests).
+    #[cfg(test)]
+    pub(crate) fn raw_frame(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Bytes {
+        self.frame(kind, flags, &[], plaintext).unwrap()
+    }
+
+    /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
+    #[cfg(test)]
+    pub(crate) fn force_last_epoch(&mut self) {
+        self.counter.traffic.force_epoch(u32::MAX);
+    }
+}
