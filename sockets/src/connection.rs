@@ -343,10 +343,10 @@ pub(crate) fn remote_error(error: RemoteError) -> Error {
         ErrorCode::Timeout => Error::Timeout,
         ErrorCode::Internal => Error::Internal(message),
         ErrorCode::ShuttingDown => Error::Rejected(format!("the peer is shutting down: {message}")),
-        other => Error::Protocol(format!(
-            "unknown error code {} from the peer: {message}",
-            other.to_u16()
-        )),
+        other => Error::Remote {
+            code: other.to_u16(),
+            message,
+        },
     }
 }
 

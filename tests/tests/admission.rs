@@ -242,3 +242,34 @@ async fn a_client_that_does_not_finish_the_handshake_is_dropped_in_time() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_sends_nothing_to_a_server_that_does_not_prove_the_secret() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    // An impostor: answers HS1 with a well-formed header and garbage.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impostor = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let Some(Ok(Message::Binary(hs1))) = ws.next().await else {
+            panic!("expected HS1")
+        };
+        let mut hs2 = hs1.to_vec();
+        hs2[1] = 0x02;
+        for byte in hs2.iter_mut().skip(8) {
+            *byte ^= 0x5a;
+        }
+        ws.send(Message::Binary(hs2.into())).await.unwrap();
+        // Whatever comes next must not be a frame (no AUTH, no credentials).
+        match ws.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
+            Some(Ok(other)) => panic!("the client sent {other:?} after a bad HS2"),
+        }
+    });
+    let failed = within(client(addr).credentials(&login("alice")).connect()).await;
+    assert!(matches!(failed, Err(Error::HandshakeFailed)), "{failed:?}");
+    within(impostor).await.unwrap();
+}

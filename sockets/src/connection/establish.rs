@@ -35,7 +35,9 @@ use crate::transport::{self, Incoming, Receiver, Sender, TransportError};
 #[derive(Serialize, Deserialize)]
 struct AuthResultBody {
     ok: bool,
+    #[serde(default)]
     guest: bool,
+    #[serde(default)]
     reason: String,
 }
 
@@ -134,8 +136,9 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
         Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
     };
     let Ok((session, _hello)) = handshake.finish(&hs2, config.limits()) else {
+        // Nothing more goes to a server that did not prove the secret, not
+        // even a close frame: the socket is dropped.
         tracing::warn!("the server did not prove knowledge of the shared secret");
-        let _ = sender.close(CloseCode::PolicyViolation.to_u16(), "").await;
         return Err(Error::HandshakeFailed);
     };
     let (mut sealer, mut opener) = session.split();
@@ -204,7 +207,7 @@ pub(crate) async fn server(
             return Err(failure.reason);
         }
         Err(_) => {
-            let reason = Disconnect::new(CloseCode::HandshakeTimeout, "handshake timeout");
+            let reason = Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out");
             let _ = sender
                 .close(CloseCode::HandshakeTimeout.to_u16(), &reason.reason)
                 .await;

@@ -299,12 +299,22 @@ async fn write_loop(
         };
         let body = codec::to_vec(&body).map_err(|_| reason.clone())?;
         write_frames(&mut sender, &mut sealer, FrameKind::Close, &body, &mut wire).await?;
+        let code = websocket_code(reason.code);
         sender
-            .close(1000, "")
+            .close(code, "")
             .await
             .map_err(|e| transport_failed(&e))
     };
     let _ = tokio::time::timeout(CLOSE_FLUSH, farewell).await;
+}
+
+/// The WebSocket close code that goes with a CLOSE frame's code: the same,
+/// unless the code may not be sent in a WebSocket close (RFC 6455 §7.4).
+fn websocket_code(code: CloseCode) -> u16 {
+    match code.to_u16() {
+        code @ (1000..=1003 | 1007..=1011 | 3000..=4999) => code,
+        _ => CloseCode::Normal.to_u16(),
+    }
 }
 
 fn slow_consumer() -> Disconnect {

@@ -83,7 +83,7 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
             closed(
                 &inner,
                 id,
-                Disconnect::new(CloseCode::HandshakeTimeout, "handshake timeout"),
+                Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out"),
             );
             return;
         }
