@@ -21,6 +21,10 @@
 //! fail at once with [`Error::Disconnected`] unless they ask to wait
 //! ([`CallOptions::wait_for_connection`]). [`Client::states`] reports
 //! `Connecting`, `Ready`, `Disconnected(reason)`, `Reconnected` and `Closed`.
+//!
+//! After [`ClientBuilder::session_lifetime`] (default 24 h) the client renews
+//! its connection: a new handshake with fresh ephemeral keys takes over new
+//! calls, and the old connection closes once its pending calls have ended.
 
 mod builder;
 
@@ -143,6 +147,7 @@ struct Inner {
     config: Arc<ConnectionConfig>,
     services: Arc<Services>,
     reconnect: Reconnect,
+    session_lifetime: Option<Duration>,
     current: watch::Sender<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: watch::Sender<ClientState>,
@@ -237,6 +242,7 @@ impl Client {
             config: Arc::new(builder.config),
             services: Arc::new(builder.services),
             reconnect: builder.reconnect,
+            session_lifetime: builder.session_lifetime,
             current: watch::Sender::new(None),
             last_reason: Mutex::new(None),
             state: watch::Sender::new(ClientState::Connecting { attempt: 1 }),
@@ -345,11 +351,28 @@ impl Caller for Client {
 async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
     let mut user_closed = inner.user_closed.subscribe();
     loop {
-        let reason = tokio::select! {
-            reason = handle.closed() => reason,
-            () = stopped(&mut user_closed) => {
-                handle.close(CloseCode::Normal, "client closed");
-                handle.closed().await
+        let mut renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
+        let reason = loop {
+            tokio::select! {
+                reason = handle.closed() => break reason,
+                () = stopped(&mut user_closed) => {
+                    handle.close(CloseCode::Normal, "client closed");
+                    break handle.closed().await;
+                }
+                () = at(renew_at) => {
+                    renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
+                    match inner.establish().await {
+                        Ok(fresh) => {
+                            let old = std::mem::replace(&mut handle, fresh);
+                            inner.current.send_replace(Some(handle.clone()));
+                            old.0.retire();
+                            tracing::debug!(old = %old.id(), new = %handle.id(), "session renewed");
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not renew the session; keeping the current one");
+                        }
+                    }
+                }
             }
         };
         inner.current.send_replace(None);
@@ -399,4 +422,12 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
 /// Resolves once the application closed the client.
 async fn stopped(user_closed: &mut watch::Receiver<bool>) {
     let _ = user_closed.wait_for(|closed| *closed).await;
+}
+
+/// Resolves at `deadline`, or never.
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }

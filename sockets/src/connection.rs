@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// Handlers running; graceful shutdown waits for zero.
     pub(crate) running_count: watch::Sender<usize>,
     draining: AtomicBool,
+    /// Replaced by a newer connection: close once no call of ours is pending.
+    retiring: AtomicBool,
     pub(crate) closing: watch::Sender<Option<Closing>>,
     /// Set once both tasks have ended.
     done: watch::Sender<Option<Disconnect>>,
@@ -111,6 +113,7 @@ impl Shared {
             running: Mutex::new(Running::default()),
             running_count: watch::Sender::new(0),
             draining: AtomicBool::new(false),
+            retiring: AtomicBool::new(false),
             closing: watch::Sender::new(None),
             done: watch::Sender::new(None),
         });
@@ -155,12 +158,30 @@ impl Shared {
 
     /// A reply came for one of our calls.
     pub(crate) fn complete(&self, id: u64, result: Result<Bytes, Error>) {
-        let waiter = lock(&self.calls).complete(id);
+        let (waiter, pending) = {
+            let mut calls = lock(&self.calls);
+            (calls.complete(id), calls.len())
+        };
+        self.retire_if_idle(pending);
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(result);
             }
             None => tracing::trace!(id = %self.id, call = id, "reply for no waiting call"),
+        }
+    }
+
+    /// Stops taking new calls of ours (the client moved them to a newer
+    /// connection) and closes once the pending ones have ended.
+    pub(crate) fn retire(&self) {
+        self.retiring.store(true, Ordering::Release);
+        let pending = lock(&self.calls).len();
+        self.retire_if_idle(pending);
+    }
+
+    fn retire_if_idle(&self, pending: usize) {
+        if pending == 0 && self.retiring.load(Ordering::Acquire) {
+            self.close(Disconnect::new(CloseCode::Normal, "session renewed"), true);
         }
     }
 
@@ -199,7 +220,12 @@ struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if !lock(&self.shared.calls).abandon(self.id) {
+        let (abandoned, pending) = {
+            let mut calls = lock(&self.shared.calls);
+            (calls.abandon(self.id), calls.len())
+        };
+        self.shared.retire_if_idle(pending);
+        if !abandoned {
             return;
         }
         let cancel = Message::Cancel { id: self.id };

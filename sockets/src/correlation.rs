@@ -59,7 +59,6 @@ impl<W> InFlight<W> {
     }
 
     /// Calls waiting for a reply.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }

@@ -328,3 +328,51 @@ async fn graceful_shutdown_lets_running_calls_finish_then_says_going_away() {
     let refused = within(tests::client(addr).connect()).await;
     assert!(matches!(refused, Err(Error::Io(_))), "{refused:?}");
 }
+
+#[tokio::test]
+async fn the_client_renews_its_session_and_lets_pending_calls_finish_on_the_old_one() {
+    let (calc, control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let mut events = server.events();
+    let client = within(
+        client(server.local_addr())
+            .session_lifetime(Some(Duration::from_millis(200)))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let first: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    let pending = tokio::spawn({
+        let peer = client.peer();
+        async move { peer.call::<_, u32>("calc.gate", &(1,), opts()).await }
+    });
+    // The renewal: a new connection is admitted while the old one is still open.
+    let renewed = loop {
+        match within(events.recv()).await.unwrap() {
+            ServerEvent::Authenticated { id, .. } if id.0 != first => break id,
+            ServerEvent::Disconnected { id, .. } if id.0 == first => {
+                panic!("the old connection closed with a call pending")
+            }
+            _ => {}
+        }
+    };
+    assert!(server.get(sockets::ConnectionId(first)).is_some());
+    control.open_gates(1);
+    assert_eq!(within(pending).await.unwrap().unwrap(), 1);
+    loop {
+        if let ServerEvent::Disconnected { id, reason } = within(events.recv()).await.unwrap()
+            && id.0 == first
+        {
+            assert_eq!(reason.code, CloseCode::Normal);
+            break;
+        }
+    }
+    let now: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    assert_ne!(now, first);
+    assert!(now >= renewed.0);
+    assert_eq!(
+        client.state(),
+        ClientState::Ready,
+        "a renewal is not an outage"
+    );
+}

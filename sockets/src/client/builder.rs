@@ -13,6 +13,9 @@ use crate::error::Error;
 use crate::protocol::codec;
 use crate::service::Service;
 
+/// How long one connection's keys serve before the client renews them.
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Configures a [`Client`] and connects it. See [`Client::builder`].
 pub struct ClientBuilder {
     pub(super) url: String,
@@ -23,6 +26,7 @@ pub struct ClientBuilder {
     pub(super) config: ConnectionConfig,
     pub(super) services: Services,
     pub(super) reconnect: Reconnect,
+    pub(super) session_lifetime: Option<Duration>,
     pub(super) error: Option<Error>,
 }
 
@@ -50,6 +54,7 @@ impl Default for ClientBuilder {
             config: ConnectionConfig::default(),
             services: Services::default(),
             reconnect: Reconnect::default(),
+            session_lifetime: Some(DEFAULT_SESSION_LIFETIME),
             error: None,
         }
     }
@@ -76,6 +81,9 @@ impl ClientBuilder {
             builder.mode = Mode::Plaintext;
         }
         builder.config.apply_env(vars)?;
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_SESSION_LIFETIME_MS")? {
+            builder.session_lifetime = (ms > 0).then(|| Duration::from_millis(ms));
+        }
         Ok(builder)
     }
 
@@ -169,6 +177,16 @@ impl ClientBuilder {
         self
     }
 
+    /// The longest a connection serves before the client renews it: a fresh
+    /// handshake (new ephemeral keys) and authentication on a new connection,
+    /// which takes over new calls while the old one finishes its pending calls
+    /// and closes. Bounds what a stolen session key could ever decrypt.
+    /// `None`: never renew. Default 24 h.
+    pub fn session_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.session_lifetime = lifetime;
+        self
+    }
+
     /// Serves `service` to the server (server → client calls).
     pub fn serve<S: Service>(self, service: S) -> Self {
         self.serve_arc(Arc::new(service))
@@ -218,8 +236,10 @@ mod tests {
             ("SOCKETS_PORT", "4444".into()),
             ("SOCKETS_CIPHER", "chacha20-poly1305".into()),
             ("SOCKETS_CALL_TIMEOUT_MS", "250".into()),
+            ("SOCKETS_SESSION_LIFETIME_MS", "0".into()),
         ])
         .unwrap();
+        assert_eq!(builder.session_lifetime, None);
         assert_eq!(builder.url, "ws://10.1.2.3:4444/");
         assert_eq!(builder.suite, Some(Suite::ChaCha20Poly1305));
         assert_eq!(builder.mode, Mode::Encrypted);
