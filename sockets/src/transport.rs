@@ -21,8 +21,10 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 /// The read buffer each connection allocates up front. Small, because idle
 /// connections are the common case; a frame larger than this is read in
-/// several steps.
-const READ_BUFFER: usize = 8 * 1024;
+/// several steps. Measured with 500 idle authenticated connections (client
+/// and server in one process): about 42 KiB of RSS per client/server pair
+/// with 4 KiB, 50 KiB with 8 KiB.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Bytes tungstenite collects before it writes to the socket on its own; a
 /// batch is flushed explicitly anyway.
