@@ -45,6 +45,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, SessionKind};
+use crate::transport::ClientTls;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
 /// `max_delay`, each delay drawn at random from its upper half (jitter).
@@ -148,6 +149,7 @@ struct Inner {
     services: Arc<Services>,
     reconnect: Reconnect,
     session_lifetime: Option<Duration>,
+    tls: ClientTls,
     current: watch::Sender<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: watch::Sender<ClientState>,
@@ -169,6 +171,7 @@ impl Inner {
             mode: self.mode,
             credentials: &self.credentials,
             config: &self.config,
+            tls: &self.tls,
         })
         .await?;
         let (shared, queue) = Shared::new(Params {
@@ -243,6 +246,7 @@ impl Client {
             services: Arc::new(builder.services),
             reconnect: builder.reconnect,
             session_lifetime: builder.session_lifetime,
+            tls: builder.tls,
             current: watch::Sender::new(None),
             last_reason: Mutex::new(None),
             state: watch::Sender::new(ClientState::Connecting { attempt: 1 }),

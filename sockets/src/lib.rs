@@ -86,6 +86,11 @@ pub use error::{Disconnect, Error, Result};
 pub use server::{AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent};
 pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Rtt, Service, SessionKind};
 
+/// The rustls crate, to build the TLS configurations that
+/// [`ServerBuilder::tls`] and [`ClientBuilder::tls`] take.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
+
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
 pub mod __private {

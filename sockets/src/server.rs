@@ -53,6 +53,7 @@ use crate::protocol::CloseCode;
 use crate::service::{
     CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind,
 };
+use crate::transport::ServerTls;
 use auth::AuthHook;
 use registry::Registry;
 
@@ -110,6 +111,7 @@ pub(crate) struct Inner {
     services: Arc<Services>,
     acceptor: Acceptor,
     auth: AuthHook,
+    tls: ServerTls,
     max_connections: usize,
     registry: Registry,
     events: broadcast::Sender<ServerEvent>,
@@ -155,6 +157,7 @@ impl Server {
             services: Arc::new(builder.services),
             acceptor,
             auth: builder.auth,
+            tls: builder.tls,
             max_connections: builder.max_connections,
             registry: Registry::default(),
             events: broadcast::Sender::new(1024),

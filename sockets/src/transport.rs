@@ -8,10 +8,16 @@
 //! The WebSocket message and frame limits are set to the crypto layer's
 //! `max_frame` when the socket is created, so a peer that has not yet proved
 //! the secret can make us buffer at most one such message.
+//!
+//! With the `tls` feature the WebSocket may run over TLS (`wss://`). The TLS
+//! session's RFC 9266 exporter (`EXPORTER-Channel-Binding`, TLS 1.3 only) is
+//! then handed to the handshake, which binds itself to that TLS session: a
+//! relay between two different TLS sessions makes the handshake fail.
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -72,11 +78,47 @@ pub(crate) enum Incoming {
     Closed(Option<(u16, String)>),
 }
 
+/// The byte stream under the WebSocket: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+type Stream = Box<dyn Io>;
+
 /// The sending half.
-pub(crate) struct Sender(SplitSink<WebSocketStream<TcpStream>, WsMessage>);
+pub(crate) struct Sender(SplitSink<WebSocketStream<Stream>, WsMessage>);
 
 /// The receiving half.
-pub(crate) struct Receiver(SplitStream<WebSocketStream<TcpStream>>);
+pub(crate) struct Receiver(SplitStream<WebSocketStream<Stream>>);
+
+/// A TLS session's channel-binding value (RFC 9266), when there is one.
+pub(crate) type Exporter = Option<[u8; 32]>;
+
+/// A server's TLS settings; empty without the `tls` feature or when unset.
+#[derive(Clone, Default)]
+pub(crate) struct ServerTls {
+    #[cfg(feature = "tls")]
+    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A client's TLS settings; empty without the `tls` feature or when unset.
+#[derive(Clone, Default)]
+pub(crate) struct ClientTls {
+    #[cfg(feature = "tls")]
+    pub(crate) connector: Option<tokio_rustls::TlsConnector>,
+}
+
+/// RFC 9266 `tls-exporter`: defined for TLS 1.3 only; `None` for older versions.
+#[cfg(feature = "tls")]
+fn exporter<D>(connection: &tokio_rustls::rustls::ConnectionCommon<D>) -> Exporter {
+    use tokio_rustls::rustls::ProtocolVersion;
+    if connection.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    connection
+        .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .ok()
+}
 
 fn config(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
@@ -86,52 +128,118 @@ fn config(max_frame: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
-/// Completes the server side of the WebSocket upgrade on an accepted socket.
+/// Completes the server side of TLS (if configured) and of the WebSocket
+/// upgrade on an accepted socket.
 pub(crate) async fn accept(
     tcp: TcpStream,
     max_frame: usize,
-) -> Result<(Sender, Receiver), TransportError> {
+    tls: &ServerTls,
+) -> Result<(Sender, Receiver, Exporter), TransportError> {
     let _ = tcp.set_nodelay(true);
-    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config(max_frame))).await?;
+    let (stream, exporter): (Stream, Exporter) = match tls {
+        #[cfg(feature = "tls")]
+        ServerTls {
+            acceptor: Some(acceptor),
+        } => {
+            let stream = acceptor.accept(tcp).await?;
+            let exporter = exporter(stream.get_ref().1);
+            (Box::new(stream), exporter)
+        }
+        _ => (Box::new(tcp), None),
+    };
+    let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config(max_frame))).await?;
     let (sink, stream) = ws.split();
-    Ok((Sender(sink), Receiver(stream)))
+    Ok((Sender(sink), Receiver(stream), exporter))
 }
 
-/// Opens a TCP connection to the host and port of `url` and upgrades it.
-/// Returns the halves and the server's address.
+/// Opens a TCP connection to the host and port of `url`, runs TLS for a
+/// `wss://` url, and upgrades it. Returns the halves, the server's address
+/// and the TLS channel binding.
 pub(crate) async fn connect(
     url: &str,
     max_frame: usize,
-) -> Result<(Sender, Receiver, std::net::SocketAddr), TransportError> {
+    tls: &ClientTls,
+) -> Result<(Sender, Receiver, std::net::SocketAddr, Exporter), TransportError> {
     let request = url
         .into_client_request()
         .map_err(|e| TransportError::BadUrl(e.to_string()))?;
     let uri = request.uri();
-    if uri.scheme_str() != Some("ws") {
-        return Err(TransportError::BadUrl(
-            "only ws:// urls are supported (terminate TLS in front, or use plaintext mode behind it)".into(),
-        ));
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => {
+            return Err(TransportError::BadUrl(
+                "the url must be ws:// or wss://".into(),
+            ));
+        }
+    };
     let host = uri
         .host()
         .ok_or_else(|| TransportError::BadUrl("the url has no host".into()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") {
-            443
-        } else {
-            80
-        });
+    if secure {
+        tls_ready(tls)?;
+    }
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     let _ = tcp.set_nodelay(true);
     let addr = tcp.peer_addr()?;
+    let (stream, exporter): (Stream, Exporter) = if secure {
+        secure_stream(tcp, &host, tls).await?
+    } else {
+        (Box::new(tcp), None)
+    };
     let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(request, tcp, Some(config(max_frame))).await?;
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config(max_frame)))
+            .await?;
     let (sink, stream) = ws.split();
-    Ok((Sender(sink), Receiver(stream), addr))
+    Ok((Sender(sink), Receiver(stream), addr, exporter))
+}
+
+#[cfg(feature = "tls")]
+async fn secure_stream(
+    tcp: TcpStream,
+    host: &str,
+    tls: &ClientTls,
+) -> Result<(Stream, Exporter), TransportError> {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let Some(connector) = &tls.connector else {
+        return Err(TransportError::BadUrl(
+            "a wss:// url needs a TLS configuration (ClientBuilder::tls)".into(),
+        ));
+    };
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| TransportError::BadUrl("the url's host is not a valid TLS name".into()))?;
+    let stream = connector.connect(name, tcp).await?;
+    let exporter = exporter(stream.get_ref().1);
+    Ok((Box::new(stream), exporter))
+}
+
+/// Whether `wss://` can be used: checked before connecting.
+fn tls_ready(tls: &ClientTls) -> Result<(), TransportError> {
+    #[cfg(feature = "tls")]
+    if tls.connector.is_some() {
+        return Ok(());
+    }
+    let _ = tls;
+    Err(TransportError::BadUrl(if cfg!(feature = "tls") {
+        "a wss:// url needs a TLS configuration (ClientBuilder::tls)".into()
+    } else {
+        "wss:// needs the `tls` feature of sockets".into()
+    }))
+}
+
+#[cfg(not(feature = "tls"))]
+async fn secure_stream(
+    _tcp: TcpStream,
+    _host: &str,
+    _tls: &ClientTls,
+) -> Result<(Stream, Exporter), TransportError> {
+    Err(TransportError::BadUrl(
+        "wss:// needs the `tls` feature of sockets".into(),
+    ))
 }
 
 impl Sender {

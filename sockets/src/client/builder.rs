@@ -12,6 +12,7 @@ use crate::dispatch::Services;
 use crate::error::Error;
 use crate::protocol::codec;
 use crate::service::Service;
+use crate::transport::ClientTls;
 
 /// How long one connection's keys serve before the client renews them.
 const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -27,6 +28,7 @@ pub struct ClientBuilder {
     pub(super) services: Services,
     pub(super) reconnect: Reconnect,
     pub(super) session_lifetime: Option<Duration>,
+    pub(super) tls: ClientTls,
     pub(super) error: Option<Error>,
 }
 
@@ -55,6 +57,7 @@ impl Default for ClientBuilder {
             services: Services::default(),
             reconnect: Reconnect::default(),
             session_lifetime: Some(DEFAULT_SESSION_LIFETIME),
+            tls: ClientTls::default(),
             error: None,
         }
     }
@@ -87,7 +90,8 @@ impl ClientBuilder {
         Ok(builder)
     }
 
-    /// The server's URL, `ws://host:port/`. Default `ws://127.0.0.1:7878/`.
+    /// The server's URL, `ws://host:port/`, or `wss://host:port/` with the
+    /// `tls` feature and `ClientBuilder::tls`. Default `ws://127.0.0.1:7878/`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
         self
@@ -113,6 +117,15 @@ impl ClientBuilder {
         } else {
             Mode::Encrypted
         };
+        self
+    }
+
+    /// The rustls configuration (trusted roots, client certificate) for
+    /// `wss://` urls. With TLS 1.3 the handshake is bound to the TLS session
+    /// (RFC 9266 exporter).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls.connector = Some(tokio_rustls::TlsConnector::from(config));
         self
     }
 

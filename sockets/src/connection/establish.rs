@@ -29,7 +29,9 @@ use crate::protocol::CloseCode;
 use crate::protocol::codec;
 use crate::server::auth::{AuthDecision, AuthHook, PeerInfo};
 use crate::service::{ConnectionId, Meta, SessionKind};
-use crate::transport::{self, Incoming, Receiver, Sender, TransportError};
+use crate::transport::{
+    self, ClientTls, Exporter, Incoming, Receiver, Sender, ServerTls, TransportError,
+};
 
 /// The payload of an AUTH_RESULT frame.
 #[derive(Serialize, Deserialize)]
@@ -60,6 +62,7 @@ pub(crate) struct ClientSetup<'a> {
     pub(crate) mode: Mode,
     pub(crate) credentials: &'a [u8],
     pub(crate) config: &'a ConnectionConfig,
+    pub(crate) tls: &'a ClientTls,
 }
 
 async fn seal_and_send(
@@ -121,15 +124,15 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
-    let (mut sender, mut receiver, peer_addr) = transport::connect(setup.url, config.max_frame)
-        .await
-        .map_err(|e| match e {
-            TransportError::Io(e) => Error::Io(e),
-            TransportError::BadUrl(e) => Error::Config(e),
-            other => Error::Io(std::io::Error::other(other.to_string())),
-        })?;
-    let (handshake, hs1) = ClientHandshake::start(setup.secret, setup.suite, setup.mode, None)
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let connected = transport::connect(setup.url, config.max_frame, setup.tls).await;
+    let (mut sender, mut receiver, peer_addr, exporter) = connected.map_err(|e| match e {
+        TransportError::Io(e) => Error::Io(e),
+        TransportError::BadUrl(e) => Error::Config(e),
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    })?;
+    let (handshake, hs1) =
+        ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
+            .map_err(|e| Error::Config(e.to_string()))?;
     sender.send(Bytes::from(hs1)).await.map_err(io_error)?;
     let hs2 = match receiver.recv().await.map_err(io_error)? {
         Incoming::Binary(hs2) => hs2,
@@ -186,6 +189,8 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) acceptor: &'a Acceptor,
     pub(crate) auth: &'a AuthHook,
     pub(crate) config: &'a ConnectionConfig,
+    /// The TLS session's channel binding, if the server terminates TLS itself.
+    pub(crate) tls_exporter: Exporter,
 }
 
 /// Runs the server side of the handshake and authentication on an upgraded
@@ -268,14 +273,18 @@ async fn server_steps(
     receiver: &mut Receiver,
 ) -> Result<(Sealer, Opener, SessionKind, Meta), SetupFailure> {
     let hs1 = recv_binary(receiver).await?;
-    let (session, hs2) = match setup.acceptor.accept(&hs1, None, setup.config.limits()) {
-        Ok(accepted) => accepted,
-        Err(error) => {
-            let (code, reason) = error.close();
-            tracing::debug!(id = %setup.id, peer = %setup.peer_addr, "handshake refused");
-            return Err(SetupFailure::close(code, reason));
-        }
-    };
+    let (session, hs2) =
+        match setup
+            .acceptor
+            .accept(&hs1, setup.tls_exporter.as_ref(), setup.config.limits())
+        {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                let (code, reason) = error.close();
+                tracing::debug!(id = %setup.id, peer = %setup.peer_addr, "handshake refused");
+                return Err(SetupFailure::close(code, reason));
+            }
+        };
     sender
         .send(Bytes::from(hs2))
         .await
@@ -344,11 +353,13 @@ async fn server_steps(
 pub(crate) async fn refuse(
     tcp: tokio::net::TcpStream,
     config: Arc<ConnectionConfig>,
+    tls: ServerTls,
     code: CloseCode,
     reason: &'static str,
 ) {
     let refuse = async {
-        if let Ok((mut sender, _receiver)) = transport::accept(tcp, config.max_frame).await {
+        if let Ok((mut sender, _receiver, _)) = transport::accept(tcp, config.max_frame, &tls).await
+        {
             let _ = sender.close(code.to_u16(), reason).await;
         }
     };

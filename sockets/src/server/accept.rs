@@ -43,6 +43,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             tokio::spawn(establish::refuse(
                 tcp,
                 Arc::clone(&inner.config),
+                inner.tls.clone(),
                 CloseCode::TooManyConnections,
                 "too many connections",
             ));
@@ -66,10 +67,10 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
     let config = &inner.config;
     let upgraded = tokio::time::timeout(
         config.handshake_timeout,
-        transport::accept(tcp, config.max_frame),
+        transport::accept(tcp, config.max_frame, &inner.tls),
     )
     .await;
-    let (sender, receiver) = match upgraded {
+    let (sender, receiver, tls_exporter) = match upgraded {
         Ok(Ok(halves)) => halves,
         Ok(Err(error)) => {
             closed(
@@ -94,6 +95,7 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
         acceptor: &inner.acceptor,
         auth: &inner.auth,
         config,
+        tls_exporter,
     };
     let established = match establish::server(setup, sender, receiver).await {
         Ok(established) => established,

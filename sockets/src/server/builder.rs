@@ -13,6 +13,7 @@ use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::service::Service;
+use crate::transport::ServerTls;
 
 /// Configures and starts a [`Server`]. See [`Server::builder`].
 pub struct ServerBuilder {
@@ -24,6 +25,7 @@ pub struct ServerBuilder {
     pub(super) max_connections: usize,
     pub(super) services: Services,
     pub(super) auth: AuthHook,
+    pub(super) tls: ServerTls,
     pub(super) error: Option<Error>,
 }
 
@@ -50,6 +52,7 @@ impl Default for ServerBuilder {
             max_connections: 10_000,
             services: Services::default(),
             auth: auth::accept_all(),
+            tls: ServerTls::default(),
             error: None,
         }
     }
@@ -182,6 +185,15 @@ impl ServerBuilder {
         Fut: Future<Output = AuthDecision> + Send + 'static,
     {
         self.auth = auth::typed(hook);
+        self
+    }
+
+    /// Serves over TLS (`wss://`) with this rustls configuration. With TLS 1.3
+    /// the handshake is bound to the TLS session (RFC 9266 exporter), so it
+    /// cannot be relayed between two TLS sessions.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        self.tls.acceptor = Some(tokio_rustls::TlsAcceptor::from(config));
         self
     }
 
