@@ -107,6 +107,70 @@ mod tests {
         assert!(calls.fail_all().is_empty());
     }
 
+    /// Any interleaving of events: every call ends exactly once, and ids are never reused.
+    #[test]
+    fn every_call_ends_exactly_once_under_any_event_order() {
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Start,
+            Complete(usize),
+            Abandon(usize),
+            Reply(u64),
+            FailAll,
+        }
+        let op = prop_oneof![
+            4 => Just(Op::Start),
+            2 => any::<usize>().prop_map(Op::Complete),
+            2 => any::<usize>().prop_map(Op::Abandon),
+            1 => (0u64..64).prop_map(Op::Reply),
+            1 => Just(Op::FailAll),
+        ];
+        proptest!(|(ops in proptest::collection::vec(op, 0..200))| {
+            let mut calls = InFlight::default();
+            let mut issued = Vec::new();
+            let mut ended = HashSet::new();
+            let end = |id: u64, ended: &mut HashSet<u64>| {
+                prop_assert!(ended.insert(id), "call {} ended twice", id);
+                Ok(())
+            };
+            for op in ops {
+                match op {
+                    Op::Start => {
+                        if let Some(id) = calls.start(()) {
+                            prop_assert!(!issued.contains(&id), "id {} reused", id);
+                            issued.push(id);
+                        }
+                    }
+                    Op::Complete(i) | Op::Abandon(i) if issued.is_empty() => { let _ = i; }
+                    Op::Complete(i) => {
+                        let id = issued[i % issued.len()];
+                        if calls.complete(id).is_some() { end(id, &mut ended)?; }
+                    }
+                    Op::Abandon(i) => {
+                        let id = issued[i % issued.len()];
+                        if calls.abandon(id) { end(id, &mut ended)?; }
+                    }
+                    Op::Reply(id) => {
+                        if calls.complete(id).is_some() { end(id, &mut ended)?; }
+                    }
+                    Op::FailAll => {
+                        let before = calls.len();
+                        let failed = calls.fail_all();
+                        prop_assert_eq!(failed.len(), before);
+                        // The waiters carry no id; count them as the pending ones.
+                        for id in issued.iter().filter(|id| !ended.contains(id)).copied().collect::<Vec<_>>() {
+                            end(id, &mut ended)?;
+                        }
+                    }
+                }
+                prop_assert_eq!(calls.len(), issued.len() - ended.len());
+            }
+        });
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_timed_out_call_ends_once_even_if_its_reply_comes_later() {
         use std::time::Duration;

@@ -107,6 +107,32 @@ fn context(shared: &Arc<Shared>, timeout: Option<Duration>) -> Context {
     }
 }
 
+/// The service that serves a call, or the reply that refuses it.
+fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Service>, Message> {
+    if shared.is_draining() {
+        return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
+    }
+    let Some((service, info)) = shared.services.route(method) else {
+        return Err(error_reply(id, ErrorCode::UnknownMethod, method));
+    };
+    if shared.peer_is_guest && !info.open {
+        return Err(error_reply(
+            id,
+            ErrorCode::Unauthorized,
+            "method not open to guests",
+        ));
+    }
+    let running = lock(&shared.running).tasks.len();
+    if running >= shared.config.max_in_flight {
+        return Err(error_reply(
+            id,
+            ErrorCode::Rejected,
+            "too many calls in flight",
+        ));
+    }
+    Ok(service)
+}
+
 /// Handles a call from the peer: answers at once or starts its handler.
 pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     let Call {
@@ -115,29 +141,12 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
         timeout_ms,
         args,
     } = call;
-    let refusal = if shared.is_draining() {
-        Some(error_reply(id, ErrorCode::ShuttingDown, "shutting down"))
-    } else {
-        match shared.services.route(&method) {
-            None => Some(error_reply(id, ErrorCode::UnknownMethod, method.as_str())),
-            Some((_, info)) if shared.peer_is_guest && !info.open => Some(error_reply(
-                id,
-                ErrorCode::Unauthorized,
-                "method not open to guests",
-            )),
-            Some(_) => {
-                let running = lock(&shared.running).tasks.len();
-                (running >= shared.config.max_in_flight)
-                    .then(|| error_reply(id, ErrorCode::Rejected, "too many calls in flight"))
-            }
+    let service = match admit(shared, id, &method) {
+        Ok(service) => service,
+        Err(refusal) => {
+            let _ = shared.queue.send(refusal).await;
+            return;
         }
-    };
-    if let Some(reply) = refusal {
-        let _ = shared.queue.send(reply).await;
-        return;
-    }
-    let Some((service, _)) = shared.services.route(&method) else {
-        return;
     };
     let timeout = timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
     let handler = match Arc::clone(service).dispatch(context(shared, timeout), &method, &args) {

@@ -134,6 +134,43 @@ mod tests {
         assert_eq!(pings, 2, "pinged at 10 s and 20 s; gave up at 30 s");
     }
 
+    /// For any pattern of silences: the peer is declared dead exactly when a
+    /// silence reaches the timeout, and never pinged more than once per interval.
+    #[test]
+    fn times_out_exactly_when_a_silence_reaches_the_timeout() {
+        use proptest::prelude::*;
+        proptest!(|(gaps in proptest::collection::vec(0u64..40_000, 1..50))| {
+            let start = Instant::now();
+            let mut hb = Heartbeat::new(INTERVAL, TIMEOUT, start);
+            let mut now = start;
+            let mut last_ping: Option<Instant> = None;
+            for gap in gaps {
+                let heard_at = now + Duration::from_millis(gap);
+                // Everything the heartbeat asks for before the next frame arrives.
+                let mut timed_out = false;
+                while hb.next_wake() <= heard_at {
+                    let wake = hb.next_wake();
+                    match hb.poll(wake) {
+                        Some(Action::Ping(_)) => {
+                            if let Some(last) = last_ping {
+                                prop_assert!(wake - last >= INTERVAL);
+                            }
+                            last_ping = Some(wake);
+                        }
+                        Some(Action::TimedOut) => { timed_out = true; break; }
+                        None => {}
+                    }
+                }
+                prop_assert_eq!(timed_out, Duration::from_millis(gap) >= TIMEOUT);
+                if timed_out {
+                    break;
+                }
+                now = heard_at;
+                hb.heard(now);
+            }
+        });
+    }
+
     #[tokio::test(start_paused = true)]
     async fn any_traffic_keeps_the_connection_alive() {
         let mut hb = Heartbeat::new(INTERVAL, TIMEOUT, Instant::now());
