@@ -2,8 +2,8 @@
 //! seal + open throughput for both suites. Prints one JSON object per line.
 //!
 //! ```text
-//! cargo run --release -p examples --bin crypto_bench            # about 10 s
-//! cargo run --release -p examples --bin crypto_bench -- --quick # about 2 s
+//! cargo run --release -p examples --bin crypto_bench            # about 6 s
+//! cargo run --release -p examples --bin crypto_bench -- --quick # about 1 s
 //! ```
 //!
 //! A handshake is the full sans-IO exchange: client start (HS1), server accept

@@ -289,7 +289,9 @@ pub struct AcceptorConfig {
     /// Whether clients may choose mode P (plaintext frames; behind TLS only).
     pub allow_plaintext: bool,
     /// `mf`: the largest frame (header + ciphertext + tag) either side may
-    /// send, announced in HS2; 1024 to 16 MiB.
+    /// send, announced in HS2; 1024 to 16 MiB. A connection announces the
+    /// smaller of this and the `max_frame` of the [`Limits`] given to
+    /// [`Acceptor::accept`]. Set the WebSocket message limit to the same value.
     pub max_frame: u32,
     /// How far HS1's timestamp may be from this server's clock; `None` turns
     /// the freshness check (window and replay cache) off.

@@ -104,7 +104,8 @@ impl Secret {
         Ok(Secret::from_ikm(&ikm))
     }
 
-    fn from_ikm(ikm: &[u8; 32]) -> Secret {
+    /// The secret for an input keying material (a key, or scrypt's output).
+    pub(crate) fn from_ikm(ikm: &[u8; 32]) -> Secret {
         let mut psk = Zeroizing::new([0u8; 32]);
         Hkdf::<Sha256>::new(Some(LABEL), ikm)
             .expand(b"rpcws1 psk", psk.as_mut_slice())

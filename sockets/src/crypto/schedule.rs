@@ -83,8 +83,7 @@ pub(crate) struct Traffic {
 
 impl Traffic {
     /// Epoch 0 from the direction's first traffic secret.
-    pub(crate) fn new(suite: Suite, secret: &[u8; 32]) -> Traffic {
-        let secret = Zeroizing::new(*secret);
+    pub(crate) fn new(suite: Suite, secret: Key32) -> Traffic {
         let aead = AeadKey::new(suite, &expand(&secret, b"rpcws1 key"));
         Traffic {
             suite,

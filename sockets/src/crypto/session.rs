@@ -214,18 +214,24 @@ impl Session {
         limits: Limits,
         frames: (usize, usize),
     ) -> Session {
+        let Schedule {
+            c2s,
+            s2c,
+            exporter,
+            fin_c,
+        } = schedule;
+        let finished = (mode == Mode::Plaintext).then(|| schedule::finished_mac(&fin_c, &h));
+        drop(fin_c);
         let (send, recv) = match role {
-            Role::Client => (&schedule.c2s, &schedule.s2c),
-            Role::Server => (&schedule.s2c, &schedule.c2s),
+            Role::Client => (c2s, s2c),
+            Role::Server => (s2c, c2s),
         };
-        let finished =
-            (mode == Mode::Plaintext).then(|| schedule::finished_mac(&schedule.fin_c, &h));
         Session {
             role,
             suite,
             mode,
             h,
-            exporter: Zeroizing::new(*schedule.exporter),
+            exporter,
             send: Traffic::new(suite, send),
             recv: Traffic::new(suite, recv),
             finished,

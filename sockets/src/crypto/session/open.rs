@@ -46,6 +46,9 @@ enum RecvState {
 }
 
 /// Opens frames: the one owner of the receive counter.
+///
+/// Owned by the connection's reader task. After AUTH (server) or AUTH_RESULT
+/// (client) it accepts DATA only once [`Opener::set_authenticated`] was called.
 pub struct Opener {
     role: Role,
     mode: Mode,

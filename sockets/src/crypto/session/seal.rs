@@ -13,6 +13,7 @@ use super::{
 };
 use crate::protocol::VERSION;
 
+/// The 8-byte frame header: version, type, flags, reserved, epoch.
 fn frame_header(kind: u8, flags: u8, epoch: u32) -> [u8; HEADER_LEN] {
     let e = epoch.to_be_bytes();
     [VERSION, kind, flags, 0, e[0], e[1], e[2], e[3]]
@@ -26,6 +27,10 @@ enum SendState {
 }
 
 /// Seals frames: the one owner of the send counter.
+///
+/// Owned by the connection's single writer task, so sequence numbers cannot
+/// race. A client must not seal DATA before it opened AUTH_RESULT `ok`: the
+/// server closes on anything between AUTH and AUTH_RESULT.
 pub struct Sealer {
     role: Role,
     mode: Mode,
