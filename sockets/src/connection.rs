@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!            ┌──────────── reader task ────────────┐
-//!  socket ──►│ open ─► decode_messages ─► dispatch │──► handler tasks ─┐
+//!  socket ──►│ open ─► codec::messages ─► dispatch │──► handler tasks ─┐
 //!            └─────────────────────────────────────┘                   │
 //!            ┌──────────── writer task ────────────┐   bounded queue   │
 //!  socket ◄──│ seal ◄─ batch of envelopes          │◄──────────────────┘

@@ -154,18 +154,20 @@ async fn read_loop(shared: &Arc<Shared>, mut receiver: Receiver, mut opener: Ope
                 return;
             }
         }
-        let messages = match codec::decode_messages(&opened.plaintext) {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::debug!(id = %shared.id, %error, "undecodable envelope");
-                shared.close(
-                    Disconnect::new(CloseCode::ProtocolError, "malformed envelope"),
-                    true,
-                );
-                return;
-            }
-        };
-        for message in messages {
+        // One envelope at a time: a plaintext of many tiny envelopes costs
+        // no more memory than the plaintext.
+        for message in codec::messages(opened.plaintext) {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(id = %shared.id, %error, "undecodable envelope");
+                    shared.close(
+                        Disconnect::new(CloseCode::ProtocolError, "malformed envelope"),
+                        true,
+                    );
+                    return;
+                }
+            };
             match message {
                 Message::Call(call) => dispatch::call(shared, call).await,
                 Message::Notify(notify) => dispatch::notify(shared, notify),
