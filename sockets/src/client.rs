@@ -332,7 +332,7 @@ impl Caller for Client {
         let method = method.to_owned();
         Box::pin(async move {
             let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
             let handle = inner
                 .connection(options.wait_for_connection, deadline)
                 .await?;

@@ -26,6 +26,9 @@ use std::time::Duration;
 use crate::crypto::{Limits, Secret, Suite};
 use crate::error::Error;
 
+/// The longest timeout or interval a configuration may set.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Settings every connection of a server or client uses.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionConfig {
@@ -71,6 +74,18 @@ impl ConnectionConfig {
 
     /// Checks the settings make sense together.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        let durations = [
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.handshake_timeout,
+            self.call_timeout,
+            self.write_timeout,
+        ];
+        if durations.iter().any(|d| *d > MAX_DURATION) {
+            return Err(Error::Config(
+                "timeouts and intervals must be at most a year".into(),
+            ));
+        }
         if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
             return Err(Error::Config(
                 "the heartbeat timeout must be longer than its (non-zero) interval".into(),

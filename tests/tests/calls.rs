@@ -229,3 +229,19 @@ async fn several_services_share_one_connection() {
     let twice = tests::server().serve(first).serve(second).start().await;
     assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
 }
+
+#[tokio::test]
+async fn an_endless_timeout_is_cut_to_what_the_wire_can_say() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let left: Option<u64> = within(client.peer().call(
+        "calc.deadline",
+        &(),
+        CallOptions::timeout(Duration::MAX),
+    ))
+    .await
+    .unwrap();
+    let left = left.expect("a deadline travels");
+    assert!(left > 1000 && left <= u64::from(u32::MAX), "{left}");
+}

@@ -196,7 +196,9 @@ impl ClientBuilder {
     /// and closes. Bounds what a stolen session key could ever decrypt.
     /// `None`: never renew. Default 24 h.
     pub fn session_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.session_lifetime = lifetime;
+        // A lifetime past a century never ends in practice; keep the clock arithmetic finite.
+        self.session_lifetime =
+            lifetime.filter(|l| *l < Duration::from_secs(100 * 365 * 24 * 3600));
         self
     }
 
