@@ -191,6 +191,8 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) config: &'a ConnectionConfig,
     /// The TLS session's channel binding, if the server terminates TLS itself.
     pub(crate) tls_exporter: Exporter,
+    /// When the connection must be admitted or dropped (the handshake timeout from accept).
+    pub(crate) deadline: tokio::time::Instant,
 }
 
 /// Runs the server side of the handshake and authentication on an upgraded
@@ -202,7 +204,7 @@ pub(crate) async fn server(
     mut receiver: Receiver,
 ) -> Result<Established, Disconnect> {
     let steps = server_steps(&setup, &mut sender, &mut receiver);
-    let outcome = tokio::time::timeout(setup.config.handshake_timeout, steps).await;
+    let outcome = tokio::time::timeout_at(setup.deadline, steps).await;
     let (sealer, opener, session, meta) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(failure)) => {

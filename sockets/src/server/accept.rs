@@ -65,8 +65,10 @@ fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
 
 async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: SocketAddr) {
     let config = &inner.config;
-    let upgraded = tokio::time::timeout(
-        config.handshake_timeout,
+    // One deadline for everything before admission: upgrade, handshake, auth.
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let upgraded = tokio::time::timeout_at(
+        deadline,
         transport::accept(tcp, config.max_frame, &inner.tls),
     )
     .await;
@@ -96,6 +98,7 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
         auth: &inner.auth,
         config,
         tls_exporter,
+        deadline,
     };
     let established = match establish::server(setup, sender, receiver).await {
         Ok(established) => established,
