@@ -14,11 +14,18 @@
 //! | [`error`] | the one error type callers see |
 
 pub mod error;
+mod macro_support;
 pub mod protocol;
 pub mod service;
 
 pub use error::{Disconnect, Error, Result};
 pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Service, SessionKind};
+
+#[doc = include_str!("../docs/service.md")]
+pub use sockets_macros::service;
+
+#[doc = include_str!("../docs/handler.md")]
+pub use sockets_macros::handler;
 
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
@@ -26,4 +33,19 @@ pub mod __private {
     pub use bytes;
     pub use serde;
     pub use serde_bytes;
+
+    pub use crate::macro_support::*;
+
+    pub use core::clone::Clone;
+    pub use core::convert::From;
+    pub use core::default::Default;
+    pub use core::fmt::Debug;
+    pub use core::future::Future;
+    pub use core::marker::{Copy, Send, Sync};
+    pub use core::option::Option::{self, None, Some};
+    pub use core::result::Result::{self, Err, Ok};
+    pub use core::time::Duration;
+    pub use std::string::String;
+    pub use std::sync::Arc;
+    pub use std::vec::Vec;
 }

@@ -1,0 +1,583 @@
+//! One function per generated item, assembled in [`generate`]'s one list.
+//!
+//! Generated code names only `::sockets::…` paths, so the user's crate needs
+//! no other dependency and may shadow any prelude name.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::{Attribute, Ident};
+
+use crate::model::{Kind, Method, Service};
+
+/// Everything `#[sockets::service]` emits for one service.
+pub(super) fn generate(service: &Service) -> TokenStream {
+    let generated = [
+        request_enum(service),
+        request_info(service),
+        request_impl(service),
+        response_enum(service),
+        response_impl(service),
+        server_struct(service),
+        server_impl(service),
+        service_impl(service),
+        client_struct(service),
+        client_impl(service),
+        type_checks(service),
+    ];
+    match &service.kind {
+        Kind::Trait { .. } => {
+            let definition = trait_definition(service);
+            quote! {
+                #definition
+                #(#generated)*
+            }
+        }
+        Kind::Module { attrs, items, .. } => {
+            let vis = &service.vis;
+            let ident = &service.ident;
+            quote! {
+                #(#attrs)*
+                #vis mod #ident {
+                    #(#items)*
+                    #(#generated)*
+                }
+            }
+        }
+    }
+}
+
+/// The user's trait, its methods rewritten to return `Send` futures so the
+/// runtime can spawn them; implementors still write `async fn`.
+fn trait_definition(service: &Service) -> TokenStream {
+    let Kind::Trait {
+        attrs,
+        supertraits,
+        verbatim,
+    } = &service.kind
+    else {
+        return TokenStream::new();
+    };
+    let vis = &service.vis;
+    let ident = &service.ident;
+    let methods = service.methods.iter().map(|m| {
+        let attrs = &m.attrs;
+        let ident = &m.ident;
+        let inputs = &m.inputs;
+        let output = output_type(m);
+        quote! {
+            #(#attrs)*
+            fn #ident(#inputs) -> impl ::sockets::__private::Future<Output = #output> + ::sockets::__private::Send;
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #vis trait #ident: #(#supertraits +)* ::sockets::__private::Send + ::sockets::__private::Sync + 'static {
+            #(#methods)*
+            #(#verbatim)*
+        }
+    }
+}
+
+/// `enum CalculatorRequest { Add { a: i64, b: i64 }, Version, ... }`
+fn request_enum(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let doc = format!(
+        "A call to a method of {}, with its arguments: one variant per method.",
+        display_name(service)
+    );
+    let variants = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let docs = docs_or(&m.docs, &format!("Calls `{}`.", m.wire_name));
+        let variant = &m.variant;
+        if m.args.is_empty() {
+            return quote!(#(#cfgs)* #docs #variant);
+        }
+        let fields = m.args.iter().map(|arg| {
+            let (ident, ty) = (&arg.ident, &arg.ty);
+            let doc = format!("The argument `{ident}`.");
+            quote!(#[doc = #doc] #ident: #ty)
+        });
+        quote!(#(#cfgs)* #docs #variant { #(#fields),* })
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis enum #request {
+            #(#variants,)*
+        }
+    }
+}
+
+/// `CalculatorRequest::INFO`: the static description the runtime routes by.
+fn request_info(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let name = &service.wire_name;
+    let methods = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let (wire, open, notify) = (&m.wire_name, m.open, m.notify);
+        quote! {
+            #(#cfgs)*
+            ::sockets::service::MethodInfo { name: #wire, open: #open, notify: #notify }
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        impl #request {
+            /// The service's wire name and methods, as the runtime sees them.
+            pub const INFO: ::sockets::service::ServiceInfo = ::sockets::service::ServiceInfo {
+                name: #name,
+                methods: &[#(#methods,)*],
+            };
+        }
+    }
+}
+
+/// `impl ServiceRequest for CalculatorRequest`: wire names and the argument tuple.
+fn request_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let (request, response) = (&service.names.request, &service.names.response);
+    let methods = service.methods.iter().map(|m| {
+        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        quote!(#(#cfgs)* Self::#variant { .. } => #wire,)
+    });
+    let encode = service.methods.iter().map(|m| {
+        let (cfgs, variant) = (&m.cfgs, &m.variant);
+        let idents = m.args.iter().map(|a| &a.ident);
+        let tuple = args_tuple(m);
+        quote! {
+            #(#cfgs)*
+            Self::#variant { #(#idents),* } => ::sockets::__private::encode_args(&#tuple, out),
+        }
+    });
+    let decode = service.methods.iter().map(|m| {
+        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let construct = if idents.is_empty() {
+            quote!(Self::#variant)
+        } else {
+            quote!(Self::#variant { #(#idents),* })
+        };
+        let decode = match idents.as_slice() {
+            [] => quote! {
+                ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
+            },
+            [one] => quote!(let (#one,) = ::sockets::__private::decode_args(method, args)?;),
+            many => quote!(let (#(#many),*) = ::sockets::__private::decode_args(method, args)?;),
+        };
+        quote! {
+            #(#cfgs)*
+            #wire => {
+                #decode
+                ::sockets::__private::Ok(#construct)
+            }
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::service::ServiceRequest for #request {
+            type Response = #response;
+
+            fn method(&self) -> &'static str {
+                match self {
+                    #(#methods)*
+                }
+            }
+
+            fn encode_args(
+                &self,
+                out: &mut ::sockets::__private::Vec<u8>,
+            ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
+                match self {
+                    #(#encode)*
+                }
+            }
+
+            fn decode(
+                method: &str,
+                args: &[u8],
+            ) -> ::sockets::__private::Result<Self, ::sockets::service::DispatchError> {
+                match method {
+                    #(#decode)*
+                    _ => ::sockets::__private::Err(::sockets::__private::unknown_method(method)),
+                }
+            }
+        }
+    }
+}
+
+/// `enum CalculatorResponse { Add(i64), ... }`: what each method returned.
+fn response_enum(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let response = &service.names.response;
+    let doc = format!(
+        "The reply to a call of {}: one variant per method, holding its return value.",
+        display_name(service)
+    );
+    let variants = service.methods.iter().map(|m| {
+        let (cfgs, variant) = (&m.cfgs, &m.variant);
+        let doc = format!("What `{}` returned.", m.wire_name);
+        let output = output_type(m);
+        quote!(#(#cfgs)* #[doc = #doc] #variant(#output))
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis enum #response {
+            #(#variants,)*
+        }
+    }
+}
+
+/// `impl ServiceResponse for CalculatorResponse`.
+fn response_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let response = &service.names.response;
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        quote! {
+            #(#cfgs)*
+            #wire => ::sockets::__private::decode_reply(method, value).map(Self::#variant),
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::service::ServiceResponse for #response {
+            fn decode(
+                method: &str,
+                value: &[u8],
+            ) -> ::sockets::__private::Result<Self, ::sockets::Error> {
+                match method {
+                    #(#arms)*
+                    _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+                }
+            }
+        }
+    }
+}
+
+/// `struct CalculatorServer<T>` wrapping an implementation, or a unit
+/// `struct EchoServer` for a module of functions.
+fn server_struct(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let server = &service.names.server;
+    let ident = &service.ident;
+    match service.kind {
+        Kind::Trait { .. } => {
+            let doc = format!(
+                "Serves an implementation of [`{ident}`]: register it with a server or client as a service."
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+                #vis struct #server<T> {
+                    inner: T,
+                }
+            }
+        }
+        Kind::Module { .. } => {
+            let doc = format!(
+                "Serves the handlers of the `{}` service: register it with a server or client as a service.",
+                service.wire_name
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(
+                    ::sockets::__private::Clone,
+                    ::sockets::__private::Copy,
+                    ::sockets::__private::Debug,
+                    ::sockets::__private::Default,
+                )]
+                #vis struct #server;
+            }
+        }
+    }
+}
+
+/// `CalculatorServer::new`, `inner`, `into_inner` (a module's server has nothing to wrap).
+fn server_impl(service: &Service) -> TokenStream {
+    let Kind::Trait { .. } = service.kind else {
+        return TokenStream::new();
+    };
+    let cfgs = &service.cfgs;
+    let (server, ident) = (&service.names.server, &service.ident);
+    quote! {
+        #(#cfgs)*
+        impl<T: #ident> #server<T> {
+            /// Wraps `inner` to serve it.
+            pub fn new(inner: T) -> Self {
+                Self { inner }
+            }
+
+            /// The implementation being served.
+            pub fn inner(&self) -> &T {
+                &self.inner
+            }
+
+            /// Unwraps the implementation.
+            pub fn into_inner(self) -> T {
+                self.inner
+            }
+        }
+    }
+}
+
+/// `impl Service for CalculatorServer<T>`: decode the request, then run the handler.
+fn service_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let uses_context = service.methods.iter().any(|m| m.context.is_some());
+    // Hygienic: a user argument named `cx` cannot capture it.
+    let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, variant, method) = (&m.cfgs, &m.variant, &m.ident);
+        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let context = m.context.as_ref().map(|c| {
+            if c.by_ref {
+                quote_spanned!(c.span=> &#cx,)
+            } else {
+                quote_spanned!(c.span=> #cx,)
+            }
+        });
+        let pattern = if idents.is_empty() {
+            quote!(#request::#variant)
+        } else {
+            quote!(#request::#variant { #(#idents),* })
+        };
+        let call = match service.kind {
+            Kind::Trait { .. } => {
+                quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
+            }
+            Kind::Module { .. } => quote_spanned!(method.span()=> #method(#context #(#idents),*)),
+        };
+        let handler = quote_spanned!(method.span()=> ::sockets::__private::handler);
+        quote! {
+            #(#cfgs)*
+            #pattern => #handler(async move { #call.await }),
+        }
+    });
+    let (impl_head, self_name) = match service.kind {
+        Kind::Trait { .. } => {
+            let (server, ident) = (&service.names.server, &service.ident);
+            (quote!(impl<T: #ident>), quote!(#server<T>))
+        }
+        Kind::Module { .. } => {
+            let server = &service.names.server;
+            (quote!(impl), quote!(#server))
+        }
+    };
+    quote! {
+        #(#cfgs)*
+        #impl_head ::sockets::Service for #self_name {
+            fn info(&self) -> &'static ::sockets::service::ServiceInfo {
+                &#request::INFO
+            }
+
+            fn dispatch(
+                self: ::sockets::__private::Arc<Self>,
+                #cx: ::sockets::Context,
+                method: &str,
+                args: &[u8],
+            ) -> ::sockets::__private::Result<
+                ::sockets::service::HandlerFuture,
+                ::sockets::service::DispatchError,
+            > {
+                let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
+                ::sockets::__private::Ok(match request {
+                    #(#arms)*
+                })
+            }
+        }
+    }
+}
+
+/// `struct CalculatorClient`: typed calls through a `Peer`.
+fn client_struct(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let client = &service.names.client;
+    let doc = format!(
+        "Calls {} on the other side of a connection: one method per service method, \
+         each returning `Result<T, sockets::Error>` where `T` is the declared return type.",
+        display_name(service)
+    );
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+        #vis struct #client {
+            peer: ::sockets::Peer,
+            options: ::sockets::CallOptions,
+        }
+    }
+}
+
+/// The client's constructor, per-call options, and one method per service method.
+fn client_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let client = &service.names.client;
+    let methods = service.methods.iter().map(client_method);
+    quote! {
+        #(#cfgs)*
+        impl #client {
+            /// A client that calls through `peer` with default options.
+            pub fn new(peer: ::sockets::Peer) -> Self {
+                Self {
+                    peer,
+                    options: ::sockets::__private::Default::default(),
+                }
+            }
+
+            /// A copy of this client that sends its calls with `options`.
+            pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
+                Self {
+                    peer: ::sockets::__private::Clone::clone(&self.peer),
+                    options,
+                }
+            }
+
+            /// A copy of this client whose calls wait at most `timeout` for their reply.
+            pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
+                self.with_options(::sockets::CallOptions {
+                    timeout: ::sockets::__private::Some(timeout),
+                    ..self.options
+                })
+            }
+
+            /// The peer this client calls.
+            pub fn peer(&self) -> &::sockets::Peer {
+                &self.peer
+            }
+
+            #(#methods)*
+        }
+
+        #(#cfgs)*
+        impl ::sockets::__private::From<::sockets::Peer> for #client {
+            fn from(peer: ::sockets::Peer) -> Self {
+                Self::new(peer)
+            }
+        }
+    }
+}
+
+/// `pub async fn add(&self, a: i64, b: i64) -> Result<i64, sockets::Error>`.
+fn client_method(m: &Method) -> TokenStream {
+    let (cfgs, ident, wire) = (&m.cfgs, &m.ident, &m.wire_name);
+    let default_doc = if m.notify {
+        format!("Sends `{wire}` as a notification: no reply; resolves once it is queued.")
+    } else {
+        format!("Calls `{wire}` on the peer.")
+    };
+    let docs = docs_or(&m.docs, &default_doc);
+    let params = m.args.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        quote!(#ident: #ty)
+    });
+    let tuple = args_tuple(m);
+    if m.notify {
+        quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
+                self.peer.notify(#wire, &#tuple).await
+            }
+        }
+    } else {
+        let output = output_type(m);
+        quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
+                self.peer.call(#wire, &#tuple, self.options).await
+            }
+        }
+    }
+}
+
+/// Hidden compile-time checks that every argument and return type can
+/// travel, each at the type's own span so rustc points there.
+fn type_checks(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let checks = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let args = m.args.iter().map(|a| {
+            let ty = &a.ty;
+            quote_spanned!(span_of(ty)=> ::sockets::__private::assert_arg::<#ty>();)
+        });
+        let output = m
+            .output
+            .as_ref()
+            .map(|ty| quote_spanned!(span_of(ty)=> ::sockets::__private::assert_reply::<#ty>();));
+        quote! {
+            #(#cfgs)*
+            {
+                #(#args)*
+                #output
+            }
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        const _: () = {
+            #(#checks)*
+        };
+    }
+}
+
+fn span_of(ty: &syn::Type) -> Span {
+    syn::spanned::Spanned::span(ty)
+}
+
+/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
+fn args_tuple(m: &Method) -> TokenStream {
+    let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+    match idents.as_slice() {
+        [] => quote!(::sockets::__private::NO_ARGS),
+        [one] => quote!((#one,)),
+        many => quote!((#(#many),*)),
+    }
+}
+
+/// The declared return type, `()` if none.
+fn output_type(m: &Method) -> TokenStream {
+    match &m.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    }
+}
+
+/// The user's doc comments, or one generated line when there are none.
+fn docs_or(docs: &[Attribute], default: &str) -> TokenStream {
+    if docs.is_empty() {
+        quote!(#[doc = #default])
+    } else {
+        quote!(#(#docs)*)
+    }
+}
+
+/// The visibility of generated items: the trait's, or `pub` inside a module
+/// (whose own visibility then bounds them).
+fn vis(service: &Service) -> TokenStream {
+    match service.kind {
+        Kind::Trait { .. } => {
+            let vis = &service.vis;
+            quote!(#vis)
+        }
+        Kind::Module { .. } => quote!(pub),
+    }
+}
+
+/// How generated docs name the service.
+fn display_name(service: &Service) -> String {
+    match service.kind {
+        Kind::Trait { .. } => format!("[`{}`]", service.ident),
+        Kind::Module { .. } => format!("the `{}` service", service.wire_name),
+    }
+}
