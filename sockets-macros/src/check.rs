@@ -13,7 +13,9 @@ pub(crate) const RESERVED: &[&str] = &["new", "peer", "with_options", "with_time
 
 /// Reports duplicate methods, variant clashes, reserved names and generated
 /// names the module already uses; drops the offending methods from `service`.
-pub(crate) fn service(service: &mut Service, errors: &mut Errors) {
+/// Returns whether the generated items can be emitted at all (not when the
+/// module already declares one of their names).
+pub(crate) fn service(service: &mut Service, errors: &mut Errors) -> bool {
     let client = service.names.client.to_string();
     let request = service.names.request.to_string();
     let mut names = HashSet::new();
@@ -55,6 +57,7 @@ pub(crate) fn service(service: &mut Service, errors: &mut Errors) {
     match &mut service.kind {
         Kind::Trait { verbatim, .. } => {
             verbatim.extend(dropped.into_iter().map(|m| m.original));
+            true
         }
         Kind::Module { declared, .. } => {
             let names = &service.names;
@@ -64,14 +67,17 @@ pub(crate) fn service(service: &mut Service, errors: &mut Errors) {
                 &names.server,
                 &names.client,
             ];
-            for ident in declared.iter() {
-                if generated.contains(&ident) {
-                    errors.at(
-                        ident,
-                        format!("`#[sockets::service]` generates `{ident}` in this module; rename this item"),
-                    );
-                }
+            let mut clash = false;
+            for ident in declared.iter().filter(|ident| generated.contains(ident)) {
+                errors.at(
+                    ident,
+                    format!(
+                        "`#[sockets::service]` generates `{ident}` in this module; rename this item"
+                    ),
+                );
+                clash = true;
             }
+            !clash
         }
     }
 }

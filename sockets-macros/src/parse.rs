@@ -83,7 +83,7 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
                         m.original = f.to_token_stream();
                         methods.push(m);
                     }
-                    _ => verbatim.push(f.to_token_stream()),
+                    _ => verbatim.push(without_patterns(f).to_token_stream()),
                 }
             }
             other => {
@@ -221,6 +221,22 @@ fn service_attrs(attrs: &[Attribute], errors: &mut Errors) -> Vec<Attribute> {
     strip(attrs, false)
 }
 
+/// `f` with every parameter pattern that is not a plain name replaced by `_`,
+/// so re-emitting a rejected method adds no rustc error to ours.
+fn without_patterns(mut f: syn::TraitItemFn) -> syn::TraitItemFn {
+    for input in &mut f.sig.inputs {
+        if let FnArg::Typed(typed) = input
+            && !matches!(&*typed.pat, Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none())
+        {
+            *typed.pat = Pat::Wild(syn::PatWild {
+                attrs: Vec::new(),
+                underscore_token: Token![_](typed.pat.span()),
+            });
+        }
+    }
+    f
+}
+
 fn trait_item_attrs(item: &TraitItem) -> Vec<Attribute> {
     match item {
         TraitItem::Fn(f) => f.attrs.clone(),
@@ -295,12 +311,10 @@ pub(crate) fn method(
                 errors.at(receiver, message);
             }
         }
-        (Rule::Method, None) => {
-            let inputs = &sig.inputs;
-            errors.at(quote!(#ident(#inputs)),
-                format!("service methods take `&self` first: write `fn {ident}(&self, ...)`"),
-            );
-        }
+        (Rule::Method, None) => errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            format!("service methods take `&self` first: write `fn {ident}(&self, ...)`"),
+        )),
         (Rule::Handler, Some(receiver)) => errors.at(receiver,
             "`#[sockets::handler]` goes on a free function, not a method; declare methods in a `#[sockets::service]` trait",
         ),

@@ -64,9 +64,11 @@ fn trait_definition(service: &Service) -> TokenStream {
         let ident = &m.ident;
         let inputs = &m.inputs;
         let output = output_type(m);
+        // Spanned at the method, so lints on the rewritten signature point there.
+        let fn_token = quote_spanned!(ident.span()=> fn);
         quote! {
             #(#attrs)*
-            fn #ident(#inputs) -> impl ::sockets::__private::Future<Output = #output> + ::sockets::__private::Send;
+            #fn_token #ident(#inputs) -> impl ::sockets::__private::Future<Output = #output> + ::sockets::__private::Send;
         }
     });
     quote! {
@@ -141,31 +143,34 @@ fn request_impl(service: &Service) -> TokenStream {
     let (request, response) = (&service.names.request, &service.names.response);
     let methods = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        quote!(#(#cfgs)* Self::#variant { .. } => #wire,)
+        let pattern = if m.args.is_empty() {
+            quote!(Self::#variant)
+        } else {
+            quote!(Self::#variant { .. })
+        };
+        quote!(#(#cfgs)* #pattern => #wire,)
     });
     let encode = service.methods.iter().map(|m| {
-        let (cfgs, variant) = (&m.cfgs, &m.variant);
-        let idents = m.args.iter().map(|a| &a.ident);
+        let cfgs = &m.cfgs;
+        let pattern = variant_pattern(quote!(Self), m);
         let tuple = args_tuple(m);
+        let encode_args = at_method(m, quote!(::sockets::__private::encode_args));
         quote! {
             #(#cfgs)*
-            Self::#variant { #(#idents),* } => ::sockets::__private::encode_args(&#tuple, out),
+            #pattern => #encode_args(&#tuple, out),
         }
     });
     let decode = service.methods.iter().map(|m| {
-        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        let (cfgs, wire) = (&m.cfgs, &m.wire_name);
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
-        let construct = if idents.is_empty() {
-            quote!(Self::#variant)
-        } else {
-            quote!(Self::#variant { #(#idents),* })
-        };
+        let construct = variant_pattern(quote!(Self), m);
+        let decode_args = at_method(m, quote!(::sockets::__private::decode_args));
         let decode = match idents.as_slice() {
             [] => quote! {
                 ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
             },
-            [one] => quote!(let (#one,) = ::sockets::__private::decode_args(method, args)?;),
-            many => quote!(let (#(#many),*) = ::sockets::__private::decode_args(method, args)?;),
+            [one] => quote!(let (#one,) = #decode_args(method, args)?;),
+            many => quote!(let (#(#many),*) = #decode_args(method, args)?;),
         };
         quote! {
             #(#cfgs)*
@@ -175,13 +180,20 @@ fn request_impl(service: &Service) -> TokenStream {
             }
         }
     });
+    // A service whose every method had a mistake is generated empty, and an
+    // empty enum is matched by value.
+    let scrutinee = if service.methods.is_empty() {
+        quote!(*self)
+    } else {
+        quote!(self)
+    };
     quote! {
         #(#cfgs)*
         impl ::sockets::service::ServiceRequest for #request {
             type Response = #response;
 
             fn method(&self) -> &'static str {
-                match self {
+                match #scrutinee {
                     #(#methods)*
                 }
             }
@@ -190,7 +202,7 @@ fn request_impl(service: &Service) -> TokenStream {
                 &self,
                 out: &mut ::sockets::__private::Vec<u8>,
             ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
-                match self {
+                match #scrutinee {
                     #(#encode)*
                 }
             }
@@ -238,9 +250,10 @@ fn response_impl(service: &Service) -> TokenStream {
     let response = &service.names.response;
     let arms = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        let decode_reply = at_method(m, quote!(::sockets::__private::decode_reply));
         quote! {
             #(#cfgs)*
-            #wire => ::sockets::__private::decode_reply(method, value).map(Self::#variant),
+            #wire => #decode_reply(method, value).map(Self::#variant),
         }
     });
     quote! {
@@ -336,7 +349,7 @@ fn service_impl(service: &Service) -> TokenStream {
     // Hygienic: a user argument named `cx` cannot capture it.
     let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
     let arms = service.methods.iter().map(|m| {
-        let (cfgs, variant, method) = (&m.cfgs, &m.variant, &m.ident);
+        let (cfgs, method) = (&m.cfgs, &m.ident);
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
         let context = m.context.as_ref().map(|c| {
             if c.by_ref {
@@ -345,11 +358,7 @@ fn service_impl(service: &Service) -> TokenStream {
                 quote_spanned!(c.span=> #cx,)
             }
         });
-        let pattern = if idents.is_empty() {
-            quote!(#request::#variant)
-        } else {
-            quote!(#request::#variant { #(#idents),* })
-        };
+        let pattern = variant_pattern(quote!(#request), m);
         let call = match service.kind {
             Kind::Trait { .. } => {
                 quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
@@ -359,7 +368,7 @@ fn service_impl(service: &Service) -> TokenStream {
         let handler = quote_spanned!(method.span()=> ::sockets::__private::handler);
         quote! {
             #(#cfgs)*
-            #pattern => #handler(async move { #call.await }),
+            #pattern => ::sockets::__private::Ok(#handler(async move { #call.await })),
         }
     });
     let (impl_head, self_name) = match service.kind {
@@ -389,9 +398,9 @@ fn service_impl(service: &Service) -> TokenStream {
                 ::sockets::service::DispatchError,
             > {
                 let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
-                ::sockets::__private::Ok(match request {
+                match request {
                     #(#arms)*
-                })
+                }
             }
         }
     }
@@ -481,12 +490,13 @@ fn client_method(m: &Method) -> TokenStream {
         quote!(#ident: #ty)
     });
     let tuple = args_tuple(m);
+    let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
     if m.notify {
         quote! {
             #(#cfgs)*
             #docs
             pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
-                self.peer.notify(#wire, &#tuple).await
+                self.peer.#notify(#wire, &#tuple).await
             }
         }
     } else {
@@ -495,7 +505,7 @@ fn client_method(m: &Method) -> TokenStream {
             #(#cfgs)*
             #docs
             pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
-                self.peer.call(#wire, &#tuple, self.options).await
+                self.peer.#call(#wire, &#tuple, self.options).await
             }
         }
     }
@@ -515,6 +525,9 @@ fn type_checks(service: &Service) -> TokenStream {
             .output
             .as_ref()
             .map(|ty| quote_spanned!(span_of(ty)=> ::sockets::__private::assert_reply::<#ty>();));
+        if m.args.is_empty() && output.is_none() {
+            return TokenStream::new();
+        }
         quote! {
             #(#cfgs)*
             {
@@ -531,8 +544,32 @@ fn type_checks(service: &Service) -> TokenStream {
     }
 }
 
+/// `tokens` re-spanned at the method's name: where generated code needs a
+/// type to be serde-serializable, rustc's error then points at the method
+/// rather than at the attribute.
+fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
+    let span = m.ident.span();
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
 fn span_of(ty: &syn::Type) -> Span {
     syn::spanned::Spanned::span(ty)
+}
+
+/// `Enum::Add { a, b }` (a pattern or an expression), or `Enum::Version`.
+fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream {
+    let variant = &m.variant;
+    if m.args.is_empty() {
+        return quote!(#enum_path::#variant);
+    }
+    let idents = m.args.iter().map(|a| &a.ident);
+    quote!(#enum_path::#variant { #(#idents),* })
 }
 
 /// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.

@@ -1,0 +1,41 @@
+// Free functions grouped into a service: context by reference, `mut` arguments, options, helpers.
+#[sockets::service]
+pub mod tools {
+    use sockets::Context;
+
+    #[sockets::handler]
+    pub async fn trim(mut text: String) -> String {
+        text.truncate(3);
+        text
+    }
+
+    #[sockets::handler]
+    async fn who(cx: &Context, greeting: String) -> String {
+        format!("{greeting} {}", cx.connection_id)
+    }
+
+    #[sockets::handler]
+    #[sockets(notify)]
+    pub async fn ping() {}
+
+    #[sockets::handler]
+    #[sockets(open)]
+    pub async fn version() -> u32 {
+        1
+    }
+
+    /// Ordinary items stay as they are.
+    pub struct Helper;
+    pub fn helper() -> Helper {
+        Helper
+    }
+}
+
+fn main() {
+    use sockets::Service;
+    let info = tools::ToolsServer.info();
+    assert_eq!(info.name, "tools");
+    assert!(info.method("tools.ping").is_some_and(|m| m.notify));
+    let _ = tools::helper();
+    let _ = tools::ToolsClient::new;
+}
