@@ -4,7 +4,9 @@
 //! keep working. When only some methods have mistakes, the service is still
 //! generated from the others.
 
+mod client;
 mod handler;
+mod server;
 mod service;
 
 use proc_macro2::TokenStream;

@@ -1,12 +1,15 @@
-//! One function per generated item, assembled in [`generate`]'s one list.
+//! One function per generated item, assembled in [`generate`]'s one list;
+//! the server side lives in `server.rs`, the client in `client.rs`.
 //!
 //! Generated code names only `::sockets::…` paths, so the user's crate needs
 //! no other dependency and may shadow any prelude name.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::{Attribute, Ident};
+use syn::Attribute;
 
+use super::client::{client_impl, client_struct};
+use super::server::{server_impl, server_struct, service_impl};
 use crate::model::{Kind, Method, Service};
 
 /// Everything `#[sockets::service]` emits for one service.
@@ -272,245 +275,6 @@ fn response_impl(service: &Service) -> TokenStream {
     }
 }
 
-/// `struct CalculatorServer<T>` wrapping an implementation, or a unit
-/// `struct EchoServer` for a module of functions.
-fn server_struct(service: &Service) -> TokenStream {
-    let vis = vis(service);
-    let cfgs = &service.cfgs;
-    let server = &service.names.server;
-    let ident = &service.ident;
-    match service.kind {
-        Kind::Trait { .. } => {
-            let doc = format!(
-                "Serves an implementation of [`{ident}`]: register it with a server or client as a service."
-            );
-            quote! {
-                #(#cfgs)*
-                #[doc = #doc]
-                #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
-                #vis struct #server<T> {
-                    inner: T,
-                }
-            }
-        }
-        Kind::Module { .. } => {
-            let doc = format!(
-                "Serves the handlers of the `{}` service: register it with a server or client as a service.",
-                service.wire_name
-            );
-            quote! {
-                #(#cfgs)*
-                #[doc = #doc]
-                #[derive(
-                    ::sockets::__private::Clone,
-                    ::sockets::__private::Copy,
-                    ::sockets::__private::Debug,
-                    ::sockets::__private::Default,
-                )]
-                #vis struct #server;
-            }
-        }
-    }
-}
-
-/// `CalculatorServer::new`, `inner`, `into_inner` (a module's server has nothing to wrap).
-fn server_impl(service: &Service) -> TokenStream {
-    let Kind::Trait { .. } = service.kind else {
-        return TokenStream::new();
-    };
-    let cfgs = &service.cfgs;
-    let (server, ident) = (&service.names.server, &service.ident);
-    quote! {
-        #(#cfgs)*
-        impl<T: #ident> #server<T> {
-            /// Wraps `inner` to serve it.
-            pub fn new(inner: T) -> Self {
-                Self { inner }
-            }
-
-            /// The implementation being served.
-            pub fn inner(&self) -> &T {
-                &self.inner
-            }
-
-            /// Unwraps the implementation.
-            pub fn into_inner(self) -> T {
-                self.inner
-            }
-        }
-    }
-}
-
-/// `impl Service for CalculatorServer<T>`: decode the request, then run the handler.
-fn service_impl(service: &Service) -> TokenStream {
-    let cfgs = &service.cfgs;
-    let request = &service.names.request;
-    let uses_context = service.methods.iter().any(|m| m.context.is_some());
-    // Hygienic: a user argument named `cx` cannot capture it.
-    let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
-    let arms = service.methods.iter().map(|m| {
-        let (cfgs, method) = (&m.cfgs, &m.ident);
-        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
-        let context = m.context.as_ref().map(|c| {
-            if c.by_ref {
-                quote_spanned!(c.span=> &#cx,)
-            } else {
-                quote_spanned!(c.span=> #cx,)
-            }
-        });
-        let pattern = variant_pattern(quote!(#request), m);
-        let call = match service.kind {
-            Kind::Trait { .. } => {
-                quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
-            }
-            Kind::Module { .. } => quote_spanned!(method.span()=> #method(#context #(#idents),*)),
-        };
-        let handler = quote_spanned!(method.span()=> ::sockets::__private::handler);
-        quote! {
-            #(#cfgs)*
-            #pattern => ::sockets::__private::Ok(#handler(async move { #call.await })),
-        }
-    });
-    let (impl_head, self_name) = match service.kind {
-        Kind::Trait { .. } => {
-            let (server, ident) = (&service.names.server, &service.ident);
-            (quote!(impl<T: #ident>), quote!(#server<T>))
-        }
-        Kind::Module { .. } => {
-            let server = &service.names.server;
-            (quote!(impl), quote!(#server))
-        }
-    };
-    quote! {
-        #(#cfgs)*
-        #impl_head ::sockets::Service for #self_name {
-            fn info(&self) -> &'static ::sockets::service::ServiceInfo {
-                &#request::INFO
-            }
-
-            fn dispatch(
-                self: ::sockets::__private::Arc<Self>,
-                #cx: ::sockets::Context,
-                method: &str,
-                args: &[u8],
-            ) -> ::sockets::__private::Result<
-                ::sockets::service::HandlerFuture,
-                ::sockets::service::DispatchError,
-            > {
-                let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
-                match request {
-                    #(#arms)*
-                }
-            }
-        }
-    }
-}
-
-/// `struct CalculatorClient`: typed calls through a `Peer`.
-fn client_struct(service: &Service) -> TokenStream {
-    let vis = vis(service);
-    let cfgs = &service.cfgs;
-    let client = &service.names.client;
-    let doc = format!(
-        "Calls {} on the other side of a connection: one method per service method, \
-         each returning `Result<T, sockets::Error>` where `T` is the declared return type.",
-        display_name(service)
-    );
-    quote! {
-        #(#cfgs)*
-        #[doc = #doc]
-        #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
-        #vis struct #client {
-            peer: ::sockets::Peer,
-            options: ::sockets::CallOptions,
-        }
-    }
-}
-
-/// The client's constructor, per-call options, and one method per service method.
-fn client_impl(service: &Service) -> TokenStream {
-    let cfgs = &service.cfgs;
-    let client = &service.names.client;
-    let methods = service.methods.iter().map(client_method);
-    quote! {
-        #(#cfgs)*
-        impl #client {
-            /// A client that calls through `peer` with default options.
-            pub fn new(peer: ::sockets::Peer) -> Self {
-                Self {
-                    peer,
-                    options: ::sockets::__private::Default::default(),
-                }
-            }
-
-            /// A copy of this client that sends its calls with `options`.
-            pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
-                Self {
-                    peer: ::sockets::__private::Clone::clone(&self.peer),
-                    options,
-                }
-            }
-
-            /// A copy of this client whose calls wait at most `timeout` for their reply.
-            pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
-                self.with_options(::sockets::CallOptions {
-                    timeout: ::sockets::__private::Some(timeout),
-                    ..self.options
-                })
-            }
-
-            /// The peer this client calls.
-            pub fn peer(&self) -> &::sockets::Peer {
-                &self.peer
-            }
-
-            #(#methods)*
-        }
-
-        #(#cfgs)*
-        impl ::sockets::__private::From<::sockets::Peer> for #client {
-            fn from(peer: ::sockets::Peer) -> Self {
-                Self::new(peer)
-            }
-        }
-    }
-}
-
-/// `pub async fn add(&self, a: i64, b: i64) -> Result<i64, sockets::Error>`.
-fn client_method(m: &Method) -> TokenStream {
-    let (cfgs, ident, wire) = (&m.cfgs, &m.ident, &m.wire_name);
-    let default_doc = if m.notify {
-        format!("Sends `{wire}` as a notification: no reply; resolves once it is queued.")
-    } else {
-        format!("Calls `{wire}` on the peer.")
-    };
-    let docs = docs_or(&m.docs, &default_doc);
-    let params = m.args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        quote!(#ident: #ty)
-    });
-    let tuple = args_tuple(m);
-    let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
-    if m.notify {
-        quote! {
-            #(#cfgs)*
-            #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
-                self.peer.#notify(#wire, &#tuple).await
-            }
-        }
-    } else {
-        let output = output_type(m);
-        quote! {
-            #(#cfgs)*
-            #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
-                self.peer.#call(#wire, &#tuple, self.options).await
-            }
-        }
-    }
-}
-
 /// Hidden compile-time checks that every argument and return type can
 /// travel, each at the type's own span so rustc points there.
 fn type_checks(service: &Service) -> TokenStream {
@@ -547,7 +311,7 @@ fn type_checks(service: &Service) -> TokenStream {
 /// `tokens` re-spanned at the method's name: where generated code needs a
 /// type to be serde-serializable, rustc's error then points at the method
 /// rather than at the attribute.
-fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
+pub(super) fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
     let span = m.ident.span();
     tokens
         .into_iter()
@@ -558,12 +322,12 @@ fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
         .collect()
 }
 
-fn span_of(ty: &syn::Type) -> Span {
+pub(super) fn span_of(ty: &syn::Type) -> Span {
     syn::spanned::Spanned::span(ty)
 }
 
 /// `Enum::Add { a, b }` (a pattern or an expression), or `Enum::Version`.
-fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream {
+pub(super) fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream {
     let variant = &m.variant;
     if m.args.is_empty() {
         return quote!(#enum_path::#variant);
@@ -573,7 +337,7 @@ fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream {
 }
 
 /// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
-fn args_tuple(m: &Method) -> TokenStream {
+pub(super) fn args_tuple(m: &Method) -> TokenStream {
     let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
     match idents.as_slice() {
         [] => quote!(::sockets::__private::NO_ARGS),
@@ -583,7 +347,7 @@ fn args_tuple(m: &Method) -> TokenStream {
 }
 
 /// The declared return type, `()` if none.
-fn output_type(m: &Method) -> TokenStream {
+pub(super) fn output_type(m: &Method) -> TokenStream {
     match &m.output {
         Some(ty) => quote!(#ty),
         None => quote!(()),
@@ -591,7 +355,7 @@ fn output_type(m: &Method) -> TokenStream {
 }
 
 /// The user's doc comments, or one generated line when there are none.
-fn docs_or(docs: &[Attribute], default: &str) -> TokenStream {
+pub(super) fn docs_or(docs: &[Attribute], default: &str) -> TokenStream {
     if docs.is_empty() {
         quote!(#[doc = #default])
     } else {
@@ -601,7 +365,7 @@ fn docs_or(docs: &[Attribute], default: &str) -> TokenStream {
 
 /// The visibility of generated items: the trait's, or `pub` inside a module
 /// (whose own visibility then bounds them).
-fn vis(service: &Service) -> TokenStream {
+pub(super) fn vis(service: &Service) -> TokenStream {
     match service.kind {
         Kind::Trait { .. } => {
             let vis = &service.vis;
@@ -612,7 +376,7 @@ fn vis(service: &Service) -> TokenStream {
 }
 
 /// How generated docs name the service.
-fn display_name(service: &Service) -> String {
+pub(super) fn display_name(service: &Service) -> String {
     match service.kind {
         Kind::Trait { .. } => format!("[`{}`]", service.ident),
         Kind::Module { .. } => format!("the `{}` service", service.wire_name),

@@ -1,0 +1,142 @@
+//! The server side: the struct the runtime serves and its `Service` impl.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::Ident;
+
+use super::service::{variant_pattern, vis};
+use crate::model::{Kind, Service};
+
+/// `struct CalculatorServer<T>` wrapping an implementation, or a unit
+/// `struct EchoServer` for a module of functions.
+pub(super) fn server_struct(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let server = &service.names.server;
+    let ident = &service.ident;
+    match service.kind {
+        Kind::Trait { .. } => {
+            let doc = format!(
+                "Serves an implementation of [`{ident}`]: register it with a server or client as a service."
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+                #vis struct #server<T> {
+                    inner: T,
+                }
+            }
+        }
+        Kind::Module { .. } => {
+            let doc = format!(
+                "Serves the handlers of the `{}` service: register it with a server or client as a service.",
+                service.wire_name
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(
+                    ::sockets::__private::Clone,
+                    ::sockets::__private::Copy,
+                    ::sockets::__private::Debug,
+                    ::sockets::__private::Default,
+                )]
+                #vis struct #server;
+            }
+        }
+    }
+}
+
+/// `CalculatorServer::new`, `inner`, `into_inner` (a module's server has nothing to wrap).
+pub(super) fn server_impl(service: &Service) -> TokenStream {
+    let Kind::Trait { .. } = service.kind else {
+        return TokenStream::new();
+    };
+    let cfgs = &service.cfgs;
+    let (server, ident) = (&service.names.server, &service.ident);
+    quote! {
+        #(#cfgs)*
+        impl<T: #ident> #server<T> {
+            /// Wraps `inner` to serve it.
+            pub fn new(inner: T) -> Self {
+                Self { inner }
+            }
+
+            /// The implementation being served.
+            pub fn inner(&self) -> &T {
+                &self.inner
+            }
+
+            /// Unwraps the implementation.
+            pub fn into_inner(self) -> T {
+                self.inner
+            }
+        }
+    }
+}
+
+/// `impl Service for CalculatorServer<T>`: decode the request, then run the handler.
+pub(super) fn service_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let uses_context = service.methods.iter().any(|m| m.context.is_some());
+    // Hygienic: a user argument named `cx` cannot capture it.
+    let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, method) = (&m.cfgs, &m.ident);
+        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let context = m.context.as_ref().map(|c| {
+            if c.by_ref {
+                quote_spanned!(c.span=> &#cx,)
+            } else {
+                quote_spanned!(c.span=> #cx,)
+            }
+        });
+        let pattern = variant_pattern(quote!(#request), m);
+        let call = match service.kind {
+            Kind::Trait { .. } => {
+                quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
+            }
+            Kind::Module { .. } => quote_spanned!(method.span()=> #method(#context #(#idents),*)),
+        };
+        let handler = quote_spanned!(method.span()=> ::sockets::__private::handler);
+        quote! {
+            #(#cfgs)*
+            #pattern => ::sockets::__private::Ok(#handler(async move { #call.await })),
+        }
+    });
+    let (impl_head, self_name) = match service.kind {
+        Kind::Trait { .. } => {
+            let (server, ident) = (&service.names.server, &service.ident);
+            (quote!(impl<T: #ident>), quote!(#server<T>))
+        }
+        Kind::Module { .. } => {
+            let server = &service.names.server;
+            (quote!(impl), quote!(#server))
+        }
+    };
+    quote! {
+        #(#cfgs)*
+        #impl_head ::sockets::Service for #self_name {
+            fn info(&self) -> &'static ::sockets::service::ServiceInfo {
+                &#request::INFO
+            }
+
+            fn dispatch(
+                self: ::sockets::__private::Arc<Self>,
+                #cx: ::sockets::Context,
+                method: &str,
+                args: &[u8],
+            ) -> ::sockets::__private::Result<
+                ::sockets::service::HandlerFuture,
+                ::sockets::service::DispatchError,
+            > {
+                let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
+                match request {
+                    #(#arms)*
+                }
+            }
+        }
+    }
+}
