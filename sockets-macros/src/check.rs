@@ -8,8 +8,9 @@ use syn::ext::IdentExt;
 use crate::errors::Errors;
 use crate::model::{Kind, Method, Service};
 
-/// Method names the generated client defines itself.
-pub(crate) const RESERVED: &[&str] = &["new", "peer", "with_options", "with_timeout"];
+/// Method names the generated client defines itself (`clone` too: an
+/// inherent `clone` would silently shadow `Clone::clone` on the client).
+pub(crate) const RESERVED: &[&str] = &["new", "peer", "with_options", "with_timeout", "clone"];
 
 /// Reports duplicate methods, variant clashes, reserved names and generated
 /// names the module already uses; drops the offending methods from `service`.

@@ -12,6 +12,10 @@
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
 //! | [`service`] | the contract generated services implement; handler context; peers |
 //! | [`error`] | the one error type callers see |
+//!
+//! Services are declared with [`service`] (on a trait, or on a module of
+//! [`handler`] functions), which generates typed request and response enums,
+//! a server the runtime dispatches to, and a typed client.
 
 pub mod error;
 mod macro_support;

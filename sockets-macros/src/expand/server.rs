@@ -100,10 +100,14 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             }
             Kind::Module { .. } => quote_spanned!(method.span()=> #method(#context #(#idents),*)),
         };
-        let handler = quote_spanned!(method.span()=> ::sockets::__private::handler);
+        // Spanned at the method: a handler whose future is not `Send` is
+        // reported there.
+        let handler = quote_spanned! {method.span()=>
+            ::sockets::__private::handler(async move { #call.await })
+        };
         quote! {
             #(#cfgs)*
-            #pattern => ::sockets::__private::Ok(#handler(async move { #call.await })),
+            #pattern => ::sockets::__private::Ok(#handler),
         }
     });
     let (impl_head, self_name) = match service.kind {

@@ -31,3 +31,12 @@ fn main() {
     let _ = NotesServer::new(Pad);
     assert_eq!(NotesRequest::INFO.methods.len(), 2);
 }
+
+/// A service that exists only when its `cfg` holds: here never, so neither
+/// does anything generated for it.
+#[cfg(any())]
+#[sockets::service]
+pub trait Absent {
+    /// Never compiled.
+    async fn nothing(&self) -> Undefined;
+}
