@@ -20,18 +20,19 @@ pub type NoArgs = [(); 0];
 /// The one value of [`NoArgs`].
 pub const NO_ARGS: NoArgs = [];
 
-/// A type a service method may take as an argument.
+/// A type a service method may take as an argument (`Sync` too, because a
+/// request enum holding it is shared with the runtime).
 ///
 /// The macro asserts it for every parameter type, at that type's span, so a
 /// type that cannot travel is reported where it is written.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a service method",
     label = "not an owned, serde-serializable type",
-    note = "arguments travel as MessagePack: the type must implement `serde::Serialize` and `serde::Deserialize` without borrowing, and be `Send + 'static`"
+    note = "arguments travel as MessagePack: the type must implement `serde::Serialize` and `serde::Deserialize` without borrowing, and be `Send + Sync + 'static`"
 )]
-pub trait Arg: Serialize + DeserializeOwned + Send + 'static {}
+pub trait Arg: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Arg for T {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Arg for T {}
 
 /// A type a service method may return.
 #[diagnostic::on_unimplemented(

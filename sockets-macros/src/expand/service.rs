@@ -38,9 +38,13 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         Kind::Module { attrs, items, .. } => {
             let vis = &service.vis;
             let ident = &service.ident;
+            let (outer, inner): (Vec<_>, Vec<_>) = attrs
+                .iter()
+                .partition(|a| matches!(a.style, syn::AttrStyle::Outer));
             quote! {
-                #(#attrs)*
+                #(#outer)*
                 #vis mod #ident {
+                    #(#inner)*
                     #(#items)*
                     #(#generated)*
                 }

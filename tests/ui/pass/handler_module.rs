@@ -39,3 +39,13 @@ fn main() {
     let _ = tools::helper();
     let _ = tools::ToolsClient::new;
 }
+
+/// Inner attributes of a service module stay inside it.
+#[sockets::service]
+pub(crate) mod inner_attributes {
+    #![allow(clippy::unused_async)]
+    //! An inner doc comment.
+
+    #[sockets::handler]
+    pub async fn noop() {}
+}
