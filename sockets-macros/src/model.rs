@@ -19,7 +19,8 @@ pub(crate) struct Service {
     pub wire_name: String,
     /// The generated items' names.
     pub names: Names,
-    /// The `#[cfg]`s on the trait, forwarded to every generated item.
+    /// The `#[cfg]`s on the trait, forwarded to every generated item (none for
+    /// a module, whose own `#[cfg]`s cover what is generated inside it).
     pub cfgs: Vec<Attribute>,
     /// The methods, in declaration order.
     pub methods: Vec<Method>,

@@ -60,9 +60,9 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
     let mut has_fn = false;
     for trait_item in &item.items {
         match trait_item {
-            TraitItem::Fn(f) => {
+            TraitItem::Fn(original) => {
                 has_fn = true;
-                let mut f = f.clone();
+                let mut f = original.clone();
                 f.attrs = strip(&f.attrs, false);
                 if let Some(body) = &f.default {
                     errors.at(
@@ -70,13 +70,7 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
                         "a service method cannot have a default body; implement it in the `impl` instead",
                     );
                 }
-                let parsed = method(
-                    &trait_item_attrs(trait_item),
-                    &f.sig,
-                    &wire_name,
-                    Rule::Method,
-                    errors,
-                );
+                let parsed = method(&original.attrs, &f.sig, &wire_name, Rule::Method, errors);
                 match parsed {
                     Some(mut m) if f.default.is_none() => {
                         m.original = f.to_token_stream();
@@ -135,10 +129,12 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
     let mut methods = Vec::new();
     let mut items = Vec::new();
     let mut declared = Vec::new();
+    let mut has_handler = false;
     for inner in content {
         match inner {
-            Item::Fn(f) if f.attrs.iter().any(is_handler_marker) => {
-                for marker in f.attrs.iter().filter(|a| is_handler_marker(a)) {
+            Item::Fn(original) if original.attrs.iter().any(is_handler_marker) => {
+                has_handler = true;
+                for marker in original.attrs.iter().filter(|a| is_handler_marker(a)) {
                     if !matches!(marker.meta, Meta::Path(_)) {
                         errors.at(
                             &marker.meta,
@@ -146,16 +142,10 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
                         );
                     }
                 }
-                let mut f = f.clone();
-                let attrs = strip(&f.attrs, true);
-                f.attrs = attrs;
-                if let Some(m) = method(
-                    &inner_attrs(inner),
-                    &f.sig,
-                    &wire_name,
-                    Rule::Handler,
-                    errors,
-                ) {
+                let mut f = original.clone();
+                f.attrs = strip(&f.attrs, true);
+                if let Some(m) = method(&original.attrs, &f.sig, &wire_name, Rule::Handler, errors)
+                {
                     methods.push(m);
                 }
                 items.push(f.to_token_stream());
@@ -179,11 +169,7 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
             }
         }
     }
-    if methods.is_empty()
-        && !content
-            .iter()
-            .any(|i| matches!(i, Item::Fn(f) if f.attrs.iter().any(is_handler_marker)))
-    {
+    if !has_handler {
         errors.at(
             &item.ident,
             "a service needs at least one method: mark an `async fn` in this module with `#[sockets::handler]`",
@@ -198,12 +184,8 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
         vis: item.vis.clone(),
         names: names(&item.ident),
         ident: item.ident.clone(),
-        cfgs: item
-            .attrs
-            .iter()
-            .filter(|a| a.path().is_ident("cfg"))
-            .cloned()
-            .collect(),
+        // The generated items live inside the module, under its own `#[cfg]`s.
+        cfgs: Vec::new(),
         wire_name,
         methods,
     })
@@ -236,20 +218,6 @@ fn without_patterns(mut f: syn::TraitItemFn) -> syn::TraitItemFn {
     f
 }
 
-fn trait_item_attrs(item: &TraitItem) -> Vec<Attribute> {
-    match item {
-        TraitItem::Fn(f) => f.attrs.clone(),
-        _ => Vec::new(),
-    }
-}
-
-fn inner_attrs(item: &Item) -> Vec<Attribute> {
-    match item {
-        Item::Fn(f) => f.attrs.clone(),
-        _ => Vec::new(),
-    }
-}
-
 /// The attributes minus `#[sockets(...)]` (and, if `markers`, minus `#[sockets::handler]`).
 pub(crate) fn strip(attrs: &[Attribute], markers: bool) -> Vec<Attribute> {
     attrs
@@ -259,7 +227,8 @@ pub(crate) fn strip(attrs: &[Attribute], markers: bool) -> Vec<Attribute> {
         .collect()
 }
 
-/// `#[handler]`, `#[sockets::handler]` or `#[::sockets::handler]`.
+/// `#[handler]`, `#[sockets::handler]` or `#[::sockets::handler]`: the
+/// marker the service macro reads (and removes) inside a service module.
 pub(crate) fn is_handler_marker(attr: &Attribute) -> bool {
     let path = attr.path();
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();

@@ -60,7 +60,7 @@ pub(crate) fn method(
         let message = if sig.generics.lifetimes().count() == sig.generics.params.len() {
             "service methods cannot have lifetime parameters: arguments are decoded into owned values"
         } else {
-            "service methods cannot be generic: arguments are decoded into concrete types, so use concrete types"
+            "service methods cannot be generic: each argument is decoded into one concrete type; remove the type parameters"
         };
         errors.at(&sig.generics, message);
     }

@@ -22,17 +22,22 @@ pub(crate) fn names(ident: &Ident) -> Names {
 /// underscore goes before an uppercase letter that follows a lowercase letter
 /// or digit, or that starts a word after an acronym; then all is lowercased.
 pub(crate) fn snake_case(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+    let mut prev: Option<char> = None;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_uppercase()
+            && let Some(prev) = prev
+        {
+            let starts_word = prev.is_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_uppercase() && chars.peek().is_some_and(|n| n.is_lowercase()));
+            if starts_word {
                 out.push('_');
             }
         }
         out.extend(c.to_lowercase());
+        prev = Some(c);
     }
     out
 }
