@@ -151,7 +151,9 @@ impl<T: Greeter> ::sockets::Service for GreeterServer<T> {
             }
             GreeterRequest::Whoami => {
                 ::sockets::__private::Ok(::sockets::__private::handler(async move {
-                    self.inner.whoami(&cx).await
+                    self.inner
+                        .whoami(::sockets::__private::CallContext::by_ref(&cx))
+                        .await
                 }))
             }
             GreeterRequest::Wave => {

@@ -96,7 +96,7 @@ pub(crate) struct Method {
 pub(crate) struct ContextParam {
     /// `&Context` (a borrow of the call's context) or `Context` (owned).
     pub by_ref: bool,
-    /// The parameter's type, for spans.
+    /// The `Context` in the parameter's type, for errors about it.
     pub span: Span,
 }
 

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
-use crate::service::{DispatchError, HandlerFuture};
+use crate::service::{Context, DispatchError, HandlerFuture};
 
 /// The argument tuple of a method without arguments: encodes as an empty array.
 pub type NoArgs = [(); 0];
@@ -43,6 +43,31 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Arg for T {}
 pub trait Reply: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Reply for T {}
+
+/// The type of a handler's context parameter: only [`Context`] itself. The
+/// macro treats a parameter whose type is named `Context` as the call
+/// context; this trait reports, at that type, when it is some other `Context`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the call context `sockets::Context`",
+    label = "a parameter whose type is named `Context` receives the call context",
+    note = "take the call context as `&sockets::Context`, or give this type another name"
+)]
+pub trait CallContext: Sized {
+    /// The context, borrowed.
+    fn by_ref(cx: &Context) -> &Self;
+    /// The context, owned.
+    fn owned(cx: Context) -> Self;
+}
+
+impl CallContext for Context {
+    fn by_ref(cx: &Context) -> &Self {
+        cx
+    }
+
+    fn owned(cx: Context) -> Self {
+        cx
+    }
+}
 
 /// Compiles only if `T` may be an argument.
 pub const fn assert_arg<T: Arg>() {}

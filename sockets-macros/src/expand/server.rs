@@ -87,10 +87,12 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         let (cfgs, method) = (&m.cfgs, &m.ident);
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
         let context = m.context.as_ref().map(|c| {
+            // Through `CallContext`, so a type merely named `Context` is
+            // reported at that type.
             if c.by_ref {
-                quote_spanned!(c.span=> &#cx,)
+                quote_spanned!(c.span=> ::sockets::__private::CallContext::by_ref(&#cx),)
             } else {
-                quote_spanned!(c.span=> #cx,)
+                quote_spanned!(c.span=> ::sockets::__private::CallContext::owned(#cx),)
             }
         });
         let pattern = variant_pattern(quote!(#request), m);

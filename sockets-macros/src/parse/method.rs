@@ -101,7 +101,7 @@ pub(crate) fn method(
             );
             continue;
         }
-        if let Some(by_ref) = context_type(&input.ty) {
+        if let Some((by_ref, span)) = context_type(&input.ty) {
             let first = match rule {
                 Rule::Method => "the call context must be the first parameter after `&self`",
                 Rule::Handler => "the call context must be the first parameter",
@@ -115,7 +115,7 @@ pub(crate) fn method(
                 ContextRef::Shared | ContextRef::Owned => {
                     context = Some(ContextParam {
                         by_ref: matches!(by_ref, ContextRef::Shared),
-                        span: input.ty.span(),
+                        span,
                     });
                 }
             }
@@ -234,20 +234,26 @@ enum ContextRef {
     Owned,
 }
 
-/// Whether `ty` names the call context: a path ending in `Context`, by value or borrowed.
-fn context_type(ty: &Type) -> Option<ContextRef> {
-    fn names_context(ty: &Type) -> bool {
-        matches!(ty, Type::Path(p) if p.qself.is_none()
-            && p.path.segments.last().is_some_and(|s| s.ident == "Context" && s.arguments.is_none()))
+/// Whether `ty` names the call context (a path ending in `Context`, by value
+/// or borrowed), with the span of that `Context`.
+fn context_type(ty: &Type) -> Option<(ContextRef, Span)> {
+    fn context_ident(ty: &Type) -> Option<Span> {
+        let Type::Path(p) = ty else { return None };
+        let last = p.path.segments.last()?;
+        (p.qself.is_none() && last.ident == "Context" && last.arguments.is_none())
+            .then(|| last.ident.span())
     }
     match ty {
-        Type::Reference(r) if names_context(&r.elem) => Some(if r.mutability.is_some() {
-            ContextRef::Mut
-        } else {
-            ContextRef::Shared
-        }),
-        ty if names_context(ty) => Some(ContextRef::Owned),
-        _ => None,
+        Type::Reference(r) => {
+            let span = context_ident(&r.elem)?;
+            let kind = if r.mutability.is_some() {
+                ContextRef::Mut
+            } else {
+                ContextRef::Shared
+            };
+            Some((kind, span))
+        }
+        ty => context_ident(ty).map(|span| (ContextRef::Owned, span)),
     }
 }
 
