@@ -100,7 +100,10 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             Kind::Trait { .. } => {
                 quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
             }
-            Kind::Module { .. } => quote_spanned!(method.span()=> #method(#context #(#idents),*)),
+            // `self::`, so an argument named like its handler cannot shadow it.
+            Kind::Module { .. } => {
+                quote_spanned!(method.span()=> self::#method(#context #(#idents),*))
+            }
         };
         // Spanned at the method: a handler whose future is not `Send` is
         // reported there.

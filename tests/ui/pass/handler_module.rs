@@ -49,3 +49,22 @@ pub(crate) mod inner_attributes {
     #[sockets::handler]
     pub async fn noop() {}
 }
+
+/// Names that could shadow each other in generated code do not.
+#[sockets::service]
+pub mod shadowing {
+    #[sockets::handler]
+    pub async fn count(count: u32) -> u32 {
+        count
+    }
+
+    #[sockets::handler]
+    pub async fn args(method: String, request: String, cx: u8) -> String {
+        format!("{method}{request}{cx}")
+    }
+}
+
+#[sockets::service]
+pub trait Shadowing {
+    async fn count(&self, count: u32, cx: u8, method: String, args: Vec<u8>) -> u32;
+}
