@@ -115,14 +115,16 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             #pattern => ::sockets::__private::Ok(#handler),
         }
     });
-    let (impl_head, self_name) = match service.kind {
+    let (impl_head, self_name, allow) = match service.kind {
         Kind::Trait { .. } => {
             let (server, ident) = (&service.names.server, &service.ident);
-            (quote!(impl<T: #ident>), quote!(#server<T>))
+            (quote!(impl<T: #ident>), quote!(#server<T>), None)
         }
         Kind::Module { .. } => {
             let server = &service.names.server;
-            (quote!(impl), quote!(#server))
+            // `self::handler` is needed only when an argument shadows the handler.
+            let allow = quote!(#[allow(unused_qualifications)]);
+            (quote!(impl), quote!(#server), Some(allow))
         }
     };
     quote! {
@@ -132,6 +134,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 &#request::INFO
             }
 
+            #allow
             fn dispatch(
                 self: ::sockets::__private::Arc<Self>,
                 #cx: ::sockets::Context,
