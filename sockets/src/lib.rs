@@ -10,10 +10,10 @@
 //! | module | job |
 //! |---|---|
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
-//! | [`service`] | the contract generated services implement; handler context; peers |
+//! | [`service`](mod@service) | the contract generated services implement; handler context; peers |
 //! | [`error`] | the one error type callers see |
 //!
-//! Services are declared with [`service`] (on a trait, or on a module of
+//! Services are declared with [`service`](macro@service) (on a trait, or on a module of
 //! [`handler`] functions), which generates typed request and response enums,
 //! a server the runtime dispatches to, and a typed client.
 
