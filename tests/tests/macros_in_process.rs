@@ -220,6 +220,12 @@ fn link(server: Vec<Arc<dyn Service>>, client: Vec<Arc<dyn Service>>) -> (Peer, 
     )
 }
 
+/// A context for calling `dispatch` directly: its peer leads nowhere.
+fn lone_context() -> Context {
+    let (_, to_server) = link(vec![], vec![]);
+    to_server.context()
+}
+
 fn calculator() -> (
     Arc<CalculatorServer<Calc>>,
     CalculatorClient,
@@ -295,7 +301,7 @@ async fn per_call_options_reach_the_caller() {
 #[tokio::test]
 async fn unknown_methods_and_bad_requests_are_dispatch_errors() {
     let (server, calc, _) = calculator();
-    let cx = || InProcess::new(vec![]).tap_link().context();
+    let cx = lone_context;
 
     let unknown = Arc::clone(&server).dispatch(cx(), "calculator.nope", &[0x90]);
     assert!(matches!(unknown, Err(DispatchError::UnknownMethod(m)) if m == "calculator.nope"));
@@ -335,7 +341,7 @@ async fn unknown_methods_and_bad_requests_are_dispatch_errors() {
 #[tokio::test]
 async fn a_handler_runs_only_once_its_future_is_polled() {
     let (server, _, _) = calculator();
-    let cx = InProcess::new(vec![]).tap_link().context();
+    let cx = lone_context();
     let args = codec::to_vec(&("kept".to_string(),)).unwrap();
     let running = Arc::clone(&server)
         .dispatch(cx, "calculator.log", &args)
@@ -474,22 +480,8 @@ fn generated_futures_and_types_are_send() {
     let (_, calc, _) = calculator();
     send(&calc.add(1, 2));
     // The trait's futures are `Send`, including one that borrows the context.
-    let cx = InProcess::new(vec![]).tap_link().context();
+    let cx = lone_context();
     let imp = Calc::default();
     send(&imp.whoami(&cx));
     send(&echo::connection(&cx));
-}
-
-trait LinkForTests {
-    fn tap_link(self) -> Self;
-}
-
-impl LinkForTests for Arc<InProcess> {
-    /// Links this direction to an empty one, so its context has a peer.
-    fn tap_link(self) -> Self {
-        let _ = self
-            .back
-            .set(Peer::new(InProcess::new(vec![]) as Arc<dyn Caller>));
-        self
-    }
 }
