@@ -49,6 +49,15 @@ pub enum Error {
     /// The peer's handler panicked or its result could not be encoded.
     #[error("remote internal error: {0}")]
     Internal(String),
+    /// The peer answered with an error code this implementation does not know
+    /// (docs/PROTOCOL.md §10.2: reported, not treated as a protocol error).
+    #[error("remote error {code}: {message}")]
+    Remote {
+        /// The reply's error code.
+        code: u16,
+        /// The reply's message.
+        message: String,
+    },
     /// The peer broke the protocol (an undecodable reply, an unexpected frame).
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -1,1 +1,118 @@
 //! Integration and compile-fail tests for `sockets`; the tests live in `tests/tests/`.
+//!
+//! This library holds what they share: hand-written services (the macro is
+//! tested elsewhere), a typed request for server → client calls, servers in a
+//! runtime of their own that can be killed, and a TCP proxy that can stop
+//! forwarding to play a dead or slow peer.
+
+pub mod proxy;
+pub mod services;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockets::crypto::Secret;
+use sockets::{Client, ClientBuilder, Server, ServerBuilder};
+
+/// Bounds a wait that should end on an event; only a hang reaches it.
+pub const HANG: Duration = Duration::from_secs(10);
+
+/// The secret the tests' servers and clients share.
+pub fn secret() -> Secret {
+    Secret::from_key(&[7u8; 32])
+}
+
+/// A secret nobody else knows.
+pub fn wrong_secret() -> Secret {
+    Secret::from_key(&[8u8; 32])
+}
+
+/// Waits for `future`, failing the test if it hangs.
+///
+/// # Panics
+/// When `future` does not finish within [`HANG`].
+pub async fn within<F: Future>(future: F) -> F::Output {
+    match tokio::time::timeout(HANG, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out waiting for an event"),
+    }
+}
+
+/// A server on 127.0.0.1 with a free port and the shared secret.
+pub fn server() -> ServerBuilder {
+    Server::builder().address("127.0.0.1:0").secret(secret())
+}
+
+/// The URL of a server's (or proxy's) address.
+pub fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+/// A client of `addr` with the shared secret.
+pub fn client(addr: SocketAddr) -> ClientBuilder {
+    Client::builder().url(url(addr)).secret(secret())
+}
+
+/// A server running in a runtime (and thread) of its own, so that it can be
+/// killed: dropping the runtime ends every task and closes every socket
+/// without a CLOSE, as a crashed process would.
+pub struct Remote {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    kill: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Remote {
+    /// Starts the server `builder` makes in a new runtime.
+    ///
+    /// # Panics
+    /// When the server does not start.
+    pub fn start(builder: impl FnOnce() -> ServerBuilder + Send + 'static) -> Self {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let server = runtime
+                .block_on(builder().start())
+                .expect("the server starts");
+            addr_tx.send(server.local_addr()).expect("report address");
+            let _ = killed.recv();
+            drop(server);
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
+        let addr = addr_rx
+            .recv()
+            .expect("the server thread reports its address");
+        Self {
+            addr,
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    /// Kills the server: no CLOSE, no goodbye.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

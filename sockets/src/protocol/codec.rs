@@ -210,13 +210,46 @@ fn write_tagged_u64(out: &mut Vec<u8>, tag: u64, value: u64) {
 /// defined ones, or when `bytes` is empty. Payload values are not decoded
 /// here; that is the handler's decoder's job.
 pub fn decode_messages(bytes: &Bytes) -> Result<Vec<Message>, CodecError> {
-    let mut rd = Reader { buf: bytes, pos: 0 };
-    let mut messages = Vec::with_capacity(1);
-    loop {
-        messages.push(rd.message(bytes)?);
-        if rd.pos == bytes.len() {
-            return Ok(messages);
+    messages(bytes.clone()).collect()
+}
+
+/// The envelopes of a DATA frame's plaintext, decoded one at a time.
+///
+/// Unlike [`decode_messages`] this holds one envelope at a time, so a large
+/// plaintext of tiny envelopes costs no more memory than the plaintext itself.
+/// The iterator yields each envelope in order and stops after the first
+/// error; an empty plaintext yields one error.
+pub fn messages(bytes: Bytes) -> Messages {
+    Messages {
+        bytes,
+        pos: 0,
+        done: false,
+    }
+}
+
+/// The iterator [`messages`] returns.
+#[derive(Debug)]
+pub struct Messages {
+    bytes: Bytes,
+    pos: usize,
+    done: bool,
+}
+
+impl Iterator for Messages {
+    type Item = Result<Message, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
         }
+        let mut rd = Reader {
+            buf: &self.bytes,
+            pos: self.pos,
+        };
+        let message = rd.message(&self.bytes);
+        self.pos = rd.pos;
+        self.done = message.is_err() || self.pos == self.bytes.len();
+        Some(message)
     }
 }
 
@@ -449,6 +482,16 @@ mod tests {
         }
         let bytes = Bytes::from(out);
         assert_eq!(decode_messages(&bytes).unwrap(), batch);
+        let streamed: Vec<_> = messages(bytes.clone()).map(Result::unwrap).collect();
+        assert_eq!(streamed, batch);
+        let mut truncated = messages(bytes.slice(..bytes.len() - 1));
+        assert_eq!(truncated.next().unwrap().unwrap(), batch[0]);
+        assert_eq!(truncated.next().unwrap().unwrap(), batch[1]);
+        assert!(matches!(
+            truncated.next(),
+            Some(Err(CodecError::Envelope(_)))
+        ));
+        assert!(truncated.next().is_none(), "stops after the first error");
         assert!(matches!(
             decode_message(&bytes),
             Err(CodecError::Envelope(_))

@@ -1,0 +1,437 @@
+//! The client: connects, authenticates, calls the server, serves its own
+//! services to the server, and reconnects when the connection is lost.
+//!
+//! ```no_run
+//! # async fn run(secret: sockets::crypto::Secret) -> Result<(), sockets::Error> {
+//! use sockets::client::Client;
+//! use sockets::CallOptions;
+//!
+//! let client = Client::builder()
+//!     .url("ws://127.0.0.1:7878/")
+//!     .secret(secret)
+//!     .credentials("let me in")
+//!     .connect()
+//!     .await?;
+//! let sum: i64 = client.peer().call("calculator.add", &(1, 2), CallOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Client`] is a cheap handle: clones share the connection. Its
+//! [`Client::peer`] follows reconnects. While the connection is down, calls
+//! fail at once with [`Error::Disconnected`] unless they ask to wait
+//! ([`CallOptions::wait_for_connection`]). [`Client::states`] reports
+//! `Connecting`, `Ready`, `Disconnected(reason)`, `Reconnected` and `Closed`.
+//!
+//! After [`ClientBuilder::session_lifetime`] (default 24 h) the client renews
+//! its connection: a new handshake with fresh ephemeral keys takes over new
+//! calls, and the old connection closes once its pending calls have ended.
+
+mod builder;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+pub use builder::ClientBuilder;
+
+use crate::config::ConnectionConfig;
+use crate::connection::establish::{self, ClientSetup};
+use crate::connection::{self, Handle, Params, Shared};
+use crate::crypto::{Mode, Secret, Suite};
+use crate::dispatch::Services;
+use crate::error::{Disconnect, Error};
+use crate::protocol::CloseCode;
+use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, SessionKind};
+use crate::transport::ClientTls;
+
+/// How a client reconnects: exponential backoff from `initial_delay` up to
+/// `max_delay`, each delay drawn at random from its upper half (jitter).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Reconnect at all.
+    pub enabled: bool,
+    /// The first delay.
+    pub initial_delay: Duration,
+    /// The largest delay.
+    pub max_delay: Duration,
+    /// Attempts per outage before giving up; `None`: never give up.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// Never reconnect: a lost connection closes the client.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before attempt `attempt` (1-based), with jitter.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let full = self
+            .initial_delay
+            .saturating_mul(1 << exponent)
+            .min(self.max_delay);
+        let random = getrandom::u32().unwrap_or(u32::MAX / 2);
+        let half = full / 2;
+        half + half.mul_f64(f64::from(random) / f64::from(u32::MAX))
+    }
+}
+
+/// Where the client's connection stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientState {
+    /// Reconnect attempt `attempt` of the current outage is under way.
+    Connecting {
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// The first connection is up (handshake and authentication done).
+    Ready,
+    /// The connection was lost, with the close code and reason.
+    Disconnected(Disconnect),
+    /// A new connection is up after a loss.
+    Reconnected,
+    /// The client stopped: closed by the application, or reconnecting gave up.
+    Closed,
+}
+
+/// A connected client; a cheap handle (clones share the connection). The
+/// connection closes when the last clone (and the last [`Peer`] from it) is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes the connection when the last handle goes.
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.user_closed.send_replace(true);
+    }
+}
+
+struct Inner {
+    url: String,
+    secret: Secret,
+    suite: Suite,
+    mode: Mode,
+    credentials: Vec<u8>,
+    config: Arc<ConnectionConfig>,
+    services: Arc<Services>,
+    reconnect: Reconnect,
+    session_lifetime: Option<Duration>,
+    tls: ClientTls,
+    current: watch::Sender<Option<Handle>>,
+    last_reason: Mutex<Option<Disconnect>>,
+    state: watch::Sender<ClientState>,
+    states: broadcast::Sender<ClientState>,
+    user_closed: watch::Sender<bool>,
+}
+
+impl Inner {
+    fn set_state(&self, state: ClientState) {
+        self.state.send_replace(state.clone());
+        let _ = self.states.send(state);
+    }
+
+    async fn establish(self: &Arc<Self>) -> Result<Handle, Error> {
+        let established = establish::client(ClientSetup {
+            url: &self.url,
+            secret: &self.secret,
+            suite: self.suite,
+            mode: self.mode,
+            credentials: &self.credentials,
+            config: &self.config,
+            tls: &self.tls,
+        })
+        .await?;
+        let (shared, queue) = Shared::new(Params {
+            id: connection::next_id(),
+            peer_addr: established.peer_addr,
+            session: established.session,
+            // The server proved the secret; the guest rule applies to clients only.
+            peer_is_guest: false,
+            meta: established.meta,
+            config: Arc::clone(&self.config),
+            services: Arc::clone(&self.services),
+        });
+        Ok(connection::spawn(
+            shared,
+            queue,
+            (established.sender, established.sealer),
+            (established.receiver, established.opener),
+            |_reason| {},
+        ))
+    }
+
+    fn disconnected(&self) -> Error {
+        let reason = self
+            .last_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Error::Disconnected(
+            reason.unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "not connected")),
+        )
+    }
+
+    /// The open connection, waiting for one until `deadline` if `wait`.
+    async fn connection(&self, wait: bool, deadline: Instant) -> Result<Handle, Error> {
+        let usable = |current: &Option<Handle>| current.as_ref().is_some_and(|h| !h.is_closed());
+        if let Some(handle) = self.current.borrow().as_ref().filter(|h| !h.is_closed()) {
+            return Ok(handle.clone());
+        }
+        if !wait || *self.user_closed.borrow() {
+            return Err(self.disconnected());
+        }
+        let mut current = self.current.subscribe();
+        match tokio::time::timeout_at(deadline, current.wait_for(usable)).await {
+            Ok(Ok(handle)) => handle.clone().ok_or_else(|| self.disconnected()),
+            Ok(Err(_)) => Err(self.disconnected()),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+}
+
+impl Client {
+    /// A builder with defaults; only the secret must be set.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    async fn connect(builder: ClientBuilder) -> Result<Self, Error> {
+        if let Some(error) = builder.error {
+            return Err(error);
+        }
+        let secret = builder
+            .secret
+            .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
+        builder.config.validate()?;
+        let inner = Arc::new(Inner {
+            url: builder.url,
+            secret,
+            suite: builder.suite.unwrap_or_else(Suite::preferred),
+            mode: builder.mode,
+            credentials: builder.credentials,
+            config: Arc::new(builder.config),
+            services: Arc::new(builder.services),
+            reconnect: builder.reconnect,
+            session_lifetime: builder.session_lifetime,
+            tls: builder.tls,
+            current: watch::Sender::new(None),
+            last_reason: Mutex::new(None),
+            state: watch::Sender::new(ClientState::Connecting { attempt: 1 }),
+            states: broadcast::Sender::new(64),
+            user_closed: watch::Sender::new(false),
+        });
+        let handle = inner.establish().await?;
+        inner.current.send_replace(Some(handle.clone()));
+        inner.set_state(ClientState::Ready);
+        tokio::spawn(supervise(Arc::clone(&inner), handle));
+        Ok(Self {
+            _owner: Arc::new(Owner(Arc::clone(&inner))),
+            inner,
+        })
+    }
+
+    /// A handle to call or notify the server; it follows reconnects.
+    pub fn peer(&self) -> Peer {
+        Peer::new(Arc::new(self.clone()))
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// State changes from now on. A receiver more than 64 changes behind
+    /// misses the oldest (`RecvError::Lagged`).
+    pub fn states(&self) -> broadcast::Receiver<ClientState> {
+        self.inner.states.subscribe()
+    }
+
+    /// Whether a connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| !h.is_closed())
+    }
+
+    /// The current connection's id (a new one after each reconnect).
+    pub fn connection_id(&self) -> Option<ConnectionId> {
+        self.inner.current.borrow().as_ref().map(Handle::id)
+    }
+
+    /// Whether the server admitted this client as authenticated or as a guest.
+    pub fn session(&self) -> Option<SessionKind> {
+        self.inner.current.borrow().as_ref().map(|h| h.0.session)
+    }
+
+    /// The current connection's heartbeat round-trip time, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .and_then(|h| h.0.rtt.get())
+    }
+
+    /// Closes the connection (an authenticated CLOSE, code `Normal`) and
+    /// stops reconnecting; waits until the connection has ended.
+    pub async fn close(&self) {
+        self.inner.user_closed.send_replace(true);
+        let handle = self.inner.current.borrow().clone();
+        if let Some(handle) = handle {
+            handle.close(CloseCode::Normal, "client closed");
+            handle.closed().await;
+        }
+        let mut state = self.inner.state.subscribe();
+        let _ = state.wait_for(|s| *s == ClientState::Closed).await;
+    }
+}
+
+impl Caller for Client {
+    fn call(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let inner = Arc::clone(&self.inner);
+        let method = method.to_owned();
+        Box::pin(async move {
+            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
+            let deadline = Instant::now() + timeout;
+            let handle = inner
+                .connection(options.wait_for_connection, deadline)
+                .await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            handle.call(&method, args, left).await
+        })
+    }
+
+    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+        let inner = Arc::clone(&self.inner);
+        let method = method.to_owned();
+        Box::pin(async move {
+            let handle = inner.connection(false, Instant::now()).await?;
+            handle.notify(&method, args).await
+        })
+    }
+}
+
+/// Watches the connection; reconnects after a loss until told to stop.
+async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
+    let mut user_closed = inner.user_closed.subscribe();
+    loop {
+        let mut renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
+        let reason = loop {
+            tokio::select! {
+                reason = handle.closed() => break reason,
+                () = stopped(&mut user_closed) => {
+                    handle.close(CloseCode::Normal, "client closed");
+                    break handle.closed().await;
+                }
+                () = at(renew_at) => {
+                    renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
+                    match inner.establish().await {
+                        Ok(fresh) => {
+                            let old = std::mem::replace(&mut handle, fresh);
+                            inner.current.send_replace(Some(handle.clone()));
+                            old.0.retire();
+                            tracing::debug!(old = %old.id(), new = %handle.id(), "session renewed");
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not renew the session; keeping the current one");
+                        }
+                    }
+                }
+            }
+        };
+        inner.current.send_replace(None);
+        *inner.last_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        inner.set_state(ClientState::Disconnected(reason));
+        let stop = *user_closed.borrow();
+        if !inner.reconnect.enabled || stop {
+            break;
+        }
+        let mut attempt = 0;
+        let reconnected = loop {
+            attempt += 1;
+            if inner
+                .reconnect
+                .max_attempts
+                .is_some_and(|max| attempt > max)
+            {
+                break None;
+            }
+            let delay = inner.reconnect.delay(attempt);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stopped(&mut user_closed) => break None,
+            }
+            inner.set_state(ClientState::Connecting { attempt });
+            let attempted = tokio::select! {
+                attempted = inner.establish() => attempted,
+                () = stopped(&mut user_closed) => break None,
+            };
+            match attempted {
+                Ok(handle) => break Some(handle),
+                Err(error) => tracing::debug!(attempt, %error, "reconnect failed"),
+            }
+        };
+        match reconnected {
+            Some(new) => {
+                handle = new;
+                inner.current.send_replace(Some(handle.clone()));
+                inner.set_state(ClientState::Reconnected);
+            }
+            None => break,
+        }
+    }
+    inner.set_state(ClientState::Closed);
+}
+
+/// Resolves once the application closed the client.
+async fn stopped(user_closed: &mut watch::Receiver<bool>) {
+    let _ = user_closed.wait_for(|closed| *closed).await;
+}
+
+/// Resolves at `deadline`, or never.
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,269 @@
+//! Configuring a client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Client, Reconnect};
+use crate::config::{ConnectionConfig, Vars, process_env};
+use crate::crypto::{Mode, Secret, Suite};
+use crate::dispatch::Services;
+use crate::error::Error;
+use crate::protocol::codec;
+use crate::service::Service;
+use crate::transport::ClientTls;
+
+/// How long one connection's keys serve before the client renews them.
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Configures a [`Client`] and connects it. See [`Client::builder`].
+pub struct ClientBuilder {
+    pub(super) url: String,
+    pub(super) secret: Option<Secret>,
+    pub(super) suite: Option<Suite>,
+    pub(super) mode: Mode,
+    pub(super) credentials: Vec<u8>,
+    pub(super) config: ConnectionConfig,
+    pub(super) services: Services,
+    pub(super) reconnect: Reconnect,
+    pub(super) session_lifetime: Option<Duration>,
+    pub(super) tls: ClientTls,
+    pub(super) error: Option<Error>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("secret", &self.secret)
+            .field("suite", &self.suite)
+            .field("mode", &self.mode)
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            url: "ws://127.0.0.1:7878/".into(),
+            secret: None,
+            suite: None,
+            mode: Mode::Encrypted,
+            // `()` encodes as nil: no credentials.
+            credentials: vec![0xc0],
+            config: ConnectionConfig::default(),
+            services: Services::default(),
+            reconnect: Reconnect::default(),
+            session_lifetime: Some(DEFAULT_SESSION_LIFETIME),
+            tls: ClientTls::default(),
+            error: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Settings from the `SOCKETS_*` environment variables (see the
+    /// [`config`](crate::config) table); unset ones keep their defaults.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no secret is set or a variable is invalid.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_vars(&Vars(&process_env))
+    }
+
+    pub(crate) fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
+        let mut builder = Self::default().secret(vars.secret()?);
+        builder.url = match vars.get("SOCKETS_URL") {
+            Some(url) => url,
+            None => format!("ws://{}/", vars.address()?),
+        };
+        builder.suite = vars.cipher()?;
+        if vars.flag("SOCKETS_PLAINTEXT")? == Some(true) {
+            builder.mode = Mode::Plaintext;
+        }
+        builder.config.apply_env(vars)?;
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_SESSION_LIFETIME_MS")? {
+            builder.session_lifetime = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        Ok(builder)
+    }
+
+    /// The server's URL, `ws://host:port/`, or `wss://host:port/` with the
+    /// `tls` feature and `ClientBuilder::tls`. Default `ws://127.0.0.1:7878/`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// The shared secret. Required.
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The cipher suite. Default: AES-256-GCM where the CPU accelerates it, else ChaCha20-Poly1305.
+    pub fn suite(mut self, suite: Suite) -> Self {
+        self.suite = Some(suite);
+        self
+    }
+
+    /// Plaintext mode: frames unencrypted (the server must allow it; use only
+    /// behind TLS or on a trusted socket). The handshake still proves the secret.
+    pub fn plaintext(mut self, plaintext: bool) -> Self {
+        self.mode = if plaintext {
+            Mode::Plaintext
+        } else {
+            Mode::Encrypted
+        };
+        self
+    }
+
+    /// The rustls configuration (trusted roots, client certificate) for
+    /// `wss://` urls. With TLS 1.3 the handshake is bound to the TLS session
+    /// (RFC 9266 exporter).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls.connector = Some(tokio_rustls::TlsConnector::from(config));
+        self
+    }
+
+    /// The credentials presented to the server's auth hook, sent only
+    /// inside the encrypted channel after the server proved the secret.
+    pub fn credentials<C: Serialize + ?Sized>(mut self, credentials: &C) -> Self {
+        match codec::to_vec(credentials) {
+            Ok(encoded) => self.credentials = encoded,
+            Err(error) => {
+                self.error.get_or_insert(error.into());
+            }
+        }
+        self
+    }
+
+    /// Ping every `interval`; disconnect if the server is silent for `timeout`. Default 10 s / 30 s.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Connect + handshake + authentication must finish within this. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Default per-call timeout. Default 30 s.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// How long a write may wait for the server to read. Default 10 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// Largest WebSocket message, bytes. Default 1 MiB.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Largest RPC message, bytes. Default 16 MiB.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
+    /// Calls the server may have running on this client at once. Default 256.
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_in_flight = calls;
+        self
+    }
+
+    /// How to reconnect after the connection is lost. Default: unlimited attempts.
+    pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// The longest a connection serves before the client renews it: a fresh
+    /// handshake (new ephemeral keys) and authentication on a new connection,
+    /// which takes over new calls while the old one finishes its pending calls
+    /// and closes. Bounds what a stolen session key could ever decrypt.
+    /// `None`: never renew. Default 24 h.
+    pub fn session_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.session_lifetime = lifetime;
+        self
+    }
+
+    /// Serves `service` to the server (server → client calls).
+    pub fn serve<S: Service>(self, service: S) -> Self {
+        self.serve_arc(Arc::new(service))
+    }
+
+    /// As [`ClientBuilder::serve`], for a service already in an `Arc`.
+    pub fn serve_arc(mut self, service: Arc<dyn Service>) -> Self {
+        if let Err(error) = self.services.add(service) {
+            self.error.get_or_insert(error);
+        }
+        self
+    }
+
+    /// Connects; resolves once the handshake and authentication are complete.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::Io`] (connect failed), [`Error::HandshakeFailed`]
+    /// (the server does not know the secret; no credentials were sent),
+    /// [`Error::AuthRejected`], [`Error::Rejected`] (server full), [`Error::Timeout`].
+    pub async fn connect(self) -> Result<Client, Error> {
+        Client::connect(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::crypto::generate_key;
+
+    fn from(vars: &[(&str, String)]) -> Result<ClientBuilder, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        ClientBuilder::from_vars(&Vars(&lookup))
+    }
+
+    #[test]
+    fn from_env_requires_a_secret_and_builds_the_url() {
+        assert!(matches!(from(&[]), Err(Error::Config(_))));
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_ADDR", "10.1.2.3".into()),
+            ("SOCKETS_PORT", "4444".into()),
+            ("SOCKETS_CIPHER", "chacha20-poly1305".into()),
+            ("SOCKETS_CALL_TIMEOUT_MS", "250".into()),
+            ("SOCKETS_SESSION_LIFETIME_MS", "0".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.session_lifetime, None);
+        assert_eq!(builder.url, "ws://10.1.2.3:4444/");
+        assert_eq!(builder.suite, Some(Suite::ChaCha20Poly1305));
+        assert_eq!(builder.mode, Mode::Encrypted);
+        assert_eq!(builder.config.call_timeout, Duration::from_millis(250));
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_URL", "ws://example.invalid:1/".into()),
+            ("SOCKETS_PLAINTEXT", "yes".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.url, "ws://example.invalid:1/");
+        assert_eq!(builder.mode, Mode::Plaintext);
+    }
+}

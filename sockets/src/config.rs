@@ -1,0 +1,268 @@
+//! Settings shared by servers and clients, and the `SOCKETS_*` environment variables.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `SOCKETS_ADDR` | server: address to bind (`host` or `host:port`); client: address to connect to | `127.0.0.1` |
+//! | `SOCKETS_PORT` | port (overrides a port in `SOCKETS_ADDR`) | `7878` |
+//! | `SOCKETS_URL` | client: full `ws://` URL (overrides address and port) | — |
+//! | `SOCKETS_SECRET` | the shared key, 32 bytes in standard base64 (`sockets::crypto::generate_key`) | — |
+//! | `SOCKETS_PASSPHRASE`, `SOCKETS_SALT` | a passphrase and its per-deployment salt (≥ 16 bytes), instead of a key | — |
+//! | `SOCKETS_CIPHER` | `aes-256-gcm`, `chacha20-poly1305` or `auto` | `auto` |
+//! | `SOCKETS_PLAINTEXT` | `true`: frames unencrypted (behind TLS only); the handshake still proves the secret | `false` |
+//! | `SOCKETS_HEARTBEAT_INTERVAL_MS` / `SOCKETS_HEARTBEAT_TIMEOUT_MS` | ping period / silence before disconnect | 10 000 / 30 000 |
+//! | `SOCKETS_HANDSHAKE_TIMEOUT_MS` | connect + handshake + auth | 10 000 |
+//! | `SOCKETS_CALL_TIMEOUT_MS` | default per-call timeout | 30 000 |
+//! | `SOCKETS_MAX_FRAME` | largest WebSocket message, bytes | 1 MiB |
+//! | `SOCKETS_MAX_MESSAGE` | largest RPC message (reassembled from frames), bytes | 16 MiB |
+//! | `SOCKETS_MAX_IN_FLIGHT` | calls a peer may have running on one connection | 256 |
+//! | `SOCKETS_MAX_CONNECTIONS` | server: open connections | 10 000 |
+//! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake) after this; `0`: never | 24 h |
+//!
+//! A missing secret is an [`Error::Config`], never a silent default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::crypto::{Limits, Secret, Suite};
+use crate::error::Error;
+
+/// Settings every connection of a server or client uses.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionConfig {
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) call_timeout: Duration,
+    /// How long a write may wait for the peer to drain its socket.
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) max_message: usize,
+    pub(crate) max_in_flight: usize,
+    /// Envelopes queued for the writer before senders wait.
+    pub(crate) queue_capacity: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_frame: limits.max_frame,
+            max_message: limits.max_message,
+            max_in_flight: 256,
+            queue_capacity: 256,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// The crypto layer's limits for these settings.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame,
+            max_message: self.max_message,
+            ..Limits::default()
+        }
+    }
+
+    /// Checks the settings make sense together.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(Error::Config(
+                "the heartbeat timeout must be longer than its (non-zero) interval".into(),
+            ));
+        }
+        if self.max_frame < 1024 || self.max_message < self.max_frame {
+            return Err(Error::Config(
+                "max frame must be at least 1 KiB and max message at least max frame".into(),
+            ));
+        }
+        if self.max_in_flight == 0 || self.queue_capacity == 0 {
+            return Err(Error::Config("limits must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Applies the variables of the table above that concern connections.
+    pub(crate) fn apply_env(&mut self, vars: &Vars<'_>) -> Result<(), Error> {
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_HEARTBEAT_INTERVAL_MS")? {
+            self.heartbeat_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_HEARTBEAT_TIMEOUT_MS")? {
+            self.heartbeat_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_HANDSHAKE_TIMEOUT_MS")? {
+            self.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = vars.parse::<u64>("SOCKETS_CALL_TIMEOUT_MS")? {
+            self.call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = vars.parse("SOCKETS_MAX_FRAME")? {
+            self.max_frame = bytes;
+        }
+        if let Some(bytes) = vars.parse("SOCKETS_MAX_MESSAGE")? {
+            self.max_message = bytes;
+        }
+        if let Some(n) = vars.parse("SOCKETS_MAX_IN_FLIGHT")? {
+            self.max_in_flight = n;
+        }
+        Ok(())
+    }
+}
+
+/// A source of variables: the process environment, or a closure in tests.
+pub(crate) struct Vars<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// The variable's value, if set and not empty.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The variable parsed as `T`, if set.
+    pub(crate) fn parse<T: FromStr>(&self, name: &str) -> Result<Option<T>, Error> {
+        self.get(name)
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| Error::Config(format!("{name} has an invalid value")))
+            })
+            .transpose()
+    }
+
+    /// A boolean variable (`true`/`false`/`1`/`0`/`yes`/`no`).
+    pub(crate) fn flag(&self, name: &str) -> Result<Option<bool>, Error> {
+        self.get(name)
+            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(Error::Config(format!("{name} must be true or false"))),
+            })
+            .transpose()
+    }
+
+    /// The shared secret from `SOCKETS_SECRET`, or `SOCKETS_PASSPHRASE` with `SOCKETS_SALT`.
+    ///
+    /// A passphrase runs scrypt here, once (a fraction of a second).
+    pub(crate) fn secret(&self) -> Result<Secret, Error> {
+        if let Some(key) = self.get("SOCKETS_SECRET") {
+            return Secret::from_base64(key.trim())
+                .map_err(|e| Error::Config(format!("SOCKETS_SECRET: {e}")));
+        }
+        match (self.get("SOCKETS_PASSPHRASE"), self.get("SOCKETS_SALT")) {
+            (Some(passphrase), Some(salt)) => Secret::from_passphrase(&passphrase, salt.as_bytes())
+                .map_err(|e| Error::Config(format!("SOCKETS_PASSPHRASE/SOCKETS_SALT: {e}"))),
+            (Some(_), None) => Err(Error::Config(
+                "SOCKETS_PASSPHRASE is set but SOCKETS_SALT is missing".into(),
+            )),
+            _ => Err(Error::Config(
+                "no shared secret: set SOCKETS_SECRET (or SOCKETS_PASSPHRASE and SOCKETS_SALT)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The cipher from `SOCKETS_CIPHER`: `Some` suite, or `None` for automatic.
+    pub(crate) fn cipher(&self) -> Result<Option<Suite>, Error> {
+        match self
+            .get("SOCKETS_CIPHER")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => Ok(None),
+            Some(v) if v == "auto" => Ok(None),
+            Some(v) if v == "aes-256-gcm" || v == "aes" => Ok(Some(Suite::Aes256Gcm)),
+            Some(v) if v == "chacha20-poly1305" || v == "chacha" => {
+                Ok(Some(Suite::ChaCha20Poly1305))
+            }
+            Some(_) => Err(Error::Config(
+                "SOCKETS_CIPHER must be aes-256-gcm, chacha20-poly1305 or auto".into(),
+            )),
+        }
+    }
+
+    /// `host:port` from `SOCKETS_ADDR` and `SOCKETS_PORT`.
+    pub(crate) fn address(&self) -> Result<String, Error> {
+        let addr = self
+            .get("SOCKETS_ADDR")
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let addr = addr.trim();
+        let port: Option<u16> = self.parse("SOCKETS_PORT")?;
+        let has_port = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| port.parse::<u16>().is_ok() && !host.ends_with(':'));
+        Ok(match (port, has_port) {
+            (Some(port), true) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                format!("{host}:{port}")
+            }
+            (Some(port), false) => format!("{addr}:{port}"),
+            (None, true) => addr.to_owned(),
+            (None, false) => format!("{addr}:7878"),
+        })
+    }
+}
+
+/// Reads the process environment.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)], f: impl FnOnce(&Vars<'_>)) {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        f(&Vars(&lookup));
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_config_error() {
+        with(&[], |vars| {
+            assert!(matches!(vars.secret(), Err(Error::Config(_))));
+        });
+        with(&[("SOCKETS_PASSPHRASE", "correct horse")], |vars| {
+            assert!(matches!(vars.secret(), Err(Error::Config(_))));
+        });
+    }
+
+    #[test]
+    fn settings_parse_and_bad_values_are_errors() {
+        with(
+            &[
+                ("SOCKETS_ADDR", "0.0.0.0"),
+                ("SOCKETS_PORT", "9000"),
+                ("SOCKETS_CALL_TIMEOUT_MS", "1500"),
+                ("SOCKETS_MAX_IN_FLIGHT", "8"),
+                ("SOCKETS_CIPHER", "chacha20-poly1305"),
+            ],
+            |vars| {
+                assert_eq!(vars.address().unwrap(), "0.0.0.0:9000");
+                let mut config = ConnectionConfig::default();
+                config.apply_env(vars).unwrap();
+                assert_eq!(config.call_timeout, Duration::from_millis(1500));
+                assert_eq!(config.max_in_flight, 8);
+                assert_eq!(vars.cipher().unwrap(), Some(Suite::ChaCha20Poly1305));
+            },
+        );
+        with(&[("SOCKETS_ADDR", "10.0.0.1:81")], |vars| {
+            assert_eq!(vars.address().unwrap(), "10.0.0.1:81");
+        });
+        with(&[("SOCKETS_MAX_FRAME", "lots")], |vars| {
+            let mut config = ConnectionConfig::default();
+            assert!(matches!(config.apply_env(vars), Err(Error::Config(_))));
+        });
+        with(&[("SOCKETS_CIPHER", "rot13")], |vars| {
+            assert!(matches!(vars.cipher(), Err(Error::Config(_))));
+        });
+    }
+}

@@ -1,0 +1,383 @@
+//! One established connection: the shared state of its reader and writer tasks,
+//! and the handle calls go through.
+//!
+//! ```text
+//!            ┌──────────── reader task ────────────┐
+//!  socket ──►│ open ─► codec::messages ─► dispatch │──► handler tasks ─┐
+//!            └─────────────────────────────────────┘                   │
+//!            ┌──────────── writer task ────────────┐   bounded queue   │
+//!  socket ◄──│ seal ◄─ batch of envelopes          │◄──────────────────┘
+//!            └─────────────────────────────────────┘◄── calls, pings, cancels
+//! ```
+//!
+//! [`establish`] runs the handshake and authentication and yields the two
+//! halves of the session; [`spawn`] starts the tasks. The writer owns the
+//! sealer, so nonces can never race; the reader owns the opener. A bounded
+//! queue feeds the writer: when the peer stops reading, senders wait, and a
+//! write that cannot finish within the write timeout disconnects the peer
+//! with `SlowConsumer` instead of buffering without bound.
+
+pub(crate) mod establish;
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::ConnectionConfig;
+use crate::correlation::InFlight;
+use crate::dispatch::{Running, Services};
+use crate::error::{Disconnect, Error};
+use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
+use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Rtt, SessionKind};
+
+pub(crate) use io::spawn;
+
+/// Envelope bytes beyond the payload and method name; used to refuse a
+/// message that could not be sent before it is queued.
+const ENVELOPE_OVERHEAD: usize = 64;
+
+type Waiter = oneshot::Sender<Result<Bytes, Error>>;
+
+/// Why and how a connection is closing.
+#[derive(Clone, Debug)]
+pub(crate) struct Closing {
+    pub(crate) reason: Disconnect,
+    /// Send an authenticated CLOSE with the reason (false when the socket is already gone).
+    pub(crate) send_close: bool,
+}
+
+/// Everything the tasks of one connection and its handles share.
+pub(crate) struct Shared {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) session: SessionKind,
+    /// The peer may call only open methods (a server's guest connection).
+    pub(crate) peer_is_guest: bool,
+    pub(crate) meta: Meta,
+    pub(crate) rtt: Rtt,
+    pub(crate) connected_since: SystemTime,
+    pub(crate) config: Arc<ConnectionConfig>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) queue: mpsc::Sender<Message>,
+    calls: Mutex<InFlight<Waiter>>,
+    pub(crate) running: Mutex<Running>,
+    /// Handlers running; graceful shutdown waits for zero.
+    pub(crate) running_count: watch::Sender<usize>,
+    draining: AtomicBool,
+    /// Replaced by a newer connection: close once no call of ours is pending.
+    retiring: AtomicBool,
+    pub(crate) closing: watch::Sender<Option<Closing>>,
+    /// Set once both tasks have ended.
+    done: watch::Sender<Option<Disconnect>>,
+}
+
+/// What [`Shared::new`] needs besides the queue.
+pub(crate) struct Params {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) session: SessionKind,
+    pub(crate) peer_is_guest: bool,
+    pub(crate) meta: Meta,
+    pub(crate) config: Arc<ConnectionConfig>,
+    pub(crate) services: Arc<Services>,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; go on with it.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(params: Params) -> (Arc<Self>, mpsc::Receiver<Message>) {
+        let (queue, rx) = mpsc::channel(params.config.queue_capacity);
+        let shared = Arc::new(Self {
+            id: params.id,
+            peer_addr: params.peer_addr,
+            session: params.session,
+            peer_is_guest: params.peer_is_guest,
+            meta: params.meta,
+            rtt: Rtt::default(),
+            connected_since: SystemTime::now(),
+            config: params.config,
+            services: params.services,
+            queue,
+            calls: Mutex::new(InFlight::default()),
+            running: Mutex::new(Running::default()),
+            running_count: watch::Sender::new(0),
+            draining: AtomicBool::new(false),
+            retiring: AtomicBool::new(false),
+            closing: watch::Sender::new(None),
+            done: watch::Sender::new(None),
+        });
+        (shared, rx)
+    }
+
+    /// Starts closing with `reason`; the first reason wins. Fails every pending
+    /// call with `Disconnected` and aborts every running handler at once.
+    pub(crate) fn close(&self, reason: Disconnect, send_close: bool) -> bool {
+        let first = self.closing.send_if_modified(|closing| {
+            if closing.is_some() {
+                return false;
+            }
+            *closing = Some(Closing {
+                reason: reason.clone(),
+                send_close,
+            });
+            true
+        });
+        if first {
+            tracing::debug!(id = %self.id, %reason, "connection closing");
+            let waiters = lock(&self.calls).fail_all();
+            for waiter in waiters {
+                let _ = waiter.send(Err(Error::Disconnected(reason.clone())));
+            }
+            lock(&self.running).abort_all(&self.running_count);
+        }
+        first
+    }
+
+    /// The reason the connection is closing or closed, if it is.
+    pub(crate) fn closed_reason(&self) -> Option<Disconnect> {
+        self.closing.borrow().as_ref().map(|c| c.reason.clone())
+    }
+
+    fn disconnected(&self) -> Error {
+        Error::Disconnected(
+            self.closed_reason()
+                .unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost")),
+        )
+    }
+
+    /// A reply came for one of our calls.
+    pub(crate) fn complete(&self, id: u64, result: Result<Bytes, Error>) {
+        let (waiter, pending) = {
+            let mut calls = lock(&self.calls);
+            (calls.complete(id), calls.len())
+        };
+        self.retire_if_idle(pending);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(result);
+            }
+            None => tracing::trace!(id = %self.id, call = id, "reply for no waiting call"),
+        }
+    }
+
+    /// Stops taking new calls of ours (the client moved them to a newer
+    /// connection) and closes once the pending ones have ended.
+    pub(crate) fn retire(&self) {
+        self.retiring.store(true, Ordering::Release);
+        let pending = lock(&self.calls).len();
+        self.retire_if_idle(pending);
+    }
+
+    fn retire_if_idle(&self, pending: usize) {
+        if pending == 0 && self.retiring.load(Ordering::Acquire) {
+            self.close(Disconnect::new(CloseCode::Normal, "session renewed"), true);
+        }
+    }
+
+    /// New calls from the peer are refused with `ShuttingDown` from now on.
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn finish(&self, reason: Disconnect) {
+        self.done.send_replace(Some(reason));
+    }
+}
+
+/// A cheap handle on one connection; implements [`Caller`].
+#[derive(Clone)]
+pub(crate) struct Handle(pub(crate) Arc<Shared>);
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a call exactly once: when the caller drops its future (or the
+/// deadline passes) while the call is pending, the peer is told to cancel it.
+struct CallGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let (abandoned, pending) = {
+            let mut calls = lock(&self.shared.calls);
+            (calls.abandon(self.id), calls.len())
+        };
+        self.shared.retire_if_idle(pending);
+        if !abandoned {
+            return;
+        }
+        let cancel = Message::Cancel { id: self.id };
+        if let Err(mpsc::error::TrySendError::Full(cancel)) = self.shared.queue.try_send(cancel)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let queue = self.shared.queue.clone();
+            runtime.spawn(async move {
+                let _ = queue.send(cancel).await;
+            });
+        }
+    }
+}
+
+impl Handle {
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.0.id
+    }
+
+    /// Sends a call and waits for its reply, at most `timeout`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the peer.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        let shared = &self.0;
+        let deadline = Instant::now() + timeout;
+        if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
+            return Err(Error::Rejected(
+                "the arguments exceed the maximum message size".into(),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = lock(&shared.calls)
+            .start(tx)
+            .ok_or_else(|| shared.disconnected())?;
+        let _guard = CallGuard {
+            shared: Arc::clone(shared),
+            id,
+        };
+        let message = Message::Call(Call {
+            id,
+            method: method.to_owned(),
+            timeout_ms: Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)),
+            args: args.into(),
+        });
+        let outcome = tokio::time::timeout_at(deadline, async {
+            shared
+                .queue
+                .send(message)
+                .await
+                .map_err(|_| shared.disconnected())?;
+            rx.await.map_err(|_| shared.disconnected())?
+        })
+        .await;
+        outcome.unwrap_or(Err(Error::Timeout))
+    }
+
+    /// Queues a notification.
+    pub(crate) async fn notify(&self, method: &str, args: Vec<u8>) -> Result<(), Error> {
+        let shared = &self.0;
+        if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
+            return Err(Error::Rejected(
+                "the arguments exceed the maximum message size".into(),
+            ));
+        }
+        if shared.closing.borrow().is_some() {
+            return Err(shared.disconnected());
+        }
+        let message = Message::Notify(Notify {
+            method: method.to_owned(),
+            args: args.into(),
+        });
+        let write_timeout = shared.config.write_timeout;
+        match tokio::time::timeout(write_timeout, shared.queue.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(shared.disconnected()),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Closes the connection with an authenticated CLOSE carrying `code` and `reason`.
+    pub(crate) fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        self.0.close(Disconnect::new(code, reason), true);
+    }
+
+    /// Waits until both tasks have ended; the reason the connection closed.
+    pub(crate) async fn closed(&self) -> Disconnect {
+        let mut done = self.0.done.subscribe();
+        let reason = match done.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        reason.unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost"))
+    }
+
+    /// Whether the connection is closing or closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.closing.borrow().is_some()
+    }
+
+    /// Waits until no handler of this connection runs.
+    pub(crate) async fn idle(&self) {
+        let mut count = self.0.running_count.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+impl Caller for Handle {
+    fn call(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let handle = self.clone();
+        let method = method.to_owned();
+        let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
+        Box::pin(async move { handle.call(&method, args, timeout).await })
+    }
+
+    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+        let handle = self.clone();
+        let method = method.to_owned();
+        Box::pin(async move { handle.notify(&method, args).await })
+    }
+}
+
+/// The caller-side error for a callee's framework-level failure.
+pub(crate) fn remote_error(error: RemoteError) -> Error {
+    let RemoteError { code, message } = error;
+    match code {
+        ErrorCode::UnknownMethod => Error::UnknownMethod(message),
+        ErrorCode::BadRequest => Error::BadRequest(message),
+        ErrorCode::Unauthorized => Error::Unauthorized,
+        ErrorCode::Rejected => Error::Rejected(message),
+        ErrorCode::Timeout => Error::Timeout,
+        ErrorCode::Internal => Error::Internal(message),
+        ErrorCode::ShuttingDown => Error::Rejected(format!("the peer is shutting down: {message}")),
+        other => Error::Remote {
+            code: other.to_u16(),
+            message,
+        },
+    }
+}
+
+/// A fresh connection id; ids are unique within the process and never reused.
+pub(crate) fn next_id() -> ConnectionId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+}

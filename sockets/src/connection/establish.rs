@@ -1,0 +1,367 @@
+//! Setting a connection up: WebSocket upgrade, handshake, authentication.
+//!
+//! ```text
+//!  client                                   server
+//!    │── HS1 (ephemeral key, proof of psk) ──►│  Acceptor: wrong secret → close 1008 "", no HS2
+//!    │◄── HS2 (proof of psk, echo of HS1) ────│
+//!    │   verify HS2, or fail: HandshakeFailed │
+//!    │── AUTH (credentials, sealed) ─────────►│  auth hook → accept(meta) / guest / reject(reason)
+//!    │◄── AUTH_RESULT {ok, guest, reason} ────│  reject: CLOSE {4002, reason}
+//! ```
+//!
+//! Nothing reaches a handler before the handshake proved the secret and the
+//! auth hook admitted the peer; both steps together are bounded by the
+//! handshake timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::io::CloseBody;
+use crate::config::ConnectionConfig;
+use crate::crypto::{
+    Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
+};
+use crate::error::{Disconnect, Error};
+use crate::protocol::CloseCode;
+use crate::protocol::codec;
+use crate::server::auth::{AuthDecision, AuthHook, PeerInfo};
+use crate::service::{ConnectionId, Meta, SessionKind};
+use crate::transport::{
+    self, ClientTls, Exporter, Incoming, Receiver, Sender, ServerTls, TransportError,
+};
+
+/// The payload of an AUTH_RESULT frame.
+#[derive(Serialize, Deserialize)]
+struct AuthResultBody {
+    ok: bool,
+    #[serde(default)]
+    guest: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A connection that passed the handshake and authentication.
+pub(crate) struct Established {
+    pub(crate) sender: Sender,
+    pub(crate) receiver: Receiver,
+    pub(crate) sealer: Sealer,
+    pub(crate) opener: Opener,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) session: SessionKind,
+    pub(crate) meta: Meta,
+}
+
+/// What a client needs to connect.
+pub(crate) struct ClientSetup<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) secret: &'a Secret,
+    pub(crate) suite: Suite,
+    pub(crate) mode: Mode,
+    pub(crate) credentials: &'a [u8],
+    pub(crate) config: &'a ConnectionConfig,
+    pub(crate) tls: &'a ClientTls,
+}
+
+async fn seal_and_send(
+    sender: &mut Sender,
+    sealer: &mut Sealer,
+    kind: FrameKind,
+    plaintext: &[u8],
+) -> Result<(), Error> {
+    let mut wire = Vec::with_capacity(1);
+    sealer
+        .seal(kind, plaintext, &mut wire)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    for frame in wire {
+        sender.feed(frame).await.map_err(io_error)?;
+    }
+    sender.flush().await.map_err(io_error)
+}
+
+fn io_error(error: TransportError) -> Error {
+    match error {
+        TransportError::Io(e) => Error::Io(e),
+        other => Error::Protocol(other.to_string()),
+    }
+}
+
+/// The error a client reports for a WebSocket close during set-up.
+fn closed_during_setup(frame: Option<(u16, String)>) -> Error {
+    match frame {
+        Some((code, reason)) => match CloseCode::from_u16(code) {
+            CloseCode::PolicyViolation | CloseCode::StaleHandshake => Error::HandshakeFailed,
+            CloseCode::AuthRejected => Error::AuthRejected(reason),
+            CloseCode::TooManyConnections => Error::Rejected(if reason.is_empty() {
+                "too many connections".into()
+            } else {
+                reason
+            }),
+            CloseCode::HandshakeTimeout => Error::Timeout,
+            other => Error::Disconnected(Disconnect::new(other, reason)),
+        },
+        None => Error::Disconnected(Disconnect::new(
+            CloseCode::Other(1006),
+            "the server closed the connection during the handshake",
+        )),
+    }
+}
+
+/// Connects, runs the client handshake and authenticates, within the handshake timeout.
+///
+/// # Errors
+/// `Io` (connect failed), `HandshakeFailed` (the server did not prove the
+/// secret; no credentials were sent), `AuthRejected`, `Rejected` (server
+/// full), `Timeout`, `Protocol`.
+pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error> {
+    let config = setup.config;
+    tokio::time::timeout(config.handshake_timeout, client_steps(&setup))
+        .await
+        .map_err(|_| Error::Timeout)?
+}
+
+async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
+    let config = setup.config;
+    let connected = transport::connect(setup.url, config.max_frame, setup.tls).await;
+    let (mut sender, mut receiver, peer_addr, exporter) = connected.map_err(|e| match e {
+        TransportError::Io(e) => Error::Io(e),
+        TransportError::BadUrl(e) => Error::Config(e),
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    })?;
+    let (handshake, hs1) =
+        ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
+            .map_err(|e| Error::Config(e.to_string()))?;
+    sender.send(Bytes::from(hs1)).await.map_err(io_error)?;
+    let hs2 = match receiver.recv().await.map_err(io_error)? {
+        Incoming::Binary(hs2) => hs2,
+        Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
+    };
+    let Ok((session, _hello)) = handshake.finish(&hs2, config.limits()) else {
+        // Nothing more goes to a server that did not prove the secret, not
+        // even a close frame: the socket is dropped.
+        tracing::warn!("the server did not prove knowledge of the shared secret");
+        return Err(Error::HandshakeFailed);
+    };
+    let (mut sealer, mut opener) = session.split();
+    seal_and_send(&mut sender, &mut sealer, FrameKind::Auth, setup.credentials).await?;
+    loop {
+        let wire = match receiver.recv().await.map_err(io_error)? {
+            Incoming::Binary(wire) => wire,
+            Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
+        };
+        let opened = opener
+            .open(wire)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let Some(Opened { kind, plaintext }) = opened else {
+            continue;
+        };
+        if kind != FrameKind::AuthResult {
+            return Err(Error::Protocol("expected AUTH_RESULT".into()));
+        }
+        let result: AuthResultBody = codec::decode_value(&plaintext)
+            .map_err(|e| Error::Protocol(format!("malformed AUTH_RESULT: {e}")))?;
+        if !result.ok {
+            return Err(Error::AuthRejected(result.reason));
+        }
+        opener.set_authenticated();
+        return Ok(Established {
+            sender,
+            receiver,
+            sealer,
+            opener,
+            peer_addr,
+            session: if result.guest {
+                SessionKind::Guest
+            } else {
+                SessionKind::Authenticated
+            },
+            meta: Meta::none(),
+        });
+    }
+}
+
+/// What the server side needs to admit a connection.
+pub(crate) struct ServerSetup<'a> {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) acceptor: &'a Acceptor,
+    pub(crate) auth: &'a AuthHook,
+    pub(crate) config: &'a ConnectionConfig,
+    /// The TLS session's channel binding, if the server terminates TLS itself.
+    pub(crate) tls_exporter: Exporter,
+}
+
+/// Runs the server side of the handshake and authentication on an upgraded
+/// socket, within the handshake timeout. On failure the peer has been told
+/// (as far as the protocol allows) and the reason is returned.
+pub(crate) async fn server(
+    setup: ServerSetup<'_>,
+    mut sender: Sender,
+    mut receiver: Receiver,
+) -> Result<Established, Disconnect> {
+    let steps = server_steps(&setup, &mut sender, &mut receiver);
+    let outcome = tokio::time::timeout(setup.config.handshake_timeout, steps).await;
+    let (sealer, opener, session, meta) = match outcome {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(failure)) => {
+            if let Some((code, reason)) = failure.websocket_close {
+                let _ = sender.close(code, reason).await;
+            }
+            return Err(failure.reason);
+        }
+        Err(_) => {
+            let reason = Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out");
+            let _ = sender
+                .close(CloseCode::HandshakeTimeout.to_u16(), &reason.reason)
+                .await;
+            return Err(reason);
+        }
+    };
+    Ok(Established {
+        sender,
+        receiver,
+        sealer,
+        opener,
+        peer_addr: setup.peer_addr,
+        session,
+        meta,
+    })
+}
+
+/// Why set-up failed, and the WebSocket close to send for it (if one is still due).
+struct SetupFailure {
+    reason: Disconnect,
+    websocket_close: Option<(u16, &'static str)>,
+}
+
+impl SetupFailure {
+    fn close(code: CloseCode, reason: &'static str) -> Self {
+        Self {
+            reason: Disconnect::new(code, reason),
+            websocket_close: Some((code.to_u16(), reason)),
+        }
+    }
+
+    fn gone(reason: impl Into<String>) -> Self {
+        Self {
+            reason: Disconnect::new(CloseCode::Other(1006), reason),
+            websocket_close: None,
+        }
+    }
+}
+
+async fn recv_binary(receiver: &mut Receiver) -> Result<Bytes, SetupFailure> {
+    match receiver.recv().await {
+        Ok(Incoming::Binary(bytes)) => Ok(bytes),
+        Ok(Incoming::Closed(_)) => Err(SetupFailure::gone("closed during the handshake")),
+        Err(TransportError::NotBinary) => Err(SetupFailure::close(
+            CloseCode::ProtocolError,
+            "non-binary websocket message",
+        )),
+        Err(TransportError::TooLarge) => {
+            Err(SetupFailure::close(CloseCode::TooBig, "message too large"))
+        }
+        Err(other) => Err(SetupFailure::gone(other.to_string())),
+    }
+}
+
+async fn server_steps(
+    setup: &ServerSetup<'_>,
+    sender: &mut Sender,
+    receiver: &mut Receiver,
+) -> Result<(Sealer, Opener, SessionKind, Meta), SetupFailure> {
+    let hs1 = recv_binary(receiver).await?;
+    let (session, hs2) =
+        match setup
+            .acceptor
+            .accept(&hs1, setup.tls_exporter.as_ref(), setup.config.limits())
+        {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                let (code, reason) = error.close();
+                tracing::debug!(id = %setup.id, peer = %setup.peer_addr, "handshake refused");
+                return Err(SetupFailure::close(code, reason));
+            }
+        };
+    sender
+        .send(Bytes::from(hs2))
+        .await
+        .map_err(|e| SetupFailure::gone(e.to_string()))?;
+    let (mut sealer, mut opener) = session.split();
+    let credentials = loop {
+        let wire = recv_binary(receiver).await?;
+        match opener.open(wire) {
+            Ok(Some(Opened {
+                kind: FrameKind::Auth,
+                plaintext,
+            })) => break plaintext,
+            Ok(Some(_)) => {
+                return Err(SetupFailure::close(
+                    CloseCode::ProtocolError,
+                    "expected AUTH",
+                ));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let (code, reason) = error.close();
+                return Err(SetupFailure::close(code, reason));
+            }
+        }
+    };
+    let peer = PeerInfo {
+        id: setup.id,
+        addr: setup.peer_addr,
+    };
+    let decision = (setup.auth)(credentials, peer).await;
+    let (session, meta, rejected) = match decision {
+        AuthDecision::Accept(meta) => (SessionKind::Authenticated, meta, None),
+        AuthDecision::Guest => (SessionKind::Guest, Meta::none(), None),
+        AuthDecision::Reject(reason) => (SessionKind::Guest, Meta::none(), Some(reason)),
+    };
+    let result = AuthResultBody {
+        ok: rejected.is_none(),
+        guest: session == SessionKind::Guest,
+        reason: rejected.clone().unwrap_or_default(),
+    };
+    let body = codec::to_vec(&result).map_err(|e| SetupFailure::gone(e.to_string()))?;
+    let send = |e: Error| SetupFailure::gone(e.to_string());
+    seal_and_send(sender, &mut sealer, FrameKind::AuthResult, &body)
+        .await
+        .map_err(send)?;
+    if let Some(reason) = rejected {
+        let close = CloseBody {
+            code: CloseCode::AuthRejected.to_u16(),
+            reason: reason.clone(),
+        };
+        if let Ok(body) = codec::to_vec(&close) {
+            let _ = seal_and_send(sender, &mut sealer, FrameKind::Close, &body).await;
+        }
+        let _ = sender.close(1000, "").await;
+        return Err(SetupFailure {
+            reason: Disconnect::new(CloseCode::AuthRejected, reason),
+            websocket_close: None,
+        });
+    }
+    opener.set_authenticated();
+    Ok((sealer, opener, session, meta))
+}
+
+/// Upgrades an accepted socket and closes it at once with `code` and `reason`
+/// (used when the server is full). Bounded by `timeout`.
+pub(crate) async fn refuse(
+    tcp: tokio::net::TcpStream,
+    config: Arc<ConnectionConfig>,
+    tls: ServerTls,
+    code: CloseCode,
+    reason: &'static str,
+) {
+    let refuse = async {
+        if let Ok((mut sender, _receiver, _)) = transport::accept(tcp, config.max_frame, &tls).await
+        {
+            let _ = sender.close(code.to_u16(), reason).await;
+        }
+    };
+    let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
+}

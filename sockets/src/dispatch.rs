@@ -1,0 +1,263 @@
+//! Incoming calls: routing by wire name, the guest and in-flight checks, and
+//! the handler tasks with their deadline, cancellation and panic isolation.
+//!
+//! A call that cannot start is answered at once: `UNKNOWN_METHOD`,
+//! `BAD_REQUEST`, `UNAUTHORIZED` (a guest calling a method not marked open),
+//! `REJECTED` (the peer already has the maximum number of calls running) or
+//! `SHUTTING_DOWN`. Otherwise the handler runs in its own task until it
+//! returns, the caller's deadline passes (`TIMEOUT`), the caller cancels
+//! (no reply: nobody waits), or it panics (`INTERNAL`; the connection lives on).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::connection::{Handle, Shared, lock};
+use crate::error::Error;
+use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use crate::service::{Context, DispatchError, MethodInfo, Peer, Service};
+
+/// The services one side of a connection serves, by wire name.
+#[derive(Default)]
+pub(crate) struct Services {
+    by_name: HashMap<&'static str, Arc<dyn Service>>,
+}
+
+impl Services {
+    /// Adds a service.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a service of that name is already served.
+    pub(crate) fn add(&mut self, service: Arc<dyn Service>) -> Result<(), Error> {
+        let name = service.info().name;
+        if self.by_name.insert(name, service).is_some() {
+            return Err(Error::Config(format!("service `{name}` is served twice")));
+        }
+        Ok(())
+    }
+
+    /// The service and method a wire name (`service.method`) refers to.
+    fn route(&self, method: &str) -> Option<(&Arc<dyn Service>, &'static MethodInfo)> {
+        let (service, _) = method.rsplit_once('.')?;
+        let service = self.by_name.get(service)?;
+        let info = service.info().method(method)?;
+        Some((service, info))
+    }
+}
+
+/// The handlers running for calls and notifications of the peer.
+#[derive(Default)]
+pub(crate) struct Running {
+    /// By the peer's call id.
+    tasks: HashMap<u64, AbortHandle>,
+    /// By a local counter; bounded like calls, but a notification over the
+    /// bound is dropped (there is no reply to refuse it with).
+    notifications: HashMap<u64, AbortHandle>,
+    next_notification: u64,
+}
+
+impl Running {
+    fn publish(&self, count: &watch::Sender<usize>) {
+        count.send_replace(self.tasks.len() + self.notifications.len());
+    }
+
+    fn insert(&mut self, id: u64, task: AbortHandle, count: &watch::Sender<usize>) {
+        self.tasks.insert(id, task);
+        self.publish(count);
+    }
+
+    fn remove(&mut self, id: u64, count: &watch::Sender<usize>) -> Option<AbortHandle> {
+        let task = self.tasks.remove(&id);
+        self.publish(count);
+        task
+    }
+
+    pub(crate) fn abort_all(&mut self, count: &watch::Sender<usize>) {
+        for (_, task) in self.tasks.drain().chain(self.notifications.drain()) {
+            task.abort();
+        }
+        self.publish(count);
+    }
+}
+
+fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message {
+    Message::Reply(Reply {
+        id,
+        outcome: Outcome::Err(RemoteError {
+            code,
+            message: message.into(),
+        }),
+    })
+}
+
+fn context(shared: &Arc<Shared>, timeout: Option<Duration>) -> Context {
+    Context {
+        connection_id: shared.id,
+        peer_addr: shared.peer_addr,
+        session: shared.session,
+        meta: shared.meta.clone(),
+        rtt: shared.rtt.clone(),
+        deadline: timeout.map(|t| std::time::Instant::now() + t),
+        peer: Peer::new(Arc::new(Handle(Arc::clone(shared)))),
+    }
+}
+
+/// The service that serves a call, or the reply that refuses it.
+fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Service>, Message> {
+    if shared.is_draining() {
+        return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
+    }
+    let Some((service, info)) = shared.services.route(method) else {
+        return Err(error_reply(id, ErrorCode::UnknownMethod, method));
+    };
+    if shared.peer_is_guest && !info.open {
+        return Err(error_reply(
+            id,
+            ErrorCode::Unauthorized,
+            "method not open to guests",
+        ));
+    }
+    let running = lock(&shared.running).tasks.len();
+    if running >= shared.config.max_in_flight {
+        return Err(error_reply(
+            id,
+            ErrorCode::Rejected,
+            "too many calls in flight",
+        ));
+    }
+    Ok(service)
+}
+
+/// Handles a call from the peer: answers at once or starts its handler.
+pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
+    let Call {
+        id,
+        method,
+        timeout_ms,
+        args,
+    } = call;
+    let service = match admit(shared, id, &method) {
+        Ok(service) => service,
+        Err(refusal) => {
+            let _ = shared.queue.send(refusal).await;
+            return;
+        }
+    };
+    let timeout = timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
+    let handler = match Arc::clone(service).dispatch(context(shared, timeout), &method, &args) {
+        Ok(handler) => handler,
+        Err(error) => {
+            let reply = match error {
+                DispatchError::UnknownMethod(name) => {
+                    error_reply(id, ErrorCode::UnknownMethod, name)
+                }
+                DispatchError::BadRequest(detail) => error_reply(id, ErrorCode::BadRequest, detail),
+            };
+            let _ = shared.queue.send(reply).await;
+            return;
+        }
+    };
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let task_shared = Arc::clone(shared);
+    let max_reply = shared.config.max_message.saturating_sub(64);
+    let duplicate = lock(&shared.running).tasks.contains_key(&id);
+    if duplicate {
+        let _ = shared
+            .queue
+            .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
+            .await;
+        return;
+    }
+    let task = tokio::spawn(async move {
+        let run = AssertUnwindSafe(handler).catch_unwind();
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
+            None => Some(run.await),
+        };
+        let outcome = match result {
+            None => Outcome::Err(RemoteError {
+                code: ErrorCode::Timeout,
+                message: "the deadline passed before the handler finished".into(),
+            }),
+            Some(Err(_panic)) => {
+                tracing::error!(method = %method, "handler panicked");
+                Outcome::Err(RemoteError {
+                    code: ErrorCode::Internal,
+                    message: "the handler panicked".into(),
+                })
+            }
+            Some(Ok(Err(error))) => Outcome::Err(RemoteError {
+                code: ErrorCode::Internal,
+                message: format!("the result could not be encoded: {error}"),
+            }),
+            Some(Ok(Ok(value))) if value.len() > max_reply => Outcome::Err(RemoteError {
+                code: ErrorCode::Internal,
+                message: "the result exceeds the maximum message size".into(),
+            }),
+            Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
+        };
+        let still_running = {
+            lock(&task_shared.running)
+                .remove(id, &task_shared.running_count)
+                .is_some()
+        };
+        if still_running {
+            let _ = task_shared
+                .queue
+                .send(Message::Reply(Reply { id, outcome }))
+                .await;
+        }
+    });
+    lock(&shared.running).insert(id, task.abort_handle(), &shared.running_count);
+}
+
+/// Handles a notification: runs the handler, answers nothing.
+pub(crate) fn notify(shared: &Arc<Shared>, notify: Notify) {
+    let Notify { method, args } = notify;
+    let Some((service, info)) = shared.services.route(&method) else {
+        tracing::debug!(id = %shared.id, %method, "notification for an unknown method");
+        return;
+    };
+    if shared.peer_is_guest && !info.open {
+        tracing::debug!(id = %shared.id, %method, "guest notification for a closed method");
+        return;
+    }
+    let handler = match Arc::clone(service).dispatch(context(shared, None), &method, &args) {
+        Ok(handler) => handler,
+        Err(error) => {
+            tracing::debug!(id = %shared.id, %error, "notification not dispatched");
+            return;
+        }
+    };
+    let mut running = lock(&shared.running);
+    if running.notifications.len() >= shared.config.max_in_flight {
+        tracing::warn!(id = %shared.id, %method, "notification dropped: too many running");
+        return;
+    }
+    let key = running.next_notification;
+    running.next_notification += 1;
+    let task_shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        if AssertUnwindSafe(handler).catch_unwind().await.is_err() {
+            tracing::error!(%method, "notification handler panicked");
+        }
+        let mut running = lock(&task_shared.running);
+        running.notifications.remove(&key);
+        running.publish(&task_shared.running_count);
+    });
+    running.notifications.insert(key, task.abort_handle());
+    running.publish(&shared.running_count);
+}
+
+/// The peer no longer waits for call `id`: abort its handler.
+pub(crate) fn cancel(shared: &Arc<Shared>, id: u64) {
+    let task = lock(&shared.running).remove(id, &shared.running_count);
+    if let Some(task) = task {
+        task.abort();
+    }
+}

@@ -1,0 +1,413 @@
+//! The server: accepts connections, admits them through the handshake and the
+//! auth hook, serves its services to them, and calls or notifies them back.
+//!
+//! ```no_run
+//! # async fn run(secret: sockets::crypto::Secret) -> Result<(), sockets::Error> {
+//! use sockets::server::{AuthDecision, Server};
+//!
+//! let server = Server::builder()
+//!     .address("127.0.0.1:0")
+//!     .secret(secret)
+//!     .auth(|token: String, _peer| async move {
+//!         if token == "let me in" { AuthDecision::accept(token) } else { AuthDecision::Guest }
+//!     })
+//!     .start()
+//!     .await?;
+//! println!("listening on {}", server.local_addr());
+//! # Ok(()) }
+//! ```
+//!
+//! Every admitted connection gets a [`ConnectionId`] that is never reused.
+//! [`Server::connections`] lists them, [`Server::send_to`] calls one with a
+//! typed request and waits for its typed reply, [`Server::broadcast`]
+//! notifies every authenticated (not guest) connection, and rooms group
+//! connections for [`Server::broadcast_to`]. [`Server::events`] reports
+//! connections as they come, authenticate and go.
+
+mod accept;
+pub mod auth;
+mod builder;
+mod registry;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use auth::{AuthDecision, PeerInfo};
+pub use builder::ServerBuilder;
+pub use registry::ConnectionInfo;
+
+use crate::config::ConnectionConfig;
+use crate::connection::Handle;
+use crate::crypto::{Acceptor, AcceptorConfig};
+use crate::dispatch::Services;
+use crate::error::{Disconnect, Error};
+use crate::protocol::CloseCode;
+use crate::service::{
+    CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind,
+};
+use crate::transport::ServerTls;
+use auth::AuthHook;
+use registry::Registry;
+
+/// How long the accept loop pauses after a failed accept (out of file
+/// descriptors, say) before it tries again.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Something that happened to a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A TCP connection was accepted and got its id; the handshake follows.
+    Connected {
+        /// The connection.
+        id: ConnectionId,
+        /// The client's address.
+        addr: SocketAddr,
+    },
+    /// The handshake and the auth hook admitted the connection; it is now in
+    /// [`Server::connections`].
+    Authenticated {
+        /// The connection.
+        id: ConnectionId,
+        /// Authenticated or guest.
+        session: SessionKind,
+    },
+    /// The connection ended (or never got through the handshake), and why.
+    Disconnected {
+        /// The connection.
+        id: ConnectionId,
+        /// The close code and reason.
+        reason: Disconnect,
+    },
+}
+
+/// A running server; a cheap handle (clones share the server).
+///
+/// The server runs until [`Server::shutdown`], even when every handle is dropped.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    local_addr: SocketAddr,
+    config: Arc<ConnectionConfig>,
+    services: Arc<Services>,
+    acceptor: Acceptor,
+    auth: AuthHook,
+    tls: ServerTls,
+    max_connections: usize,
+    registry: Registry,
+    events: broadcast::Sender<ServerEvent>,
+    /// Connections open, including those in the handshake.
+    open: watch::Sender<usize>,
+    stopping: AtomicBool,
+    stop: watch::Sender<bool>,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Server {
+    /// A builder with defaults; only the secret must be set.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    async fn start(builder: ServerBuilder) -> Result<Self, Error> {
+        if let Some(error) = builder.error {
+            return Err(error);
+        }
+        let secret = builder
+            .secret
+            .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
+        builder.config.validate()?;
+        if builder.max_connections == 0 {
+            return Err(Error::Config("max connections must be at least 1".into()));
+        }
+        let max_frame = u32::try_from(builder.config.max_frame)
+            .map_err(|_| Error::Config("max frame is too large".into()))?;
+        let acceptor = Acceptor::new(AcceptorConfig {
+            secrets: vec![secret],
+            suites: builder.suites,
+            allow_plaintext: builder.allow_plaintext,
+            max_frame,
+            ..AcceptorConfig::default()
+        })
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let listener = TcpListener::bind(builder.address.as_str()).await?;
+        let local_addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            local_addr,
+            config: Arc::new(builder.config),
+            services: Arc::new(builder.services),
+            acceptor,
+            auth: builder.auth,
+            tls: builder.tls,
+            max_connections: builder.max_connections,
+            registry: Registry::default(),
+            events: broadcast::Sender::new(1024),
+            open: watch::Sender::new(0),
+            stopping: AtomicBool::new(false),
+            stop: watch::Sender::new(false),
+            accept_task: Mutex::new(None),
+        });
+        let task = tokio::spawn(accept::accept_loop(Arc::clone(&inner), listener));
+        *inner.accept_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        tracing::info!(%local_addr, "server listening");
+        Ok(Self { inner })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Lifecycle events from now on. A receiver that falls more than 1024
+    /// events behind misses the oldest (`RecvError::Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<ServerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Every admitted, open connection, ordered by id.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.inner
+            .registry
+            .all()
+            .iter()
+            .filter(|handle| !handle.is_closed())
+            .map(ConnectionInfo::of)
+            .collect()
+    }
+
+    /// One open connection.
+    pub fn get(&self, id: ConnectionId) -> Option<ConnectionInfo> {
+        self.handle(id)
+            .ok()
+            .map(|handle| ConnectionInfo::of(&handle))
+    }
+
+    fn handle(&self, id: ConnectionId) -> Result<Handle, Error> {
+        self.inner
+            .registry
+            .get(id)
+            .filter(|handle| !handle.is_closed())
+            .ok_or(Error::UnknownConnection(id))
+    }
+
+    /// Closes a connection with an authenticated CLOSE (code `Disconnected`) carrying `reason`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn disconnect(&self, id: ConnectionId, reason: impl Into<String>) -> Result<(), Error> {
+        self.handle(id)?.close(CloseCode::Disconnected, reason);
+        Ok(())
+    }
+
+    /// A handle to call or notify one client; bound to that connection.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn peer(&self, id: ConnectionId) -> Result<Peer, Error> {
+        Ok(Peer::new(Arc::new(self.handle(id)?)))
+    }
+
+    /// Calls a method on one client and waits for its typed reply, with the
+    /// server's default call timeout.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Timeout`],
+    /// [`Error::UnknownMethod`] and the other call outcomes.
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the client.
+    pub async fn send_to<Q: ServiceRequest>(
+        &self,
+        id: ConnectionId,
+        request: &Q,
+    ) -> Result<Q::Response, Error> {
+        self.send_to_with(id, request, CallOptions::default()).await
+    }
+
+    /// As [`Server::send_to`], with per-call options.
+    ///
+    /// # Errors
+    /// As [`Server::send_to`].
+    pub async fn send_to_with<Q: ServiceRequest>(
+        &self,
+        id: ConnectionId,
+        request: &Q,
+        options: CallOptions,
+    ) -> Result<Q::Response, Error> {
+        let handle = self.handle(id)?;
+        let mut args = Vec::with_capacity(64);
+        request.encode_args(&mut args)?;
+        let method = request.method();
+        let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
+        let reply = handle.call(method, args, timeout).await?;
+        Q::Response::decode(method, &reply)
+    }
+
+    /// Sends a typed request to one client as a notification (no reply).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Codec`].
+    pub async fn notify<Q: ServiceRequest>(
+        &self,
+        id: ConnectionId,
+        request: &Q,
+    ) -> Result<(), Error> {
+        let handle = self.handle(id)?;
+        let mut args = Vec::with_capacity(64);
+        request.encode_args(&mut args)?;
+        handle.notify(request.method(), args).await
+    }
+
+    /// Notifies every authenticated connection (guests excluded). Returns
+    /// how many connections it was queued for.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the request does not encode.
+    pub async fn broadcast<Q: ServiceRequest>(&self, request: &Q) -> Result<usize, Error> {
+        let targets = self.inner.registry.all();
+        self.notify_all(targets, request).await
+    }
+
+    async fn notify_all<Q: ServiceRequest>(
+        &self,
+        targets: Vec<Handle>,
+        request: &Q,
+    ) -> Result<usize, Error> {
+        let mut args = Vec::with_capacity(64);
+        request.encode_args(&mut args)?;
+        let method = request.method();
+        let sends = targets
+            .into_iter()
+            .filter(|handle| handle.0.session == SessionKind::Authenticated && !handle.is_closed())
+            .map(|handle| {
+                let args = args.clone();
+                async move { handle.notify(method, args).await.is_ok() }
+            });
+        Ok(join_all(sends)
+            .await
+            .into_iter()
+            .filter(|sent| *sent)
+            .count())
+    }
+
+    /// Calls a method on every authenticated connection at once and collects
+    /// each outcome by connection.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the request does not encode; per-connection
+    /// failures are in the map.
+    pub async fn call_all<Q: ServiceRequest>(
+        &self,
+        request: &Q,
+    ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
+        let mut args = Vec::with_capacity(64);
+        request.encode_args(&mut args)?;
+        let method = request.method();
+        let timeout = self.inner.config.call_timeout;
+        let calls = self
+            .inner
+            .registry
+            .all()
+            .into_iter()
+            .filter(|handle| handle.0.session == SessionKind::Authenticated && !handle.is_closed())
+            .map(|handle| {
+                let args = args.clone();
+                async move {
+                    let reply = handle.call(method, args, timeout).await;
+                    (
+                        handle.id(),
+                        reply.and_then(|reply| Q::Response::decode(method, &reply)),
+                    )
+                }
+            });
+        Ok(join_all(calls).await.into_iter().collect())
+    }
+
+    /// Adds a connection to a room (created on first join).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn join(&self, id: ConnectionId, room: &str) -> Result<(), Error> {
+        if self.inner.registry.join(id, room) {
+            Ok(())
+        } else {
+            Err(Error::UnknownConnection(id))
+        }
+    }
+
+    /// Takes a connection out of a room; `true` if it was a member.
+    /// Connections leave all their rooms when they close.
+    pub fn leave(&self, id: ConnectionId, room: &str) -> bool {
+        self.inner.registry.leave(id, room)
+    }
+
+    /// The connections in a room, ordered by id.
+    pub fn members(&self, room: &str) -> Vec<ConnectionId> {
+        self.inner.registry.members(room)
+    }
+
+    /// Notifies every authenticated member of a room; returns how many it was queued for.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the request does not encode.
+    pub async fn broadcast_to<Q: ServiceRequest>(
+        &self,
+        room: &str,
+        request: &Q,
+    ) -> Result<usize, Error> {
+        let targets = self
+            .members(room)
+            .into_iter()
+            .filter_map(|id| self.inner.registry.get(id))
+            .collect();
+        self.notify_all(targets, request).await
+    }
+
+    /// Shuts down gracefully: stops accepting, answers new calls with
+    /// `ShuttingDown`, lets running handlers finish for up to `grace`, then
+    /// closes every connection with `GoingAway` and waits for them to end.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.stopping.store(true, Ordering::Release);
+        inner.stop.send_replace(true);
+        let task = inner
+            .accept_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let handles = inner.registry.all();
+        for handle in &handles {
+            handle.0.set_draining();
+        }
+        let _ = tokio::time::timeout(grace, join_all(handles.iter().map(Handle::idle))).await;
+        for handle in &handles {
+            handle.close(CloseCode::GoingAway, "server shutting down");
+        }
+        let mut open = inner.open.subscribe();
+        let wait = inner.config.handshake_timeout + Duration::from_secs(2);
+        let _ = tokio::time::timeout(wait, open.wait_for(|n| *n == 0)).await;
+        tracing::info!(local_addr = %inner.local_addr, "server stopped");
+    }
+}

@@ -1,0 +1,134 @@
+//! The accept loop and admitting one connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
+use crate::connection::establish::{self, ServerSetup};
+use crate::connection::{self, Handle, Params, Shared};
+use crate::error::Disconnect;
+use crate::protocol::CloseCode;
+use crate::service::{ConnectionId, SessionKind};
+use crate::transport;
+
+/// Accepts until the server stops; each connection is admitted in a task of its own.
+pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let admitted = inner.open.send_if_modified(|open| {
+            if *open >= inner.max_connections {
+                return false;
+            }
+            *open += 1;
+            true
+        });
+        if !admitted {
+            tracing::debug!(%addr, "refused: too many connections");
+            tokio::spawn(establish::refuse(
+                tcp,
+                Arc::clone(&inner.config),
+                inner.tls.clone(),
+                CloseCode::TooManyConnections,
+                "too many connections",
+            ));
+            continue;
+        }
+        let id = connection::next_id();
+        let _ = inner.events.send(ServerEvent::Connected { id, addr });
+        tokio::spawn(admit(Arc::clone(&inner), tcp, id, addr));
+    }
+}
+
+fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
+    inner.registry.remove(id);
+    inner
+        .open
+        .send_modify(|open| *open = open.saturating_sub(1));
+    let _ = inner.events.send(ServerEvent::Disconnected { id, reason });
+}
+
+async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: SocketAddr) {
+    let config = &inner.config;
+    let upgraded = tokio::time::timeout(
+        config.handshake_timeout,
+        transport::accept(tcp, config.max_frame, &inner.tls),
+    )
+    .await;
+    let (sender, receiver, tls_exporter) = match upgraded {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(error)) => {
+            closed(
+                &inner,
+                id,
+                Disconnect::new(CloseCode::ProtocolError, error.to_string()),
+            );
+            return;
+        }
+        Err(_) => {
+            closed(
+                &inner,
+                id,
+                Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out"),
+            );
+            return;
+        }
+    };
+    let setup = ServerSetup {
+        id,
+        peer_addr: addr,
+        acceptor: &inner.acceptor,
+        auth: &inner.auth,
+        config,
+        tls_exporter,
+    };
+    let established = match establish::server(setup, sender, receiver).await {
+        Ok(established) => established,
+        Err(reason) => {
+            tracing::debug!(%id, %addr, %reason, "not admitted");
+            closed(&inner, id, reason);
+            return;
+        }
+    };
+    let session = established.session;
+    let (shared, queue) = Shared::new(Params {
+        id,
+        peer_addr: addr,
+        session,
+        peer_is_guest: session == SessionKind::Guest,
+        meta: established.meta,
+        config: Arc::clone(config),
+        services: Arc::clone(&inner.services),
+    });
+    let handle = Handle(Arc::clone(&shared));
+    inner.registry.insert(handle.clone());
+    let _ = inner
+        .events
+        .send(ServerEvent::Authenticated { id, session });
+    let done_inner = Arc::clone(&inner);
+    connection::spawn(
+        shared,
+        queue,
+        (established.sender, established.sealer),
+        (established.receiver, established.opener),
+        move |reason| closed(&done_inner, id, reason),
+    );
+    if inner.stopping.load(Ordering::Acquire) {
+        handle.close(CloseCode::GoingAway, "server shutting down");
+    }
+}

@@ -1,0 +1,273 @@
+//! Configuring a server.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::Server;
+use super::auth::{self, AuthDecision, AuthHook, PeerInfo};
+use crate::config::{ConnectionConfig, Vars, process_env};
+use crate::crypto::{Secret, Suite};
+use crate::dispatch::Services;
+use crate::error::Error;
+use crate::service::Service;
+use crate::transport::ServerTls;
+
+/// Configures and starts a [`Server`]. See [`Server::builder`].
+pub struct ServerBuilder {
+    pub(super) address: String,
+    pub(super) secret: Option<Secret>,
+    pub(super) suites: Vec<Suite>,
+    pub(super) allow_plaintext: bool,
+    pub(super) config: ConnectionConfig,
+    pub(super) max_connections: usize,
+    pub(super) services: Services,
+    pub(super) auth: AuthHook,
+    pub(super) tls: ServerTls,
+    pub(super) error: Option<Error>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("address", &self.address)
+            .field("secret", &self.secret)
+            .field("suites", &self.suites)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:7878".into(),
+            secret: None,
+            suites: vec![Suite::Aes256Gcm, Suite::ChaCha20Poly1305],
+            allow_plaintext: false,
+            config: ConnectionConfig::default(),
+            max_connections: 10_000,
+            services: Services::default(),
+            auth: auth::accept_all(),
+            tls: ServerTls::default(),
+            error: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Settings from the `SOCKETS_*` environment variables (see the
+    /// [`config`](crate::config) table); unset ones keep their defaults.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no secret is set or a variable is invalid.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_vars(&Vars(&process_env))
+    }
+
+    pub(crate) fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
+        let mut builder = Self::default().secret(vars.secret()?);
+        builder.address = vars.address()?;
+        if let Some(suite) = vars.cipher()? {
+            builder.suites = vec![suite];
+        }
+        if let Some(plaintext) = vars.flag("SOCKETS_PLAINTEXT")? {
+            builder.allow_plaintext = plaintext;
+        }
+        builder.config.apply_env(vars)?;
+        if let Some(max) = vars.parse("SOCKETS_MAX_CONNECTIONS")? {
+            builder.max_connections = max;
+        }
+        Ok(builder)
+    }
+
+    /// The address to listen on, `host:port`; port 0 picks a free one
+    /// (see [`Server::local_addr`]). Default `127.0.0.1:7878`.
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
+    /// The shared secret clients must prove. Required.
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The cipher suites clients may choose. Default: both.
+    pub fn suites(mut self, suites: impl IntoIterator<Item = Suite>) -> Self {
+        self.suites = suites.into_iter().collect();
+        self
+    }
+
+    /// Accepts clients in plaintext mode (frames unencrypted, for use behind
+    /// TLS). The handshake still proves the secret. Default: off.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
+    }
+
+    /// Ping every `interval`; disconnect a peer silent for `timeout`. Default 10 s / 30 s.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Upgrade + handshake + authentication must finish within this. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Default timeout of calls the server makes to clients. Default 30 s.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// How long a write may wait for a client to read before it is
+    /// disconnected as a slow consumer. Default 10 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// Largest WebSocket message (one frame), bytes. Default 1 MiB.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Largest RPC message, reassembled from frames, bytes. Default 16 MiB.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
+    /// Calls one client may have running at once; more are answered `Rejected`. Default 256.
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_in_flight = calls;
+        self
+    }
+
+    /// Connections open at once, including those still in the handshake;
+    /// more are closed with `TooManyConnections`. Default 10 000.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Serves `service` to clients. Several services may be served; their names must differ.
+    pub fn serve<S: Service>(self, service: S) -> Self {
+        self.serve_arc(Arc::new(service))
+    }
+
+    /// As [`ServerBuilder::serve`], for a service already in an `Arc`.
+    pub fn serve_arc(mut self, service: Arc<dyn Service>) -> Self {
+        if let Err(error) = self.services.add(service) {
+            self.error.get_or_insert(error);
+        }
+        self
+    }
+
+    /// The auth hook: runs once per connection with the client's credentials
+    /// (any type the client sent, decoded as `C`; credentials that do not
+    /// decode are rejected). Default: every client that proved the secret is
+    /// authenticated, without metadata.
+    pub fn auth<C, F, Fut>(mut self, hook: F) -> Self
+    where
+        C: DeserializeOwned + Send + 'static,
+        F: Fn(C, PeerInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AuthDecision> + Send + 'static,
+    {
+        self.auth = auth::typed(hook);
+        self
+    }
+
+    /// Serves over TLS (`wss://`) with this rustls configuration. With TLS 1.3
+    /// the handshake is bound to the TLS session (RFC 9266 exporter), so it
+    /// cannot be relayed between two TLS sessions.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        self.tls.acceptor = Some(tokio_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// Binds the address and starts accepting connections.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a missing secret, bad settings or a duplicate
+    /// service; [`Error::Io`] when the address cannot be bound.
+    pub async fn start(self) -> Result<Server, Error> {
+        Server::start(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::crypto::generate_key;
+
+    fn from(vars: &[(&str, String)]) -> Result<ServerBuilder, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        ServerBuilder::from_vars(&Vars(&lookup))
+    }
+
+    #[test]
+    fn from_env_requires_a_secret() {
+        let missing = from(&[("SOCKETS_PORT", "9000".into())]);
+        assert!(matches!(missing, Err(Error::Config(_))), "{missing:?}");
+        let bad = from(&[("SOCKETS_SECRET", "not base64!".into())]);
+        assert!(matches!(bad, Err(Error::Config(_))), "{bad:?}");
+    }
+
+    #[test]
+    fn from_env_reads_every_setting() {
+        let builder = from(&[
+            ("SOCKETS_SECRET", generate_key()),
+            ("SOCKETS_ADDR", "0.0.0.0".into()),
+            ("SOCKETS_PORT", "9000".into()),
+            ("SOCKETS_CIPHER", "aes-256-gcm".into()),
+            ("SOCKETS_PLAINTEXT", "true".into()),
+            ("SOCKETS_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ("SOCKETS_HEARTBEAT_TIMEOUT_MS", "3000".into()),
+            ("SOCKETS_HANDSHAKE_TIMEOUT_MS", "2000".into()),
+            ("SOCKETS_MAX_FRAME", "65536".into()),
+            ("SOCKETS_MAX_IN_FLIGHT", "4".into()),
+            ("SOCKETS_MAX_CONNECTIONS", "12".into()),
+        ])
+        .unwrap();
+        assert_eq!(builder.address, "0.0.0.0:9000");
+        assert_eq!(builder.suites, vec![Suite::Aes256Gcm]);
+        assert!(builder.allow_plaintext);
+        assert_eq!(builder.config.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(builder.config.heartbeat_timeout, Duration::from_secs(3));
+        assert_eq!(builder.config.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(builder.config.max_frame, 65536);
+        assert_eq!(builder.config.max_in_flight, 4);
+        assert_eq!(builder.max_connections, 12);
+        assert!(builder.secret.is_some());
+    }
+
+    #[test]
+    fn from_env_accepts_a_passphrase_with_its_salt() {
+        let builder = from(&[
+            ("SOCKETS_PASSPHRASE", "correct horse battery staple".into()),
+            ("SOCKETS_SALT", "deployment-salt-0001".into()),
+        ])
+        .unwrap();
+        assert!(builder.secret.is_some());
+        let without_salt = from(&[("SOCKETS_PASSPHRASE", "correct horse".into())]);
+        assert!(matches!(without_salt, Err(Error::Config(_))));
+    }
+}

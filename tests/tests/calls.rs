@@ -1,0 +1,231 @@
+//! Calls from a client to the server: outcomes, ordering, deadlines, cancellation, limits.
+
+use std::time::Duration;
+
+use sockets::crypto::Suite;
+use sockets::{CallOptions, Error};
+use tests::services::{Calc, Event};
+use tests::{client, server, within};
+
+fn opts() -> CallOptions {
+    CallOptions::default()
+}
+
+#[tokio::test]
+async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .allow_plaintext(true)
+        .serve(calc)
+        .start()
+        .await
+        .unwrap();
+    for (suite, plaintext) in [
+        (Suite::Aes256Gcm, false),
+        (Suite::ChaCha20Poly1305, false),
+        (Suite::ChaCha20Poly1305, true),
+    ] {
+        let client = within(
+            client(server.local_addr())
+                .suite(suite)
+                .plaintext(plaintext)
+                .connect(),
+        )
+        .await
+        .unwrap();
+        let sum: i64 = client
+            .peer()
+            .call("calc.add", &(40, 2), opts())
+            .await
+            .unwrap();
+        assert_eq!(sum, 42, "{suite:?} plaintext={plaintext}");
+        // A message larger than one frame travels as several.
+        let big = "x".repeat(3 << 19);
+        let echo: String = client
+            .peer()
+            .call("calc.echo", &(&big,), opts())
+            .await
+            .unwrap();
+        assert_eq!(echo.len(), big.len());
+        client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn plaintext_is_refused_unless_the_server_allows_it() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let refused = within(client(server.local_addr()).plaintext(true).connect()).await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[tokio::test]
+async fn replies_may_come_in_any_order() {
+    let (calc, control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let peer = client.peer();
+    let first = tokio::spawn({
+        let peer = peer.clone();
+        async move { peer.call::<_, u32>("calc.gate", &(2,), opts()).await }
+    });
+    let second = tokio::spawn({
+        let peer = peer.clone();
+        async move { peer.call::<_, u32>("calc.gate", &(1,), opts()).await }
+    });
+    control.open_gates(1);
+    assert_eq!(within(second).await.unwrap().unwrap(), 1);
+    assert!(
+        !first.is_finished(),
+        "the first call is still waiting for its gate"
+    );
+    control.open_gates(2);
+    assert_eq!(within(first).await.unwrap().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_call_times_out_and_its_deadline_reaches_the_handler() {
+    let (calc, mut control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(
+        client(server.local_addr())
+            .call_timeout(Duration::from_millis(300))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let peer = client.peer();
+
+    // The default timeout from the builder.
+    let timed_out = within(peer.call::<_, ()>("calc.hang", &(1,), opts())).await;
+    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+    assert_eq!(control.next().await, Event::Started(1));
+    assert_eq!(
+        control.next().await,
+        Event::Dropped(1),
+        "the handler was abandoned"
+    );
+
+    // The remaining deadline travels with the call.
+    let left: Option<u64> = peer
+        .call(
+            "calc.deadline",
+            &(),
+            CallOptions::timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    let left = left.expect("the handler sees a deadline");
+    assert!(left > 0 && left <= 5000, "{left} ms left");
+}
+
+#[tokio::test]
+async fn dropping_the_call_cancels_the_handler() {
+    let (calc, mut control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let peer = client.peer();
+    let call = tokio::spawn(async move {
+        peer.call::<_, ()>(
+            "calc.hang",
+            &(7,),
+            CallOptions::timeout(Duration::from_secs(60)),
+        )
+        .await
+    });
+    assert_eq!(control.next().await, Event::Started(7));
+    call.abort();
+    assert_eq!(control.next().await, Event::Dropped(7));
+    // The connection is fine afterwards.
+    let sum: i64 = client
+        .peer()
+        .call("calc.add", &(1, 1), opts())
+        .await
+        .unwrap();
+    assert_eq!(sum, 2);
+}
+
+#[tokio::test]
+async fn bad_arguments_and_unknown_methods_fail_at_once() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let peer = client.peer();
+    // A long timeout: the answer must come from the server, not the deadline.
+    let long = CallOptions::timeout(Duration::from_secs(60));
+    let bad = within(peer.call::<_, i64>("calc.add", &("one", "two"), long)).await;
+    assert!(matches!(bad, Err(Error::BadRequest(_))), "{bad:?}");
+    let unknown = within(peer.call::<_, ()>("calc.subtract", &(1, 2), long)).await;
+    assert!(
+        matches!(&unknown, Err(Error::UnknownMethod(m)) if m == "calc.subtract"),
+        "{unknown:?}"
+    );
+    let unknown = within(peer.call::<_, ()>("nosuch.service", &(), long)).await;
+    assert!(
+        matches!(unknown, Err(Error::UnknownMethod(_))),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn calls_past_the_in_flight_limit_are_rejected() {
+    let (calc, mut control) = Calc::new();
+    let server = server().max_in_flight(2).serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let long = CallOptions::timeout(Duration::from_secs(60));
+    let mut running = Vec::new();
+    for tag in [1, 2] {
+        let peer = client.peer();
+        running.push(tokio::spawn(async move {
+            peer.call::<_, ()>("calc.hang", &(tag,), long).await
+        }));
+    }
+    let mut started = vec![control.next().await, control.next().await];
+    started.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(started, vec![Event::Started(1), Event::Started(2)]);
+    let third = within(client.peer().call::<_, ()>("calc.hang", &(3,), long)).await;
+    assert!(matches!(third, Err(Error::Rejected(_))), "{third:?}");
+    for call in running {
+        call.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_and_the_connection_lives() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let panicked = within(client.peer().call::<_, ()>("calc.panic", &(), opts())).await;
+    assert!(matches!(panicked, Err(Error::Internal(_))), "{panicked:?}");
+    let sum: i64 = client
+        .peer()
+        .call("calc.add", &(2, 3), opts())
+        .await
+        .unwrap();
+    assert_eq!(sum, 5);
+    assert_eq!(server.connections().len(), 1);
+}
+
+#[tokio::test]
+async fn several_services_share_one_connection() {
+    let (calc, _control) = Calc::new();
+    let (inbox, _news) = tests::services::Inbox::new("server");
+    let server = server().serve(calc).serve(inbox).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let sum: i64 = client
+        .peer()
+        .call("calc.add", &(1, 2), opts())
+        .await
+        .unwrap();
+    let hello: String = client
+        .peer()
+        .call("inbox.hello", &("you",), opts())
+        .await
+        .unwrap();
+    assert_eq!((sum, hello.as_str()), (3, "server greets you"));
+
+    let (first, _) = Calc::new();
+    let (second, _) = Calc::new();
+    let twice = tests::server().serve(first).serve(second).start().await;
+    assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
+}
