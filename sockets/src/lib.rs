@@ -14,11 +14,15 @@
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
 //! | `connection` (private) | handshake + auth, then one reader and one writer task per connection |
 //! | `correlation`, `heartbeat`, `dispatch` (private) | in-flight calls, ping/timeout, incoming calls |
-//! | [`service`] | the contract generated services implement; handler context; peers |
+//! | [`service`](mod@service) | the contract generated services implement; handler context; peers |
 //! | [`server`] | [`Server`]: accept, admit, registry, rooms, calls to clients, shutdown |
 //! | [`client`] | [`Client`]: connect, reconnect, state stream, calls to the server |
 //! | [`config`] | the `SOCKETS_*` environment variables |
 //! | [`error`] | the one error type callers see |
+//!
+//! Services are declared with [`service`](macro@service) (on a trait, or on a module of
+//! [`handler`] functions), which generates typed request and response enums,
+//! a server the runtime dispatches to, and a typed client.
 //!
 //! # Serve and call
 //!
@@ -76,6 +80,7 @@ pub mod crypto;
 mod dispatch;
 pub mod error;
 mod heartbeat;
+mod macro_support;
 pub mod protocol;
 pub mod server;
 pub mod service;
@@ -91,10 +96,31 @@ pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Rtt, Service, 
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
 
+#[doc = include_str!("../docs/service.md")]
+pub use sockets_macros::service;
+
+#[doc = include_str!("../docs/handler.md")]
+pub use sockets_macros::handler;
+
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
     pub use bytes;
     pub use serde;
     pub use serde_bytes;
+
+    pub use crate::macro_support::*;
+
+    pub use core::clone::Clone;
+    pub use core::convert::From;
+    pub use core::default::Default;
+    pub use core::fmt::Debug;
+    pub use core::future::Future;
+    pub use core::marker::{Copy, Send, Sync};
+    pub use core::option::Option::{self, None, Some};
+    pub use core::result::Result::{self, Err, Ok};
+    pub use core::time::Duration;
+    pub use std::string::String;
+    pub use std::sync::Arc;
+    pub use std::vec::Vec;
 }

@@ -1,0 +1,238 @@
+// The expansion of `greeter.rs` by `#[sockets::service]`, formatted by rustfmt.
+// Checked by a unit test in `src/expand.rs`; regenerate with
+// `UPDATE_EXPANSION=1 cargo test -p sockets-macros`.
+
+#[doc = " Greets people."]
+pub trait Greeter: ::sockets::__private::Send + ::sockets::__private::Sync + 'static {
+    #[doc = " Says hello to `name`."]
+    fn hello(
+        &self,
+        name: String,
+    ) -> impl ::sockets::__private::Future<Output = Result<String, Refusal>> + ::sockets::__private::Send;
+    #[doc = " Who is asking, from the call's context."]
+    fn whoami(
+        &self,
+        cx: &sockets::Context,
+    ) -> impl ::sockets::__private::Future<Output = u64> + ::sockets::__private::Send;
+    fn wave(&self) -> impl ::sockets::__private::Future<Output = ()> + ::sockets::__private::Send;
+}
+#[doc = "A call to a method of [`Greeter`], with its arguments: one variant per method."]
+pub enum GreeterRequest {
+    #[doc = " Says hello to `name`."]
+    Hello {
+        #[doc = "The argument `name`."]
+        name: String,
+    },
+    #[doc = " Who is asking, from the call's context."]
+    Whoami,
+    #[doc = "Calls `greeter.wave`."]
+    Wave,
+}
+impl GreeterRequest {
+    #[doc = r" The service's wire name and methods, as the runtime sees them."]
+    pub const INFO: ::sockets::service::ServiceInfo = ::sockets::service::ServiceInfo {
+        name: "greeter",
+        methods: &[
+            ::sockets::service::MethodInfo {
+                name: "greeter.hello",
+                open: false,
+                notify: false,
+            },
+            ::sockets::service::MethodInfo {
+                name: "greeter.whoami",
+                open: false,
+                notify: false,
+            },
+            ::sockets::service::MethodInfo {
+                name: "greeter.wave",
+                open: false,
+                notify: true,
+            },
+        ],
+    };
+}
+impl ::sockets::service::ServiceRequest for GreeterRequest {
+    type Response = GreeterResponse;
+    fn method(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "greeter.hello",
+            Self::Whoami => "greeter.whoami",
+            Self::Wave => "greeter.wave",
+        }
+    }
+    fn encode_args(
+        &self,
+        out: &mut ::sockets::__private::Vec<u8>,
+    ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
+        match self {
+            Self::Hello { name } => ::sockets::__private::encode_args(&(name,), out),
+            Self::Whoami => ::sockets::__private::encode_args(&::sockets::__private::NO_ARGS, out),
+            Self::Wave => ::sockets::__private::encode_args(&::sockets::__private::NO_ARGS, out),
+        }
+    }
+    fn decode(
+        method: &str,
+        args: &[u8],
+    ) -> ::sockets::__private::Result<Self, ::sockets::service::DispatchError> {
+        match method {
+            "greeter.hello" => {
+                let (name,) = ::sockets::__private::decode_args(method, args)?;
+                ::sockets::__private::Ok(Self::Hello { name })
+            }
+            "greeter.whoami" => {
+                ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
+                ::sockets::__private::Ok(Self::Whoami)
+            }
+            "greeter.wave" => {
+                ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
+                ::sockets::__private::Ok(Self::Wave)
+            }
+            _ => ::sockets::__private::Err(::sockets::__private::unknown_method(method)),
+        }
+    }
+}
+#[doc = "The reply to a call of [`Greeter`]: one variant per method, holding its return value."]
+pub enum GreeterResponse {
+    #[doc = "What `greeter.hello` returned."]
+    Hello(Result<String, Refusal>),
+    #[doc = "What `greeter.whoami` returned."]
+    Whoami(u64),
+    #[doc = "What `greeter.wave` returned."]
+    Wave(()),
+}
+impl ::sockets::service::ServiceResponse for GreeterResponse {
+    fn decode(method: &str, value: &[u8]) -> ::sockets::__private::Result<Self, ::sockets::Error> {
+        match method {
+            "greeter.hello" => ::sockets::__private::decode_reply(method, value).map(Self::Hello),
+            "greeter.whoami" => ::sockets::__private::decode_reply(method, value).map(Self::Whoami),
+            "greeter.wave" => ::sockets::__private::decode_reply(method, value).map(Self::Wave),
+            _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+        }
+    }
+}
+#[doc = "Serves an implementation of [`Greeter`]: register it with a server or client as a service."]
+#[derive(:: sockets :: __private :: Clone, :: sockets :: __private :: Debug)]
+pub struct GreeterServer<T> {
+    inner: T,
+}
+impl<T: Greeter> GreeterServer<T> {
+    #[doc = r" Wraps `inner` to serve it."]
+    pub fn new(inner: T) -> Self {
+        Self { inner }
+    }
+    #[doc = r" The implementation being served."]
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+    #[doc = r" Unwraps the implementation."]
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+impl<T: Greeter> ::sockets::Service for GreeterServer<T> {
+    fn info(&self) -> &'static ::sockets::service::ServiceInfo {
+        &GreeterRequest::INFO
+    }
+    fn dispatch(
+        self: ::sockets::__private::Arc<Self>,
+        cx: ::sockets::Context,
+        method: &str,
+        args: &[u8],
+    ) -> ::sockets::__private::Result<
+        ::sockets::service::HandlerFuture,
+        ::sockets::service::DispatchError,
+    > {
+        let request = <GreeterRequest as ::sockets::service::ServiceRequest>::decode(method, args)?;
+        match request {
+            GreeterRequest::Hello { name } => {
+                ::sockets::__private::Ok(::sockets::__private::handler(async move {
+                    self.inner.hello(name).await
+                }))
+            }
+            GreeterRequest::Whoami => {
+                ::sockets::__private::Ok(::sockets::__private::handler(async move {
+                    self.inner
+                        .whoami(::sockets::__private::CallContext::by_ref(&cx))
+                        .await
+                }))
+            }
+            GreeterRequest::Wave => {
+                ::sockets::__private::Ok(::sockets::__private::handler(async move {
+                    self.inner.wave().await
+                }))
+            }
+        }
+    }
+}
+#[doc = "Calls [`Greeter`] on the other side of a connection: one method per service method, each returning `Result<T, sockets::Error>` where `T` is the declared return type."]
+#[derive(:: sockets :: __private :: Clone, :: sockets :: __private :: Debug)]
+pub struct GreeterClient {
+    peer: ::sockets::Peer,
+    options: ::sockets::CallOptions,
+}
+impl GreeterClient {
+    #[doc = r" A client that calls through `peer` with default options."]
+    pub fn new(peer: ::sockets::Peer) -> Self {
+        Self {
+            peer,
+            options: ::sockets::__private::Default::default(),
+        }
+    }
+    #[doc = r" A copy of this client that sends its calls with `options`."]
+    pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
+        Self {
+            peer: ::sockets::__private::Clone::clone(&self.peer),
+            options,
+        }
+    }
+    #[doc = r" A copy of this client whose calls wait at most `timeout` for their reply."]
+    pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
+        self.with_options(::sockets::CallOptions {
+            timeout: ::sockets::__private::Some(timeout),
+            ..self.options
+        })
+    }
+    #[doc = r" The peer this client calls."]
+    pub fn peer(&self) -> &::sockets::Peer {
+        &self.peer
+    }
+    #[doc = " Says hello to `name`."]
+    pub async fn hello(
+        &self,
+        name: String,
+    ) -> ::sockets::__private::Result<Result<String, Refusal>, ::sockets::Error> {
+        self.peer
+            .call("greeter.hello", &(name,), self.options)
+            .await
+    }
+    #[doc = " Who is asking, from the call's context."]
+    pub async fn whoami(&self) -> ::sockets::__private::Result<u64, ::sockets::Error> {
+        self.peer
+            .call(
+                "greeter.whoami",
+                &::sockets::__private::NO_ARGS,
+                self.options,
+            )
+            .await
+    }
+    #[doc = "Sends `greeter.wave` as a notification: no reply; resolves once it is queued."]
+    pub async fn wave(&self) -> ::sockets::__private::Result<(), ::sockets::Error> {
+        self.peer
+            .notify("greeter.wave", &::sockets::__private::NO_ARGS)
+            .await
+    }
+}
+impl ::sockets::__private::From<::sockets::Peer> for GreeterClient {
+    fn from(peer: ::sockets::Peer) -> Self {
+        Self::new(peer)
+    }
+}
+const _: () = {
+    {
+        ::sockets::__private::assert_arg::<String>();
+        ::sockets::__private::assert_reply::<Result<String, Refusal>>();
+    }
+    {
+        ::sockets::__private::assert_reply::<u64>();
+    }
+};

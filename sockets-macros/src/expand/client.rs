@@ -1,0 +1,112 @@
+//! The client side: typed calls through a `Peer`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis};
+use crate::model::{Method, Service};
+
+/// `struct CalculatorClient`: typed calls through a `Peer`.
+pub(super) fn client_struct(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let client = &service.names.client;
+    let doc = format!(
+        "Calls {} on the other side of a connection: one method per service method, \
+         each returning `Result<T, sockets::Error>` where `T` is the declared return type.",
+        display_name(service)
+    );
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+        #vis struct #client {
+            peer: ::sockets::Peer,
+            options: ::sockets::CallOptions,
+        }
+    }
+}
+
+/// The client's constructor, per-call options, and one method per service method.
+pub(super) fn client_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let client = &service.names.client;
+    let methods = service.methods.iter().map(client_method);
+    quote! {
+        #(#cfgs)*
+        impl #client {
+            /// A client that calls through `peer` with default options.
+            pub fn new(peer: ::sockets::Peer) -> Self {
+                Self {
+                    peer,
+                    options: ::sockets::__private::Default::default(),
+                }
+            }
+
+            /// A copy of this client that sends its calls with `options`.
+            pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
+                Self {
+                    peer: ::sockets::__private::Clone::clone(&self.peer),
+                    options,
+                }
+            }
+
+            /// A copy of this client whose calls wait at most `timeout` for their reply.
+            pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
+                self.with_options(::sockets::CallOptions {
+                    timeout: ::sockets::__private::Some(timeout),
+                    ..self.options
+                })
+            }
+
+            /// The peer this client calls.
+            pub fn peer(&self) -> &::sockets::Peer {
+                &self.peer
+            }
+
+            #(#methods)*
+        }
+
+        #(#cfgs)*
+        impl ::sockets::__private::From<::sockets::Peer> for #client {
+            fn from(peer: ::sockets::Peer) -> Self {
+                Self::new(peer)
+            }
+        }
+    }
+}
+
+/// `pub async fn add(&self, a: i64, b: i64) -> Result<i64, sockets::Error>`.
+fn client_method(m: &Method) -> TokenStream {
+    let (cfgs, ident, wire) = (&m.cfgs, &m.ident, &m.wire_name);
+    let default_doc = if m.notify {
+        format!("Sends `{wire}` as a notification: no reply; resolves once it is queued.")
+    } else {
+        format!("Calls `{wire}` on the peer.")
+    };
+    let docs = docs_or(&m.docs, &default_doc);
+    let params = m.args.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        quote!(#ident: #ty)
+    });
+    let tuple = args_tuple(m);
+    let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
+    if m.notify {
+        quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
+                self.peer.#notify(#wire, &#tuple).await
+            }
+        }
+    } else {
+        let output = output_type(m);
+        quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
+                self.peer.#call(#wire, &#tuple, self.options).await
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The server side: the struct the runtime serves and its `Service` impl.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::Ident;
+
+use super::service::{variant_pattern, vis};
+use crate::model::{Kind, Service};
+
+/// `struct CalculatorServer<T>` wrapping an implementation, or a unit
+/// `struct EchoServer` for a module of functions.
+pub(super) fn server_struct(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let server = &service.names.server;
+    let ident = &service.ident;
+    match service.kind {
+        Kind::Trait { .. } => {
+            let doc = format!(
+                "Serves an implementation of [`{ident}`]: register it with a server or client as a service."
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+                #vis struct #server<T> {
+                    inner: T,
+                }
+            }
+        }
+        Kind::Module { .. } => {
+            let doc = format!(
+                "Serves the handlers of the `{}` service: register it with a server or client as a service.",
+                service.wire_name
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[derive(
+                    ::sockets::__private::Clone,
+                    ::sockets::__private::Copy,
+                    ::sockets::__private::Debug,
+                    ::sockets::__private::Default,
+                )]
+                #vis struct #server;
+            }
+        }
+    }
+}
+
+/// `CalculatorServer::new`, `inner`, `into_inner` (a module's server has nothing to wrap).
+pub(super) fn server_impl(service: &Service) -> TokenStream {
+    let Kind::Trait { .. } = service.kind else {
+        return TokenStream::new();
+    };
+    let cfgs = &service.cfgs;
+    let (server, ident) = (&service.names.server, &service.ident);
+    quote! {
+        #(#cfgs)*
+        impl<T: #ident> #server<T> {
+            /// Wraps `inner` to serve it.
+            pub fn new(inner: T) -> Self {
+                Self { inner }
+            }
+
+            /// The implementation being served.
+            pub fn inner(&self) -> &T {
+                &self.inner
+            }
+
+            /// Unwraps the implementation.
+            pub fn into_inner(self) -> T {
+                self.inner
+            }
+        }
+    }
+}
+
+/// `impl Service for CalculatorServer<T>`: decode the request, then run the handler.
+pub(super) fn service_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let uses_context = service.methods.iter().any(|m| m.context.is_some());
+    // Hygienic: a user argument named `cx` cannot capture it.
+    let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, method) = (&m.cfgs, &m.ident);
+        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let context = m.context.as_ref().map(|c| {
+            // Through `CallContext`, so a type merely named `Context` is
+            // reported at that type.
+            if c.by_ref {
+                quote_spanned!(c.span=> ::sockets::__private::CallContext::by_ref(&#cx),)
+            } else {
+                quote_spanned!(c.span=> ::sockets::__private::CallContext::owned(#cx),)
+            }
+        });
+        let pattern = variant_pattern(quote!(#request), m);
+        let call = match service.kind {
+            Kind::Trait { .. } => {
+                quote_spanned!(method.span()=> self.inner.#method(#context #(#idents),*))
+            }
+            // `self::`, so an argument named like its handler cannot shadow it.
+            Kind::Module { .. } => {
+                quote_spanned!(method.span()=> self::#method(#context #(#idents),*))
+            }
+        };
+        // Spanned at the method: a handler whose future is not `Send` is
+        // reported there.
+        let handler = quote_spanned! {method.span()=>
+            ::sockets::__private::handler(async move { #call.await })
+        };
+        quote! {
+            #(#cfgs)*
+            #pattern => ::sockets::__private::Ok(#handler),
+        }
+    });
+    let (impl_head, self_name, allow) = match service.kind {
+        Kind::Trait { .. } => {
+            let (server, ident) = (&service.names.server, &service.ident);
+            (quote!(impl<T: #ident>), quote!(#server<T>), None)
+        }
+        Kind::Module { .. } => {
+            let server = &service.names.server;
+            // `self::handler` is needed only when an argument shadows the handler.
+            let allow = quote!(#[allow(unused_qualifications)]);
+            (quote!(impl), quote!(#server), Some(allow))
+        }
+    };
+    quote! {
+        #(#cfgs)*
+        #impl_head ::sockets::Service for #self_name {
+            fn info(&self) -> &'static ::sockets::service::ServiceInfo {
+                &#request::INFO
+            }
+
+            #allow
+            fn dispatch(
+                self: ::sockets::__private::Arc<Self>,
+                #cx: ::sockets::Context,
+                method: &str,
+                args: &[u8],
+            ) -> ::sockets::__private::Result<
+                ::sockets::service::HandlerFuture,
+                ::sockets::service::DispatchError,
+            > {
+                let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
+                match request {
+                    #(#arms)*
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! One function per generated item, assembled in [`generate`]'s one list;
+//! the server side lives in `server.rs`, the client in `client.rs`.
+//!
+//! Generated code names only `::sockets::…` paths, so the user's crate needs
+//! no other dependency and may shadow any prelude name.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::Attribute;
+
+use super::client::{client_impl, client_struct};
+use super::server::{server_impl, server_struct, service_impl};
+use crate::model::{Kind, Method, Service};
+
+/// Everything `#[sockets::service]` emits for one service.
+pub(super) fn generate(service: &Service) -> TokenStream {
+    let generated = [
+        request_enum(service),
+        request_info(service),
+        request_impl(service),
+        response_enum(service),
+        response_impl(service),
+        server_struct(service),
+        server_impl(service),
+        service_impl(service),
+        client_struct(service),
+        client_impl(service),
+        type_checks(service),
+    ];
+    match &service.kind {
+        Kind::Trait { .. } => {
+            let definition = trait_definition(service);
+            quote! {
+                #definition
+                #(#generated)*
+            }
+        }
+        Kind::Module { attrs, items, .. } => {
+            let vis = &service.vis;
+            let ident = &service.ident;
+            let (outer, inner): (Vec<_>, Vec<_>) = attrs
+                .iter()
+                .partition(|a| matches!(a.style, syn::AttrStyle::Outer));
+            quote! {
+                #(#outer)*
+                #vis mod #ident {
+                    #(#inner)*
+                    #(#items)*
+                    #(#generated)*
+                }
+            }
+        }
+    }
+}
+
+/// The user's trait, its methods rewritten to return `Send` futures so the
+/// runtime can spawn them; implementors still write `async fn`.
+fn trait_definition(service: &Service) -> TokenStream {
+    let Kind::Trait {
+        attrs,
+        supertraits,
+        verbatim,
+    } = &service.kind
+    else {
+        return TokenStream::new();
+    };
+    let vis = &service.vis;
+    let ident = &service.ident;
+    let methods = service.methods.iter().map(|m| {
+        let attrs = &m.attrs;
+        let ident = &m.ident;
+        let inputs = &m.inputs;
+        let output = output_type(m);
+        // Spanned at the method, so lints on the rewritten signature point there.
+        let fn_token = quote_spanned!(ident.span()=> fn);
+        quote! {
+            #(#attrs)*
+            #fn_token #ident(#inputs) -> impl ::sockets::__private::Future<Output = #output> + ::sockets::__private::Send;
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #vis trait #ident: #(#supertraits +)* ::sockets::__private::Send + ::sockets::__private::Sync + 'static {
+            #(#methods)*
+            #(#verbatim)*
+        }
+    }
+}
+
+/// `enum CalculatorRequest { Add { a: i64, b: i64 }, Version, ... }`
+fn request_enum(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let doc = format!(
+        "A call to a method of {}, with its arguments: one variant per method.",
+        display_name(service)
+    );
+    let variants = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let docs = docs_or(&m.docs, &format!("Calls `{}`.", m.wire_name));
+        let variant = &m.variant;
+        if m.args.is_empty() {
+            return quote!(#(#cfgs)* #docs #variant);
+        }
+        let fields = m.args.iter().map(|arg| {
+            let (ident, ty) = (&arg.ident, &arg.ty);
+            let doc = format!("The argument `{ident}`.");
+            quote!(#[doc = #doc] #ident: #ty)
+        });
+        quote!(#(#cfgs)* #docs #variant { #(#fields),* })
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis enum #request {
+            #(#variants,)*
+        }
+    }
+}
+
+/// `CalculatorRequest::INFO`: the static description the runtime routes by.
+fn request_info(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let request = &service.names.request;
+    let name = &service.wire_name;
+    let methods = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let (wire, open, notify) = (&m.wire_name, m.open, m.notify);
+        quote! {
+            #(#cfgs)*
+            ::sockets::service::MethodInfo { name: #wire, open: #open, notify: #notify }
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        impl #request {
+            /// The service's wire name and methods, as the runtime sees them.
+            pub const INFO: ::sockets::service::ServiceInfo = ::sockets::service::ServiceInfo {
+                name: #name,
+                methods: &[#(#methods,)*],
+            };
+        }
+    }
+}
+
+/// `impl ServiceRequest for CalculatorRequest`: wire names and the argument tuple.
+fn request_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let (request, response) = (&service.names.request, &service.names.response);
+    let methods = service.methods.iter().map(|m| {
+        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        let pattern = if m.args.is_empty() {
+            quote!(Self::#variant)
+        } else {
+            quote!(Self::#variant { .. })
+        };
+        quote!(#(#cfgs)* #pattern => #wire,)
+    });
+    let encode = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let pattern = variant_pattern(quote!(Self), m);
+        let tuple = args_tuple(m);
+        let encode_args = at_method(m, quote!(::sockets::__private::encode_args));
+        quote! {
+            #(#cfgs)*
+            #pattern => #encode_args(&#tuple, out),
+        }
+    });
+    let decode = service.methods.iter().map(|m| {
+        let (cfgs, wire) = (&m.cfgs, &m.wire_name);
+        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let construct = variant_pattern(quote!(Self), m);
+        let decode_args = at_method(m, quote!(::sockets::__private::decode_args));
+        let decode = match idents.as_slice() {
+            [] => quote! {
+                ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
+            },
+            [one] => quote!(let (#one,) = #decode_args(method, args)?;),
+            many => quote!(let (#(#many),*) = #decode_args(method, args)?;),
+        };
+        quote! {
+            #(#cfgs)*
+            #wire => {
+                #decode
+                ::sockets::__private::Ok(#construct)
+            }
+        }
+    });
+    // A service whose every method had a mistake is generated empty, and an
+    // empty enum is matched by value.
+    let scrutinee = if service.methods.is_empty() {
+        quote!(*self)
+    } else {
+        quote!(self)
+    };
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::service::ServiceRequest for #request {
+            type Response = #response;
+
+            fn method(&self) -> &'static str {
+                match #scrutinee {
+                    #(#methods)*
+                }
+            }
+
+            fn encode_args(
+                &self,
+                out: &mut ::sockets::__private::Vec<u8>,
+            ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
+                match #scrutinee {
+                    #(#encode)*
+                }
+            }
+
+            fn decode(
+                method: &str,
+                args: &[u8],
+            ) -> ::sockets::__private::Result<Self, ::sockets::service::DispatchError> {
+                match method {
+                    #(#decode)*
+                    _ => ::sockets::__private::Err(::sockets::__private::unknown_method(method)),
+                }
+            }
+        }
+    }
+}
+
+/// `enum CalculatorResponse { Add(i64), ... }`: what each method returned.
+fn response_enum(service: &Service) -> TokenStream {
+    let vis = vis(service);
+    let cfgs = &service.cfgs;
+    let response = &service.names.response;
+    let doc = format!(
+        "The reply to a call of {}: one variant per method, holding its return value.",
+        display_name(service)
+    );
+    let variants = service.methods.iter().map(|m| {
+        let (cfgs, variant) = (&m.cfgs, &m.variant);
+        let doc = format!("What `{}` returned.", m.wire_name);
+        let output = output_type(m);
+        quote!(#(#cfgs)* #[doc = #doc] #variant(#output))
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis enum #response {
+            #(#variants,)*
+        }
+    }
+}
+
+/// `impl ServiceResponse for CalculatorResponse`.
+fn response_impl(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let response = &service.names.response;
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        let decode_reply = at_method(m, quote!(::sockets::__private::decode_reply));
+        quote! {
+            #(#cfgs)*
+            #wire => #decode_reply(method, value).map(Self::#variant),
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::service::ServiceResponse for #response {
+            fn decode(
+                method: &str,
+                value: &[u8],
+            ) -> ::sockets::__private::Result<Self, ::sockets::Error> {
+                match method {
+                    #(#arms)*
+                    _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+                }
+            }
+        }
+    }
+}
+
+/// Hidden compile-time checks that every argument and return type can
+/// travel, each at the type's own span so rustc points there.
+fn type_checks(service: &Service) -> TokenStream {
+    let cfgs = &service.cfgs;
+    let checks = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let args = m.args.iter().map(|a| {
+            let ty = &a.ty;
+            quote_spanned!(span_of(ty)=> ::sockets::__private::assert_arg::<#ty>();)
+        });
+        let output = m
+            .output
+            .as_ref()
+            .map(|ty| quote_spanned!(span_of(ty)=> ::sockets::__private::assert_reply::<#ty>();));
+        if m.args.is_empty() && output.is_none() {
+            return TokenStream::new();
+        }
+        quote! {
+            #(#cfgs)*
+            {
+                #(#args)*
+                #output
+            }
+        }
+    });
+    quote! {
+        #(#cfgs)*
+        const _: () = {
+            #(#checks)*
+        };
+    }
+}
+
+/// `tokens` re-spanned at the method's name: where generated code needs a
+/// type to be serde-serializable, rustc's error then points at the method
+/// rather than at the attribute.
+pub(super) fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
+    let span = m.ident.span();
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
+pub(super) fn span_of(ty: &syn::Type) -> Span {
+    syn::spanned::Spanned::span(ty)
+}
+
+/// `Enum::Add { a, b }` (a pattern or an expression), or `Enum::Version`.
+pub(super) fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream {
+    let variant = &m.variant;
+    if m.args.is_empty() {
+        return quote!(#enum_path::#variant);
+    }
+    let idents = m.args.iter().map(|a| &a.ident);
+    quote!(#enum_path::#variant { #(#idents),* })
+}
+
+/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
+pub(super) fn args_tuple(m: &Method) -> TokenStream {
+    let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+    match idents.as_slice() {
+        [] => quote!(::sockets::__private::NO_ARGS),
+        [one] => quote!((#one,)),
+        many => quote!((#(#many),*)),
+    }
+}
+
+/// The declared return type, `()` if none.
+pub(super) fn output_type(m: &Method) -> TokenStream {
+    match &m.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    }
+}
+
+/// The user's doc comments, or one generated line when there are none.
+pub(super) fn docs_or(docs: &[Attribute], default: &str) -> TokenStream {
+    if docs.is_empty() {
+        quote!(#[doc = #default])
+    } else {
+        quote!(#(#docs)*)
+    }
+}
+
+/// The visibility of generated items: the trait's, or `pub` inside a module
+/// (whose own visibility then bounds them).
+pub(super) fn vis(service: &Service) -> TokenStream {
+    match service.kind {
+        Kind::Trait { .. } => {
+            let vis = &service.vis;
+            quote!(#vis)
+        }
+        Kind::Module { .. } => quote!(pub),
+    }
+}
+
+/// How generated docs name the service.
+pub(super) fn display_name(service: &Service) -> String {
+    match service.kind {
+        Kind::Trait { .. } => format!("[`{}`]", service.ident),
+        Kind::Module { .. } => format!("the `{}` service", service.wire_name),
+    }
+}

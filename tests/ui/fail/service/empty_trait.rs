@@ -1,0 +1,5 @@
+// A service without methods.
+#[sockets::service]
+pub trait Nothing {}
+
+fn main() {}

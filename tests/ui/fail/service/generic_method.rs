@@ -1,0 +1,7 @@
+// A generic service method.
+#[sockets::service]
+pub trait Store {
+    async fn put<T: serde::Serialize>(&self, value: T);
+}
+
+fn main() {}
