@@ -245,3 +245,55 @@ async fn an_endless_timeout_is_cut_to_what_the_wire_can_say() {
     let left = left.expect("a deadline travels");
     assert!(left > 1000 && left <= u64::from(u32::MAX), "{left}");
 }
+
+#[tokio::test]
+async fn many_concurrent_calls_from_many_clients_all_end_with_their_own_reply() {
+    let (calc, _control) = Calc::new();
+    // Small limits: batches of queued envelopes must be split to stay under
+    // the message limit, and every message spans several frames.
+    let server = server()
+        .max_frame(16 * 1024)
+        .max_message(64 * 1024)
+        .serve(calc)
+        .start()
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let client = client(server.local_addr())
+            .max_frame(16 * 1024)
+            .max_message(64 * 1024)
+            .connect();
+        clients.push(within(client).await.unwrap());
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (c, client) in clients.iter().enumerate() {
+        for i in 0..16 {
+            let peer = client.peer();
+            calls.spawn(async move {
+                let text = format!("{c}-{i}-").repeat(3000);
+                let echo: String = peer.call("calc.echo", &(&text,), opts()).await.unwrap();
+                assert_eq!(echo, text);
+            });
+        }
+    }
+    within(async {
+        while let Some(done) = calls.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    // A message over the limit is refused before it is sent; the connection lives.
+    let too_big = "x".repeat(70 * 1024);
+    let refused = clients[0]
+        .peer()
+        .call::<_, String>("calc.echo", &(&too_big,), opts())
+        .await;
+    assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
+    let sum: i64 = clients[0]
+        .peer()
+        .call("calc.add", &(1, 2), opts())
+        .await
+        .unwrap();
+    assert_eq!(sum, 3);
+}
