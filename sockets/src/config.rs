@@ -9,6 +9,7 @@
 //! | `SOCKETS_PASSPHRASE`, `SOCKETS_SALT` | a passphrase and its per-deployment salt (≥ 16 bytes), instead of a key | — |
 //! | `SOCKETS_CIPHER` | `aes-256-gcm`, `chacha20-poly1305` or `auto` | `auto` |
 //! | `SOCKETS_PLAINTEXT` | `true`: frames unencrypted (behind TLS only); the handshake still proves the secret | `false` |
+//! | `SOCKETS_PLAINTEXT_OVER_WS` | client: allow plaintext mode on a `ws://` url (tests, trusted sockets) | `false` |
 //! | `SOCKETS_HEARTBEAT_INTERVAL_MS` / `SOCKETS_HEARTBEAT_TIMEOUT_MS` | ping period / silence before disconnect | 10 000 / 30 000 |
 //! | `SOCKETS_HANDSHAKE_TIMEOUT_MS` | connect + handshake + auth | 10 000 |
 //! | `SOCKETS_CALL_TIMEOUT_MS` | default per-call timeout | 30 000 |

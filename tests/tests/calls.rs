@@ -29,6 +29,7 @@ async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
             client(server.local_addr())
                 .suite(suite)
                 .plaintext(plaintext)
+                .plaintext_over_ws(true)
                 .connect(),
         )
         .await
@@ -55,8 +56,20 @@ async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
 async fn plaintext_is_refused_unless_the_server_allows_it() {
     let (calc, _control) = Calc::new();
     let server = server().serve(calc).start().await.unwrap();
-    let refused = within(client(server.local_addr()).plaintext(true).connect()).await;
+    let refused = within(
+        client(server.local_addr())
+            .plaintext(true)
+            .plaintext_over_ws(true)
+            .connect(),
+    )
+    .await;
     assert!(refused.is_err(), "{refused:?}");
+    // Nor does a client use it on ws:// unless told to.
+    let unprotected = within(client(server.local_addr()).plaintext(true).connect()).await;
+    assert!(
+        matches!(unprotected, Err(Error::Config(_))),
+        "{unprotected:?}"
+    );
 }
 
 #[tokio::test]
