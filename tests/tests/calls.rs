@@ -310,3 +310,30 @@ async fn many_concurrent_calls_from_many_clients_all_end_with_their_own_reply() 
         .unwrap();
     assert_eq!(sum, 3);
 }
+
+#[tokio::test]
+async fn a_client_accepts_the_larger_frames_a_server_announces() {
+    let (calc, _control) = Calc::new();
+    // Frames up to 4 MiB from the server; the client keeps its default of 1 MiB
+    // for what it sends. Plaintext mode keeps the debug build quick.
+    let server = server()
+        .max_frame(4 << 20)
+        .allow_plaintext(true)
+        .serve(calc)
+        .start()
+        .await
+        .unwrap();
+    let client = within(
+        client(server.local_addr())
+            .plaintext(true)
+            .plaintext_over_ws(true)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let big = "y".repeat(3 << 20);
+    let echo: String = within(client.peer().call("calc.echo", &(&big,), opts()))
+        .await
+        .unwrap();
+    assert_eq!(echo.len(), big.len());
+}

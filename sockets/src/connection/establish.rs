@@ -124,7 +124,7 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
-    let connected = transport::connect(setup.url, config.max_frame, setup.tls).await;
+    let connected = transport::connect(setup.url, setup.tls).await;
     let (mut sender, mut receiver, peer_addr, exporter) = connected.map_err(|e| match e {
         TransportError::Io(e) => Error::Io(e),
         TransportError::BadUrl(e) => Error::Config(e),
