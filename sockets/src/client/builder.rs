@@ -180,7 +180,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest WebSocket message, bytes. Default 1 MiB.
+    /// Largest frame (WebSocket message) this client sends, bytes; the
+    /// server's announced limit may lower it. What the client receives is
+    /// bounded by the server's announced limit. Default 1 MiB.
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
         self
