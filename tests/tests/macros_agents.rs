@@ -146,14 +146,24 @@ async fn start() -> (Server, mpsc::UnboundedReceiver<(ConnectionId, String)>) {
     (server, asks)
 }
 
-/// Connects an agent named `name` (serving `Agent` unless `serving` is
-/// false); returns it with its id on the master.
-async fn agent(server: &Server, name: &str, broken: bool, serving: bool) -> (Client, ConnectionId) {
+/// How a connecting agent behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Serves `Agent` and runs commands.
+    Healthy,
+    /// Serves `Agent`, but every `uptime` fails.
+    Broken,
+    /// Serves nothing.
+    Silent,
+}
+
+/// Connects an agent named `name`; returns it with its id on the master.
+async fn agent(server: &Server, name: &str, role: Role) -> (Client, ConnectionId) {
     let mut builder = client(server.local_addr()).credentials(&Login { agent: name.into() });
-    if serving {
+    if role != Role::Silent {
         builder = builder.serve(AgentServer::new(Worker {
             name: name.into(),
-            broken,
+            broken: role == Role::Broken,
             jobs_run: AtomicU64::new(0),
         }));
     }
@@ -183,8 +193,8 @@ fn up(name: &str) -> Result<Output, AgentError> {
 #[tokio::test]
 async fn the_master_calls_one_agent() {
     let (server, _) = start().await;
-    let (alpha_client, alpha) = agent(&server, "alpha", false, true).await;
-    let (beta_client, beta) = agent(&server, "beta", false, true).await;
+    let (alpha_client, alpha) = agent(&server, "alpha", Role::Healthy).await;
+    let (beta_client, beta) = agent(&server, "beta", Role::Healthy).await;
 
     let reply = within(server.send_to(alpha, &AgentRequest::Status)).await;
     let Ok(AgentResponse::Status(status)) = reply else {
@@ -240,12 +250,12 @@ async fn the_master_calls_one_agent() {
 #[tokio::test]
 async fn the_master_calls_every_agent_at_once() {
     let (server, _) = start().await;
-    let (alpha_client, alpha) = agent(&server, "alpha", false, true).await;
-    let (beta_client, beta) = agent(&server, "beta", false, true).await;
-    let (gamma_client, gamma) = agent(&server, "gamma", true, true).await;
+    let (alpha_client, alpha) = agent(&server, "alpha", Role::Healthy).await;
+    let (beta_client, beta) = agent(&server, "beta", Role::Healthy).await;
+    let (gamma_client, gamma) = agent(&server, "gamma", Role::Broken).await;
     // An authenticated client that serves no agent, and a guest agent.
-    let (watcher_client, watcher) = agent(&server, "watcher", false, false).await;
-    let (guest_client, guest) = agent(&server, "guest", false, true).await;
+    let (watcher_client, watcher) = agent(&server, "watcher", Role::Silent).await;
+    let (guest_client, guest) = agent(&server, "guest", Role::Healthy).await;
 
     let mut results = within(server.call_all(&AgentRequest::Run {
         cmd: "uptime".into(),
@@ -292,8 +302,8 @@ async fn the_master_calls_every_agent_at_once() {
 #[tokio::test]
 async fn an_agent_calls_the_master_back_from_its_handler() {
     let (server, mut asks) = start().await;
-    let (alpha_client, alpha) = agent(&server, "alpha", false, true).await;
-    let (beta_client, beta) = agent(&server, "beta", false, true).await;
+    let (alpha_client, alpha) = agent(&server, "alpha", Role::Healthy).await;
+    let (beta_client, beta) = agent(&server, "beta", Role::Healthy).await;
 
     let region = AgentRequest::Run {
         cmd: "setting region".into(),
