@@ -58,7 +58,23 @@ pub struct Mitm {
     /// Where clients connect.
     pub addr: SocketAddr,
     recorded: Arc<Mutex<Vec<(Dir, Bytes)>>>,
+    count: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The record of every message, and how many there are (to wait on).
+#[derive(Clone)]
+struct Record {
+    messages: Arc<Mutex<Vec<(Dir, Bytes)>>>,
+    count: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Record {
+    fn push(&self, dir: Dir, message: Bytes) {
+        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        messages.push((dir, message));
+        self.count.send_replace(messages.len());
+    }
 }
 
 fn unlimited() -> WebSocketConfig {
@@ -77,12 +93,17 @@ impl Mitm {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mitm");
         let addr = listener.local_addr().expect("mitm address");
         let recorded = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&recorded);
+        let count = Arc::new(tokio::sync::watch::Sender::new(0));
+        let count_rx = count.subscribe();
+        let record = Record {
+            messages: Arc::clone(&recorded),
+            count,
+        };
         let task = tokio::spawn(async move {
             let mut rules = Some((up, down));
             while let Ok((tcp, _)) = listener.accept().await {
                 let (up, down) = rules.take().unwrap_or_else(|| (pass(), pass()));
-                let record = Arc::clone(&record);
+                let record = record.clone();
                 tokio::spawn(async move {
                     let Ok(client) =
                         tokio_tungstenite::accept_async_with_config(tcp, Some(unlimited())).await
@@ -101,7 +122,7 @@ impl Mitm {
                     let (client_tx, client_rx) = client.split();
                     let (server_tx, server_rx) = server.split();
                     tokio::join!(
-                        relay(client_rx, server_tx, up, Dir::Up, Arc::clone(&record)),
+                        relay(client_rx, server_tx, up, Dir::Up, record.clone()),
                         relay(server_rx, client_tx, down, Dir::Down, record),
                     );
                 });
@@ -110,6 +131,7 @@ impl Mitm {
         Self {
             addr,
             recorded,
+            count: count_rx,
             task,
         }
     }
@@ -120,6 +142,18 @@ impl Mitm {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+impl Mitm {
+    /// Waits until `n` messages (both directions) were seen.
+    ///
+    /// # Panics
+    /// When they do not come (see [`crate::within`]).
+    pub async fn wait_recorded(&self, n: usize) {
+        let mut count = self.count.clone();
+        let seen = crate::within(async { count.wait_for(|c| *c >= n).await.is_ok() }).await;
+        assert!(seen, "the man in the middle stopped");
     }
 }
 
@@ -134,16 +168,13 @@ async fn relay(
     mut to: impl Sink<Ws, Error = WsError> + Unpin,
     mut rule: Rule,
     dir: Dir,
-    record: Arc<Mutex<Vec<(Dir, Bytes)>>>,
+    record: Record,
 ) {
     let mut n = 0;
     while let Some(message) = from.next().await {
         match message {
             Ok(Ws::Binary(bytes)) => {
-                record
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((dir, bytes.clone()));
+                record.push(dir, bytes.clone());
                 for out in rule(n, bytes) {
                     if to.send(Ws::Binary(out)).await.is_err() {
                         return;

@@ -140,7 +140,13 @@ async fn connection(client: TcpStream, server: TcpStream, mut faults: Faults) {
         downstream: true,
     };
     let outcome = tokio::join!(
-        up.run(client_read, server_write, faults.clone(), seen, Arc::clone(&ended)),
+        up.run(
+            client_read,
+            server_write,
+            faults.clone(),
+            seen,
+            Arc::clone(&ended)
+        ),
         down.run(server_read, client_write, faults, seen, ended),
     );
     for halves in [outcome.0, outcome.1] {

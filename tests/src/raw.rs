@@ -109,13 +109,13 @@ impl Raw {
     ///
     /// # Panics
     /// When the server does not answer with AUTH_RESULT.
-    pub async fn connect(
-        addr: SocketAddr,
-        credentials: &impl Serialize,
-    ) -> (Self, AuthResult) {
+    pub async fn connect(addr: SocketAddr, credentials: &impl Serialize) -> (Self, AuthResult) {
         let mut raw = Self::handshake(addr, &crate::secret()).await;
-        raw.send(FrameKind::Auth, &codec::to_vec(credentials).expect("encode"))
-            .await;
+        raw.send(
+            FrameKind::Auth,
+            &codec::to_vec(credentials).expect("encode"),
+        )
+        .await;
         let (kind, body) = raw.recv().await.expect("AUTH_RESULT");
         assert_eq!(kind, FrameKind::AuthResult);
         let result: AuthResult = codec::decode_value(&body).expect("AUTH_RESULT decodes");
@@ -131,7 +131,9 @@ impl Raw {
     /// When sealing fails or the socket is gone.
     pub async fn send(&mut self, kind: FrameKind, plaintext: &[u8]) {
         let mut frames = Vec::new();
-        self.sealer.seal(kind, plaintext, &mut frames).expect("seal");
+        self.sealer
+            .seal(kind, plaintext, &mut frames)
+            .expect("seal");
         for frame in frames {
             self.ws.send(Ws::Binary(frame)).await.expect("send");
         }

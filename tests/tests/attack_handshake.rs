@@ -221,18 +221,46 @@ async fn attack_downgrades_rewritten_in_flight_fail_and_nothing_falls_back() {
     // (direction, byte, new value, server allows mode P, expected close)
     let cases: [(Dir, usize, u8, bool, CloseCode, &str); 6] = [
         // Version 1 → 2.
-        (Dir::Up, 0, 0x02, false, CloseCode::PolicyViolation, "unsupported version"),
+        (
+            Dir::Up,
+            0,
+            0x02,
+            false,
+            CloseCode::PolicyViolation,
+            "unsupported version",
+        ),
         // AES-256-GCM → ChaCha20-Poly1305: both allowed, the transcript breaks.
         (Dir::Up, 2, 0x02, false, CloseCode::PolicyViolation, ""),
         // Mode E → P on a server that refuses P.
-        (Dir::Up, 3, 0x02, false, CloseCode::PolicyViolation, "plaintext mode not allowed"),
+        (
+            Dir::Up,
+            3,
+            0x02,
+            false,
+            CloseCode::PolicyViolation,
+            "plaintext mode not allowed",
+        ),
         // Mode E → P on a server that allows P: the transcript breaks.
         (Dir::Up, 3, 0x02, true, CloseCode::PolicyViolation, ""),
         // Set the TLS-binding flag: the server has no exporter.
-        (Dir::Up, 4, 0x01, false, CloseCode::PolicyViolation, "tls channel binding unavailable"),
+        (
+            Dir::Up,
+            4,
+            0x01,
+            false,
+            CloseCode::PolicyViolation,
+            "tls channel binding unavailable",
+        ),
         // HS2's echoed suite rewritten: the client refuses, sends nothing
         // more (no AUTH, no close reason) and drops the socket.
-        (Dir::Down, 2, 0x02, false, CloseCode::Other(1006), "closed during the handshake"),
+        (
+            Dir::Down,
+            2,
+            0x02,
+            false,
+            CloseCode::Other(1006),
+            "closed during the handshake",
+        ),
     ];
     for (dir, at, value, plaintext_server, code, reason) in cases {
         let (outcome, disconnect) = rewrite_handshake(dir, at, value, plaintext_server).await;
@@ -282,8 +310,14 @@ async fn attack_junk_before_authentication_closes_with_a_reason() {
     let hs1_of = |len: usize| Ws::Binary(vec![0x01; len].into());
     // (what, expected close)
     let cases: Vec<(Ws, (u16, &str))> = vec![
-        (Ws::Text("hello".into()), (1002, "non-binary websocket message")),
-        (Ws::Binary(Vec::new().into()), (1002, "bad handshake length")),
+        (
+            Ws::Text("hello".into()),
+            (1002, "non-binary websocket message"),
+        ),
+        (
+            Ws::Binary(Vec::new().into()),
+            (1002, "bad handshake length"),
+        ),
         (hs1_of(1025), (1002, "bad handshake length")),
         (hs1_of(55), (1002, "bad handshake length")),
         // Right length, every byte 0x01: the type byte says HS1, the
