@@ -185,9 +185,8 @@ impl Raw {
             let (kind, plaintext) = self.recv().await.expect("the connection is open");
             assert_eq!(kind, FrameKind::Data);
             for message in codec::messages(plaintext) {
-                match message.expect("a valid envelope") {
-                    message @ Message::Reply(_) => replies.push(message),
-                    _ => {}
+                if let message @ Message::Reply(_) = message.expect("a valid envelope") {
+                    replies.push(message);
                 }
             }
         }

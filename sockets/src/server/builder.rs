@@ -23,6 +23,7 @@ pub struct ServerBuilder {
     pub(super) allow_plaintext: bool,
     pub(super) config: ConnectionConfig,
     pub(super) max_connections: usize,
+    pub(super) max_handshakes: usize,
     pub(super) services: Services,
     pub(super) auth: AuthHook,
     pub(super) tls: ServerTls,
@@ -37,6 +38,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("suites", &self.suites)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("max_connections", &self.max_connections)
+            .field("max_handshakes", &self.max_handshakes)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +52,7 @@ impl Default for ServerBuilder {
             allow_plaintext: false,
             config: ConnectionConfig::default(),
             max_connections: 10_000,
+            max_handshakes: 256,
             services: Services::default(),
             auth: auth::accept_all(),
             tls: ServerTls::default(),
@@ -158,6 +161,16 @@ impl ServerBuilder {
     /// more are closed with `TooManyConnections`. Default 10 000.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
+        self
+    }
+
+    /// Connections still in the handshake or authentication at once (the
+    /// pre-authentication cap: each may make the server buffer one WebSocket
+    /// message of up to `max_frame`). More are closed at once with
+    /// `TooManyConnections` "too many handshakes"; authenticated sessions
+    /// hold no slot. Default 256.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.max_handshakes = handshakes;
         self
     }
 
