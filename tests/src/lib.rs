@@ -6,6 +6,7 @@
 //! faults (blackhole, delay, cut mid-frame, reset), a WebSocket man in the
 //! middle that rewrites messages, and a peer that speaks the protocol by hand.
 
+pub mod fuzz;
 pub mod mitm;
 pub mod proxy;
 pub mod raw;
