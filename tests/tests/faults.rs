@@ -217,7 +217,10 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
     }
     assert!(counts.iter().all(|c| *c == 1), "no call reported twice");
     eprintln!("restart during a burst: {ok} ok, {disconnected} disconnected");
-    assert!(ok >= 100 && disconnected > 0, "{ok} ok, {disconnected} disconnected");
+    assert!(
+        ok >= 100 && disconnected > 0,
+        "{ok} ok, {disconnected} disconnected"
+    );
     // After the restart, calls succeed again.
     wait_for_state(&client, |s| {
         *s == ClientState::Reconnected || *s == ClientState::Ready
