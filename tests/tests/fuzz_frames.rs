@@ -25,20 +25,18 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let frame = any::<usize>();
     prop_oneof![
-        (frame.clone(), any::<usize>(), 0u8..8).prop_map(|(frame, at, bit)| Mutation::Flip {
+        (frame, any::<usize>(), 0u8..8).prop_map(|(frame, at, bit)| Mutation::Flip {
             frame,
             at,
             bit
         }),
-        (frame.clone(), any::<usize>()).prop_map(|(frame, len)| Mutation::Truncate { frame, len }),
-        (frame.clone(), prop::collection::vec(any::<u8>(), 1..40))
+        (frame, any::<usize>()).prop_map(|(frame, len)| Mutation::Truncate { frame, len }),
+        (frame, prop::collection::vec(any::<u8>(), 1..40))
             .prop_map(|(frame, bytes)| Mutation::Extend { frame, bytes }),
-        frame.clone().prop_map(|frame| Mutation::Drop { frame }),
-        frame
-            .clone()
-            .prop_map(|frame| Mutation::Duplicate { frame }),
-        frame.clone().prop_map(|frame| Mutation::Swap { frame }),
-        (frame.clone(), prop::collection::vec(any::<u8>(), 0..80))
+        frame.prop_map(|frame| Mutation::Drop { frame }),
+        frame.prop_map(|frame| Mutation::Duplicate { frame }),
+        frame.prop_map(|frame| Mutation::Swap { frame }),
+        (frame, prop::collection::vec(any::<u8>(), 0..80))
             .prop_map(|(frame, bytes)| Mutation::Insert { frame, bytes }),
         (frame, 0usize..8, any::<u8>()).prop_map(|(frame, at, value)| Mutation::Header {
             frame,
