@@ -84,6 +84,9 @@ impl ServerBuilder {
         if let Some(max) = vars.parse("SOCKETS_MAX_CONNECTIONS")? {
             builder.max_connections = max;
         }
+        if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES")? {
+            builder.max_handshakes = max;
+        }
         Ok(builder)
     }
 
@@ -258,6 +261,7 @@ mod tests {
             ("SOCKETS_MAX_FRAME", "65536".into()),
             ("SOCKETS_MAX_IN_FLIGHT", "4".into()),
             ("SOCKETS_MAX_CONNECTIONS", "12".into()),
+            ("SOCKETS_MAX_HANDSHAKES", "3".into()),
         ])
         .unwrap();
         assert_eq!(builder.address, "0.0.0.0:9000");
@@ -269,6 +273,7 @@ mod tests {
         assert_eq!(builder.config.max_frame, 65536);
         assert_eq!(builder.config.max_in_flight, 4);
         assert_eq!(builder.max_connections, 12);
+        assert_eq!(builder.max_handshakes, 3);
         assert!(builder.secret.is_some());
     }
 
