@@ -1,1 +1,3 @@
 //! Runnable programs showing `sockets`; each binary opens with the command that runs it.
+
+pub mod load;

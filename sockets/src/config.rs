@@ -17,6 +17,7 @@
 //! | `SOCKETS_MAX_MESSAGE` | largest RPC message (reassembled from frames), bytes | 16 MiB |
 //! | `SOCKETS_MAX_IN_FLIGHT` | calls a peer may have running on one connection | 256 |
 //! | `SOCKETS_MAX_CONNECTIONS` | server: open connections | 10 000 |
+//! | `SOCKETS_MAX_HANDSHAKES` | server: connections not yet authenticated (pre-authentication cap) | 256 |
 //! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake) after this; `0`: never | 24 h |
 //!
 //! A missing secret is an [`Error::Config`], never a silent default.

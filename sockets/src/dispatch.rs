@@ -20,7 +20,7 @@ use tokio::task::AbortHandle;
 use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::service::{Context, DispatchError, MethodInfo, Peer, Service};
+use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service};
 
 /// The services one side of a connection serves, by wire name.
 #[derive(Default)]
@@ -164,56 +164,75 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let task_shared = Arc::clone(shared);
-    let max_reply = shared.config.max_message.saturating_sub(64);
-    let duplicate = lock(&shared.running).tasks.contains_key(&id);
-    if duplicate {
+    // The handler is registered under the same lock that checks for a
+    // duplicate and before its task can finish: on a multi-threaded runtime a
+    // fast handler would otherwise find itself unregistered, drop its reply
+    // (the caller waits for its timeout) and leave a stale in-flight slot.
+    let started = {
+        let mut running = lock(&shared.running);
+        let duplicate = running.tasks.contains_key(&id);
+        if !duplicate {
+            let task = tokio::spawn(run_handler(task_shared, id, method, handler, deadline));
+            running.insert(id, task.abort_handle(), &shared.running_count);
+        }
+        !duplicate
+    };
+    if !started {
         let _ = shared
             .queue
             .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
             .await;
-        return;
     }
-    let task = tokio::spawn(async move {
-        let run = AssertUnwindSafe(handler).catch_unwind();
-        let result = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
-            None => Some(run.await),
-        };
-        let outcome = match result {
-            None => Outcome::Err(RemoteError {
-                code: ErrorCode::Timeout,
-                message: "the deadline passed before the handler finished".into(),
-            }),
-            Some(Err(_panic)) => {
-                tracing::error!(method = %method, "handler panicked");
-                Outcome::Err(RemoteError {
-                    code: ErrorCode::Internal,
-                    message: "the handler panicked".into(),
-                })
-            }
-            Some(Ok(Err(error))) => Outcome::Err(RemoteError {
+}
+
+/// Runs a call's handler to its end and queues the reply, unless the call
+/// was cancelled (no longer registered) meanwhile.
+async fn run_handler(
+    task_shared: Arc<Shared>,
+    id: u64,
+    method: String,
+    handler: HandlerFuture,
+    deadline: Option<tokio::time::Instant>,
+) {
+    let max_reply = task_shared.config.max_message.saturating_sub(64);
+    let run = AssertUnwindSafe(handler).catch_unwind();
+    let result = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
+        None => Some(run.await),
+    };
+    let outcome = match result {
+        None => Outcome::Err(RemoteError {
+            code: ErrorCode::Timeout,
+            message: "the deadline passed before the handler finished".into(),
+        }),
+        Some(Err(_panic)) => {
+            tracing::error!(method = %method, "handler panicked");
+            Outcome::Err(RemoteError {
                 code: ErrorCode::Internal,
-                message: format!("the result could not be encoded: {error}"),
-            }),
-            Some(Ok(Ok(value))) if value.len() > max_reply => Outcome::Err(RemoteError {
-                code: ErrorCode::Internal,
-                message: "the result exceeds the maximum message size".into(),
-            }),
-            Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
-        };
-        let still_running = {
-            lock(&task_shared.running)
-                .remove(id, &task_shared.running_count)
-                .is_some()
-        };
-        if still_running {
-            let _ = task_shared
-                .queue
-                .send(Message::Reply(Reply { id, outcome }))
-                .await;
+                message: "the handler panicked".into(),
+            })
         }
-    });
-    lock(&shared.running).insert(id, task.abort_handle(), &shared.running_count);
+        Some(Ok(Err(error))) => Outcome::Err(RemoteError {
+            code: ErrorCode::Internal,
+            message: format!("the result could not be encoded: {error}"),
+        }),
+        Some(Ok(Ok(value))) if value.len() > max_reply => Outcome::Err(RemoteError {
+            code: ErrorCode::Internal,
+            message: "the result exceeds the maximum message size".into(),
+        }),
+        Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
+    };
+    let still_running = {
+        lock(&task_shared.running)
+            .remove(id, &task_shared.running_count)
+            .is_some()
+    };
+    if still_running {
+        let _ = task_shared
+            .queue
+            .send(Message::Reply(Reply { id, outcome }))
+            .await;
+    }
 }
 
 /// Handles a notification: runs the handler, answers nothing.

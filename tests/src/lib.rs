@@ -2,10 +2,14 @@
 //!
 //! This library holds what they share: hand-written services (the macro is
 //! tested elsewhere), a typed request for server → client calls, servers in a
-//! runtime of their own that can be killed, and a TCP proxy that can stop
-//! forwarding to play a dead or slow peer.
+//! runtime of their own that can be killed, a TCP proxy that injects network
+//! faults (blackhole, delay, cut mid-frame, reset), a WebSocket man in the
+//! middle that rewrites messages, and a peer that speaks the protocol by hand.
 
+pub mod fuzz;
+pub mod mitm;
 pub mod proxy;
+pub mod raw;
 pub mod services;
 
 use std::future::Future;
@@ -36,6 +40,24 @@ pub async fn within<F: Future>(future: F) -> F::Output {
     match tokio::time::timeout(HANG, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out waiting for an event"),
+    }
+}
+
+/// The next `Disconnected` event of a server: why a connection ended.
+///
+/// # Panics
+/// When none comes (see [`within`]) or the events stream ends.
+pub async fn next_disconnect(
+    events: &mut tokio::sync::broadcast::Receiver<sockets::server::ServerEvent>,
+) -> sockets::error::Disconnect {
+    loop {
+        match within(events.recv()).await {
+            Ok(sockets::server::ServerEvent::Disconnected { reason, .. }) => return reason,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                panic!("the server's events ended")
+            }
+        }
     }
 }
 

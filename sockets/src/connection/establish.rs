@@ -191,12 +191,13 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) config: &'a ConnectionConfig,
     /// The TLS session's channel binding, if the server terminates TLS itself.
     pub(crate) tls_exporter: Exporter,
-    /// When the connection must be admitted or dropped (the handshake timeout from accept).
+    /// When everything before authentication must be done (counted from the
+    /// TCP accept, so a slow upgrade leaves less time for the handshake).
     pub(crate) deadline: tokio::time::Instant,
 }
 
 /// Runs the server side of the handshake and authentication on an upgraded
-/// socket, within the handshake timeout. On failure the peer has been told
+/// socket, by the deadline of [`ServerSetup`]. On failure the peer has been told
 /// (as far as the protocol allows) and the reason is returned.
 pub(crate) async fn server(
     setup: ServerSetup<'_>,
