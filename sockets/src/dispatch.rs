@@ -165,15 +165,7 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let task_shared = Arc::clone(shared);
     let max_reply = shared.config.max_message.saturating_sub(64);
-    let duplicate = lock(&shared.running).tasks.contains_key(&id);
-    if duplicate {
-        let _ = shared
-            .queue
-            .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
-            .await;
-        return;
-    }
-    let task = tokio::spawn(async move {
+    let task = async move {
         let run = AssertUnwindSafe(handler).catch_unwind();
         let result = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
@@ -212,8 +204,25 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
                 .send(Message::Reply(Reply { id, outcome }))
                 .await;
         }
-    });
-    lock(&shared.running).insert(id, task.abort_handle(), &shared.running_count);
+    };
+    // The task is recorded under the same lock it takes to remove itself, so
+    // a handler that finishes on another worker before `spawn` returns still
+    // finds itself recorded and sends its reply.
+    let duplicate = {
+        let mut running = lock(&shared.running);
+        let duplicate = running.tasks.contains_key(&id);
+        if !duplicate {
+            let task = tokio::spawn(task);
+            running.insert(id, task.abort_handle(), &shared.running_count);
+        }
+        duplicate
+    };
+    if duplicate {
+        let _ = shared
+            .queue
+            .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
+            .await;
+    }
 }
 
 /// Handles a notification: runs the handler, answers nothing.
