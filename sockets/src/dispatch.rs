@@ -63,7 +63,14 @@ pub(crate) struct Running {
 
 impl Running {
     fn publish(&self, count: &watch::Sender<usize>) {
-        count.send_replace(self.tasks.len() + self.notifications.len());
+        let running = self.tasks.len() + self.notifications.len();
+        // Only `Handle::idle` watches the count, waiting for zero: wake
+        // watchers when it reaches or leaves zero, not twice per call.
+        count.send_if_modified(|current| {
+            let crossed = (*current == 0) != (running == 0);
+            *current = running;
+            crossed
+        });
     }
 
     fn insert(&mut self, id: u64, task: AbortHandle, count: &watch::Sender<usize>) {

@@ -102,6 +102,11 @@ pub use sockets_macros::service;
 #[doc = include_str!("../docs/handler.md")]
 pub use sockets_macros::handler;
 
+/// The top-level README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
 pub mod __private {

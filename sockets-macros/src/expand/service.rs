@@ -242,9 +242,12 @@ fn response_enum(service: &Service) -> TokenStream {
         let output = output_type(m);
         quote!(#(#cfgs)* #[doc = #doc] #variant(#output))
     });
+    // Only callers that match on replies (`Server::send_to`) read the
+    // fields, so a private service in a binary must not warn about them.
     quote! {
         #(#cfgs)*
         #[doc = #doc]
+        #[allow(dead_code)]
         #vis enum #response {
             #(#variants,)*
         }
