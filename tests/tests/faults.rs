@@ -77,9 +77,10 @@ async fn fault_blackhole_fails_pending_calls_within_the_heartbeat_timeout() {
         }
     }
     let elapsed = blackholed.elapsed();
-    // The timeout counts from the last traffic, which was before the blackhole.
+    // The timeout counts from the last traffic, which was before the
+    // blackhole; the check runs once per interval; the rest is scheduling.
     assert!(
-        elapsed <= timeout + Duration::from_millis(500),
+        elapsed <= timeout + Duration::from_millis(150 + 750),
         "calls failed after {elapsed:?}"
     );
 }
