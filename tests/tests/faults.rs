@@ -153,12 +153,25 @@ async fn fault_a_slow_link_delays_but_loses_nothing() {
 
 #[tokio::test]
 async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcome() {
-    let (calc, _control) = Calc::new();
+    let (calc, mut control) = Calc::new();
     let remote = Remote::start(move || server().serve(calc));
     let addr = remote.addr;
     let client = within(client(addr).reconnect(quick_reconnect()).connect())
         .await
         .unwrap();
+    // Calls certainly pending when the server dies.
+    let hanging: Vec<_> = (0..10u32)
+        .map(|tag| {
+            let peer = client.peer();
+            tokio::spawn(async move {
+                peer.call::<_, ()>("calc.hang", &(tag,), CallOptions::default())
+                    .await
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        assert!(matches!(control.next().await, Event::Started(_)));
+    }
     const CALLS: usize = 2_000;
     let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     let burst = tokio::spawn({
@@ -198,13 +211,20 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
         .await
         .unwrap();
     within(burst).await.unwrap();
+    for call in hanging {
+        let outcome = within(call).await.unwrap();
+        assert!(
+            matches!(outcome, Err(Error::Disconnected(_))),
+            "{outcome:?}"
+        );
+    }
     while let Ok(outcome) = outcomes.try_recv() {
         seen.push(outcome);
     }
     // Exactly one outcome per call.
     assert_eq!(seen.len(), CALLS);
     let mut counts = vec![0u32; CALLS];
-    let (mut ok, mut disconnected) = (0, 0);
+    let (mut ok, mut disconnected, mut rejected) = (0, 0, 0);
     for (i, result) in &seen {
         counts[*i] += 1;
         match result {
@@ -213,11 +233,13 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
                 ok += 1;
             }
             Err(Error::Disconnected(_)) => disconnected += 1,
+            // 2 000 calls at once pass the server's in-flight limit (256).
+            Err(Error::Rejected(_)) => rejected += 1,
             Err(other) => panic!("call {i}: unexpected outcome {other:?}"),
         }
     }
     assert!(counts.iter().all(|c| *c == 1), "no call reported twice");
-    eprintln!("restart during a burst: {ok} ok, {disconnected} disconnected");
+    eprintln!("restart during a burst: {ok} ok, {disconnected} disconnected, {rejected} rejected");
     assert!(
         ok >= 100 && disconnected > 0,
         "{ok} ok, {disconnected} disconnected"
