@@ -32,6 +32,11 @@ async fn good_client_is_served(server: &sockets::Server) {
     let good = within(client(server.local_addr()).connect()).await.unwrap();
     assert_eq!(add(&good).await.unwrap(), 42);
     good.close().await;
+    assert_eq!(
+        tests::panics(),
+        0,
+        "nothing panics, in the server or the test"
+    );
 }
 
 /// Reads until the server ends the socket (EOF or reset).
@@ -105,6 +110,7 @@ async fn attack_slowloris_each_stage_is_cut_at_the_handshake_timeout() {
     }
     // The authenticated session never noticed.
     assert_eq!(add(&authenticated).await.unwrap(), 42);
+    assert_eq!(tests::panics(), 0);
 }
 
 #[tokio::test]

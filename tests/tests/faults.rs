@@ -83,6 +83,7 @@ async fn fault_blackhole_fails_pending_calls_within_the_heartbeat_timeout() {
         elapsed <= timeout + Duration::from_millis(150 + 750),
         "calls failed after {elapsed:?}"
     );
+    assert_eq!(tests::panics(), 0, "nothing panics");
 }
 
 #[tokio::test]
@@ -101,6 +102,7 @@ async fn fault_cut_mid_frame_is_a_clean_error_then_the_client_reconnects() {
     wait_for_state(&client, |s| *s == ClientState::Reconnected).await;
     assert_eq!(echo(&client, &big).await.unwrap(), big);
     assert_eq!(echo(&client, "after").await.unwrap(), "after");
+    assert_eq!(tests::panics(), 0, "nothing panics");
 }
 
 #[tokio::test]
@@ -127,6 +129,7 @@ async fn fault_reset_fails_pending_calls_then_the_client_reconnects() {
     assert_eq!(control.next().await, Event::Dropped(3));
     wait_for_state(&client, |s| *s == ClientState::Reconnected).await;
     assert_eq!(echo(&client, "back").await.unwrap(), "back");
+    assert_eq!(tests::panics(), 0, "nothing panics");
 }
 
 #[tokio::test]
@@ -149,6 +152,7 @@ async fn fault_a_slow_link_delays_but_loses_nothing() {
         assert_eq!(result.unwrap(), i as i64 + 1);
     }
     assert!(started.elapsed() >= Duration::from_millis(80));
+    assert_eq!(tests::panics(), 0, "nothing panics");
 }
 
 #[tokio::test]
@@ -257,4 +261,5 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
     .await
     .unwrap();
     assert_eq!(sum, 3);
+    assert_eq!(tests::panics(), 0, "nothing panics");
 }
