@@ -61,8 +61,31 @@ pub async fn next_disconnect(
     }
 }
 
-/// A server on 127.0.0.1 with a free port and the shared secret.
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Counts every panic in this process from now on (a panic in a server
+/// task does not fail a test by itself: tokio catches it). Installed by
+/// [`server`]; the previous hook still prints.
+pub fn count_panics() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// How many panics happened in this process since [`count_panics`].
+pub fn panics() -> usize {
+    PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A server on 127.0.0.1 with a free port and the shared secret. Panics
+/// are counted from here on (see [`panics`]).
 pub fn server() -> ServerBuilder {
+    count_panics();
     Server::builder().address("127.0.0.1:0").secret(secret())
 }
 

@@ -51,6 +51,11 @@ async fn good_client_is_served(server: &sockets::Server) {
     .unwrap();
     assert_eq!(sum, 42);
     good.close().await;
+    assert_eq!(
+        tests::panics(),
+        0,
+        "nothing panics, in the server or the test"
+    );
 }
 
 fn call(id: u64, method: &str, args: Bytes) -> Message {

@@ -65,6 +65,11 @@ async fn good_client_is_served(server: &sockets::Server) {
     let good = within(client(server.local_addr()).connect()).await.unwrap();
     assert_eq!(add(&good, 20, 22).await.unwrap(), 42);
     good.close().await;
+    assert_eq!(
+        tests::panics(),
+        0,
+        "nothing panics, in the server or the test"
+    );
 }
 
 fn is_disconnected(outcome: &Result<i64, Error>) -> bool {

@@ -57,6 +57,11 @@ async fn good_client_is_served(server: &sockets::Server) {
     .expect("a good client's call succeeds");
     assert_eq!(sum, 42);
     good.close().await;
+    assert_eq!(
+        tests::panics(),
+        0,
+        "nothing panics, in the server or the test"
+    );
 }
 
 #[tokio::test]
