@@ -60,6 +60,13 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Wave => "greeter.wave",
         }
     }
+    fn is_notify(&self) -> bool {
+        match self {
+            Self::Hello { .. } => false,
+            Self::Whoami => false,
+            Self::Wave => true,
+        }
+    }
     fn encode_args(
         &self,
         out: &mut ::sockets::__private::Vec<u8>,

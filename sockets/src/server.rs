@@ -51,7 +51,8 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{
-    CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind,
+    CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind, ensure_call,
+    ensure_notify,
 };
 use crate::transport::ServerTls;
 use auth::AuthHook;
@@ -230,6 +231,8 @@ impl Server {
     /// server's default call timeout.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a
+    /// notification method: send those with [`Server::notify`].
     /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Timeout`],
     /// [`Error::UnknownMethod`] and the other call outcomes.
     ///
@@ -253,6 +256,7 @@ impl Server {
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
+        ensure_call(request)?;
         let handle = self.handle(id)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
@@ -265,12 +269,15 @@ impl Server {
     /// Sends a typed request to one client as a notification (no reply).
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies: call those with [`Server::send_to`].
     /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Codec`].
     pub async fn notify<Q: ServiceRequest>(
         &self,
         id: ConnectionId,
         request: &Q,
     ) -> Result<(), Error> {
+        ensure_notify(request)?;
         let handle = self.handle(id)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
@@ -281,6 +288,8 @@ impl Server {
     /// how many connections it was queued for.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies: call those with [`Server::call_all`].
     /// [`Error::Codec`] when the request does not encode.
     pub async fn broadcast<Q: ServiceRequest>(&self, request: &Q) -> Result<usize, Error> {
         let targets = self.inner.registry.all();
@@ -292,6 +301,7 @@ impl Server {
         targets: Vec<Handle>,
         request: &Q,
     ) -> Result<usize, Error> {
+        ensure_notify(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
@@ -313,12 +323,15 @@ impl Server {
     /// each outcome by connection.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a
+    /// notification method: send those with [`Server::broadcast`].
     /// [`Error::Codec`] when the request does not encode; per-connection
     /// failures are in the map.
     pub async fn call_all<Q: ServiceRequest>(
         &self,
         request: &Q,
     ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
+        ensure_call(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
@@ -368,7 +381,8 @@ impl Server {
     /// Notifies every authenticated member of a room; returns how many it was queued for.
     ///
     /// # Errors
-    /// [`Error::Codec`] when the request does not encode.
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies. [`Error::Codec`] when the request does not encode.
     pub async fn broadcast_to<Q: ServiceRequest>(
         &self,
         room: &str,

@@ -94,9 +94,11 @@ pub trait Service: Send + Sync + 'static {
     /// Starts one call: decodes `args` for `method` and returns the running handler.
     ///
     /// Decoding happens before this returns, so a bad request is reported at
-    /// once. The runtime checks `open` and `notify` before it dispatches, and
-    /// owns the returned future: it applies the deadline and aborts it when
-    /// the caller cancels.
+    /// once. The runtime checks the method's `open` and `notify` flags
+    /// ([`MethodInfo`]) before it dispatches: a guest may start open methods
+    /// only, a call may start only a method that is not `notify`, and a
+    /// notification only one that is. It owns the returned future: it applies
+    /// the deadline and aborts it when the caller cancels.
     ///
     /// # Errors
     /// [`DispatchError::UnknownMethod`] or [`DispatchError::BadRequest`].
@@ -115,6 +117,12 @@ pub trait ServiceRequest: Send + Sync + 'static {
 
     /// The wire name of the method this request calls.
     fn method(&self) -> &'static str;
+
+    /// Whether the method is a notification method (`#[sockets(notify)]`):
+    /// sent with a notification and never replied to. The runtime refuses to
+    /// send such a request as a call, and any other request as a
+    /// notification ([`Error::KindMismatch`]).
+    fn is_notify(&self) -> bool;
 
     /// Appends the encoded arguments (one MessagePack array) to `out`.
     ///
@@ -225,12 +233,14 @@ impl Peer {
     /// Sends a typed request and returns the typed response.
     ///
     /// # Errors
-    /// As [`Peer::call`].
+    /// As [`Peer::call`], and [`Error::KindMismatch`] (nothing sent) when the
+    /// request is for a notification method: send those with [`Peer::notify`].
     pub async fn request<Q: ServiceRequest>(
         &self,
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
+        ensure_call(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
@@ -242,6 +252,34 @@ impl Peer {
     pub fn caller(&self) -> &Arc<dyn Caller> {
         &self.caller
     }
+}
+
+/// `Ok` when `request` is for a method that replies, so it may be sent as a call.
+///
+/// # Errors
+/// [`Error::KindMismatch`] for a notification method.
+pub(crate) fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+    if request.is_notify() {
+        return Err(Error::KindMismatch {
+            method: request.method().to_owned(),
+            notify: true,
+        });
+    }
+    Ok(())
+}
+
+/// `Ok` when `request` is for a notification method, so it may be sent as a notification.
+///
+/// # Errors
+/// [`Error::KindMismatch`] for a method that replies.
+pub(crate) fn ensure_notify<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+    if !request.is_notify() {
+        return Err(Error::KindMismatch {
+            method: request.method().to_owned(),
+            notify: false,
+        });
+    }
+    Ok(())
 }
 
 /// What the auth hook stored for a connection, shared by all its handlers.

@@ -149,13 +149,14 @@ fn request_impl(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let (request, response) = (&service.names.request, &service.names.response);
     let methods = service.methods.iter().map(|m| {
-        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        let pattern = if m.args.is_empty() {
-            quote!(Self::#variant)
-        } else {
-            quote!(Self::#variant { .. })
-        };
+        let (cfgs, wire) = (&m.cfgs, &m.wire_name);
+        let pattern = variant_wildcard(m);
         quote!(#(#cfgs)* #pattern => #wire,)
+    });
+    let notifies = service.methods.iter().map(|m| {
+        let (cfgs, notify) = (&m.cfgs, m.notify);
+        let pattern = variant_wildcard(m);
+        quote!(#(#cfgs)* #pattern => #notify,)
     });
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
@@ -202,6 +203,12 @@ fn request_impl(service: &Service) -> TokenStream {
             fn method(&self) -> &'static str {
                 match #scrutinee {
                     #(#methods)*
+                }
+            }
+
+            fn is_notify(&self) -> bool {
+                match #scrutinee {
+                    #(#notifies)*
                 }
             }
 
@@ -338,6 +345,16 @@ pub(super) fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream
     }
     let idents = m.args.iter().map(|a| &a.ident);
     quote!(#enum_path::#variant { #(#idents),* })
+}
+
+/// `Self::Add { .. }` or `Self::Version`: the variant, ignoring its fields.
+fn variant_wildcard(m: &Method) -> TokenStream {
+    let variant = &m.variant;
+    if m.args.is_empty() {
+        quote!(Self::#variant)
+    } else {
+        quote!(Self::#variant { .. })
+    }
 }
 
 /// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
