@@ -18,8 +18,10 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         request_enum(service),
         request_info(service),
         request_impl(service),
+        request_debug(service),
         response_enum(service),
         response_impl(service),
+        response_debug(service),
         server_struct(service),
         server_impl(service),
         service_impl(service),
@@ -93,7 +95,8 @@ fn request_enum(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let request = &service.names.request;
     let doc = format!(
-        "A call to a method of {}, with its arguments: one variant per method.",
+        "A call to a method of {}, with its arguments: one variant per method. \
+         `Debug` prints the variant only, never the arguments.",
         display_name(service)
     );
     let variants = service.methods.iter().map(|m| {
@@ -240,7 +243,8 @@ fn response_enum(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let response = &service.names.response;
     let doc = format!(
-        "The reply to a call of {}: one variant per method, holding its return value.",
+        "The reply to a call of {}: one variant per method, holding its return value. \
+         `Debug` prints the variant only, never the value.",
         display_name(service)
     );
     let variants = service.methods.iter().map(|m| {
@@ -280,6 +284,62 @@ fn response_impl(service: &Service) -> TokenStream {
                 match method {
                     #(#arms)*
                     _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+                }
+            }
+        }
+    }
+}
+
+/// `impl Debug for CalculatorRequest`: the variant, never the arguments,
+/// which need not be `Debug` and may hold secrets (`Add { .. }`, `Version`).
+fn request_debug(service: &Service) -> TokenStream {
+    let request = &service.names.request;
+    let arms = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let pattern = variant_wildcard(m);
+        let name = m.variant.to_string();
+        let print = if m.args.is_empty() {
+            quote!(f.write_str(#name))
+        } else {
+            quote!(f.debug_struct(#name).finish_non_exhaustive())
+        };
+        quote!(#(#cfgs)* #pattern => #print,)
+    });
+    debug_impl(service, request, arms)
+}
+
+/// `impl Debug for CalculatorResponse`: the variant, never the value (`Add(..)`).
+fn response_debug(service: &Service) -> TokenStream {
+    let response = &service.names.response;
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, variant) = (&m.cfgs, &m.variant);
+        let name = variant.to_string();
+        quote!(#(#cfgs)* Self::#variant(_) => f.debug_tuple(#name).finish_non_exhaustive(),)
+    });
+    debug_impl(service, response, arms)
+}
+
+fn debug_impl(
+    service: &Service,
+    ty: &syn::Ident,
+    arms: impl Iterator<Item = TokenStream>,
+) -> TokenStream {
+    let cfgs = &service.cfgs;
+    // An empty enum (every method had a mistake) is matched by value.
+    let scrutinee = if service.methods.is_empty() {
+        quote!(*self)
+    } else {
+        quote!(self)
+    };
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::__private::Debug for #ty {
+            fn fmt(
+                &self,
+                f: &mut ::sockets::__private::fmt::Formatter<'_>,
+            ) -> ::sockets::__private::fmt::Result {
+                match #scrutinee {
+                    #(#arms)*
                 }
             }
         }
