@@ -183,6 +183,7 @@ impl Inner {
             meta: established.meta,
             config: Arc::clone(&self.config),
             services: Arc::clone(&self.services),
+            server: None,
         });
         Ok(connection::spawn(
             shared,

@@ -26,6 +26,7 @@ use tokio::task::AbortHandle;
 use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use crate::server::WeakServer;
 use crate::service::{Context, DispatchError, MethodInfo, Peer, Service};
 
 /// The services one side of a connection serves, by wire name.
@@ -110,6 +111,7 @@ fn context(shared: &Arc<Shared>, timeout: Option<Duration>) -> Context {
         rtt: shared.rtt.clone(),
         deadline: timeout.map(|t| std::time::Instant::now() + t),
         peer: Peer::new(Arc::new(Handle(Arc::clone(shared)))),
+        server: shared.server.as_ref().and_then(WeakServer::upgrade),
     }
 }
 

@@ -32,7 +32,7 @@ mod registry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -103,6 +103,23 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.inner.local_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// A server handle that does not keep the server alive: what each of its
+/// connections holds (the server holds its connections), upgraded for each
+/// handler's [`Context`](crate::Context).
+#[derive(Clone)]
+pub(crate) struct WeakServer(Weak<Inner>);
+
+impl WeakServer {
+    pub(crate) fn of(inner: &Arc<Inner>) -> Self {
+        Self(Arc::downgrade(inner))
+    }
+
+    /// The server, while it exists.
+    pub(crate) fn upgrade(&self) -> Option<Server> {
+        self.0.upgrade().map(|inner| Server { inner })
     }
 }
 

@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
+use crate::server::Server;
 
 /// A boxed, sendable future, as dispatch and peers return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -359,11 +360,32 @@ pub struct Context {
     pub deadline: Option<Instant>,
     /// A handle to call or notify the same peer back.
     pub peer: Peer,
+    /// The server the call came to, for handlers that reach other
+    /// connections (rooms, broadcasts); `None` for a handler a client serves.
+    pub server: Option<Server>,
 }
 
 impl Context {
     /// The auth hook's metadata, if it is a `T`.
     pub fn meta<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.meta.get()
+    }
+
+    /// The server this handler runs in: `Some` on the server side, `None` in
+    /// a service a client serves.
+    ///
+    /// ```
+    /// use sockets::Context;
+    ///
+    /// // A handler that puts its caller in a room.
+    /// async fn join(cx: &Context, room: &str) -> Result<(), sockets::Error> {
+    ///     match cx.server() {
+    ///         Some(server) => server.join(cx.connection_id, room),
+    ///         None => Err(sockets::Error::Config("rooms exist on the server only".into())),
+    ///     }
+    /// }
+    /// ```
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
     }
 }

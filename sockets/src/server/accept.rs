@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
+use super::{ACCEPT_BACKOFF, Inner, ServerEvent, WeakServer};
 use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
 use crate::error::Disconnect;
@@ -117,6 +117,7 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
         meta: established.meta,
         config: Arc::clone(config),
         services: Arc::clone(&inner.services),
+        server: Some(WeakServer::of(&inner)),
     });
     let handle = Handle(Arc::clone(&shared));
     inner.registry.insert(handle.clone());
