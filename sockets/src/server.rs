@@ -348,11 +348,26 @@ impl Server {
         &self,
         request: &Q,
     ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
+        self.call_all_with(request, CallOptions::default()).await
+    }
+
+    /// As [`Server::call_all`], with per-call options: `timeout` bounds each
+    /// call (the server's default call timeout when `None`);
+    /// `wait_for_connection` has no effect here, since a server cannot
+    /// reconnect a client.
+    ///
+    /// # Errors
+    /// As [`Server::call_all`].
+    pub async fn call_all_with<Q: ServiceRequest>(
+        &self,
+        request: &Q,
+        options: CallOptions,
+    ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
         ensure_call(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
-        let timeout = self.inner.config.call_timeout;
+        let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
         let calls = self
             .inner
             .registry

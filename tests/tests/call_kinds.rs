@@ -1,7 +1,8 @@
 //! Calls and notifications are not interchangeable: the sender refuses to
 //! send a request the wrong way, and the receiver answers a call to a
 //! notification method with `BAD_REQUEST` and drops a notification to a
-//! method that replies.
+//! method that replies. Typed calls to every client take per-call options
+//! (`call_all_with`).
 
 use sockets::{CallOptions, Client, ConnectionId, Error, Server};
 use tests::services::Calc;
@@ -140,4 +141,60 @@ async fn a_notification_to_a_method_that_replies_is_dropped() {
     let reply = within(s.server.send_to(s.id, &work())).await.unwrap();
     assert!(matches!(reply, WorkerResponse::Work(1)));
     assert_eq!(within(s.ran.recv()).await.unwrap(), "work x");
+}
+
+/// What a client serves for `call_all_with`: how long its caller waits.
+#[sockets::service]
+pub trait Patience {
+    /// Milliseconds left until the caller's deadline, if it gave one.
+    async fn left(&self, cx: &sockets::Context) -> Option<u64>;
+}
+
+struct Patient;
+
+impl Patience for Patient {
+    async fn left(&self, cx: &sockets::Context) -> Option<u64> {
+        cx.deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+}
+
+#[tokio::test]
+async fn call_all_with_applies_its_options_to_every_call() {
+    use std::time::Duration;
+    let server = server()
+        .call_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let connect = client(server.local_addr())
+            .serve(PatienceServer::new(Patient))
+            .connect();
+        clients.push(within(connect).await.unwrap());
+    }
+    let options = CallOptions::timeout(Duration::from_millis(1500));
+    let results = within(server.call_all_with(&PatienceRequest::Left, options))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    for (id, result) in results {
+        match result {
+            Ok(PatienceResponse::Left(Some(ms))) => assert!(ms <= 1500, "{id}: {ms} ms"),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    // Without options, the server's default applies.
+    let results = within(server.call_all(&PatienceRequest::Left))
+        .await
+        .unwrap();
+    for (id, result) in results {
+        match result {
+            Ok(PatienceResponse::Left(Some(ms))) => assert!(ms > 1500, "{id}: {ms} ms"),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
 }
