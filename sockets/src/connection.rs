@@ -71,6 +71,9 @@ pub(crate) struct Shared {
     pub(crate) services: Arc<Services>,
     /// The server this connection belongs to; `None` on a client.
     pub(crate) server: Option<WeakServer>,
+    /// On a client: the id the server gave this connection, if it said
+    /// (AUTH_RESULT's `id`). On a server: its own id.
+    pub(crate) server_id: Option<ConnectionId>,
     pub(crate) queue: mpsc::Sender<Message>,
     calls: Mutex<InFlight<Waiter>>,
     pub(crate) running: Mutex<Running>,
@@ -94,6 +97,7 @@ pub(crate) struct Params {
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
     pub(crate) server: Option<WeakServer>,
+    pub(crate) server_id: Option<ConnectionId>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,6 +121,7 @@ impl Shared {
             config: params.config,
             services: params.services,
             server: params.server,
+            server_id: params.server_id,
             queue,
             calls: Mutex::new(InFlight::default()),
             running: Mutex::new(Running::default()),

@@ -118,6 +118,7 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
         config: Arc::clone(config),
         services: Arc::clone(&inner.services),
         server: Some(WeakServer::of(&inner)),
+        server_id: Some(id),
     });
     let handle = Handle(Arc::clone(&shared));
     inner.registry.insert(handle.clone());
