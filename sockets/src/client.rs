@@ -44,7 +44,7 @@ use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
-use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, SessionKind};
+use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, Rtt, SessionKind};
 use crate::transport::ClientTls;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
@@ -326,6 +326,17 @@ impl Client {
     /// Whether the server admitted this client as authenticated or as a guest.
     pub fn session(&self) -> Option<SessionKind> {
         self.inner.current.borrow().as_ref().map(|h| h.0.session)
+    }
+
+    /// The current connection's round-trip time handle, to wait for a
+    /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]); `None` while
+    /// disconnected. A reconnect brings a new connection with a new handle.
+    pub fn connection_rtt(&self) -> Option<Rtt> {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .map(|h| h.0.rtt.clone())
     }
 
     /// The current connection's heartbeat round-trip time, once measured.

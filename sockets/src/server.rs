@@ -51,8 +51,8 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{
-    CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind, ensure_call,
-    ensure_notify,
+    CallOptions, ConnectionId, Peer, Rtt, ServiceRequest, ServiceResponse, SessionKind,
+    ensure_call, ensure_notify,
 };
 use crate::transport::ServerTls;
 use auth::AuthHook;
@@ -225,6 +225,16 @@ impl Server {
             .get(id)
             .filter(|handle| !handle.is_closed())
             .ok_or(Error::UnknownConnection(id))
+    }
+
+    /// A connection's round-trip time handle, to wait for a heartbeat
+    /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]);
+    /// [`ConnectionInfo::rtt`] is a snapshot of it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn connection_rtt(&self, id: ConnectionId) -> Result<Rtt, Error> {
+        Ok(self.handle(id)?.0.rtt.clone())
     }
 
     /// Closes a connection with an authenticated CLOSE (code `Disconnected`) carrying `reason`.

@@ -18,12 +18,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
@@ -314,23 +314,53 @@ impl fmt::Debug for Meta {
     }
 }
 
-/// A connection's measured round-trip time, updated by the heartbeat.
-#[derive(Clone, Debug, Default)]
-pub struct Rtt(Arc<AtomicU64>);
+/// A connection's measured round-trip time, updated by the heartbeat; a
+/// cheap handle (clones share the measurement).
+///
+/// Besides reading the latest value, one can wait for it: [`Rtt::measured`]
+/// resolves with the first measurement, and [`Rtt::subscribe`] sees every
+/// later one.
+#[derive(Clone, Debug)]
+pub struct Rtt(Arc<watch::Sender<Option<Duration>>>);
+
+impl Default for Rtt {
+    /// No measurement yet.
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(None)))
+    }
+}
 
 impl Rtt {
     /// The latest measurement; `None` before the first heartbeat answer.
     pub fn get(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            micros => Some(Duration::from_micros(micros)),
+        *self.0.borrow()
+    }
+
+    /// Records a measurement and wakes whoever waits for one.
+    pub fn set(&self, rtt: Duration) {
+        self.0.send_replace(Some(rtt));
+    }
+
+    /// Waits for a measurement: at once if there is one, else until the
+    /// first heartbeat answer (forever if heartbeats are off or the
+    /// connection is gone; bound it with a timeout).
+    pub async fn measured(&self) -> Duration {
+        let mut changes = self.0.subscribe();
+        loop {
+            if let Some(rtt) = *changes.borrow_and_update() {
+                return rtt;
+            }
+            // `self` holds the sender, so this cannot fail while we wait.
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
-    /// Records a measurement.
-    pub fn set(&self, rtt: Duration) {
-        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-        self.0.store(micros, Ordering::Relaxed);
+    /// A receiver that is told of every measurement from now on
+    /// (`changed().await`, then `borrow()`).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Duration>> {
+        self.0.subscribe()
     }
 }
 
