@@ -23,6 +23,14 @@
 //! notifies every authenticated (not guest) connection, and rooms group
 //! connections for [`Server::broadcast_to`]. [`Server::events`] reports
 //! connections as they come, authenticate and go.
+//!
+//! Typed requests go the way their method is declared: notification methods
+//! (`#[sockets(notify)]`) with [`Server::notify`], [`Server::broadcast`] and
+//! [`Server::broadcast_to`]; every other method with [`Server::send_to`],
+//! [`Server::send_to_with`], [`Server::call_all`] and
+//! [`Server::call_all_with`]. The wrong way fails with
+//! [`Error::KindMismatch`] before anything is sent. A handler reaches its
+//! server through [`Context::server`](crate::Context::server).
 
 mod accept;
 pub mod auth;
