@@ -16,7 +16,7 @@ pub trait Greeter: ::sockets::__private::Send + ::sockets::__private::Sync + 'st
     ) -> impl ::sockets::__private::Future<Output = u64> + ::sockets::__private::Send;
     fn wave(&self) -> impl ::sockets::__private::Future<Output = ()> + ::sockets::__private::Send;
 }
-#[doc = "A call to a method of [`Greeter`], with its arguments: one variant per method."]
+#[doc = "A call to a method of [`Greeter`], with its arguments: one variant per method. `Debug` prints the variant only, never the arguments."]
 pub enum GreeterRequest {
     #[doc = " Says hello to `name`."]
     Hello {
@@ -60,6 +60,13 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Wave => "greeter.wave",
         }
     }
+    fn is_notify(&self) -> bool {
+        match self {
+            Self::Hello { .. } => false,
+            Self::Whoami => false,
+            Self::Wave => true,
+        }
+    }
     fn encode_args(
         &self,
         out: &mut ::sockets::__private::Vec<u8>,
@@ -91,7 +98,19 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
         }
     }
 }
-#[doc = "The reply to a call of [`Greeter`]: one variant per method, holding its return value."]
+impl ::sockets::__private::Debug for GreeterRequest {
+    fn fmt(
+        &self,
+        f: &mut ::sockets::__private::fmt::Formatter<'_>,
+    ) -> ::sockets::__private::fmt::Result {
+        match self {
+            Self::Hello { .. } => f.debug_struct("Hello").finish_non_exhaustive(),
+            Self::Whoami => f.write_str("Whoami"),
+            Self::Wave => f.write_str("Wave"),
+        }
+    }
+}
+#[doc = "The reply to a call of [`Greeter`]: one variant per method, holding its return value. `Debug` prints the variant only, never the value."]
 #[allow(dead_code)]
 pub enum GreeterResponse {
     #[doc = "What `greeter.hello` returned."]
@@ -108,6 +127,18 @@ impl ::sockets::service::ServiceResponse for GreeterResponse {
             "greeter.whoami" => ::sockets::__private::decode_reply(method, value).map(Self::Whoami),
             "greeter.wave" => ::sockets::__private::decode_reply(method, value).map(Self::Wave),
             _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+        }
+    }
+}
+impl ::sockets::__private::Debug for GreeterResponse {
+    fn fmt(
+        &self,
+        f: &mut ::sockets::__private::fmt::Formatter<'_>,
+    ) -> ::sockets::__private::fmt::Result {
+        match self {
+            Self::Hello(_) => f.debug_tuple("Hello").finish_non_exhaustive(),
+            Self::Whoami(_) => f.debug_tuple("Whoami").finish_non_exhaustive(),
+            Self::Wave(_) => f.debug_tuple("Wave").finish_non_exhaustive(),
         }
     }
 }

@@ -44,7 +44,7 @@ use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
-use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, SessionKind};
+use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, Rtt, SessionKind};
 use crate::transport::ClientTls;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
@@ -183,6 +183,8 @@ impl Inner {
             meta: established.meta,
             config: Arc::clone(&self.config),
             services: Arc::clone(&self.services),
+            server: None,
+            server_id: established.server_id,
         });
         Ok(connection::spawn(
             shared,
@@ -298,14 +300,43 @@ impl Client {
             .is_some_and(|h| !h.is_closed())
     }
 
-    /// The current connection's id (a new one after each reconnect).
+    /// The current connection's id on this side (a new one after each
+    /// reconnect): what handlers this client serves see as
+    /// [`Context::connection_id`](crate::Context::connection_id), and what
+    /// its logs name. Ids are per process, so the server knows the same
+    /// connection by another id: see [`Client::server_connection_id`].
     pub fn connection_id(&self) -> Option<ConnectionId> {
         self.inner.current.borrow().as_ref().map(Handle::id)
+    }
+
+    /// The id the server gave the current connection (a new one after each
+    /// reconnect): what the server's handlers see as
+    /// [`Context::connection_id`](crate::Context::connection_id) and what
+    /// [`Server::send_to`](crate::Server::send_to), `join` or `disconnect`
+    /// take. `None` while disconnected, or when the server did not say
+    /// (AUTH_RESULT's optional `id`, docs/PROTOCOL.md §9.2).
+    pub fn server_connection_id(&self) -> Option<ConnectionId> {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .and_then(|h| h.0.server_id)
     }
 
     /// Whether the server admitted this client as authenticated or as a guest.
     pub fn session(&self) -> Option<SessionKind> {
         self.inner.current.borrow().as_ref().map(|h| h.0.session)
+    }
+
+    /// The current connection's round-trip time handle, to wait for a
+    /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]); `None` while
+    /// disconnected. A reconnect brings a new connection with a new handle.
+    pub fn connection_rtt(&self) -> Option<Rtt> {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .map(|h| h.0.rtt.clone())
     }
 
     /// The current connection's heartbeat round-trip time, once measured.

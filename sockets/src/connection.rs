@@ -34,6 +34,7 @@ use crate::correlation::InFlight;
 use crate::dispatch::{Running, Services};
 use crate::error::{Disconnect, Error};
 use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
+use crate::server::WeakServer;
 use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Rtt, SessionKind};
 
 pub(crate) use io::spawn;
@@ -68,6 +69,11 @@ pub(crate) struct Shared {
     pub(crate) connected_since: SystemTime,
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
+    /// The server this connection belongs to; `None` on a client.
+    pub(crate) server: Option<WeakServer>,
+    /// On a client: the id the server gave this connection, if it said
+    /// (AUTH_RESULT's `id`). On a server: its own id.
+    pub(crate) server_id: Option<ConnectionId>,
     pub(crate) queue: mpsc::Sender<Message>,
     calls: Mutex<InFlight<Waiter>>,
     pub(crate) running: Mutex<Running>,
@@ -90,6 +96,8 @@ pub(crate) struct Params {
     pub(crate) meta: Meta,
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
+    pub(crate) server: Option<WeakServer>,
+    pub(crate) server_id: Option<ConnectionId>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +120,8 @@ impl Shared {
             connected_since: SystemTime::now(),
             config: params.config,
             services: params.services,
+            server: params.server,
+            server_id: params.server_id,
             queue,
             calls: Mutex::new(InFlight::default()),
             running: Mutex::new(Running::default()),

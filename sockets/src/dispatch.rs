@@ -2,11 +2,17 @@
 //! the handler tasks with their deadline, cancellation and panic isolation.
 //!
 //! A call that cannot start is answered at once: `UNKNOWN_METHOD`,
-//! `BAD_REQUEST`, `UNAUTHORIZED` (a guest calling a method not marked open),
+//! `BAD_REQUEST` (arguments that do not decode, or a call to a notification
+//! method, which never replies), `UNAUTHORIZED` (a guest calling a method not marked open),
 //! `REJECTED` (the peer already has the maximum number of calls running) or
 //! `SHUTTING_DOWN`. Otherwise the handler runs in its own task until it
 //! returns, the caller's deadline passes (`TIMEOUT`), the caller cancels
 //! (no reply: nobody waits), or it panics (`INTERNAL`; the connection lives on).
+//!
+//! A notification that cannot start is dropped (there is nothing to reply
+//! to): one for an unknown method, a closed method from a guest, a method
+//! that is not a notification method (logged as a warning: the sender's
+//! result would be lost), or arguments that do not decode.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -20,6 +26,7 @@ use tokio::task::AbortHandle;
 use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use crate::server::WeakServer;
 use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service};
 
 /// The services one side of a connection serves, by wire name.
@@ -111,6 +118,7 @@ fn context(shared: &Arc<Shared>, timeout: Option<Duration>) -> Context {
         rtt: shared.rtt.clone(),
         deadline: timeout.map(|t| std::time::Instant::now() + t),
         peer: Peer::new(Arc::new(Handle(Arc::clone(shared)))),
+        server: shared.server.as_ref().and_then(WeakServer::upgrade),
     }
 }
 
@@ -127,6 +135,15 @@ fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Se
             id,
             ErrorCode::Unauthorized,
             "method not open to guests",
+        ));
+    }
+    if info.notify {
+        return Err(error_reply(
+            id,
+            ErrorCode::BadRequest,
+            format!(
+                "`{method}` is a notification method: it never replies, send it as a notification"
+            ),
         ));
     }
     let running = lock(&shared.running).tasks.len();
@@ -251,6 +268,14 @@ pub(crate) fn notify(shared: &Arc<Shared>, notify: Notify) {
     };
     if shared.peer_is_guest && !info.open {
         tracing::debug!(id = %shared.id, %method, "guest notification for a closed method");
+        return;
+    }
+    if !info.notify {
+        tracing::warn!(
+            id = %shared.id,
+            %method,
+            "notification dropped: the method replies, so it must be called"
+        );
         return;
     }
     let handler = match Arc::clone(service).dispatch(context(shared, None), &method, &args) {

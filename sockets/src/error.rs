@@ -64,9 +64,30 @@ pub enum Error {
     /// A value of ours could not be encoded, or a reply could not be decoded as the expected type.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A typed request was sent the wrong way, and nothing was sent: a
+    /// notification method (`#[sockets(notify)]`, `notify` is `true`) as a
+    /// call, which would never be answered; or a method that replies
+    /// (`notify` is `false`) as a notification, whose result would be lost.
+    #[error("{}", kind_mismatch(method, *notify))]
+    KindMismatch {
+        /// The method's wire name.
+        method: String,
+        /// Whether the method is a notification method.
+        notify: bool,
+    },
     /// The configuration is invalid (missing secret, bad variable, bad address).
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+fn kind_mismatch(method: &str, notify: bool) -> String {
+    if notify {
+        format!("`{method}` is a notification method: send it as a notification, not as a call")
+    } else {
+        format!(
+            "`{method}` is not a notification method: call it, do not send it as a notification"
+        )
+    }
 }
 
 /// Why a connection ended: the close code and the reason text that came with it.

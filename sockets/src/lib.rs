@@ -119,7 +119,7 @@ pub mod __private {
     pub use core::clone::Clone;
     pub use core::convert::From;
     pub use core::default::Default;
-    pub use core::fmt::Debug;
+    pub use core::fmt::{self, Debug};
     pub use core::future::Future;
     pub use core::marker::{Copy, Send, Sync};
     pub use core::option::Option::{self, None, Some};

@@ -23,6 +23,14 @@
 //! notifies every authenticated (not guest) connection, and rooms group
 //! connections for [`Server::broadcast_to`]. [`Server::events`] reports
 //! connections as they come, authenticate and go.
+//!
+//! Typed requests go the way their method is declared: notification methods
+//! (`#[sockets(notify)]`) with [`Server::notify`], [`Server::broadcast`] and
+//! [`Server::broadcast_to`]; every other method with [`Server::send_to`],
+//! [`Server::send_to_with`], [`Server::call_all`] and
+//! [`Server::call_all_with`]. The wrong way fails with
+//! [`Error::KindMismatch`] before anything is sent. A handler reaches its
+//! server through [`Context::server`](crate::Context::server).
 
 mod accept;
 pub mod auth;
@@ -32,7 +40,7 @@ mod registry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -51,7 +59,8 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{
-    CallOptions, ConnectionId, Peer, ServiceRequest, ServiceResponse, SessionKind,
+    CallOptions, ConnectionId, Peer, Rtt, ServiceRequest, ServiceResponse, SessionKind,
+    ensure_call, ensure_notify,
 };
 use crate::transport::ServerTls;
 use auth::AuthHook;
@@ -106,6 +115,23 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.inner.local_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// A server handle that does not keep the server alive: what each of its
+/// connections holds (the server holds its connections), upgraded for each
+/// handler's [`Context`](crate::Context).
+#[derive(Clone)]
+pub(crate) struct WeakServer(Weak<Inner>);
+
+impl WeakServer {
+    pub(crate) fn of(inner: &Arc<Inner>) -> Self {
+        Self(Arc::downgrade(inner))
+    }
+
+    /// The server, while it exists.
+    pub(crate) fn upgrade(&self) -> Option<Server> {
+        self.0.upgrade().map(|inner| Server { inner })
     }
 }
 
@@ -222,6 +248,16 @@ impl Server {
             .ok_or(Error::UnknownConnection(id))
     }
 
+    /// A connection's round-trip time handle, to wait for a heartbeat
+    /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]);
+    /// [`ConnectionInfo::rtt`] is a snapshot of it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn connection_rtt(&self, id: ConnectionId) -> Result<Rtt, Error> {
+        Ok(self.handle(id)?.0.rtt.clone())
+    }
+
     /// Closes a connection with an authenticated CLOSE (code `Disconnected`) carrying `reason`.
     ///
     /// # Errors
@@ -243,6 +279,8 @@ impl Server {
     /// server's default call timeout.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a
+    /// notification method: send those with [`Server::notify`].
     /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Timeout`],
     /// [`Error::UnknownMethod`] and the other call outcomes.
     ///
@@ -266,6 +304,7 @@ impl Server {
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
+        ensure_call(request)?;
         let handle = self.handle(id)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
@@ -278,12 +317,15 @@ impl Server {
     /// Sends a typed request to one client as a notification (no reply).
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies: call those with [`Server::send_to`].
     /// [`Error::UnknownConnection`], [`Error::Disconnected`], [`Error::Codec`].
     pub async fn notify<Q: ServiceRequest>(
         &self,
         id: ConnectionId,
         request: &Q,
     ) -> Result<(), Error> {
+        ensure_notify(request)?;
         let handle = self.handle(id)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
@@ -294,6 +336,8 @@ impl Server {
     /// how many connections it was queued for.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies: call those with [`Server::call_all`].
     /// [`Error::Codec`] when the request does not encode.
     pub async fn broadcast<Q: ServiceRequest>(&self, request: &Q) -> Result<usize, Error> {
         let targets = self.inner.registry.all();
@@ -305,6 +349,7 @@ impl Server {
         targets: Vec<Handle>,
         request: &Q,
     ) -> Result<usize, Error> {
+        ensure_notify(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
@@ -326,16 +371,34 @@ impl Server {
     /// each outcome by connection.
     ///
     /// # Errors
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a
+    /// notification method: send those with [`Server::broadcast`].
     /// [`Error::Codec`] when the request does not encode; per-connection
     /// failures are in the map.
     pub async fn call_all<Q: ServiceRequest>(
         &self,
         request: &Q,
     ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
+        self.call_all_with(request, CallOptions::default()).await
+    }
+
+    /// As [`Server::call_all`], with per-call options: `timeout` bounds each
+    /// call (the server's default call timeout when `None`);
+    /// `wait_for_connection` has no effect here, since a server cannot
+    /// reconnect a client.
+    ///
+    /// # Errors
+    /// As [`Server::call_all`].
+    pub async fn call_all_with<Q: ServiceRequest>(
+        &self,
+        request: &Q,
+        options: CallOptions,
+    ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
+        ensure_call(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
-        let timeout = self.inner.config.call_timeout;
+        let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
         let calls = self
             .inner
             .registry
@@ -381,7 +444,8 @@ impl Server {
     /// Notifies every authenticated member of a room; returns how many it was queued for.
     ///
     /// # Errors
-    /// [`Error::Codec`] when the request does not encode.
+    /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
+    /// that replies. [`Error::Codec`] when the request does not encode.
     pub async fn broadcast_to<Q: ServiceRequest>(
         &self,
         room: &str,

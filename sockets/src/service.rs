@@ -18,15 +18,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
+use crate::server::Server;
 
 /// A boxed, sendable future, as dispatch and peers return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -94,9 +95,11 @@ pub trait Service: Send + Sync + 'static {
     /// Starts one call: decodes `args` for `method` and returns the running handler.
     ///
     /// Decoding happens before this returns, so a bad request is reported at
-    /// once. The runtime checks `open` and `notify` before it dispatches, and
-    /// owns the returned future: it applies the deadline and aborts it when
-    /// the caller cancels.
+    /// once. The runtime checks the method's `open` and `notify` flags
+    /// ([`MethodInfo`]) before it dispatches: a guest may start open methods
+    /// only, a call may start only a method that is not `notify`, and a
+    /// notification only one that is. It owns the returned future: it applies
+    /// the deadline and aborts it when the caller cancels.
     ///
     /// # Errors
     /// [`DispatchError::UnknownMethod`] or [`DispatchError::BadRequest`].
@@ -115,6 +118,12 @@ pub trait ServiceRequest: Send + Sync + 'static {
 
     /// The wire name of the method this request calls.
     fn method(&self) -> &'static str;
+
+    /// Whether the method is a notification method (`#[sockets(notify)]`):
+    /// sent with a notification and never replied to. The runtime refuses to
+    /// send such a request as a call, and any other request as a
+    /// notification ([`Error::KindMismatch`]).
+    fn is_notify(&self) -> bool;
 
     /// Appends the encoded arguments (one MessagePack array) to `out`.
     ///
@@ -225,12 +234,14 @@ impl Peer {
     /// Sends a typed request and returns the typed response.
     ///
     /// # Errors
-    /// As [`Peer::call`].
+    /// As [`Peer::call`], and [`Error::KindMismatch`] (nothing sent) when the
+    /// request is for a notification method: send those with [`Peer::notify`].
     pub async fn request<Q: ServiceRequest>(
         &self,
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
+        ensure_call(request)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
@@ -242,6 +253,34 @@ impl Peer {
     pub fn caller(&self) -> &Arc<dyn Caller> {
         &self.caller
     }
+}
+
+/// `Ok` when `request` is for a method that replies, so it may be sent as a call.
+///
+/// # Errors
+/// [`Error::KindMismatch`] for a notification method.
+pub(crate) fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+    if request.is_notify() {
+        return Err(Error::KindMismatch {
+            method: request.method().to_owned(),
+            notify: true,
+        });
+    }
+    Ok(())
+}
+
+/// `Ok` when `request` is for a notification method, so it may be sent as a notification.
+///
+/// # Errors
+/// [`Error::KindMismatch`] for a method that replies.
+pub(crate) fn ensure_notify<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+    if !request.is_notify() {
+        return Err(Error::KindMismatch {
+            method: request.method().to_owned(),
+            notify: false,
+        });
+    }
+    Ok(())
 }
 
 /// What the auth hook stored for a connection, shared by all its handlers.
@@ -275,23 +314,53 @@ impl fmt::Debug for Meta {
     }
 }
 
-/// A connection's measured round-trip time, updated by the heartbeat.
-#[derive(Clone, Debug, Default)]
-pub struct Rtt(Arc<AtomicU64>);
+/// A connection's measured round-trip time, updated by the heartbeat; a
+/// cheap handle (clones share the measurement).
+///
+/// Besides reading the latest value, one can wait for it: [`Rtt::measured`]
+/// resolves with the first measurement, and [`Rtt::subscribe`] sees every
+/// later one.
+#[derive(Clone, Debug)]
+pub struct Rtt(Arc<watch::Sender<Option<Duration>>>);
+
+impl Default for Rtt {
+    /// No measurement yet.
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(None)))
+    }
+}
 
 impl Rtt {
     /// The latest measurement; `None` before the first heartbeat answer.
     pub fn get(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            micros => Some(Duration::from_micros(micros)),
+        *self.0.borrow()
+    }
+
+    /// Records a measurement and wakes whoever waits for one.
+    pub fn set(&self, rtt: Duration) {
+        self.0.send_replace(Some(rtt));
+    }
+
+    /// Waits for a measurement: at once if there is one, else until the
+    /// first heartbeat answer (forever if heartbeats are off or the
+    /// connection is gone; bound it with a timeout).
+    pub async fn measured(&self) -> Duration {
+        let mut changes = self.0.subscribe();
+        loop {
+            if let Some(rtt) = *changes.borrow_and_update() {
+                return rtt;
+            }
+            // `self` holds the sender, so this cannot fail while we wait.
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
-    /// Records a measurement.
-    pub fn set(&self, rtt: Duration) {
-        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-        self.0.store(micros, Ordering::Relaxed);
+    /// A receiver that is told of every measurement from now on
+    /// (`changed().await`, then `borrow()`).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Duration>> {
+        self.0.subscribe()
     }
 }
 
@@ -321,11 +390,32 @@ pub struct Context {
     pub deadline: Option<Instant>,
     /// A handle to call or notify the same peer back.
     pub peer: Peer,
+    /// The server the call came to, for handlers that reach other
+    /// connections (rooms, broadcasts); `None` for a handler a client serves.
+    pub server: Option<Server>,
 }
 
 impl Context {
     /// The auth hook's metadata, if it is a `T`.
     pub fn meta<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.meta.get()
+    }
+
+    /// The server this handler runs in: `Some` on the server side, `None` in
+    /// a service a client serves.
+    ///
+    /// ```
+    /// use sockets::Context;
+    ///
+    /// // A handler that puts its caller in a room.
+    /// async fn join(cx: &Context, room: &str) -> Result<(), sockets::Error> {
+    ///     match cx.server() {
+    ///         Some(server) => server.join(cx.connection_id, room),
+    ///         None => Err(sockets::Error::Config("rooms exist on the server only".into())),
+    ///     }
+    /// }
+    /// ```
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
     }
 }

@@ -282,6 +282,10 @@ impl ServiceRequest for InboxRequest {
         }
     }
 
+    fn is_notify(&self) -> bool {
+        matches!(self, Self::News(_))
+    }
+
     fn encode_args(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match self {
             Self::Hello(name) => codec::encode_value(&(name,), out),

@@ -3,7 +3,6 @@
 //! `ChatEvents` (a `message` notification), and the server pushes with
 //! `broadcast_to`, `broadcast` and `notify` using the generated request enum.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -43,26 +42,23 @@ pub trait ChatEvents {
 /// What the auth hook stores: the user's name.
 struct User(String);
 
-/// The server's chat; it needs the server it runs in to reach rooms.
-struct Rooms {
-    server: Arc<OnceLock<Server>>,
-}
+/// The server's chat; it reaches rooms through the server it runs in, which
+/// every handler's context holds.
+struct Rooms;
 
-impl Rooms {
-    fn server(&self) -> Result<&Server, ChatError> {
-        self.server.get().ok_or(ChatError::Unavailable)
-    }
+fn server_of(cx: &Context) -> Result<&Server, ChatError> {
+    cx.server().ok_or(ChatError::Unavailable)
 }
 
 impl Chat for Rooms {
     async fn join(&self, cx: &Context, room: String) -> Result<(), ChatError> {
-        self.server()?
+        server_of(cx)?
             .join(cx.connection_id, &room)
             .map_err(|_| ChatError::Unavailable)
     }
 
     async fn say(&self, cx: &Context, room: String, text: String) -> Result<usize, ChatError> {
-        let server = self.server()?;
+        let server = server_of(cx)?;
         if !server.members(&room).contains(&cx.connection_id) {
             return Err(ChatError::NotInRoom(room));
         }
@@ -96,11 +92,8 @@ struct Login {
 }
 
 async fn start() -> Server {
-    let slot = Arc::new(OnceLock::new());
-    let server = server()
-        .serve(ChatServer::new(Rooms {
-            server: Arc::clone(&slot),
-        }))
+    server()
+        .serve(ChatServer::new(Rooms))
         .auth(|login: Login, _peer| async move {
             if login.user == "guest" {
                 AuthDecision::Guest
@@ -110,9 +103,7 @@ async fn start() -> Server {
         })
         .start()
         .await
-        .unwrap();
-    slot.set(server.clone()).ok();
-    server
+        .unwrap()
 }
 
 /// A connected chat user.

@@ -143,6 +143,7 @@ impl InProcess {
             rtt: Rtt::default(),
             deadline: None,
             peer: self.back.get().expect("linked").clone(),
+            server: None,
         }
     }
 

@@ -52,6 +52,11 @@ impl Raw {
         assert_eq!(kind, FrameKind::AuthResult);
         let result: HashMap<String, auth_result::Value> = codec::decode_value(&result).unwrap();
         assert_eq!(result.get("ok"), Some(&auth_result::Value::Bool(true)));
+        // The server tells the client the id it gave the connection.
+        assert!(
+            matches!(result.get("id"), Some(auth_result::Value::Int(id)) if *id > 0),
+            "{result:?}"
+        );
         raw.opener.set_authenticated();
         raw
     }
@@ -121,6 +126,7 @@ mod auth_result {
     pub enum Value {
         Bool(bool),
         Text(String),
+        Int(u64),
     }
 }
 

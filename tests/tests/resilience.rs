@@ -214,19 +214,17 @@ async fn round_trip_time_is_measured_on_both_sides() {
     .await
     .unwrap();
     let id: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
-    // Each heartbeat answer is an event on the wire; wait on the measurement
-    // by polling it once per heartbeat interval, bounded.
-    within(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            tick.tick().await;
-            let server_rtt = server.get(sockets::ConnectionId(id)).and_then(|c| c.rtt);
-            if client.rtt().is_some() && server_rtt.is_some() {
-                break;
-            }
-        }
-    })
-    .await;
+    let id = sockets::ConnectionId(id);
+    // Each side's measurement is a signal: wait for the first one on both.
+    let client_rtt = client.connection_rtt().expect("connected");
+    let server_rtt = server.connection_rtt(id).unwrap();
+    within(async { tokio::join!(client_rtt.measured(), server_rtt.measured()) }).await;
+    assert!(client.rtt().is_some());
+    assert!(server.get(id).and_then(|c| c.rtt).is_some());
+    // Every later heartbeat answer updates it again.
+    let mut changes = client_rtt.subscribe();
+    within(changes.changed()).await.unwrap();
+    assert!(changes.borrow().is_some());
 }
 
 #[tokio::test]

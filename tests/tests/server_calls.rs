@@ -46,6 +46,8 @@ async fn join(
         .call("calc.my_id", &(), CallOptions::default())
         .await
         .unwrap();
+    // AUTH_RESULT told the client the id the server gave it, guests too.
+    assert_eq!(client.server_connection_id(), Some(ConnectionId(id)));
     (client, ConnectionId(id), news)
 }
 
@@ -82,6 +84,21 @@ async fn the_server_calls_one_client_and_gets_its_reply() {
         .await
         .unwrap();
     assert_eq!(greeting, "alice greets peer");
+}
+
+#[tokio::test]
+async fn the_client_knows_its_server_side_id_until_it_closes() {
+    let server = start().await;
+    let (alice, _, _) = join(&server, "alice").await;
+    let id = alice.server_connection_id().unwrap();
+    let reply = within(server.send_to(id, &InboxRequest::Hello("you".into()))).await;
+    assert_eq!(
+        reply.unwrap(),
+        InboxResponse::Hello("alice greets you".into())
+    );
+    assert!(server.connections().iter().any(|c| c.id == id));
+    within(alice.close()).await;
+    assert_eq!(alice.server_connection_id(), None);
 }
 
 #[tokio::test]

@@ -18,8 +18,10 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         request_enum(service),
         request_info(service),
         request_impl(service),
+        request_debug(service),
         response_enum(service),
         response_impl(service),
+        response_debug(service),
         server_struct(service),
         server_impl(service),
         service_impl(service),
@@ -93,7 +95,8 @@ fn request_enum(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let request = &service.names.request;
     let doc = format!(
-        "A call to a method of {}, with its arguments: one variant per method.",
+        "A call to a method of {}, with its arguments: one variant per method. \
+         `Debug` prints the variant only, never the arguments.",
         display_name(service)
     );
     let variants = service.methods.iter().map(|m| {
@@ -149,13 +152,14 @@ fn request_impl(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let (request, response) = (&service.names.request, &service.names.response);
     let methods = service.methods.iter().map(|m| {
-        let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        let pattern = if m.args.is_empty() {
-            quote!(Self::#variant)
-        } else {
-            quote!(Self::#variant { .. })
-        };
+        let (cfgs, wire) = (&m.cfgs, &m.wire_name);
+        let pattern = variant_wildcard(m);
         quote!(#(#cfgs)* #pattern => #wire,)
+    });
+    let notifies = service.methods.iter().map(|m| {
+        let (cfgs, notify) = (&m.cfgs, m.notify);
+        let pattern = variant_wildcard(m);
+        quote!(#(#cfgs)* #pattern => #notify,)
     });
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
@@ -205,6 +209,12 @@ fn request_impl(service: &Service) -> TokenStream {
                 }
             }
 
+            fn is_notify(&self) -> bool {
+                match #scrutinee {
+                    #(#notifies)*
+                }
+            }
+
             fn encode_args(
                 &self,
                 out: &mut ::sockets::__private::Vec<u8>,
@@ -233,7 +243,8 @@ fn response_enum(service: &Service) -> TokenStream {
     let cfgs = &service.cfgs;
     let response = &service.names.response;
     let doc = format!(
-        "The reply to a call of {}: one variant per method, holding its return value.",
+        "The reply to a call of {}: one variant per method, holding its return value. \
+         `Debug` prints the variant only, never the value.",
         display_name(service)
     );
     let variants = service.methods.iter().map(|m| {
@@ -276,6 +287,62 @@ fn response_impl(service: &Service) -> TokenStream {
                 match method {
                     #(#arms)*
                     _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+                }
+            }
+        }
+    }
+}
+
+/// `impl Debug for CalculatorRequest`: the variant, never the arguments,
+/// which need not be `Debug` and may hold secrets (`Add { .. }`, `Version`).
+fn request_debug(service: &Service) -> TokenStream {
+    let request = &service.names.request;
+    let arms = service.methods.iter().map(|m| {
+        let cfgs = &m.cfgs;
+        let pattern = variant_wildcard(m);
+        let name = m.variant.to_string();
+        let print = if m.args.is_empty() {
+            quote!(f.write_str(#name))
+        } else {
+            quote!(f.debug_struct(#name).finish_non_exhaustive())
+        };
+        quote!(#(#cfgs)* #pattern => #print,)
+    });
+    debug_impl(service, request, arms)
+}
+
+/// `impl Debug for CalculatorResponse`: the variant, never the value (`Add(..)`).
+fn response_debug(service: &Service) -> TokenStream {
+    let response = &service.names.response;
+    let arms = service.methods.iter().map(|m| {
+        let (cfgs, variant) = (&m.cfgs, &m.variant);
+        let name = variant.to_string();
+        quote!(#(#cfgs)* Self::#variant(_) => f.debug_tuple(#name).finish_non_exhaustive(),)
+    });
+    debug_impl(service, response, arms)
+}
+
+fn debug_impl(
+    service: &Service,
+    ty: &syn::Ident,
+    arms: impl Iterator<Item = TokenStream>,
+) -> TokenStream {
+    let cfgs = &service.cfgs;
+    // An empty enum (every method had a mistake) is matched by value.
+    let scrutinee = if service.methods.is_empty() {
+        quote!(*self)
+    } else {
+        quote!(self)
+    };
+    quote! {
+        #(#cfgs)*
+        impl ::sockets::__private::Debug for #ty {
+            fn fmt(
+                &self,
+                f: &mut ::sockets::__private::fmt::Formatter<'_>,
+            ) -> ::sockets::__private::fmt::Result {
+                match #scrutinee {
+                    #(#arms)*
                 }
             }
         }
@@ -341,6 +408,16 @@ pub(super) fn variant_pattern(enum_path: TokenStream, m: &Method) -> TokenStream
     }
     let idents = m.args.iter().map(|a| &a.ident);
     quote!(#enum_path::#variant { #(#idents),* })
+}
+
+/// `Self::Add { .. }` or `Self::Version`: the variant, ignoring its fields.
+fn variant_wildcard(m: &Method) -> TokenStream {
+    let variant = &m.variant;
+    if m.args.is_empty() {
+        quote!(Self::#variant)
+    } else {
+        quote!(Self::#variant { .. })
+    }
 }
 
 /// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.

@@ -34,13 +34,17 @@ use crate::transport::{
 };
 
 /// The payload of an AUTH_RESULT frame.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct AuthResultBody {
     ok: bool,
     #[serde(default)]
     guest: bool,
     #[serde(default)]
     reason: String,
+    /// The server's id of the connection, when it admitted it; optional
+    /// (older servers do not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
 }
 
 /// A connection that passed the handshake and authentication.
@@ -52,6 +56,8 @@ pub(crate) struct Established {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) session: SessionKind,
     pub(crate) meta: Meta,
+    /// On a client: the id the server gave the connection, if it said.
+    pub(crate) server_id: Option<ConnectionId>,
 }
 
 /// What a client needs to connect.
@@ -178,6 +184,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
                 SessionKind::Authenticated
             },
             meta: Meta::none(),
+            server_id: result.id.map(ConnectionId),
         });
     }
 }
@@ -230,6 +237,7 @@ pub(crate) async fn server(
         peer_addr: setup.peer_addr,
         session,
         meta,
+        server_id: Some(setup.id),
     })
 }
 
@@ -327,6 +335,7 @@ async fn server_steps(
         ok: rejected.is_none(),
         guest: session == SessionKind::Guest,
         reason: rejected.clone().unwrap_or_default(),
+        id: rejected.is_none().then_some(setup.id.0),
     };
     let body = codec::to_vec(&result).map_err(|e| SetupFailure::gone(e.to_string()))?;
     let send = |e: Error| SetupFailure::gone(e.to_string());
@@ -367,4 +376,50 @@ pub(crate) async fn refuse(
         }
     };
     let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthResultBody;
+    use crate::protocol::codec;
+
+    /// docs/PROTOCOL.md §9.2's example, as an older server sends it.
+    const WITHOUT_ID: &str = "83a26f6bc3a56775657374c2a6726561736f6ea0";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_id_is_optional_in_auth_result() {
+        let old: AuthResultBody = codec::decode_value(&unhex(WITHOUT_ID)).unwrap();
+        assert_eq!(old.id, None);
+        assert!(old.ok && !old.guest);
+        let new = AuthResultBody {
+            ok: true,
+            guest: false,
+            reason: String::new(),
+            id: Some(42),
+        };
+        let bytes = codec::to_vec(&new).unwrap();
+        assert_eq!(codec::decode_value::<AuthResultBody>(&bytes).unwrap(), new);
+        // §9.2's example with the id 5.
+        let five = AuthResultBody { id: Some(5), ..new };
+        assert_eq!(
+            codec::to_vec(&five).unwrap(),
+            unhex("84a26f6bc3a56775657374c2a6726561736f6ea0a2696405")
+        );
+        let rejected = AuthResultBody {
+            ok: false,
+            guest: false,
+            reason: "no".into(),
+            id: None,
+        };
+        // Without an id the body is the three keys of §9.2, as before.
+        let bytes = codec::to_vec(&rejected).unwrap();
+        assert_eq!(bytes.first(), Some(&0x83));
+    }
 }

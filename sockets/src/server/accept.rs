@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
+use super::{ACCEPT_BACKOFF, Inner, ServerEvent, WeakServer};
 use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
 use crate::error::Disconnect;
@@ -147,6 +147,8 @@ async fn admit(
         meta: established.meta,
         config: Arc::clone(config),
         services: Arc::clone(&inner.services),
+        server: Some(WeakServer::of(&inner)),
+        server_id: Some(id),
     });
     let handle = Handle(Arc::clone(&shared));
     inner.registry.insert(handle.clone());
