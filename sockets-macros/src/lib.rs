@@ -5,7 +5,7 @@
 //! # Pipeline
 //!
 //! Each entry point is one line. `expand` runs parse → check → generate:
-//! `parse` turns `syn` items into the [`model`] (one `Method` per method,
+//! `parse` turns `syn` items into the `model` (one `Method` per method,
 //! keeping the user's tokens for spans), reporting every per-item mistake;
 //! `check` reports what needs the whole service (duplicates, clashes with
 //! generated names); `expand/service.rs` emits one item per function from the
