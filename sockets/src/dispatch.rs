@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
+use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::service::{Context, DispatchError, MethodInfo, Peer, Service};
 
@@ -170,36 +171,27 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
         }
     };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let task_shared = Arc::clone(shared);
     let max_reply = shared.config.max_message.saturating_sub(64);
+    let mut run = AssertUnwindSafe(handler).catch_unwind();
+    // Most handlers finish on their first poll: answer those here, without a
+    // task, a map entry or a timer. (A call whose id is already running is
+    // refused below instead.)
+    let recorded = lock(&shared.running).tasks.contains_key(&id);
+    if !recorded && let Some(result) = (&mut run).now_or_never() {
+        let outcome = outcome(Some(result), max_reply, &method);
+        let _ = shared
+            .queue
+            .send(Message::Reply(Reply { id, outcome }))
+            .await;
+        return;
+    }
+    let task_shared = Arc::clone(shared);
     let task = async move {
-        let run = AssertUnwindSafe(handler).catch_unwind();
         let result = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
             None => Some(run.await),
         };
-        let outcome = match result {
-            None => Outcome::Err(RemoteError {
-                code: ErrorCode::Timeout,
-                message: "the deadline passed before the handler finished".into(),
-            }),
-            Some(Err(_panic)) => {
-                tracing::error!(method = %method, "handler panicked");
-                Outcome::Err(RemoteError {
-                    code: ErrorCode::Internal,
-                    message: "the handler panicked".into(),
-                })
-            }
-            Some(Ok(Err(error))) => Outcome::Err(RemoteError {
-                code: ErrorCode::Internal,
-                message: format!("the result could not be encoded: {error}"),
-            }),
-            Some(Ok(Ok(value))) if value.len() > max_reply => Outcome::Err(RemoteError {
-                code: ErrorCode::Internal,
-                message: "the result exceeds the maximum message size".into(),
-            }),
-            Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
-        };
+        let outcome = outcome(result, max_reply, &method);
         let still_running = {
             lock(&task_shared.running)
                 .remove(id, &task_shared.running_count)
@@ -229,6 +221,36 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
             .queue
             .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
             .await;
+    }
+}
+
+/// The reply to a call: the handler's result, or `None` when its deadline passed.
+fn outcome(
+    result: Option<std::thread::Result<Result<Vec<u8>, CodecError>>>,
+    max_reply: usize,
+    method: &str,
+) -> Outcome {
+    match result {
+        None => Outcome::Err(RemoteError {
+            code: ErrorCode::Timeout,
+            message: "the deadline passed before the handler finished".into(),
+        }),
+        Some(Err(_panic)) => {
+            tracing::error!(method = %method, "handler panicked");
+            Outcome::Err(RemoteError {
+                code: ErrorCode::Internal,
+                message: "the handler panicked".into(),
+            })
+        }
+        Some(Ok(Err(error))) => Outcome::Err(RemoteError {
+            code: ErrorCode::Internal,
+            message: format!("the result could not be encoded: {error}"),
+        }),
+        Some(Ok(Ok(value))) if value.len() > max_reply => Outcome::Err(RemoteError {
+            code: ErrorCode::Internal,
+            message: "the result exceeds the maximum message size".into(),
+        }),
+        Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
     }
 }
 
