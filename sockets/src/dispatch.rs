@@ -4,9 +4,13 @@
 //! A call that cannot start is answered at once: `UNKNOWN_METHOD`,
 //! `BAD_REQUEST`, `UNAUTHORIZED` (a guest calling a method not marked open),
 //! `REJECTED` (the peer already has the maximum number of calls running) or
-//! `SHUTTING_DOWN`. Otherwise the handler runs in its own task until it
-//! returns, the caller's deadline passes (`TIMEOUT`), the caller cancels
-//! (no reply: nobody waits), or it panics (`INTERNAL`; the connection lives on).
+//! `SHUTTING_DOWN`. Otherwise the handler is polled once by the reader: one
+//! that is already done (most are) is answered at once, without a task. One
+//! that is not runs in its own task until it returns, the caller's deadline
+//! passes (`TIMEOUT`), the caller cancels (no reply: nobody waits), or it
+//! panics (`INTERNAL`; the connection lives on). A handler that blocks the
+//! thread in its first poll therefore holds up its connection's reader:
+//! blocking work belongs in `tokio::task::spawn_blocking`.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
