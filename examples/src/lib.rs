@@ -14,6 +14,7 @@
 //! `server`/`client` pair and the logging set-up.
 
 pub mod greeter;
+pub mod load;
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: warnings only).
 pub fn init_logging() {

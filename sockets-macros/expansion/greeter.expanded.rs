@@ -92,6 +92,7 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
     }
 }
 #[doc = "The reply to a call of [`Greeter`]: one variant per method, holding its return value."]
+#[allow(dead_code)]
 pub enum GreeterResponse {
     #[doc = "What `greeter.hello` returned."]
     Hello(Result<String, Refusal>),

@@ -236,6 +236,16 @@ impl Client {
             .secret
             .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
         builder.config.validate()?;
+        let over_ws = builder
+            .url
+            .get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("ws://"));
+        if builder.mode == Mode::Plaintext && over_ws && !builder.plaintext_over_ws {
+            return Err(Error::Config(
+                "plaintext mode needs a wss:// url (or ClientBuilder::plaintext_over_ws for tests and trusted sockets)"
+                    .into(),
+            ));
+        }
         let inner = Arc::new(Inner {
             url: builder.url,
             secret,
@@ -332,7 +342,7 @@ impl Caller for Client {
         let method = method.to_owned();
         Box::pin(async move {
             let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
             let handle = inner
                 .connection(options.wait_for_connection, deadline)
                 .await?;

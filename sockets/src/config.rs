@@ -9,6 +9,7 @@
 //! | `SOCKETS_PASSPHRASE`, `SOCKETS_SALT` | a passphrase and its per-deployment salt (≥ 16 bytes), instead of a key | — |
 //! | `SOCKETS_CIPHER` | `aes-256-gcm`, `chacha20-poly1305` or `auto` | `auto` |
 //! | `SOCKETS_PLAINTEXT` | `true`: frames unencrypted (behind TLS only); the handshake still proves the secret | `false` |
+//! | `SOCKETS_PLAINTEXT_OVER_WS` | client: allow plaintext mode on a `ws://` url (tests, trusted sockets) | `false` |
 //! | `SOCKETS_HEARTBEAT_INTERVAL_MS` / `SOCKETS_HEARTBEAT_TIMEOUT_MS` | ping period / silence before disconnect | 10 000 / 30 000 |
 //! | `SOCKETS_HANDSHAKE_TIMEOUT_MS` | connect + handshake + auth | 10 000 |
 //! | `SOCKETS_CALL_TIMEOUT_MS` | default per-call timeout | 30 000 |
@@ -16,6 +17,7 @@
 //! | `SOCKETS_MAX_MESSAGE` | largest RPC message (reassembled from frames), bytes | 16 MiB |
 //! | `SOCKETS_MAX_IN_FLIGHT` | calls a peer may have running on one connection | 256 |
 //! | `SOCKETS_MAX_CONNECTIONS` | server: open connections | 10 000 |
+//! | `SOCKETS_MAX_HANDSHAKES` | server: connections not yet authenticated (pre-authentication cap) | 256 |
 //! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake) after this; `0`: never | 24 h |
 //!
 //! A missing secret is an [`Error::Config`], never a silent default.
@@ -25,6 +27,9 @@ use std::time::Duration;
 
 use crate::crypto::{Limits, Secret, Suite};
 use crate::error::Error;
+
+/// The longest timeout or interval a configuration may set.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Settings every connection of a server or client uses.
 #[derive(Clone, Debug)]
@@ -71,6 +76,18 @@ impl ConnectionConfig {
 
     /// Checks the settings make sense together.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        let durations = [
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.handshake_timeout,
+            self.call_timeout,
+            self.write_timeout,
+        ];
+        if durations.iter().any(|d| *d > MAX_DURATION) {
+            return Err(Error::Config(
+                "timeouts and intervals must be at most a year".into(),
+            ));
+        }
         if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
             return Err(Error::Config(
                 "the heartbeat timeout must be longer than its (non-zero) interval".into(),

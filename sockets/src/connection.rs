@@ -38,6 +38,10 @@ use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Rtt, Se
 
 pub(crate) use io::spawn;
 
+/// The longest a call may wait: the most its `timeout_ms` can say on the
+/// wire (about 49 days). Longer timeouts are cut to it.
+pub(crate) const MAX_CALL_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
+
 /// Envelope bytes beyond the payload and method name; used to refuse a
 /// message that could not be sent before it is queued.
 const ENVELOPE_OVERHEAD: usize = 64;
@@ -256,6 +260,7 @@ impl Handle {
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let shared = &self.0;
+        let timeout = timeout.min(MAX_CALL_TIMEOUT);
         let deadline = Instant::now() + timeout;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
             return Err(Error::Rejected(

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -25,7 +26,7 @@ use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::service::{Context, DispatchError, MethodInfo, Peer, Service};
+use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service};
 
 /// The services one side of a connection serves, by wire name.
 #[derive(Default)]
@@ -190,40 +191,61 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
         return;
     }
     let task_shared = Arc::clone(shared);
-    let task = async move {
-        let result = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
-            None => Some(run.await),
-        };
-        let outcome = outcome(result, max_reply, &method);
-        let still_running = {
-            lock(&task_shared.running)
-                .remove(id, &task_shared.running_count)
-                .is_some()
-        };
-        if still_running {
-            let _ = task_shared
-                .queue
-                .send(Message::Reply(Reply { id, outcome }))
-                .await;
-        }
-    };
-    // The task is recorded under the same lock it takes to remove itself, so
-    // a handler that finishes on another worker before `spawn` returns still
-    // finds itself recorded and sends its reply.
-    let duplicate = {
+    // The handler is registered under the same lock that checks for a
+    // duplicate and before its task can finish: on a multi-threaded runtime a
+    // fast handler would otherwise find itself unregistered, drop its reply
+    // (the caller waits for its timeout) and leave a stale in-flight slot.
+    let started = {
         let mut running = lock(&shared.running);
         let duplicate = running.tasks.contains_key(&id);
         if !duplicate {
-            let task = tokio::spawn(task);
+            let handler = Pending {
+                run,
+                deadline,
+                max_reply,
+            };
+            let task = tokio::spawn(run_handler(task_shared, id, method, handler));
             running.insert(id, task.abort_handle(), &shared.running_count);
         }
-        duplicate
+        !duplicate
     };
-    if duplicate {
+    if !started {
         let _ = shared
             .queue
             .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
+            .await;
+    }
+}
+
+/// A handler that did not finish on its first poll.
+struct Pending {
+    run: CatchUnwind<AssertUnwindSafe<HandlerFuture>>,
+    deadline: Option<tokio::time::Instant>,
+    max_reply: usize,
+}
+
+/// Runs a call's handler to its end and queues the reply, unless the call
+/// was cancelled (no longer registered) meanwhile.
+async fn run_handler(task_shared: Arc<Shared>, id: u64, method: String, handler: Pending) {
+    let Pending {
+        run,
+        deadline,
+        max_reply,
+    } = handler;
+    let result = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
+        None => Some(run.await),
+    };
+    let outcome = outcome(result, max_reply, &method);
+    let still_running = {
+        lock(&task_shared.running)
+            .remove(id, &task_shared.running_count)
+            .is_some()
+    };
+    if still_running {
+        let _ = task_shared
+            .queue
+            .send(Message::Reply(Reply { id, outcome }))
             .await;
     }
 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use auth::{AuthDecision, PeerInfo};
@@ -60,6 +60,10 @@ use registry::Registry;
 /// How long the accept loop pauses after a failed accept (out of file
 /// descriptors, say) before it tries again.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Refused connections told why at once; past this many, a refused socket
+/// is dropped without an upgrade, so a flood past the limits costs no tasks.
+const MAX_REFUSALS: usize = 64;
 
 /// Something that happened to a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +117,11 @@ pub(crate) struct Inner {
     auth: AuthHook,
     tls: ServerTls,
     max_connections: usize,
+    /// Slots for connections before authentication (upgrade, handshake, auth hook).
+    handshakes: Arc<Semaphore>,
+    /// Slots for refusals in progress (each upgrades, then closes with a reason);
+    /// past them a refused socket is dropped without a word.
+    refusals: Arc<Semaphore>,
     registry: Registry,
     events: broadcast::Sender<ServerEvent>,
     /// Connections open, including those in the handshake.
@@ -136,8 +145,10 @@ impl Server {
             .secret
             .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
         builder.config.validate()?;
-        if builder.max_connections == 0 {
-            return Err(Error::Config("max connections must be at least 1".into()));
+        if builder.max_connections == 0 || builder.max_handshakes == 0 {
+            return Err(Error::Config(
+                "max connections and max handshakes must be at least 1".into(),
+            ));
         }
         let max_frame = u32::try_from(builder.config.max_frame)
             .map_err(|_| Error::Config("max frame is too large".into()))?;
@@ -159,6 +170,8 @@ impl Server {
             auth: builder.auth,
             tls: builder.tls,
             max_connections: builder.max_connections,
+            handshakes: Arc::new(Semaphore::new(builder.max_handshakes)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             registry: Registry::default(),
             events: broadcast::Sender::new(1024),
             open: watch::Sender::new(0),

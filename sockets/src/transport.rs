@@ -155,11 +155,15 @@ pub(crate) async fn accept(
 /// Opens a TCP connection to the host and port of `url`, runs TLS for a
 /// `wss://` url, and upgrades it. Returns the halves, the server's address
 /// and the TLS channel binding.
+///
+/// The client's WebSocket limit is the largest `mf` any server may announce
+/// (docs/PROTOCOL.md §2): the server's actual `mf` arrives only in HS2, and
+/// the session enforces it from then on.
 pub(crate) async fn connect(
     url: &str,
-    max_frame: usize,
     tls: &ClientTls,
 ) -> Result<(Sender, Receiver, std::net::SocketAddr, Exporter), TransportError> {
+    let max_frame = crate::crypto::handshake::MAX_MAX_FRAME as usize;
     let request = url
         .into_client_request()
         .map_err(|e| TransportError::BadUrl(e.to_string()))?;

@@ -2,10 +2,14 @@
 //!
 //! This library holds what they share: hand-written services (the macro is
 //! tested elsewhere), a typed request for server → client calls, servers in a
-//! runtime of their own that can be killed, and a TCP proxy that can stop
-//! forwarding to play a dead or slow peer.
+//! runtime of their own that can be killed, a TCP proxy that injects network
+//! faults (blackhole, delay, cut mid-frame, reset), a WebSocket man in the
+//! middle that rewrites messages, and a peer that speaks the protocol by hand.
 
+pub mod fuzz;
+pub mod mitm;
 pub mod proxy;
+pub mod raw;
 pub mod services;
 
 use std::future::Future;
@@ -39,8 +43,49 @@ pub async fn within<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// A server on 127.0.0.1 with a free port and the shared secret.
+/// The next `Disconnected` event of a server: why a connection ended.
+///
+/// # Panics
+/// When none comes (see [`within`]) or the events stream ends.
+pub async fn next_disconnect(
+    events: &mut tokio::sync::broadcast::Receiver<sockets::server::ServerEvent>,
+) -> sockets::error::Disconnect {
+    loop {
+        match within(events.recv()).await {
+            Ok(sockets::server::ServerEvent::Disconnected { reason, .. }) => return reason,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                panic!("the server's events ended")
+            }
+        }
+    }
+}
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Counts every panic in this process from now on (a panic in a server
+/// task does not fail a test by itself: tokio catches it). Installed by
+/// [`server`]; the previous hook still prints.
+pub fn count_panics() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// How many panics happened in this process since [`count_panics`].
+pub fn panics() -> usize {
+    PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A server on 127.0.0.1 with a free port and the shared secret. Panics
+/// are counted from here on (see [`panics`]).
 pub fn server() -> ServerBuilder {
+    count_panics();
     Server::builder().address("127.0.0.1:0").secret(secret())
 }
 

@@ -29,6 +29,7 @@ async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
             client(server.local_addr())
                 .suite(suite)
                 .plaintext(plaintext)
+                .plaintext_over_ws(true)
                 .connect(),
         )
         .await
@@ -55,8 +56,20 @@ async fn connect_and_call_with_both_suites_and_in_plaintext_mode() {
 async fn plaintext_is_refused_unless_the_server_allows_it() {
     let (calc, _control) = Calc::new();
     let server = server().serve(calc).start().await.unwrap();
-    let refused = within(client(server.local_addr()).plaintext(true).connect()).await;
+    let refused = within(
+        client(server.local_addr())
+            .plaintext(true)
+            .plaintext_over_ws(true)
+            .connect(),
+    )
+    .await;
     assert!(refused.is_err(), "{refused:?}");
+    // Nor does a client use it on ws:// unless told to.
+    let unprotected = within(client(server.local_addr()).plaintext(true).connect()).await;
+    assert!(
+        matches!(unprotected, Err(Error::Config(_))),
+        "{unprotected:?}"
+    );
 }
 
 #[tokio::test]
@@ -228,4 +241,99 @@ async fn several_services_share_one_connection() {
     let (second, _) = Calc::new();
     let twice = tests::server().serve(first).serve(second).start().await;
     assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
+}
+
+#[tokio::test]
+async fn an_endless_timeout_is_cut_to_what_the_wire_can_say() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let left: Option<u64> = within(client.peer().call(
+        "calc.deadline",
+        &(),
+        CallOptions::timeout(Duration::MAX),
+    ))
+    .await
+    .unwrap();
+    let left = left.expect("a deadline travels");
+    assert!(left > 1000 && left <= u64::from(u32::MAX), "{left}");
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_from_many_clients_all_end_with_their_own_reply() {
+    let (calc, _control) = Calc::new();
+    // Small limits: batches of queued envelopes must be split to stay under
+    // the message limit, and every message spans several frames.
+    let server = server()
+        .max_frame(16 * 1024)
+        .max_message(64 * 1024)
+        .serve(calc)
+        .start()
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let client = client(server.local_addr())
+            .max_frame(16 * 1024)
+            .max_message(64 * 1024)
+            .connect();
+        clients.push(within(client).await.unwrap());
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (c, client) in clients.iter().enumerate() {
+        for i in 0..16 {
+            let peer = client.peer();
+            calls.spawn(async move {
+                let text = format!("{c}-{i}-").repeat(3000);
+                let echo: String = peer.call("calc.echo", &(&text,), opts()).await.unwrap();
+                assert_eq!(echo, text);
+            });
+        }
+    }
+    within(async {
+        while let Some(done) = calls.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    // A message over the limit is refused before it is sent; the connection lives.
+    let too_big = "x".repeat(70 * 1024);
+    let refused = clients[0]
+        .peer()
+        .call::<_, String>("calc.echo", &(&too_big,), opts())
+        .await;
+    assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
+    let sum: i64 = clients[0]
+        .peer()
+        .call("calc.add", &(1, 2), opts())
+        .await
+        .unwrap();
+    assert_eq!(sum, 3);
+}
+
+#[tokio::test]
+async fn a_client_accepts_the_larger_frames_a_server_announces() {
+    let (calc, _control) = Calc::new();
+    // Frames up to 4 MiB from the server; the client keeps its default of 1 MiB
+    // for what it sends. Plaintext mode keeps the debug build quick.
+    let server = server()
+        .max_frame(4 << 20)
+        .allow_plaintext(true)
+        .serve(calc)
+        .start()
+        .await
+        .unwrap();
+    let client = within(
+        client(server.local_addr())
+            .plaintext(true)
+            .plaintext_over_ws(true)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let big = "y".repeat(3 << 20);
+    let echo: String = within(client.peer().call("calc.echo", &(&big,), opts()))
+        .await
+        .unwrap();
+    assert_eq!(echo.len(), big.len());
 }

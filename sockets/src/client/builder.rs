@@ -23,6 +23,7 @@ pub struct ClientBuilder {
     pub(super) secret: Option<Secret>,
     pub(super) suite: Option<Suite>,
     pub(super) mode: Mode,
+    pub(super) plaintext_over_ws: bool,
     pub(super) credentials: Vec<u8>,
     pub(super) config: ConnectionConfig,
     pub(super) services: Services,
@@ -51,6 +52,7 @@ impl Default for ClientBuilder {
             secret: None,
             suite: None,
             mode: Mode::Encrypted,
+            plaintext_over_ws: false,
             // `()` encodes as nil: no credentials.
             credentials: vec![0xc0],
             config: ConnectionConfig::default(),
@@ -83,6 +85,9 @@ impl ClientBuilder {
         if vars.flag("SOCKETS_PLAINTEXT")? == Some(true) {
             builder.mode = Mode::Plaintext;
         }
+        if let Some(allow) = vars.flag("SOCKETS_PLAINTEXT_OVER_WS")? {
+            builder.plaintext_over_ws = allow;
+        }
         builder.config.apply_env(vars)?;
         if let Some(ms) = vars.parse::<u64>("SOCKETS_SESSION_LIFETIME_MS")? {
             builder.session_lifetime = (ms > 0).then(|| Duration::from_millis(ms));
@@ -109,14 +114,23 @@ impl ClientBuilder {
         self
     }
 
-    /// Plaintext mode: frames unencrypted (the server must allow it; use only
-    /// behind TLS or on a trusted socket). The handshake still proves the secret.
+    /// Plaintext mode: frames unencrypted (the server must allow it). The
+    /// handshake still proves the secret. Needs a `wss://` url unless
+    /// [`ClientBuilder::plaintext_over_ws`] says otherwise.
     pub fn plaintext(mut self, plaintext: bool) -> Self {
         self.mode = if plaintext {
             Mode::Plaintext
         } else {
             Mode::Encrypted
         };
+        self
+    }
+
+    /// Allows plaintext mode on a `ws://` url, where nothing protects the
+    /// frames: only for tests, or a socket you trust (loopback, a TLS
+    /// terminator in front). Default: refused (docs/PROTOCOL.md §6.6).
+    pub fn plaintext_over_ws(mut self, allow: bool) -> Self {
+        self.plaintext_over_ws = allow;
         self
     }
 
@@ -166,7 +180,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest WebSocket message, bytes. Default 1 MiB.
+    /// Largest frame (WebSocket message) this client sends, bytes; the
+    /// server's announced limit may lower it. What the client receives is
+    /// bounded by the server's announced limit. Default 1 MiB.
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
         self
@@ -196,7 +212,9 @@ impl ClientBuilder {
     /// and closes. Bounds what a stolen session key could ever decrypt.
     /// `None`: never renew. Default 24 h.
     pub fn session_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.session_lifetime = lifetime;
+        // A lifetime past a century never ends in practice; keep the clock arithmetic finite.
+        self.session_lifetime =
+            lifetime.filter(|l| *l < Duration::from_secs(100 * 365 * 24 * 3600));
         self
     }
 
@@ -265,5 +283,6 @@ mod tests {
         .unwrap();
         assert_eq!(builder.url, "ws://example.invalid:1/");
         assert_eq!(builder.mode, Mode::Plaintext);
+        assert!(!builder.plaintext_over_ws);
     }
 }

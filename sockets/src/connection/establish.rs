@@ -124,7 +124,7 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
-    let connected = transport::connect(setup.url, config.max_frame, setup.tls).await;
+    let connected = transport::connect(setup.url, setup.tls).await;
     let (mut sender, mut receiver, peer_addr, exporter) = connected.map_err(|e| match e {
         TransportError::Io(e) => Error::Io(e),
         TransportError::BadUrl(e) => Error::Config(e),
@@ -191,10 +191,13 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) config: &'a ConnectionConfig,
     /// The TLS session's channel binding, if the server terminates TLS itself.
     pub(crate) tls_exporter: Exporter,
+    /// When everything before authentication must be done (counted from the
+    /// TCP accept, so a slow upgrade leaves less time for the handshake).
+    pub(crate) deadline: tokio::time::Instant,
 }
 
 /// Runs the server side of the handshake and authentication on an upgraded
-/// socket, within the handshake timeout. On failure the peer has been told
+/// socket, by the deadline of [`ServerSetup`]. On failure the peer has been told
 /// (as far as the protocol allows) and the reason is returned.
 pub(crate) async fn server(
     setup: ServerSetup<'_>,
@@ -202,7 +205,7 @@ pub(crate) async fn server(
     mut receiver: Receiver,
 ) -> Result<Established, Disconnect> {
     let steps = server_steps(&setup, &mut sender, &mut receiver);
-    let outcome = tokio::time::timeout(setup.config.handshake_timeout, steps).await;
+    let outcome = tokio::time::timeout_at(setup.deadline, steps).await;
     let (sealer, opener, session, meta) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(failure)) => {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
 use crate::connection::establish::{self, ServerSetup};
@@ -31,6 +33,13 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 continue;
             }
         };
+        // Every bound before authentication counts from here.
+        let deadline = Instant::now() + inner.config.handshake_timeout;
+        let Ok(handshake) = Arc::clone(&inner.handshakes).try_acquire_owned() else {
+            tracing::debug!(%addr, "refused: too many handshakes");
+            refuse(&inner, tcp, "too many handshakes");
+            continue;
+        };
         let admitted = inner.open.send_if_modified(|open| {
             if *open >= inner.max_connections {
                 return false;
@@ -40,19 +49,33 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         });
         if !admitted {
             tracing::debug!(%addr, "refused: too many connections");
-            tokio::spawn(establish::refuse(
-                tcp,
-                Arc::clone(&inner.config),
-                inner.tls.clone(),
-                CloseCode::TooManyConnections,
-                "too many connections",
-            ));
+            refuse(&inner, tcp, "too many connections");
             continue;
         }
         let id = connection::next_id();
         let _ = inner.events.send(ServerEvent::Connected { id, addr });
-        tokio::spawn(admit(Arc::clone(&inner), tcp, id, addr));
+        tokio::spawn(admit(
+            Arc::clone(&inner),
+            tcp,
+            id,
+            addr,
+            (deadline, handshake),
+        ));
     }
+}
+
+/// Tells a refused peer why (close 4007 with `reason`), unless too many
+/// refusals are under way already: then the socket is just dropped.
+fn refuse(inner: &Arc<Inner>, tcp: TcpStream, reason: &'static str) {
+    let Ok(permit) = Arc::clone(&inner.refusals).try_acquire_owned() else {
+        return;
+    };
+    let config = Arc::clone(&inner.config);
+    let tls = inner.tls.clone();
+    tokio::spawn(async move {
+        establish::refuse(tcp, config, tls, CloseCode::TooManyConnections, reason).await;
+        drop(permit);
+    });
 }
 
 fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
@@ -63,10 +86,16 @@ fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
     let _ = inner.events.send(ServerEvent::Disconnected { id, reason });
 }
 
-async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: SocketAddr) {
+async fn admit(
+    inner: Arc<Inner>,
+    tcp: TcpStream,
+    id: ConnectionId,
+    addr: SocketAddr,
+    (deadline, handshake): (Instant, OwnedSemaphorePermit),
+) {
     let config = &inner.config;
-    let upgraded = tokio::time::timeout(
-        config.handshake_timeout,
+    let upgraded = tokio::time::timeout_at(
+        deadline,
         transport::accept(tcp, config.max_frame, &inner.tls),
     )
     .await;
@@ -96,8 +125,12 @@ async fn admit(inner: Arc<Inner>, tcp: TcpStream, id: ConnectionId, addr: Socket
         auth: &inner.auth,
         config,
         tls_exporter,
+        deadline,
     };
-    let established = match establish::server(setup, sender, receiver).await {
+    let established = establish::server(setup, sender, receiver).await;
+    // Authenticated (or gone): the connection no longer holds a handshake slot.
+    drop(handshake);
+    let established = match established {
         Ok(established) => established,
         Err(reason) => {
             tracing::debug!(%id, %addr, %reason, "not admitted");

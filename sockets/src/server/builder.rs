@@ -23,6 +23,7 @@ pub struct ServerBuilder {
     pub(super) allow_plaintext: bool,
     pub(super) config: ConnectionConfig,
     pub(super) max_connections: usize,
+    pub(super) max_handshakes: usize,
     pub(super) services: Services,
     pub(super) auth: AuthHook,
     pub(super) tls: ServerTls,
@@ -37,6 +38,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("suites", &self.suites)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("max_connections", &self.max_connections)
+            .field("max_handshakes", &self.max_handshakes)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +52,7 @@ impl Default for ServerBuilder {
             allow_plaintext: false,
             config: ConnectionConfig::default(),
             max_connections: 10_000,
+            max_handshakes: 256,
             services: Services::default(),
             auth: auth::accept_all(),
             tls: ServerTls::default(),
@@ -80,6 +83,9 @@ impl ServerBuilder {
         builder.config.apply_env(vars)?;
         if let Some(max) = vars.parse("SOCKETS_MAX_CONNECTIONS")? {
             builder.max_connections = max;
+        }
+        if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES")? {
+            builder.max_handshakes = max;
         }
         Ok(builder)
     }
@@ -158,6 +164,16 @@ impl ServerBuilder {
     /// more are closed with `TooManyConnections`. Default 10 000.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
+        self
+    }
+
+    /// Connections still in the handshake or authentication at once (the
+    /// pre-authentication cap: each may make the server buffer one WebSocket
+    /// message of up to `max_frame`). More are closed at once with
+    /// `TooManyConnections` "too many handshakes"; authenticated sessions
+    /// hold no slot. Default 256.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.max_handshakes = handshakes;
         self
     }
 
@@ -245,6 +261,7 @@ mod tests {
             ("SOCKETS_MAX_FRAME", "65536".into()),
             ("SOCKETS_MAX_IN_FLIGHT", "4".into()),
             ("SOCKETS_MAX_CONNECTIONS", "12".into()),
+            ("SOCKETS_MAX_HANDSHAKES", "3".into()),
         ])
         .unwrap();
         assert_eq!(builder.address, "0.0.0.0:9000");
@@ -256,6 +273,7 @@ mod tests {
         assert_eq!(builder.config.max_frame, 65536);
         assert_eq!(builder.config.max_in_flight, 4);
         assert_eq!(builder.max_connections, 12);
+        assert_eq!(builder.max_handshakes, 3);
         assert!(builder.secret.is_some());
     }
 
