@@ -36,6 +36,7 @@ Environment (all optional except the secret):
   SOCKETS_URL                     client: full ws:// URL (overrides address and port)
   SOCKETS_CIPHER                  aes-256-gcm, chacha20-poly1305 or auto               [auto]
   SOCKETS_PLAINTEXT               true: unencrypted frames (behind TLS only)            [false]
+  SOCKETS_PLAINTEXT_OVER_WS       client: allow plaintext frames on a ws:// url         [false]
   SOCKETS_HEARTBEAT_INTERVAL_MS   ping period                                           [10000]
   SOCKETS_HEARTBEAT_TIMEOUT_MS    silence before disconnect                             [30000]
   SOCKETS_HANDSHAKE_TIMEOUT_MS    connect + handshake + auth                            [10000]
@@ -44,6 +45,7 @@ Environment (all optional except the secret):
   SOCKETS_MAX_MESSAGE             largest RPC message, bytes                            [16777216]
   SOCKETS_MAX_IN_FLIGHT           calls a peer may have running on one connection       [256]
   SOCKETS_MAX_CONNECTIONS         server: open connections                              [10000]
+  SOCKETS_MAX_HANDSHAKES          server: connections not yet authenticated             [256]
   SOCKETS_SESSION_LIFETIME_MS     client: renew the connection after this; 0: never     [86400000]
   RUST_LOG                        log filter for stderr                                 [warn]";
 

@@ -5,9 +5,13 @@
 //! `BAD_REQUEST` (arguments that do not decode, or a call to a notification
 //! method, which never replies), `UNAUTHORIZED` (a guest calling a method not marked open),
 //! `REJECTED` (the peer already has the maximum number of calls running) or
-//! `SHUTTING_DOWN`. Otherwise the handler runs in its own task until it
-//! returns, the caller's deadline passes (`TIMEOUT`), the caller cancels
-//! (no reply: nobody waits), or it panics (`INTERNAL`; the connection lives on).
+//! `SHUTTING_DOWN`. Otherwise the handler is polled once by the reader: one
+//! that is already done (most are) is answered at once, without a task. One
+//! that is not runs in its own task until it returns, the caller's deadline
+//! passes (`TIMEOUT`), the caller cancels (no reply: nobody waits), or it
+//! panics (`INTERNAL`; the connection lives on). A handler that blocks the
+//! thread in its first poll therefore holds up its connection's reader:
+//! blocking work belongs in `tokio::task::spawn_blocking`.
 //!
 //! A notification that cannot start is dropped (there is nothing to reply
 //! to): one for an unknown method, a closed method from a guest, a method
@@ -20,11 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::connection::{Handle, Shared, lock};
 use crate::error::Error;
+use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::server::WeakServer;
 use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service};
@@ -187,6 +193,20 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
         }
     };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let max_reply = shared.config.max_message.saturating_sub(64);
+    let mut run = AssertUnwindSafe(handler).catch_unwind();
+    // Most handlers finish on their first poll: answer those here, without a
+    // task, a map entry or a timer. (A call whose id is already running is
+    // refused below instead.)
+    let recorded = lock(&shared.running).tasks.contains_key(&id);
+    if !recorded && let Some(result) = (&mut run).now_or_never() {
+        let outcome = outcome(Some(result), max_reply, &method);
+        let _ = shared
+            .queue
+            .send(Message::Reply(Reply { id, outcome }))
+            .await;
+        return;
+    }
     let task_shared = Arc::clone(shared);
     // The handler is registered under the same lock that checks for a
     // duplicate and before its task can finish: on a multi-threaded runtime a
@@ -196,7 +216,12 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
         let mut running = lock(&shared.running);
         let duplicate = running.tasks.contains_key(&id);
         if !duplicate {
-            let task = tokio::spawn(run_handler(task_shared, id, method, handler, deadline));
+            let handler = Pending {
+                run,
+                deadline,
+                max_reply,
+            };
+            let task = tokio::spawn(run_handler(task_shared, id, method, handler));
             running.insert(id, task.abort_handle(), &shared.running_count);
         }
         !duplicate
@@ -209,22 +234,46 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     }
 }
 
+/// A handler that did not finish on its first poll.
+struct Pending {
+    run: CatchUnwind<AssertUnwindSafe<HandlerFuture>>,
+    deadline: Option<tokio::time::Instant>,
+    max_reply: usize,
+}
+
 /// Runs a call's handler to its end and queues the reply, unless the call
 /// was cancelled (no longer registered) meanwhile.
-async fn run_handler(
-    task_shared: Arc<Shared>,
-    id: u64,
-    method: String,
-    handler: HandlerFuture,
-    deadline: Option<tokio::time::Instant>,
-) {
-    let max_reply = task_shared.config.max_message.saturating_sub(64);
-    let run = AssertUnwindSafe(handler).catch_unwind();
+async fn run_handler(task_shared: Arc<Shared>, id: u64, method: String, handler: Pending) {
+    let Pending {
+        run,
+        deadline,
+        max_reply,
+    } = handler;
     let result = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
         None => Some(run.await),
     };
-    let outcome = match result {
+    let outcome = outcome(result, max_reply, &method);
+    let still_running = {
+        lock(&task_shared.running)
+            .remove(id, &task_shared.running_count)
+            .is_some()
+    };
+    if still_running {
+        let _ = task_shared
+            .queue
+            .send(Message::Reply(Reply { id, outcome }))
+            .await;
+    }
+}
+
+/// The reply to a call: the handler's result, or `None` when its deadline passed.
+fn outcome(
+    result: Option<std::thread::Result<Result<Vec<u8>, CodecError>>>,
+    max_reply: usize,
+    method: &str,
+) -> Outcome {
+    match result {
         None => Outcome::Err(RemoteError {
             code: ErrorCode::Timeout,
             message: "the deadline passed before the handler finished".into(),
@@ -245,17 +294,6 @@ async fn run_handler(
             message: "the result exceeds the maximum message size".into(),
         }),
         Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
-    };
-    let still_running = {
-        lock(&task_shared.running)
-            .remove(id, &task_shared.running_count)
-            .is_some()
-    };
-    if still_running {
-        let _ = task_shared
-            .queue
-            .send(Message::Reply(Reply { id, outcome }))
-            .await;
     }
 }
 

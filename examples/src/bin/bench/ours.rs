@@ -116,6 +116,8 @@ impl Connector {
             .secret(self.secret.clone())
             .suite(self.protection.suite())
             .plaintext(matches!(self.protection, Protection::Plaintext))
+            // Plaintext frames over ws:// on 127.0.0.1: a benchmark, not a deployment.
+            .plaintext_over_ws(matches!(self.protection, Protection::Plaintext))
             .max_message(4 << 20)
             .credentials("bench")
             .reconnect(Reconnect::disabled())
