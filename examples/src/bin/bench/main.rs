@@ -1,6 +1,6 @@
-//! The project's benchmark: workloads W1–W6 (docs in `/work/shared/DESIGN.md`
-//! terms: latency, throughput on one and many connections, bulk, idle memory,
-//! connection setups) for this framework with AES-256-GCM, ChaCha20-Poly1305
+//! The project's benchmark: workloads W1–W6 (latency, throughput on one and
+//! many connections, bulk, idle memory, connection setups; the README's
+//! "Benchmark" section defines each) for this framework with AES-256-GCM, ChaCha20-Poly1305
 //! and plaintext frames, and for a bare tokio-tungstenite echo as the ceiling.
 //!
 //! ```text
