@@ -281,8 +281,8 @@ impl PerIp {
                 }
                 Outcome::Failed => {
                     // The pending connections each hold a token they may give back.
-                    #[allow(clippy::cast_precision_loss)]
-                    let unspent = entry.tokens + entry.pending as f64;
+                    let pending = u32::try_from(entry.pending).map_or(f64::MAX, f64::from);
+                    let unspent = entry.tokens + pending;
                     if unspent < 1.0 {
                         entry.blocked_until = Some(now + limit.per);
                     }
