@@ -18,6 +18,9 @@
 //! | `SOCKETS_MAX_IN_FLIGHT` | calls a peer may have running on one connection | 256 |
 //! | `SOCKETS_MAX_CONNECTIONS` | server: open connections | 10 000 |
 //! | `SOCKETS_MAX_HANDSHAKES` | server: connections not yet authenticated (pre-authentication cap) | 256 |
+//! | `SOCKETS_MAX_HANDSHAKES_PER_IP` | server: connections from one address (IPv4, or IPv6 /64) not yet authenticated; `0`: no per-address cap | 8 |
+//! | `SOCKETS_HANDSHAKE_FAILURES_PER_IP` | server: failed handshakes one address may make per window; past them it is refused for a window; `0`: no limit | 10 |
+//! | `SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS` | server: that window | 60 000 |
 //! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake) after this; `0`: never | 24 h |
 //!
 //! A missing secret is an [`Error::Config`], never a silent default.
@@ -29,7 +32,7 @@ use crate::crypto::{Limits, Secret, Suite};
 use crate::error::Error;
 
 /// The longest timeout or interval a configuration may set.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Settings every connection of a server or client uses.
 #[derive(Clone, Debug)]

@@ -35,6 +35,7 @@
 mod accept;
 pub mod auth;
 mod builder;
+mod limits;
 mod registry;
 
 use std::collections::HashMap;
@@ -145,6 +146,8 @@ pub(crate) struct Inner {
     max_connections: usize,
     /// Slots for connections before authentication (upgrade, handshake, auth hook).
     handshakes: Arc<Semaphore>,
+    /// Handshakes and failed handshakes per client address.
+    per_ip: Arc<limits::PerIp>,
     /// Slots for refusals in progress (each upgrades, then closes with a reason);
     /// past them a refused socket is dropped without a word.
     refusals: Arc<Semaphore>,
@@ -167,6 +170,7 @@ impl Server {
         if let Some(error) = builder.error {
             return Err(error);
         }
+        builder.validate_per_ip()?;
         let secret = builder
             .secret
             .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
@@ -197,6 +201,7 @@ impl Server {
             tls: builder.tls,
             max_connections: builder.max_connections,
             handshakes: Arc::new(Semaphore::new(builder.max_handshakes)),
+            per_ip: limits::PerIp::new(builder.per_ip),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             registry: Registry::default(),
             events: broadcast::Sender::new(1024),

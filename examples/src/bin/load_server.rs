@@ -39,6 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_connections(wanted + 100)
         // Clients connect in waves; let many handshakes run at once.
         .max_handshakes(1024)
+        // Every client comes from 127.0.0.1: no per-address cap.
+        .max_handshakes_per_ip(0)
         .serve(LoadServer::new(LoadImpl))
         .start()
         .await?;

@@ -8,6 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::limits::{Attempt, Outcome};
 use super::{ACCEPT_BACKOFF, Inner, ServerEvent, WeakServer};
 use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
@@ -34,7 +35,17 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             }
         };
         // Every bound before authentication counts from here.
-        let deadline = Instant::now() + inner.config.handshake_timeout;
+        let now = Instant::now();
+        let deadline = now + inner.config.handshake_timeout;
+        // Per address first: a refused address takes no global slot.
+        let attempt = match inner.per_ip.try_admit(addr.ip(), now) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                tracing::debug!(%addr, ?refusal, "refused by the per-address limits");
+                refuse(&inner, tcp, refusal.reason());
+                continue;
+            }
+        };
         let Ok(handshake) = Arc::clone(&inner.handshakes).try_acquire_owned() else {
             tracing::debug!(%addr, "refused: too many handshakes");
             refuse(&inner, tcp, "too many handshakes");
@@ -59,7 +70,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             tcp,
             id,
             addr,
-            (deadline, handshake),
+            (deadline, handshake, attempt),
         ));
     }
 }
@@ -78,6 +89,21 @@ fn refuse(inner: &Arc<Inner>, tcp: TcpStream, reason: &'static str) {
     });
 }
 
+/// Whether a connection that was not admitted counts as a failed handshake:
+/// rejected (wrong secret, tampered), stale, malformed, too large, timed out or
+/// rejected by the auth hook. A peer that hung up (1006) does not count.
+fn outcome_of(reason: &Disconnect) -> Outcome {
+    match reason.code {
+        CloseCode::PolicyViolation
+        | CloseCode::StaleHandshake
+        | CloseCode::ProtocolError
+        | CloseCode::TooBig
+        | CloseCode::HandshakeTimeout
+        | CloseCode::AuthRejected => Outcome::Failed,
+        _ => Outcome::Gone,
+    }
+}
+
 fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
     inner.registry.remove(id);
     inner
@@ -91,7 +117,7 @@ async fn admit(
     tcp: TcpStream,
     id: ConnectionId,
     addr: SocketAddr,
-    (deadline, handshake): (Instant, OwnedSemaphorePermit),
+    (deadline, handshake, attempt): (Instant, OwnedSemaphorePermit, Attempt),
 ) {
     let config = &inner.config;
     let upgraded = tokio::time::timeout_at(
@@ -102,6 +128,12 @@ async fn admit(
     let (sender, receiver, tls_exporter) = match upgraded {
         Ok(Ok(halves)) => halves,
         Ok(Err(error)) => {
+            // A peer that hung up is gone; a broken upgrade is a failure.
+            attempt.finish(if matches!(error, transport::TransportError::Io(_)) {
+                Outcome::Gone
+            } else {
+                Outcome::Failed
+            });
             closed(
                 &inner,
                 id,
@@ -110,6 +142,7 @@ async fn admit(
             return;
         }
         Err(_) => {
+            attempt.finish(Outcome::Failed);
             closed(
                 &inner,
                 id,
@@ -130,6 +163,10 @@ async fn admit(
     let established = establish::server(setup, sender, receiver).await;
     // Authenticated (or gone): the connection no longer holds a handshake slot.
     drop(handshake);
+    attempt.finish(match &established {
+        Ok(_) => Outcome::Admitted,
+        Err(reason) => outcome_of(reason),
+    });
     let established = match established {
         Ok(established) => established,
         Err(reason) => {

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::Server;
 use super::auth::{self, AuthDecision, AuthHook, PeerInfo};
-use crate::config::{ConnectionConfig, Vars, process_env};
+use super::limits::{FailureLimit, PerIpConfig};
+use crate::config::{ConnectionConfig, MAX_DURATION, Vars, process_env};
 use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
@@ -24,6 +25,7 @@ pub struct ServerBuilder {
     pub(super) config: ConnectionConfig,
     pub(super) max_connections: usize,
     pub(super) max_handshakes: usize,
+    pub(super) per_ip: PerIpConfig,
     pub(super) services: Services,
     pub(super) auth: AuthHook,
     pub(super) tls: ServerTls,
@@ -39,6 +41,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("allow_plaintext", &self.allow_plaintext)
             .field("max_connections", &self.max_connections)
             .field("max_handshakes", &self.max_handshakes)
+            .field("per_ip", &self.per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +56,7 @@ impl Default for ServerBuilder {
             config: ConnectionConfig::default(),
             max_connections: 10_000,
             max_handshakes: 256,
+            per_ip: PerIpConfig::default(),
             services: Services::default(),
             auth: auth::accept_all(),
             tls: ServerTls::default(),
@@ -86,6 +90,20 @@ impl ServerBuilder {
         }
         if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES")? {
             builder.max_handshakes = max;
+        }
+        if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES_PER_IP")? {
+            builder.per_ip.max_handshakes = max;
+        }
+        let count = vars.parse("SOCKETS_HANDSHAKE_FAILURES_PER_IP")?;
+        let window = vars.parse::<u64>("SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS")?;
+        if count.is_some() || window.is_some() {
+            let current = builder.per_ip.failures;
+            let count = count.unwrap_or_else(|| current.map_or(10, |limit| limit.count));
+            let per = window.map_or_else(
+                || current.map_or(Duration::from_secs(60), |limit| limit.per),
+                Duration::from_millis,
+            );
+            builder = builder.handshake_failures_per_ip(count, per);
         }
         Ok(builder)
     }
@@ -177,6 +195,45 @@ impl ServerBuilder {
         self
     }
 
+    /// Connections from one client address (an IPv4 address, or an IPv6 /64
+    /// prefix) in the handshake or authentication at once. More are closed at
+    /// once with `TooManyConnections` "too many handshakes from this
+    /// address"; authenticated sessions are not counted. `0` turns the
+    /// per-address cap off (the global [`max_handshakes`](Self::max_handshakes)
+    /// still holds). Default 8.
+    ///
+    /// Behind a reverse proxy every client has the proxy's address: raise or
+    /// turn off the per-address limits there, and limit at the proxy.
+    pub fn max_handshakes_per_ip(mut self, handshakes: usize) -> Self {
+        self.per_ip.max_handshakes = handshakes;
+        self
+    }
+
+    /// At most `count` failed handshakes per `per` from one client address
+    /// (a token bucket refilled at `count` per `per`). A failure is a handshake
+    /// rejected (wrong secret, tampered), stale, malformed or timed out, or a
+    /// rejection by the auth hook. When the budget is spent, every connection
+    /// from the address is refused at once, whatever it would send (close
+    /// `TooManyConnections` "too many failed handshakes from this address"),
+    /// for a whole `per`. Connections in the handshake hold a token each, so
+    /// concurrency cannot overshoot the budget. `count` 0 turns the limit off.
+    /// Default 10 per 60 s.
+    pub fn handshake_failures_per_ip(mut self, count: u32, per: Duration) -> Self {
+        self.per_ip.failures = (count > 0).then_some(FailureLimit { count, per });
+        self
+    }
+
+    pub(super) fn validate_per_ip(&self) -> Result<(), Error> {
+        if let Some(limit) = self.per_ip.failures
+            && (limit.per.is_zero() || limit.per > MAX_DURATION)
+        {
+            return Err(Error::Config(
+                "the handshake failure window must be between 1 ms and a year".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Serves `service` to clients. Several services may be served; their names must differ.
     pub fn serve<S: Service>(self, service: S) -> Self {
         self.serve_arc(Arc::new(service))
@@ -262,6 +319,9 @@ mod tests {
             ("SOCKETS_MAX_IN_FLIGHT", "4".into()),
             ("SOCKETS_MAX_CONNECTIONS", "12".into()),
             ("SOCKETS_MAX_HANDSHAKES", "3".into()),
+            ("SOCKETS_MAX_HANDSHAKES_PER_IP", "2".into()),
+            ("SOCKETS_HANDSHAKE_FAILURES_PER_IP", "5".into()),
+            ("SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS", "1500".into()),
         ])
         .unwrap();
         assert_eq!(builder.address, "0.0.0.0:9000");
@@ -274,7 +334,45 @@ mod tests {
         assert_eq!(builder.config.max_in_flight, 4);
         assert_eq!(builder.max_connections, 12);
         assert_eq!(builder.max_handshakes, 3);
+        assert_eq!(builder.per_ip.max_handshakes, 2);
+        assert_eq!(
+            builder.per_ip.failures,
+            Some(FailureLimit {
+                count: 5,
+                per: Duration::from_millis(1500)
+            })
+        );
         assert!(builder.secret.is_some());
+    }
+
+    #[test]
+    fn per_address_limits_default_and_turn_off() {
+        let secret = ("SOCKETS_SECRET", generate_key());
+        let defaults = from(std::slice::from_ref(&secret)).unwrap();
+        assert_eq!(defaults.per_ip, PerIpConfig::default());
+        assert_eq!(defaults.per_ip.max_handshakes, 8);
+        let off = from(&[
+            secret.clone(),
+            ("SOCKETS_MAX_HANDSHAKES_PER_IP", "0".into()),
+            ("SOCKETS_HANDSHAKE_FAILURES_PER_IP", "0".into()),
+        ])
+        .unwrap();
+        assert_eq!(off.per_ip.max_handshakes, 0);
+        assert_eq!(off.per_ip.failures, None);
+        let window_only = from(&[
+            secret.clone(),
+            ("SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS", "2000".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            window_only.per_ip.failures,
+            Some(FailureLimit {
+                count: 10,
+                per: Duration::from_secs(2)
+            })
+        );
+        let zero_window = from(&[secret, ("SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS", "0".into())]);
+        assert!(zero_window.unwrap().validate_per_ip().is_err());
     }
 
     #[test]

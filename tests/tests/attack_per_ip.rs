@@ -1,0 +1,240 @@
+//! Per-address limits before authentication: one address cannot hold every
+//! handshake slot, and cannot keep guessing the secret (or credentials).
+//! Every test connects from 127.0.0.1, so "the address" is the tests' own.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use sockets::crypto::FrameKind;
+use sockets::protocol::{CloseCode, codec};
+use sockets::server::{AuthDecision, ServerEvent};
+use sockets::{CallOptions, Client, Error};
+use tests::raw::{Raw, closed, socket};
+use tests::services::Calc;
+use tests::{HANG, client, next_disconnect, panics, secret, server, within, wrong_secret};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const TOO_MANY_HANDSHAKES: &str = "too many handshakes from this address";
+const TOO_MANY_FAILURES: &str = "too many failed handshakes from this address";
+
+async fn add(client: &Client) -> Result<i64, Error> {
+    within(
+        client
+            .peer()
+            .call("calc.add", &(40, 2), CallOptions::default()),
+    )
+    .await
+}
+
+/// Waits for the next `Authenticated` event.
+async fn next_authenticated(events: &mut broadcast::Receiver<ServerEvent>) {
+    loop {
+        if let ServerEvent::Authenticated { .. } = within(events.recv()).await.unwrap() {
+            return;
+        }
+    }
+}
+
+fn refused_with(result: &Result<Client, Error>, reason: &str) -> bool {
+    matches!(result, Err(Error::Rejected(r)) if r == reason)
+}
+
+#[tokio::test]
+async fn attack_handshakes_past_the_per_address_cap_are_refused_until_one_authenticates() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .max_handshakes_per_ip(3)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut events = server.events();
+    // Three peers through the handshake but not authenticated: every slot of
+    // this address is taken (the global cap, 256, is far away).
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        pending.push(Raw::handshake(addr, &secret()).await);
+    }
+    let mut ws = socket(addr).await;
+    assert_eq!(
+        closed(&mut ws).await,
+        Some((4007, TOO_MANY_HANDSHAKES.to_owned()))
+    );
+    let refused = within(client(addr).connect()).await;
+    assert!(refused_with(&refused, TOO_MANY_HANDSHAKES), "{refused:?}");
+    // One of them authenticates: its slot frees, and a new client gets in.
+    let mut first = pending.remove(0);
+    first
+        .send(FrameKind::Auth, &codec::to_vec(&()).unwrap())
+        .await;
+    next_authenticated(&mut events).await;
+    let admitted = within(client(addr).connect()).await.unwrap();
+    next_authenticated(&mut events).await;
+    assert_eq!(add(&admitted).await.unwrap(), 42);
+    // Authenticated sessions are not counted: with two peers pending and two
+    // sessions open, one more handshake fits, and no more.
+    let third = within(client(addr).connect()).await.unwrap();
+    next_authenticated(&mut events).await;
+    pending.push(Raw::handshake(addr, &secret()).await);
+    let mut ws = socket(addr).await;
+    assert_eq!(
+        closed(&mut ws).await,
+        Some((4007, TOO_MANY_HANDSHAKES.to_owned()))
+    );
+    // A peer that hangs up frees its slot too (and is no failure).
+    drop(pending.pop());
+    let reason = next_disconnect(&mut events).await;
+    assert_eq!(reason.code, CloseCode::Other(1006), "{reason:?}");
+    let fourth = within(client(addr).connect()).await.unwrap();
+    for session in [&admitted, &third, &fourth] {
+        assert_eq!(add(session).await.unwrap(), 42);
+    }
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn attack_wrong_secrets_past_the_budget_refuse_the_address_alike() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .handshake_failures_per_ip(3, Duration::from_secs(600))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut events = server.events();
+    let authenticated = within(client(addr).connect()).await.unwrap();
+    // Its handshake is over (it gave its token back) once it is announced.
+    next_authenticated(&mut events).await;
+    for _ in 0..3 {
+        let guess = within(client(addr).secret(wrong_secret()).connect()).await;
+        assert!(matches!(guess, Err(Error::HandshakeFailed)), "{guess:?}");
+    }
+    // The budget is spent: every connection from the address is refused the
+    // same way before it sends anything, right secret or wrong, so the
+    // refusal says nothing about a guess.
+    let wrong = within(client(addr).secret(wrong_secret()).connect()).await;
+    assert!(refused_with(&wrong, TOO_MANY_FAILURES), "{wrong:?}");
+    let right = within(client(addr).connect()).await;
+    assert!(refused_with(&right, TOO_MANY_FAILURES), "{right:?}");
+    let mut ws = socket(addr).await;
+    assert_eq!(
+        closed(&mut ws).await,
+        Some((4007, TOO_MANY_FAILURES.to_owned()))
+    );
+    // The three guesses were turned away silently, as the protocol demands.
+    let mut silent = 0;
+    while silent < 3 {
+        let reason = next_disconnect(&mut events).await;
+        assert_eq!(reason.code, CloseCode::PolicyViolation, "{reason:?}");
+        silent += 1;
+    }
+    // The session opened before keeps working.
+    assert_eq!(add(&authenticated).await.unwrap(), 42);
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn attack_timeouts_malformed_handshakes_and_auth_rejections_count_as_failures() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .handshake_timeout(Duration::from_millis(500))
+        .handshake_failures_per_ip(3, Duration::from_secs(600))
+        .auth(|token: String, _peer| async move {
+            if token == "open sesame" {
+                AuthDecision::accept(token)
+            } else {
+                AuthDecision::reject("bad token")
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    // A peer that never sends HS1 times out.
+    let mut idle = socket(addr).await;
+    assert_eq!(closed(&mut idle).await.map(|(code, _)| code), Some(4005));
+    // A malformed HS1 is refused.
+    let mut garbage = socket(addr).await;
+    garbage
+        .send(Ws::Binary(vec![0xAB; 64].into()))
+        .await
+        .unwrap();
+    assert!(closed(&mut garbage).await.is_some());
+    // Wrong credentials: the auth hook rejects them.
+    let rejected = within(client(addr).credentials(&"guess").connect()).await;
+    assert!(
+        matches!(&rejected, Err(Error::AuthRejected(r)) if r == "bad token"),
+        "{rejected:?}"
+    );
+    // Three failures: even the right credentials are refused now.
+    let right = within(client(addr).credentials(&"open sesame").connect()).await;
+    assert!(refused_with(&right, TOO_MANY_FAILURES), "{right:?}");
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn attack_the_window_expiring_lets_the_address_back_in() {
+    let (calc, _control) = Calc::new();
+    let window = Duration::from_secs(2);
+    let server = server()
+        .serve(calc)
+        .handshake_failures_per_ip(2, window)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    for _ in 0..2 {
+        let guess = within(client(addr).secret(wrong_secret()).connect()).await;
+        assert!(matches!(guess, Err(Error::HandshakeFailed)), "{guess:?}");
+    }
+    let refused = within(client(addr).connect()).await;
+    assert!(refused_with(&refused, TOO_MANY_FAILURES), "{refused:?}");
+    // Refused attempts do not extend the window: retrying until it ends gets in.
+    let started = tokio::time::Instant::now();
+    let admitted = loop {
+        match within(client(addr).connect()).await {
+            Ok(admitted) => break admitted,
+            Err(error) => {
+                assert!(
+                    matches!(&error, Error::Rejected(r) if r == TOO_MANY_FAILURES),
+                    "{error:?}"
+                );
+                assert!(
+                    started.elapsed() < window + HANG,
+                    "still refused long after the window"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(add(&admitted).await.unwrap(), 42);
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn attack_limits_turned_off_admit_every_attempt() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .max_handshakes_per_ip(0)
+        .handshake_failures_per_ip(0, Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    for _ in 0..20 {
+        let guess = within(client(addr).secret(wrong_secret()).connect()).await;
+        assert!(matches!(guess, Err(Error::HandshakeFailed)), "{guess:?}");
+    }
+    let mut pending = Vec::new();
+    for _ in 0..12 {
+        pending.push(Raw::handshake(addr, &secret()).await);
+    }
+    let admitted = within(client(addr).connect()).await.unwrap();
+    assert_eq!(add(&admitted).await.unwrap(), 42);
+    assert_eq!(panics(), 0);
+}
