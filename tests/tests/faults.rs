@@ -77,10 +77,11 @@ async fn fault_blackhole_fails_pending_calls_within_the_heartbeat_timeout() {
         }
     }
     let elapsed = blackholed.elapsed();
-    // The timeout counts from the last traffic, which was before the
-    // blackhole; the check runs once per interval; the rest is scheduling.
+    // The close code above says the heartbeat ended them; this bound only
+    // shows it was the heartbeat's 0.6 s and not the calls' own 60 s timeout,
+    // with room for a loaded machine's scheduling.
     assert!(
-        elapsed <= timeout + Duration::from_millis(150 + 750),
+        elapsed <= timeout + Duration::from_secs(5),
         "calls failed after {elapsed:?}"
     );
     assert_eq!(tests::panics(), 0, "nothing panics");
