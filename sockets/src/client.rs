@@ -207,10 +207,19 @@ impl Inner {
     }
 
     /// The open connection, waiting for one until `deadline` if `wait`.
+    /// The current connection, if it is up.
+    fn usable_connection(&self) -> Option<Handle> {
+        self.current
+            .borrow()
+            .as_ref()
+            .filter(|h| !h.is_closed())
+            .cloned()
+    }
+
     async fn connection(&self, wait: bool, deadline: Instant) -> Result<Handle, Error> {
         let usable = |current: &Option<Handle>| current.as_ref().is_some_and(|h| !h.is_closed());
-        if let Some(handle) = self.current.borrow().as_ref().filter(|h| !h.is_closed()) {
-            return Ok(handle.clone());
+        if let Some(handle) = self.usable_connection() {
+            return Ok(handle);
         }
         if !wait || *self.user_closed.borrow() {
             return Err(self.disconnected());
@@ -372,8 +381,15 @@ impl Caller for Client {
         let inner = Arc::clone(&self.inner);
         let method = method.to_owned();
         Box::pin(async move {
-            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
-            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
+            let timeout = options
+                .timeout
+                .unwrap_or(inner.config.call_timeout)
+                .min(connection::MAX_CALL_TIMEOUT);
+            if let Some(handle) = inner.usable_connection() {
+                return handle.call(&method, args, timeout).await;
+            }
+            // Waiting for a connection counts against the call's time.
+            let deadline = Instant::now() + timeout;
             let handle = inner
                 .connection(options.wait_for_connection, deadline)
                 .await?;

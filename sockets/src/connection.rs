@@ -22,20 +22,21 @@ mod io;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::ConnectionConfig;
-use crate::correlation::InFlight;
+use crate::correlation::{InFlight, Started};
 use crate::dispatch::{Running, Services};
 use crate::error::{Disconnect, Error};
 use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
 use crate::server::WeakServer;
-use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Rtt, SessionKind};
+use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Peer, Rtt, SessionKind};
 
 pub(crate) use io::spawn;
 
@@ -76,6 +77,12 @@ pub(crate) struct Shared {
     pub(crate) server_id: Option<ConnectionId>,
     pub(crate) queue: mpsc::Sender<Message>,
     calls: Mutex<InFlight<Waiter>>,
+    /// A call's deadline comes before the task's timer: the task must arm it again.
+    timer_stale: AtomicBool,
+    /// Wakes the connection's task (registered by the task on every poll).
+    task_waker: AtomicWaker,
+    /// The handle handlers get to call this peer back ([`Shared::peer`]).
+    peer: OnceLock<Peer>,
     pub(crate) running: Mutex<Running>,
     /// Handlers running; graceful shutdown waits for zero.
     pub(crate) running_count: watch::Sender<usize>,
@@ -124,6 +131,9 @@ impl Shared {
             server_id: params.server_id,
             queue,
             calls: Mutex::new(InFlight::default()),
+            timer_stale: AtomicBool::new(false),
+            task_waker: AtomicWaker::new(),
+            peer: OnceLock::new(),
             running: Mutex::new(Running::default()),
             running_count: watch::Sender::new(0),
             draining: AtomicBool::new(false),
@@ -183,6 +193,46 @@ impl Shared {
             }
             None => tracing::trace!(id = %self.id, call = id, "reply for no waiting call"),
         }
+    }
+
+    /// A handle to call this peer, made once per connection: every handler's
+    /// context shares it. It holds the connection weakly (the connection
+    /// holds it), so a peer kept past the connection's end fails its calls
+    /// with [`Error::Disconnected`].
+    pub(crate) fn peer(self: &Arc<Self>) -> Peer {
+        self.peer
+            .get_or_init(|| Peer::new(Arc::new(WeakHandle(Arc::downgrade(self)))))
+            .clone()
+    }
+
+    /// Ends our calls whose deadline passed with [`Error::Timeout`]; their
+    /// ids, for the peer to be told to cancel them, and the time to check again.
+    pub(crate) fn expire_calls(&self, now: Instant) -> (Vec<u64>, Option<Instant>) {
+        let (expired, next, pending) = {
+            let mut calls = lock(&self.calls);
+            let expired = calls.expire(now);
+            (expired, calls.arm(), calls.len())
+        };
+        let ids = expired
+            .into_iter()
+            .map(|(id, waiter)| {
+                let _ = waiter.send(Err(Error::Timeout));
+                id
+            })
+            .collect();
+        self.retire_if_idle(pending);
+        (ids, next)
+    }
+
+    /// When the task's timer must check our calls' deadlines, if a call
+    /// asked for it since the last time (see [`InFlight::start`]):
+    /// `Some(None)` when no call waits. Registers the task's waker.
+    pub(crate) fn rearm_calls(&self, waker: &std::task::Waker) -> Option<Option<Instant>> {
+        self.task_waker.register(waker);
+        if !self.timer_stale.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        Some(lock(&self.calls).arm())
     }
 
     /// Stops taking new calls of ours (the client moved them to a newer
@@ -261,6 +311,10 @@ impl Handle {
 
     /// Sends a call and waits for its reply, at most `timeout`.
     ///
+    /// The connection's task enforces the deadline (one timer per
+    /// connection, none per call); a call whose queue is full waits for room
+    /// at most until the deadline.
+    ///
     /// # Cancel safety
     /// Dropping the future cancels the call on the peer.
     pub(crate) async fn call(
@@ -270,17 +324,20 @@ impl Handle {
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let shared = &self.0;
-        let timeout = timeout.min(MAX_CALL_TIMEOUT);
-        let deadline = Instant::now() + timeout;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
             return Err(Error::Rejected(
                 "the arguments exceed the maximum message size".into(),
             ));
         }
+        let timeout = timeout.min(MAX_CALL_TIMEOUT);
+        let deadline = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
-        let id = lock(&shared.calls)
-            .start(tx)
-            .ok_or_else(|| shared.disconnected())?;
+        let started = lock(&shared.calls).start(tx, deadline);
+        let Started { id, rearm } = started.ok_or_else(|| shared.disconnected())?;
+        if rearm {
+            shared.timer_stale.store(true, Ordering::Release);
+            shared.task_waker.wake();
+        }
         let _guard = CallGuard {
             shared: Arc::clone(shared),
             id,
@@ -291,16 +348,19 @@ impl Handle {
             timeout_ms: Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)),
             args: args.into(),
         });
-        let outcome = tokio::time::timeout_at(deadline, async {
-            shared
-                .queue
-                .send(message)
-                .await
-                .map_err(|_| shared.disconnected())?;
-            rx.await.map_err(|_| shared.disconnected())?
-        })
-        .await;
-        outcome.unwrap_or(Err(Error::Timeout))
+        match shared.queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(shared.disconnected()),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                // The peer reads slowly: wait for room, until the deadline.
+                match tokio::time::timeout_at(deadline, shared.queue.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(shared.disconnected()),
+                    Err(_) => return Err(Error::Timeout),
+                }
+            }
+        }
+        rx.await.map_err(|_| shared.disconnected())?
     }
 
     /// Queues a notification.
@@ -360,16 +420,59 @@ impl Caller for Handle {
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
-        let handle = self.clone();
-        let method = method.to_owned();
-        let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
-        Box::pin(async move { handle.call(&method, args, timeout).await })
+        self.call_boxed(method, args, options)
     }
 
     fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
         let handle = self.clone();
         let method = method.to_owned();
         Box::pin(async move { handle.notify(&method, args).await })
+    }
+}
+
+impl Handle {
+    fn call_boxed(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let handle = self.clone();
+        let method = method.to_owned();
+        let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
+        Box::pin(async move { handle.call(&method, args, timeout).await })
+    }
+}
+
+/// A handle that does not keep its connection alive; see [`Shared::peer`].
+struct WeakHandle(Weak<Shared>);
+
+impl WeakHandle {
+    fn handle(&self) -> Result<Handle, Error> {
+        self.0.upgrade().map(Handle).ok_or_else(|| {
+            Error::Disconnected(Disconnect::new(CloseCode::Other(1006), "connection gone"))
+        })
+    }
+}
+
+impl Caller for WeakHandle {
+    fn call(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        match self.handle() {
+            Ok(handle) => handle.call_boxed(method, args, options),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+        match self.handle() {
+            Ok(handle) => Caller::notify(&handle, method, args),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
     }
 }
 

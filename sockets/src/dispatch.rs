@@ -28,12 +28,12 @@ use futures_util::future::CatchUnwind;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use crate::connection::{Handle, Shared, lock};
+use crate::connection::{Shared, lock};
 use crate::error::Error;
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::server::WeakServer;
-use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service};
+use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Service};
 
 /// The services one side of a connection serves, by wire name.
 #[derive(Default)]
@@ -115,15 +115,15 @@ fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message 
     })
 }
 
-fn context(shared: &Arc<Shared>, timeout: Option<Duration>) -> Context {
+fn context(shared: &Arc<Shared>, deadline: Option<std::time::Instant>) -> Context {
     Context {
         connection_id: shared.id,
         peer_addr: shared.peer_addr,
         session: shared.session,
         meta: shared.meta.clone(),
         rtt: shared.rtt.clone(),
-        deadline: timeout.map(|t| std::time::Instant::now() + t),
-        peer: Peer::new(Arc::new(Handle(Arc::clone(shared)))),
+        deadline,
+        peer: shared.peer(),
         server: shared.server.as_ref().and_then(WeakServer::upgrade),
     }
 }
@@ -164,7 +164,11 @@ fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Se
 }
 
 /// Handles a call from the peer: answers at once or starts its handler.
-pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
+///
+/// Returns the reply to send now, if there is one: a refusal, or the result of
+/// a handler that finished on its first poll. A handler that did not runs in
+/// its own task, which queues its reply when it ends.
+pub(crate) fn call(shared: &Arc<Shared>, call: Call) -> Option<Message> {
     let Call {
         id,
         method,
@@ -173,26 +177,21 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     } = call;
     let service = match admit(shared, id, &method) {
         Ok(service) => service,
-        Err(refusal) => {
-            let _ = shared.queue.send(refusal).await;
-            return;
-        }
+        Err(refusal) => return Some(refusal),
     };
-    let timeout = timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
-    let handler = match Arc::clone(service).dispatch(context(shared, timeout), &method, &args) {
+    let deadline =
+        timeout_ms.map(|ms| std::time::Instant::now() + Duration::from_millis(u64::from(ms)));
+    let handler = match Arc::clone(service).dispatch(context(shared, deadline), &method, &args) {
         Ok(handler) => handler,
         Err(error) => {
-            let reply = match error {
+            return Some(match error {
                 DispatchError::UnknownMethod(name) => {
                     error_reply(id, ErrorCode::UnknownMethod, name)
                 }
                 DispatchError::BadRequest(detail) => error_reply(id, ErrorCode::BadRequest, detail),
-            };
-            let _ = shared.queue.send(reply).await;
-            return;
+            });
         }
     };
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let max_reply = shared.config.max_message.saturating_sub(64);
     let mut run = AssertUnwindSafe(handler).catch_unwind();
     // Most handlers finish on their first poll: answer those here, without a
@@ -201,37 +200,25 @@ pub(crate) async fn call(shared: &Arc<Shared>, call: Call) {
     let recorded = lock(&shared.running).tasks.contains_key(&id);
     if !recorded && let Some(result) = (&mut run).now_or_never() {
         let outcome = outcome(Some(result), max_reply, &method);
-        let _ = shared
-            .queue
-            .send(Message::Reply(Reply { id, outcome }))
-            .await;
-        return;
+        return Some(Message::Reply(Reply { id, outcome }));
     }
     let task_shared = Arc::clone(shared);
     // The handler is registered under the same lock that checks for a
     // duplicate and before its task can finish: on a multi-threaded runtime a
     // fast handler would otherwise find itself unregistered, drop its reply
     // (the caller waits for its timeout) and leave a stale in-flight slot.
-    let started = {
-        let mut running = lock(&shared.running);
-        let duplicate = running.tasks.contains_key(&id);
-        if !duplicate {
-            let handler = Pending {
-                run,
-                deadline,
-                max_reply,
-            };
-            let task = tokio::spawn(run_handler(task_shared, id, method, handler));
-            running.insert(id, task.abort_handle(), &shared.running_count);
-        }
-        !duplicate
-    };
-    if !started {
-        let _ = shared
-            .queue
-            .send(error_reply(id, ErrorCode::Rejected, "duplicate call id"))
-            .await;
+    let mut running = lock(&shared.running);
+    if running.tasks.contains_key(&id) {
+        return Some(error_reply(id, ErrorCode::Rejected, "duplicate call id"));
     }
+    let handler = Pending {
+        run,
+        deadline: deadline.map(tokio::time::Instant::from_std),
+        max_reply,
+    };
+    let task = tokio::spawn(run_handler(task_shared, id, method, handler));
+    running.insert(id, task.abort_handle(), &shared.running_count);
+    None
 }
 
 /// A handler that did not finish on its first poll.

@@ -14,9 +14,11 @@
 //! then handed to the handshake, which binds itself to that TLS session: a
 //! relay between two different TLS sessions makes the handshake fail.
 
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -255,6 +257,22 @@ impl Sender {
         Ok(self.0.feed(WsMessage::Binary(message)).await?)
     }
 
+    /// Whether a message can be queued with [`Sender::start_send`] now.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        self.0.poll_ready_unpin(cx).map_err(Into::into)
+    }
+
+    /// Queues one binary message without flushing it; call after
+    /// [`Sender::poll_ready`] returned ready.
+    pub(crate) fn start_send(&mut self, message: Bytes) -> Result<(), TransportError> {
+        Ok(self.0.start_send_unpin(WsMessage::Binary(message))?)
+    }
+
+    /// Writes everything queued to the socket.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        Sink::poll_flush(std::pin::Pin::new(&mut self.0), cx).map_err(Into::into)
+    }
+
     /// Writes everything queued to the socket.
     pub(crate) async fn flush(&mut self) -> Result<(), TransportError> {
         Ok(self.0.flush().await?)
@@ -285,8 +303,22 @@ impl Receiver {
     /// # Cancel safety
     /// Cancel safe: a message is either returned or stays buffered.
     pub(crate) async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next binary message, or how the WebSocket ended.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Incoming, TransportError>> {
         loop {
-            return match self.0.next().await {
+            let Poll::Ready(next) = self.0.poll_next_unpin(cx) else {
+                return Poll::Pending;
+            };
+            return Poll::Ready(match next {
                 None => Ok(Incoming::Closed(None)),
                 Some(Ok(WsMessage::Binary(bytes))) => Ok(Incoming::Binary(bytes)),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
@@ -306,7 +338,7 @@ impl Receiver {
                     ),
                 )) => Ok(Incoming::Closed(None)),
                 Some(Err(e)) => Err(e.into()),
-            };
+            });
         }
     }
 }

@@ -1,19 +1,41 @@
-//! The reader and writer tasks of an established connection.
+//! The task of an established connection: it reads, dispatches and writes.
+//!
+//! One task per connection rather than a reader and a writer: a call whose
+//! handler finishes on its first poll is answered straight into the batch
+//! being written, and replies, pings and queued calls leave together in one
+//! sealed frame per batch, with no hop between tasks on the way. On a busy
+//! machine each such hop can cost a thread wake-up, which is what bounded
+//! throughput when the halves were two tasks.
+//!
+//! Flow control, with every buffer bounded:
+//! - Envelopes from the queue (calls, notifications, replies of handler
+//!   tasks) are taken only while no batch is being written, so the bounded
+//!   queue makes their senders wait while the peer does not read.
+//! - Incoming envelopes are processed only while the replies they produced
+//!   stay under [`BATCH_BYTES`]; the rest of a frame waits for the next batch,
+//!   and the socket is not read meanwhile. A peer that sends calls but does
+//!   not read the replies is therefore no longer read either.
+//! - A batch whose write stays blocked for the write timeout ends the
+//!   connection with `SlowConsumer`.
 
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{Handle, Shared, remote_error};
+use super::{Closing, Handle, Shared, remote_error};
 use crate::crypto::{FrameKind, Opener, Sealer};
 use crate::dispatch;
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
-use crate::protocol::codec;
+use crate::protocol::codec::{self, Messages};
 use crate::protocol::{CloseCode, Message, Outcome};
 use crate::transport::{Incoming, Receiver, Sender, TransportError};
 
@@ -24,14 +46,19 @@ pub(crate) struct CloseBody {
     pub(crate) reason: String,
 }
 
-/// Stop adding envelopes to a batch once its plaintext is this large.
+/// A batch is sealed once its plaintext is this large; incoming envelopes
+/// wait while the replies they produced are this large.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// Rounds of reading and writing in one wake-up before the task yields to
+/// others on its thread.
+const ROUNDS_PER_WAKE: usize = 16;
 
 /// How long the last CLOSE may take to leave when closing.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
-/// Starts the reader and writer of an established connection. `on_done`
-/// runs once both have ended, with the reason the connection closed.
+/// Starts the task of an established connection. `on_done` runs once it has
+/// ended, with the reason the connection closed.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     queue: mpsc::Receiver<Message>,
@@ -39,15 +66,15 @@ pub(crate) fn spawn(
     (receiver, opener): (Receiver, Opener),
     on_done: impl FnOnce(Disconnect) + Send + 'static,
 ) -> Handle {
-    let writer = tokio::spawn(write_loop(Arc::clone(&shared), sender, sealer, queue));
-    let reader_shared = Arc::clone(&shared);
+    let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
-        read_loop(&reader_shared, receiver, opener).await;
-        let _ = writer.await;
-        let reason = reader_shared
+        let mut link = Link::new(&task_shared, queue, (sender, sealer), (receiver, opener));
+        link.run().await;
+        link.farewell().await;
+        let reason = task_shared
             .closed_reason()
             .unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost"));
-        reader_shared.finish(reason.clone());
+        task_shared.finish(reason.clone());
         on_done(reason);
     });
     Handle(shared)
@@ -76,238 +103,400 @@ fn transport_failed(error: &TransportError) -> Disconnect {
     }
 }
 
-async fn read_loop(shared: &Arc<Shared>, mut receiver: Receiver, mut opener: Opener) {
-    let config = &shared.config;
-    let mut heartbeat = Heartbeat::new(
-        config.heartbeat_interval,
-        config.heartbeat_timeout,
-        Instant::now(),
-    );
-    let mut closing = shared.closing.subscribe();
-    // One timer for the connection's life. Traffic only moves the next wake
-    // later, so the timer is reset when it fires rather than per frame.
-    let timer = sleep_until(heartbeat.next_wake());
-    tokio::pin!(timer);
-    loop {
-        let incoming = tokio::select! {
-            _ = closing.wait_for(Option::is_some) => return,
-            () = &mut timer => {
-                let action = heartbeat.poll(Instant::now());
-                timer.as_mut().reset(heartbeat.next_wake());
-                match action {
-                    Some(Action::Ping(nonce)) => {
-                        // A full queue already means traffic is waiting to go out.
-                        let _ = shared.queue.try_send(Message::Ping { nonce });
+/// The connection ends with `reason`; `send_close` when the socket still works.
+fn ending(reason: Disconnect, send_close: bool) -> Closing {
+    Closing { reason, send_close }
+}
+
+/// The socket failed: the end of the connection, and whether to say why.
+fn socket_failed(error: &TransportError) -> Closing {
+    let send_close = matches!(error, TransportError::NotBinary | TransportError::TooLarge);
+    ending(transport_failed(error), send_close)
+}
+
+/// One connection's state, owned by its task.
+struct Link<'a> {
+    shared: &'a Arc<Shared>,
+    sender: Sender,
+    sealer: Sealer,
+    receiver: Receiver,
+    opener: Opener,
+    queue: mpsc::Receiver<Message>,
+    heartbeat: Heartbeat,
+    /// When our earliest pending call may pass its deadline.
+    call_deadline: Option<Instant>,
+    /// The connection's one timer: the heartbeat's next wake or `call_deadline`.
+    timer: Pin<Box<Sleep>>,
+    /// The envelopes of an incoming frame not processed yet.
+    incoming: Option<Messages>,
+    /// The next DATA plaintext: envelopes encoded back to back.
+    plain: Vec<u8>,
+    /// Sealed frames not yet handed to the socket.
+    frames: VecDeque<Bytes>,
+    /// Scratch space for [`Sealer::seal`].
+    sealed: Vec<Bytes>,
+    /// Frames were handed to the socket and are not flushed yet.
+    flushing: bool,
+    /// When the batch being written must be out; armed once its write blocks.
+    write_deadline: Pin<Box<Sleep>>,
+    deadline_armed: bool,
+    max_message: usize,
+    write_timeout: Duration,
+}
+
+impl<'a> Link<'a> {
+    fn new(
+        shared: &'a Arc<Shared>,
+        queue: mpsc::Receiver<Message>,
+        (sender, sealer): (Sender, Sealer),
+        (receiver, opener): (Receiver, Opener),
+    ) -> Self {
+        let config = &shared.config;
+        let now = Instant::now();
+        let heartbeat = Heartbeat::new(config.heartbeat_interval, config.heartbeat_timeout, now);
+        // One timer for the connection's life. Traffic only moves the
+        // heartbeat's next wake later, so the timer is reset when it fires
+        // rather than per frame.
+        let timer = Box::pin(sleep_until(heartbeat.next_wake()));
+        Self {
+            shared,
+            sender,
+            sealer,
+            receiver,
+            opener,
+            queue,
+            heartbeat,
+            call_deadline: None,
+            timer,
+            incoming: None,
+            plain: Vec::new(),
+            frames: VecDeque::new(),
+            sealed: Vec::new(),
+            flushing: false,
+            write_deadline: Box::pin(sleep_until(now)),
+            deadline_armed: false,
+            max_message: config.max_message,
+            write_timeout: config.write_timeout,
+        }
+    }
+
+    /// Runs the connection until it closes, from either side.
+    async fn run(&mut self) {
+        let mut closing = self.shared.closing.subscribe();
+        let end = {
+            let closed = closing.wait_for(Option::is_some);
+            tokio::pin!(closed);
+            let step = poll_fn(|cx| self.poll(cx));
+            tokio::pin!(step);
+            tokio::select! {
+                biased;
+                _ = &mut closed => None,
+                end = &mut step => Some(end),
+            }
+        };
+        if let Some(Closing { reason, send_close }) = end {
+            self.shared.close(reason, send_close);
+        }
+    }
+
+    /// Makes all the progress there is; ready when the connection must end.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
+        for _ in 0..ROUNDS_PER_WAKE {
+            match self.round(cx) {
+                Err(end) => return Poll::Ready(end),
+                Ok(false) => return Poll::Pending,
+                Ok(true) => {}
+            }
+        }
+        // Still busy: let other tasks on this thread run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One round of timers, reading and writing; whether anything happened.
+    /// A round without progress has polled every source it waits on.
+    fn round(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
+        if let Some(deadline) = self.shared.rearm_calls(cx.waker()) {
+            self.call_deadline = deadline;
+            self.reset_timer();
+        }
+        let mut progress = self.poll_timer(cx)?;
+        progress |= self.poll_incoming(cx)?;
+        if !self.writing() {
+            while self.plain.len() < BATCH_BYTES {
+                match self.queue.poll_recv(cx) {
+                    Poll::Ready(Some(message)) => {
+                        self.push(&message)?;
+                        progress = true;
                     }
-                    Some(Action::TimedOut) => {
-                        shared.close(
-                            Disconnect::new(CloseCode::HeartbeatTimeout, "heartbeat timeout"),
-                            true,
-                        );
-                        return;
-                    }
-                    None => {}
+                    // `Shared` holds a sender for as long as this task runs.
+                    Poll::Ready(None) | Poll::Pending => break,
                 }
+            }
+        }
+        progress |= self.poll_write(cx)?;
+        if self.writing() {
+            if !self.deadline_armed {
+                let deadline = Instant::now() + self.write_timeout;
+                self.write_deadline.as_mut().reset(deadline);
+                self.deadline_armed = true;
+            }
+            if self.write_deadline.as_mut().poll(cx).is_ready() {
+                return Err(ending(slow_consumer(), false));
+            }
+        } else {
+            self.deadline_armed = false;
+        }
+        Ok(progress)
+    }
+
+    /// A batch is on its way to the socket.
+    fn writing(&self) -> bool {
+        self.flushing || !self.frames.is_empty()
+    }
+
+    /// Sets the timer to the heartbeat's next wake or the call deadline, whichever comes first.
+    fn reset_timer(&mut self) {
+        let heartbeat = self.heartbeat.next_wake();
+        let next = self.call_deadline.map_or(heartbeat, |d| d.min(heartbeat));
+        self.timer.as_mut().reset(next);
+    }
+
+    /// Heartbeats and call deadlines, when the timer fires.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        if self.call_deadline.is_some_and(|deadline| deadline <= now) {
+            let (expired, next) = self.shared.expire_calls(now);
+            self.call_deadline = next;
+            for id in expired {
+                // The caller has its timeout; the peer may stop working on it.
+                self.push(&Message::Cancel { id })?;
+            }
+        }
+        let action = self.heartbeat.poll(now);
+        self.reset_timer();
+        match action {
+            Some(Action::Ping(nonce)) => self.push(&Message::Ping { nonce })?,
+            Some(Action::TimedOut) => {
+                return Err(ending(
+                    Disconnect::new(CloseCode::HeartbeatTimeout, "heartbeat timeout"),
+                    true,
+                ));
+            }
+            None => {}
+        }
+        Ok(true)
+    }
+
+    /// Processes incoming envelopes while their replies fit in the batch.
+    fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
+        let mut progress = false;
+        while self.plain.len() < BATCH_BYTES {
+            if let Some(messages) = &mut self.incoming {
+                match messages.next() {
+                    Some(message) => {
+                        let message = message.map_err(|error| {
+                            tracing::debug!(id = %self.shared.id, %error, "undecodable envelope");
+                            ending(
+                                Disconnect::new(CloseCode::ProtocolError, "malformed envelope"),
+                                true,
+                            )
+                        })?;
+                        self.on_message(message)?;
+                    }
+                    None => self.incoming = None,
+                }
+                progress = true;
                 continue;
             }
-            incoming = receiver.recv() => incoming,
-        };
+            let Poll::Ready(incoming) = self.receiver.poll_recv(cx) else {
+                break;
+            };
+            progress = true;
+            self.on_frame(incoming)?;
+        }
+        Ok(progress)
+    }
+
+    /// One WebSocket message from the peer.
+    fn on_frame(&mut self, incoming: Result<Incoming, TransportError>) -> Result<(), Closing> {
         let wire = match incoming {
             Ok(Incoming::Binary(wire)) => wire,
-            Ok(Incoming::Closed(frame)) => {
-                shared.close(truncated(frame), false);
-                return;
-            }
-            Err(error) => {
-                let send_close =
-                    matches!(error, TransportError::NotBinary | TransportError::TooLarge);
-                shared.close(transport_failed(&error), send_close);
-                return;
-            }
+            Ok(Incoming::Closed(frame)) => return Err(ending(truncated(frame), false)),
+            Err(error) => return Err(socket_failed(&error)),
         };
-        heartbeat.heard(Instant::now());
-        let opened = match opener.open(wire) {
+        self.heartbeat.heard(Instant::now());
+        let opened = match self.opener.open(wire) {
             Ok(Some(opened)) => opened,
-            Ok(None) => continue,
+            Ok(None) => return Ok(()),
             Err(error) => {
                 let (code, reason) = error.close();
-                tracing::debug!(id = %shared.id, %error, "frame rejected");
-                shared.close(Disconnect::new(code, reason), true);
-                return;
+                tracing::debug!(id = %self.shared.id, %error, "frame rejected");
+                return Err(ending(Disconnect::new(code, reason), true));
             }
         };
         match opened.kind {
-            FrameKind::Data => {}
+            // One envelope at a time: a plaintext of many tiny envelopes
+            // costs no more memory than the plaintext.
+            FrameKind::Data => self.incoming = Some(codec::messages(opened.plaintext)),
             FrameKind::Close => {
                 let reason = match codec::decode_value::<CloseBody>(&opened.plaintext) {
                     Ok(body) => Disconnect::new(CloseCode::from_u16(body.code), body.reason),
                     Err(_) => Disconnect::new(CloseCode::ProtocolError, "malformed CLOSE"),
                 };
-                shared.close(reason, true);
-                return;
+                return Err(ending(reason, true));
             }
             FrameKind::Auth | FrameKind::AuthResult => {
-                shared.close(
+                return Err(ending(
                     Disconnect::new(CloseCode::ProtocolError, "unexpected frame"),
                     true,
-                );
-                return;
+                ));
             }
         }
-        // One envelope at a time: a plaintext of many tiny envelopes costs
-        // no more memory than the plaintext.
-        for message in codec::messages(opened.plaintext) {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::debug!(id = %shared.id, %error, "undecodable envelope");
-                    shared.close(
-                        Disconnect::new(CloseCode::ProtocolError, "malformed envelope"),
-                        true,
-                    );
-                    return;
+        Ok(())
+    }
+
+    fn on_message(&mut self, message: Message) -> Result<(), Closing> {
+        let shared = self.shared;
+        match message {
+            Message::Call(call) => {
+                if let Some(reply) = dispatch::call(shared, call) {
+                    self.push(&reply)?;
                 }
+            }
+            Message::Notify(notify) => dispatch::notify(shared, notify),
+            Message::Cancel { id } => dispatch::cancel(shared, id),
+            Message::Reply(reply) => {
+                let result = match reply.outcome {
+                    Outcome::Ok(value) => Ok(value),
+                    Outcome::Err(error) => Err(remote_error(error)),
+                };
+                shared.complete(reply.id, result);
+            }
+            Message::Ping { nonce } => self.push(&Message::Pong { nonce })?,
+            Message::Pong { nonce } => {
+                if let Some(rtt) = self.heartbeat.pong(nonce, Instant::now()) {
+                    shared.rtt.set(rtt);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an envelope to the batch. A batch never exceeds the message
+    /// limit: what came before an envelope that would cross it is sealed first.
+    fn push(&mut self, message: &Message) -> Result<(), Closing> {
+        let before = self.plain.len();
+        codec::encode_message(message, &mut self.plain);
+        if self.plain.len() > self.max_message && before > 0 {
+            self.seal(before)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the first `len` bytes of the batch into frames.
+    fn seal(&mut self, len: usize) -> Result<(), Closing> {
+        let plaintext = self.plain.get(..len).unwrap_or_default();
+        if let Err(error) = self
+            .sealer
+            .seal(FrameKind::Data, plaintext, &mut self.sealed)
+        {
+            let (code, reason) = error.close();
+            tracing::warn!(%error, "cannot seal a frame");
+            return Err(ending(Disconnect::new(code, reason), false));
+        }
+        self.frames.extend(self.sealed.drain(..));
+        self.plain.drain(..len);
+        Ok(())
+    }
+
+    /// Moves the batch towards the socket: seals it once the previous one is
+    /// out, hands the frames over and flushes; whether anything moved.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
+        let mut progress = false;
+        if !self.writing() && !self.plain.is_empty() {
+            self.seal(self.plain.len())?;
+            // A batch that grew large is not worth keeping allocated.
+            if self.plain.capacity() > 4 * BATCH_BYTES {
+                self.plain = Vec::new();
+            }
+        }
+        while !self.frames.is_empty() {
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => return Err(socket_failed(&error)),
+                Poll::Pending => break,
+            }
+            let Some(frame) = self.frames.pop_front() else {
+                break;
             };
-            match message {
-                Message::Call(call) => dispatch::call(shared, call).await,
-                Message::Notify(notify) => dispatch::notify(shared, notify),
-                Message::Cancel { id } => dispatch::cancel(shared, id),
-                Message::Reply(reply) => {
-                    let result = match reply.outcome {
-                        Outcome::Ok(value) => Ok(value),
-                        Outcome::Err(error) => Err(remote_error(error)),
-                    };
-                    shared.complete(reply.id, result);
+            self.sender
+                .start_send(frame)
+                .map_err(|error| socket_failed(&error))?;
+            self.flushing = true;
+            progress = true;
+        }
+        if self.flushing {
+            match self.sender.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.flushing = false;
+                    progress = true;
                 }
-                Message::Ping { nonce } => {
-                    // Waits when the queue is full: the peer is not reading, and
-                    // the writer's timeout decides its fate.
-                    if shared.queue.send(Message::Pong { nonce }).await.is_err() {
-                        return;
-                    }
-                }
-                Message::Pong { nonce } => {
-                    if let Some(rtt) = heartbeat.pong(nonce, Instant::now()) {
-                        shared.rtt.set(rtt);
-                    }
-                }
+                Poll::Ready(Err(error)) => return Err(socket_failed(&error)),
+                Poll::Pending => {}
             }
         }
+        Ok(progress)
     }
-}
 
-/// Seals `plaintext` and writes the frames, flushing once.
-async fn write_frames(
-    sender: &mut Sender,
-    sealer: &mut Sealer,
-    kind: FrameKind,
-    plaintext: &[u8],
-    wire: &mut Vec<Bytes>,
-) -> Result<(), Disconnect> {
-    wire.clear();
-    if let Err(error) = sealer.seal(kind, plaintext, wire) {
-        let (code, reason) = error.close();
-        tracing::warn!(%error, "cannot seal a frame");
-        return Err(Disconnect::new(code, reason));
-    }
-    for frame in wire.drain(..) {
-        sender.feed(frame).await.map_err(|e| transport_failed(&e))?;
-    }
-    sender.flush().await.map_err(|e| transport_failed(&e))
-}
-
-/// Writes one batch within the write timeout; a peer that does not drain
-/// its socket in time is a slow consumer.
-async fn write_batch(
-    sender: &mut Sender,
-    sealer: &mut Sealer,
-    plaintext: &[u8],
-    wire: &mut Vec<Bytes>,
-    write_timeout: Duration,
-) -> Result<(), Disconnect> {
-    let write = write_frames(sender, sealer, FrameKind::Data, plaintext, wire);
-    tokio::time::timeout(write_timeout, write)
-        .await
-        .unwrap_or_else(|_| Err(slow_consumer()))
-}
-
-async fn write_loop(
-    shared: Arc<Shared>,
-    mut sender: Sender,
-    mut sealer: Sealer,
-    mut queue: mpsc::Receiver<Message>,
-) {
-    let mut closing = shared.closing.subscribe();
-    let mut plain = Vec::with_capacity(1024);
-    let mut wire = Vec::with_capacity(4);
-    let max_message = shared.config.max_message;
-    let write_timeout = shared.config.write_timeout;
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = closing.wait_for(Option::is_some) => break,
-            message = queue.recv() => message,
+    /// After the connection closed: when a CLOSE is due, what was queued
+    /// before it still goes out, then the CLOSE and the WebSocket close.
+    async fn farewell(&mut self) {
+        let closing = self.shared.closing.borrow().clone();
+        let Some(closing) = closing else { return };
+        if !closing.send_close {
+            return;
+        }
+        let reason = closing.reason;
+        let farewell = async {
+            while let Ok(message) = self.queue.try_recv() {
+                self.push(&message).map_err(|end| end.reason)?;
+            }
+            if !self.plain.is_empty() {
+                self.seal(self.plain.len()).map_err(|end| end.reason)?;
+            }
+            for frame in self.frames.drain(..) {
+                self.sender
+                    .feed(frame)
+                    .await
+                    .map_err(|e| transport_failed(&e))?;
+            }
+            let body = CloseBody {
+                code: reason.code.to_u16(),
+                reason: reason.reason.clone(),
+            };
+            let body = codec::to_vec(&body).map_err(|_| reason.clone())?;
+            self.sealed.clear();
+            if let Err(error) = self.sealer.seal(FrameKind::Close, &body, &mut self.sealed) {
+                tracing::warn!(%error, "cannot seal the CLOSE");
+                return Err(reason.clone());
+            }
+            for frame in self.sealed.drain(..) {
+                self.sender
+                    .feed(frame)
+                    .await
+                    .map_err(|e| transport_failed(&e))?;
+            }
+            self.sender
+                .close(websocket_code(reason.code), "")
+                .await
+                .map_err(|e| transport_failed(&e))
         };
-        let Some(first) = first else { break };
-        plain.clear();
-        codec::encode_message(&first, &mut plain);
-        // Envelopes already waiting join the same DATA plaintext (one seal,
-        // one flush), as long as it stays within the message limit.
-        let mut written = Ok(());
-        while plain.len() < BATCH_BYTES {
-            let Ok(next) = queue.try_recv() else { break };
-            let before = plain.len();
-            codec::encode_message(&next, &mut plain);
-            if plain.len() > max_message {
-                let full = plain.get(..before).unwrap_or_default();
-                written =
-                    write_batch(&mut sender, &mut sealer, full, &mut wire, write_timeout).await;
-                plain.drain(..before);
-                if written.is_err() {
-                    break;
-                }
-            }
-        }
-        if written.is_ok() {
-            written = write_batch(&mut sender, &mut sealer, &plain, &mut wire, write_timeout).await;
-        }
-        if let Err(reason) = written {
-            shared.close(reason, false);
-            break;
-        }
+        let _ = tokio::time::timeout(CLOSE_FLUSH, farewell).await;
     }
-    let closing = shared.closing.borrow().clone();
-    let Some(closing) = closing else { return };
-    if !closing.send_close {
-        return;
-    }
-    let reason = closing.reason;
-    let farewell = async {
-        // What was queued before the close still goes out, then the CLOSE.
-        plain.clear();
-        while let Ok(message) = queue.try_recv() {
-            codec::encode_message(&message, &mut plain);
-            if plain.len() >= BATCH_BYTES {
-                write_frames(&mut sender, &mut sealer, FrameKind::Data, &plain, &mut wire).await?;
-                plain.clear();
-            }
-        }
-        if !plain.is_empty() {
-            write_frames(&mut sender, &mut sealer, FrameKind::Data, &plain, &mut wire).await?;
-        }
-        let body = CloseBody {
-            code: reason.code.to_u16(),
-            reason: reason.reason.clone(),
-        };
-        let body = codec::to_vec(&body).map_err(|_| reason.clone())?;
-        write_frames(&mut sender, &mut sealer, FrameKind::Close, &body, &mut wire).await?;
-        let code = websocket_code(reason.code);
-        sender
-            .close(code, "")
-            .await
-            .map_err(|e| transport_failed(&e))
-    };
-    let _ = tokio::time::timeout(CLOSE_FLUSH, farewell).await;
 }
 
 /// The WebSocket close code that goes with a CLOSE frame's code: the same,
