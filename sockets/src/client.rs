@@ -28,6 +28,7 @@
 
 mod builder;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -374,36 +375,37 @@ impl Client {
 impl Caller for Client {
     fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let inner = Arc::clone(&self.inner);
-        let method = method.to_owned();
         Box::pin(async move {
             let timeout = options
                 .timeout
                 .unwrap_or(inner.config.call_timeout)
                 .min(connection::MAX_CALL_TIMEOUT);
             if let Some(handle) = inner.usable_connection() {
-                return handle.call(&method, args, timeout).await;
+                return handle.call(method, args, timeout).await;
             }
             // Waiting for a connection counts against the call's time.
             let deadline = Instant::now() + timeout;
-            let handle = inner
-                .connection(options.wait_for_connection, deadline)
-                .await?;
+            // Boxed, so the common path's future stays small.
+            let handle = Box::pin(inner.connection(options.wait_for_connection, deadline)).await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            handle.call(&method, args, left).await
+            handle.call(method, args, left).await
         })
     }
 
-    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
         let inner = Arc::clone(&self.inner);
-        let method = method.to_owned();
         Box::pin(async move {
             let handle = inner.connection(false, Instant::now()).await?;
-            handle.notify(&method, args).await
+            handle.notify(method, args).await
         })
     }
 }

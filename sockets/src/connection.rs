@@ -20,6 +20,7 @@
 pub(crate) mod establish;
 mod io;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -319,7 +320,7 @@ impl Handle {
     /// Dropping the future cancels the call on the peer.
     pub(crate) async fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
@@ -344,7 +345,7 @@ impl Handle {
         };
         let message = Message::Call(Call {
             id,
-            method: method.to_owned(),
+            method,
             timeout_ms: Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)),
             args: args.into(),
         });
@@ -353,7 +354,9 @@ impl Handle {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(shared.disconnected()),
             Err(mpsc::error::TrySendError::Full(message)) => {
                 // The peer reads slowly: wait for room, until the deadline.
-                match tokio::time::timeout_at(deadline, shared.queue.send(message)).await {
+                // Boxed, so the common path's future stays small.
+                let send = tokio::time::timeout_at(deadline, shared.queue.send(message));
+                match Box::pin(send).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(shared.disconnected()),
                     Err(_) => return Err(Error::Timeout),
@@ -364,7 +367,11 @@ impl Handle {
     }
 
     /// Queues a notification.
-    pub(crate) async fn notify(&self, method: &str, args: Vec<u8>) -> Result<(), Error> {
+    pub(crate) async fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> Result<(), Error> {
         let shared = &self.0;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
             return Err(Error::Rejected(
@@ -375,7 +382,7 @@ impl Handle {
             return Err(shared.disconnected());
         }
         let message = Message::Notify(Notify {
-            method: method.to_owned(),
+            method,
             args: args.into(),
         });
         let write_timeout = shared.config.write_timeout;
@@ -416,31 +423,33 @@ impl Handle {
 impl Caller for Handle {
     fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         self.call_boxed(method, args, options)
     }
 
-    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
         let handle = self.clone();
-        let method = method.to_owned();
-        Box::pin(async move { handle.notify(&method, args).await })
+        Box::pin(async move { handle.notify(method, args).await })
     }
 }
 
 impl Handle {
     fn call_boxed(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let handle = self.clone();
-        let method = method.to_owned();
         let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
-        Box::pin(async move { handle.call(&method, args, timeout).await })
+        Box::pin(async move { handle.call(method, args, timeout).await })
     }
 }
 
@@ -458,7 +467,7 @@ impl WeakHandle {
 impl Caller for WeakHandle {
     fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -468,7 +477,11 @@ impl Caller for WeakHandle {
         }
     }
 
-    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
         match self.handle() {
             Ok(handle) => Caller::notify(&handle, method, args),
             Err(error) => Box::pin(std::future::ready(Err(error))),

@@ -15,14 +15,39 @@
 //! comes before the armed one, so the timer must be armed again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use tokio::time::Instant;
+
+/// Hashes call ids, which this side hands out in sequence (the peer does not
+/// choose them, so a fast hash without a key is safe here).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: sequential ids spread over the table's buckets.
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// The calls of one connection that wait for a reply.
 #[derive(Debug)]
 pub(crate) struct InFlight<W> {
     next_id: u64,
-    pending: HashMap<u64, (Instant, W)>,
+    pending: IdMap<(Instant, W)>,
     /// No pending deadline is earlier; may be earlier than all of them (a
     /// call ended since), never later.
     earliest: Option<Instant>,
@@ -44,7 +69,7 @@ impl<W> Default for InFlight<W> {
     fn default() -> Self {
         Self {
             next_id: 1,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             earliest: None,
             armed: None,
             closed: false,

@@ -18,6 +18,7 @@
 //! that is not a notification method (logged as a warning: the sender's
 //! result would be lost), or arguments that do not decode.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -128,8 +129,13 @@ fn context(shared: &Arc<Shared>, deadline: Option<std::time::Instant>) -> Contex
     }
 }
 
-/// The service that serves a call, or the reply that refuses it.
-fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Service>, Message> {
+/// The service that serves a call and whether a call with its id is already
+/// running, or the reply that refuses it.
+fn admit<'a>(
+    shared: &'a Shared,
+    id: u64,
+    method: &str,
+) -> Result<(&'a Arc<dyn Service>, bool), Message> {
     if shared.is_draining() {
         return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
     }
@@ -152,7 +158,10 @@ fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Se
             ),
         ));
     }
-    let running = lock(&shared.running).tasks.len();
+    let (running, recorded) = {
+        let running = lock(&shared.running);
+        (running.tasks.len(), running.tasks.contains_key(&id))
+    };
     if running >= shared.config.max_in_flight {
         return Err(error_reply(
             id,
@@ -160,7 +169,7 @@ fn admit<'a>(shared: &'a Shared, id: u64, method: &str) -> Result<&'a Arc<dyn Se
             "too many calls in flight",
         ));
     }
-    Ok(service)
+    Ok((service, recorded))
 }
 
 /// Handles a call from the peer: answers at once or starts its handler.
@@ -175,8 +184,8 @@ pub(crate) fn call(shared: &Arc<Shared>, call: Call) -> Option<Message> {
         timeout_ms,
         args,
     } = call;
-    let service = match admit(shared, id, &method) {
-        Ok(service) => service,
+    let (service, recorded) = match admit(shared, id, &method) {
+        Ok(admitted) => admitted,
         Err(refusal) => return Some(refusal),
     };
     let deadline =
@@ -197,7 +206,6 @@ pub(crate) fn call(shared: &Arc<Shared>, call: Call) -> Option<Message> {
     // Most handlers finish on their first poll: answer those here, without a
     // task, a map entry or a timer. (A call whose id is already running is
     // refused below instead.)
-    let recorded = lock(&shared.running).tasks.contains_key(&id);
     if !recorded && let Some(result) = (&mut run).now_or_never() {
         let outcome = outcome(Some(result), max_reply, &method);
         return Some(Message::Reply(Reply { id, outcome }));
@@ -230,7 +238,12 @@ struct Pending {
 
 /// Runs a call's handler to its end and queues the reply, unless the call
 /// was cancelled (no longer registered) meanwhile.
-async fn run_handler(task_shared: Arc<Shared>, id: u64, method: String, handler: Pending) {
+async fn run_handler(
+    task_shared: Arc<Shared>,
+    id: u64,
+    method: Cow<'static, str>,
+    handler: Pending,
+) {
     let Pending {
         run,
         deadline,

@@ -38,6 +38,7 @@ mod builder;
 mod limits;
 mod registry;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -315,7 +316,7 @@ impl Server {
         request.encode_args(&mut args)?;
         let method = request.method();
         let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
-        let reply = handle.call(method, args, timeout).await?;
+        let reply = handle.call(Cow::Borrowed(method), args, timeout).await?;
         Q::Response::decode(method, &reply)
     }
 
@@ -334,7 +335,7 @@ impl Server {
         let handle = self.handle(id)?;
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
-        handle.notify(request.method(), args).await
+        handle.notify(Cow::Borrowed(request.method()), args).await
     }
 
     /// Notifies every authenticated connection (guests excluded). Returns
@@ -363,7 +364,7 @@ impl Server {
             .filter(|handle| handle.0.session == SessionKind::Authenticated && !handle.is_closed())
             .map(|handle| {
                 let args = args.clone();
-                async move { handle.notify(method, args).await.is_ok() }
+                async move { handle.notify(Cow::Borrowed(method), args).await.is_ok() }
             });
         Ok(join_all(sends)
             .await
@@ -413,7 +414,7 @@ impl Server {
             .map(|handle| {
                 let args = args.clone();
                 async move {
-                    let reply = handle.call(method, args, timeout).await;
+                    let reply = handle.call(Cow::Borrowed(method), args, timeout).await;
                     (
                         handle.id(),
                         reply.and_then(|reply| Q::Response::decode(method, &reply)),

@@ -13,6 +13,7 @@
 //! a server's peer is bound to one connection.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -177,13 +178,17 @@ pub trait Caller: Send + Sync + 'static {
     /// Dropping the returned future cancels the call on the remote side.
     fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>>;
 
     /// Sends a notification with already-encoded arguments; resolves once it is queued.
-    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>>;
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>>;
 }
 
 /// A cheap, cloneable handle to call or notify the other side of a connection.
@@ -217,7 +222,10 @@ impl Peer {
         R: DeserializeOwned,
     {
         let args = codec::to_vec(args)?;
-        let reply = self.caller.call(method, args, options).await?;
+        let reply = self
+            .caller
+            .call(Cow::Owned(method.to_owned()), args, options)
+            .await?;
         codec::decode_value(&reply)
             .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))
     }
@@ -228,7 +236,9 @@ impl Peer {
     /// [`Error::Disconnected`] when there is no connection; [`Error::Codec`] when the arguments do not encode.
     pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
         let args = codec::to_vec(args)?;
-        self.caller.notify(method, args).await
+        self.caller
+            .notify(Cow::Owned(method.to_owned()), args)
+            .await
     }
 
     /// Sends a typed request and returns the typed response.
@@ -245,7 +255,10 @@ impl Peer {
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
         let method = request.method();
-        let reply = self.caller.call(method, args, options).await?;
+        let reply = self
+            .caller
+            .call(Cow::Borrowed(method), args, options)
+            .await?;
         Q::Response::decode(method, &reply)
     }
 

@@ -61,7 +61,7 @@ async fn good_client_is_served(server: &sockets::Server) {
 fn call(id: u64, method: &str, args: Bytes) -> Message {
     Message::Call(Call {
         id,
-        method: method.into(),
+        method: method.to_owned().into(),
         timeout_ms: Some(10_000),
         args,
     })

@@ -25,7 +25,7 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), ".{0,20}", any::<Option<u32>>(), bytes(64)).prop_map(
             |(id, method, timeout_ms, args)| Message::Call(Call {
                 id,
-                method,
+                method: method.into(),
                 timeout_ms,
                 args
             })
@@ -38,7 +38,10 @@ fn message() -> impl Strategy<Value = Message> {
             id,
             outcome: Outcome::Err(RemoteError { code, message })
         })),
-        (".{0,20}", bytes(64)).prop_map(|(method, args)| Message::Notify(Notify { method, args })),
+        (".{0,20}", bytes(64)).prop_map(|(method, args)| Message::Notify(Notify {
+            method: method.into(),
+            args
+        })),
         any::<u64>().prop_map(|id| Message::Cancel { id }),
         any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
         any::<u64>().prop_map(|nonce| Message::Pong { nonce }),

@@ -2,6 +2,7 @@
 //! an in-process [`Caller`] encodes and decodes exactly as the wire does and
 //! calls `Service::dispatch` directly, so no socket is involved.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -169,15 +170,15 @@ impl InProcess {
 impl Caller for InProcess {
     fn call(
         &self,
-        method: &str,
+        method: Cow<'static, str>,
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         self.calls
             .lock()
             .unwrap()
-            .push((method.to_owned(), options));
-        let started = self.start(method, &args);
+            .push((method.to_string(), options));
+        let started = self.start(&method, &args);
         Box::pin(async move {
             let handler = started?;
             let run = async { handler.await.map_err(|e| Error::Internal(e.to_string())) };
@@ -193,8 +194,12 @@ impl Caller for InProcess {
 
     /// Runs the handler to completion before resolving, so a test can look
     /// at its effect right after; the real runtime only queues it.
-    fn notify(&self, method: &str, args: Vec<u8>) -> BoxFuture<'static, Result<(), Error>> {
-        let started = self.start(method, &args);
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let started = self.start(&method, &args);
         Box::pin(async move {
             started?.await.map_err(|e| Error::Internal(e.to_string()))?;
             Ok(())

@@ -133,7 +133,7 @@ mod auth_result {
 fn call(id: u64, method: &str, args: &impl serde::Serialize) -> Message {
     Message::Call(Call {
         id,
-        method: method.into(),
+        method: method.to_owned().into(),
         timeout_ms: Some(10_000),
         args: codec::to_vec(args).unwrap().into(),
     })

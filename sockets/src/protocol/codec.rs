@@ -289,7 +289,7 @@ impl Reader<'_> {
                 let args = self.bin(whole)?;
                 Message::Call(Call {
                     id,
-                    method,
+                    method: method.into(),
                     timeout_ms,
                     args,
                 })
@@ -310,7 +310,10 @@ impl Reader<'_> {
             (TAG_NOTIFY, 3) => {
                 let method = self.string()?;
                 let args = self.bin(whole)?;
-                Message::Notify(Notify { method, args })
+                Message::Notify(Notify {
+                    method: method.into(),
+                    args,
+                })
             }
             (TAG_CANCEL, 2) => Message::Cancel { id: self.uint()? },
             (TAG_PING, 2) => Message::Ping {
@@ -438,7 +441,7 @@ mod tests {
     fn every_envelope_round_trips() {
         round_trip(Message::Call(Call {
             id: u64::MAX,
-            method: String::new(),
+            method: String::new().into(),
             timeout_ms: None,
             args: Bytes::from_static(&[0x90]),
         }));

@@ -3,6 +3,8 @@
 //! Plain data with no behaviour beyond naming. [`super::codec`] turns it into
 //! bytes and back; docs/PROTOCOL.md gives the byte layout.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// One RPC envelope, the plaintext of one (possibly chunked) DATA frame.
@@ -36,8 +38,9 @@ pub enum Message {
 pub struct Call {
     /// Chosen by the caller, unique among its calls in flight on this connection.
     pub id: u64,
-    /// The method's wire name, `service.method`.
-    pub method: String,
+    /// The method's wire name, `service.method`: borrowed when sent by a
+    /// generated client, owned when decoded.
+    pub method: Cow<'static, str>,
     /// The time the caller still waits, in milliseconds, measured when the call
     /// was sent. Relative, so clocks need not agree. `None`: no deadline.
     pub timeout_ms: Option<u32>,
@@ -75,8 +78,9 @@ pub struct RemoteError {
 /// A call without a reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notify {
-    /// The method's wire name, `service.method`.
-    pub method: String,
+    /// The method's wire name, `service.method`: borrowed when sent by a
+    /// generated client, owned when decoded.
+    pub method: Cow<'static, str>,
     /// The arguments: exactly one MessagePack value.
     pub args: Bytes,
 }
