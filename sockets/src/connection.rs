@@ -225,11 +225,16 @@ impl Shared {
         (ids, next)
     }
 
+    /// The connection's task is polled with `waker`: calls wake it through
+    /// that when its timer must be armed again.
+    pub(crate) fn register_task(&self, waker: &std::task::Waker) {
+        self.task_waker.register(waker);
+    }
+
     /// When the task's timer must check our calls' deadlines, if a call
     /// asked for it since the last time (see [`InFlight::start`]):
-    /// `Some(None)` when no call waits. Registers the task's waker.
-    pub(crate) fn rearm_calls(&self, waker: &std::task::Waker) -> Option<Option<Instant>> {
-        self.task_waker.register(waker);
+    /// `Some(None)` when no call waits.
+    pub(crate) fn rearm_calls(&self) -> Option<Option<Instant>> {
         if !self.timer_stale.swap(false, Ordering::AcqRel) {
             return None;
         }

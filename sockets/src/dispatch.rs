@@ -177,7 +177,13 @@ fn admit<'a>(
 /// Returns the reply to send now, if there is one: a refusal, or the result of
 /// a handler that finished on its first poll. A handler that did not runs in
 /// its own task, which queues its reply when it ends.
-pub(crate) fn call(shared: &Arc<Shared>, call: Call) -> Option<Message> {
+///
+/// The call's deadline counts from `received`, when its frame arrived.
+pub(crate) fn call(
+    shared: &Arc<Shared>,
+    call: Call,
+    received: tokio::time::Instant,
+) -> Option<Message> {
     let Call {
         id,
         method,
@@ -188,8 +194,7 @@ pub(crate) fn call(shared: &Arc<Shared>, call: Call) -> Option<Message> {
         Ok(admitted) => admitted,
         Err(refusal) => return Some(refusal),
     };
-    let deadline =
-        timeout_ms.map(|ms| std::time::Instant::now() + Duration::from_millis(u64::from(ms)));
+    let deadline = timeout_ms.map(|ms| received.into_std() + Duration::from_millis(u64::from(ms)));
     let handler = match Arc::clone(service).dispatch(context(shared, deadline), &method, &args) {
         Ok(handler) => handler,
         Err(error) => {

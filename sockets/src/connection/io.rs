@@ -127,8 +127,9 @@ struct Link<'a> {
     call_deadline: Option<Instant>,
     /// The connection's one timer: the heartbeat's next wake or `call_deadline`.
     timer: Pin<Box<Sleep>>,
-    /// The envelopes of an incoming frame not processed yet.
-    incoming: Option<Messages>,
+    /// The envelopes of an incoming frame not processed yet, and when the
+    /// frame arrived (the calls in it count their deadlines from then).
+    incoming: Option<(Messages, Instant)>,
     /// The next DATA plaintext: envelopes encoded back to back.
     plain: Vec<u8>,
     /// Sealed frames not yet handed to the socket.
@@ -201,6 +202,7 @@ impl<'a> Link<'a> {
 
     /// Makes all the progress there is; ready when the connection must end.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
+        self.shared.register_task(cx.waker());
         for _ in 0..ROUNDS_PER_WAKE {
             match self.round(cx) {
                 Err(end) => return Poll::Ready(end),
@@ -216,7 +218,7 @@ impl<'a> Link<'a> {
     /// One round of timers, reading and writing; whether anything happened.
     /// A round without progress has polled every source it waits on.
     fn round(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
-        if let Some(deadline) = self.shared.rearm_calls(cx.waker()) {
+        if let Some(deadline) = self.shared.rearm_calls() {
             self.call_deadline = deadline;
             self.reset_timer();
         }
@@ -295,7 +297,8 @@ impl<'a> Link<'a> {
     fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
         let mut progress = false;
         while self.plain.len() < BATCH_BYTES {
-            if let Some(messages) = &mut self.incoming {
+            if let Some((messages, received)) = &mut self.incoming {
+                let received = *received;
                 match messages.next() {
                     Some(message) => {
                         let message = message.map_err(|error| {
@@ -305,7 +308,7 @@ impl<'a> Link<'a> {
                                 true,
                             )
                         })?;
-                        self.on_message(message)?;
+                        self.on_message(message, received)?;
                     }
                     None => self.incoming = None,
                 }
@@ -328,7 +331,8 @@ impl<'a> Link<'a> {
             Ok(Incoming::Closed(frame)) => return Err(ending(truncated(frame), false)),
             Err(error) => return Err(socket_failed(&error)),
         };
-        self.heartbeat.heard(Instant::now());
+        let received = Instant::now();
+        self.heartbeat.heard(received);
         let opened = match self.opener.open(wire) {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(()),
@@ -341,7 +345,7 @@ impl<'a> Link<'a> {
         match opened.kind {
             // One envelope at a time: a plaintext of many tiny envelopes
             // costs no more memory than the plaintext.
-            FrameKind::Data => self.incoming = Some(codec::messages(opened.plaintext)),
+            FrameKind::Data => self.incoming = Some((codec::messages(opened.plaintext), received)),
             FrameKind::Close => {
                 let reason = match codec::decode_value::<CloseBody>(&opened.plaintext) {
                     Ok(body) => Disconnect::new(CloseCode::from_u16(body.code), body.reason),
@@ -359,11 +363,11 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
-    fn on_message(&mut self, message: Message) -> Result<(), Closing> {
+    fn on_message(&mut self, message: Message, received: Instant) -> Result<(), Closing> {
         let shared = self.shared;
         match message {
             Message::Call(call) => {
-                if let Some(reply) = dispatch::call(shared, call) {
+                if let Some(reply) = dispatch::call(shared, call, received) {
                     self.push(&reply)?;
                 }
             }
