@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sockets::crypto::Suite;
 use sockets::{CallOptions, Error};
+use tests::proxy::Proxy;
 use tests::services::{Calc, Event};
 use tests::{client, server, within};
 
@@ -130,6 +131,40 @@ async fn a_call_times_out_and_its_deadline_reaches_the_handler() {
         .unwrap();
     let left = left.expect("the handler sees a deadline");
     assert!(left > 0 && left <= 5000, "{left} ms left");
+}
+
+/// The connection keeps one timer for all its calls' deadlines: a call with
+/// a short deadline, made while a call with a long one waits, must still end
+/// at its own deadline (the timer is armed again for it). The server never
+/// sees the short call, so only the caller's own deadline can end it.
+#[tokio::test]
+async fn a_short_deadline_after_a_long_one_still_ends_on_time() {
+    let (calc, mut control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let proxy = Proxy::start(server.local_addr()).await;
+    let client = within(client(proxy.addr).connect()).await.unwrap();
+    let long_peer = client.peer();
+    let long = tokio::spawn(async move {
+        long_peer
+            .call::<_, ()>(
+                "calc.hang",
+                &(1,),
+                CallOptions::timeout(Duration::from_secs(3600)),
+            )
+            .await
+    });
+    assert_eq!(control.next().await, Event::Started(1));
+    proxy.blackhole_upstream();
+    // `within` fails the test long before the first call's hour is up.
+    let short = within(client.peer().call::<_, ()>(
+        "calc.hang",
+        &(2,),
+        CallOptions::timeout(Duration::from_millis(200)),
+    ))
+    .await;
+    assert!(matches!(short, Err(Error::Timeout)), "{short:?}");
+    assert!(!long.is_finished(), "the long call still waits");
+    long.abort();
 }
 
 #[tokio::test]
