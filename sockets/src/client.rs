@@ -406,7 +406,10 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
                 }
                 () = at(renew_at) => {
                     renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
-                    match inner.establish().await {
+                    // Boxed, here and below: the supervisor lives as long as the
+                    // client, and a set-up future inline would make every idle
+                    // client's task several KiB larger.
+                    match Box::pin(inner.establish()).await {
                         Ok(fresh) => {
                             let old = std::mem::replace(&mut handle, fresh);
                             inner.current.send_replace(Some(handle.clone()));
@@ -444,7 +447,7 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
             }
             inner.set_state(ClientState::Connecting { attempt });
             let attempted = tokio::select! {
-                attempted = inner.establish() => attempted,
+                attempted = Box::pin(inner.establish()) => attempted,
                 () = stopped(&mut user_closed) => break None,
             };
             match attempted {
