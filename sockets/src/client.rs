@@ -28,7 +28,7 @@
 
 mod builder;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +46,9 @@ use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, Rtt, SessionKind};
 use crate::transport::ClientTls;
+
+/// State changes a [`Client::states`] receiver may fall behind by.
+const STATES_CAPACITY: usize = 64;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
 /// `max_delay`, each delay drawn at random from its upper half (jitter).
@@ -153,14 +156,18 @@ struct Inner {
     current: watch::Sender<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: watch::Sender<ClientState>,
-    states: broadcast::Sender<ClientState>,
+    /// Created by the first [`Client::states`]: a state change sent with no
+    /// receiver is dropped anyway, and its 64 slots cost 3.5 KiB per client.
+    states: OnceLock<broadcast::Sender<ClientState>>,
     user_closed: watch::Sender<bool>,
 }
 
 impl Inner {
     fn set_state(&self, state: ClientState) {
         self.state.send_replace(state.clone());
-        let _ = self.states.send(state);
+        if let Some(states) = self.states.get() {
+            let _ = states.send(state);
+        }
     }
 
     async fn establish(self: &Arc<Self>) -> Result<Handle, Error> {
@@ -262,7 +269,7 @@ impl Client {
             current: watch::Sender::new(None),
             last_reason: Mutex::new(None),
             state: watch::Sender::new(ClientState::Connecting { attempt: 1 }),
-            states: broadcast::Sender::new(64),
+            states: OnceLock::new(),
             user_closed: watch::Sender::new(false),
         });
         let handle = inner.establish().await?;
@@ -288,7 +295,10 @@ impl Client {
     /// State changes from now on. A receiver more than 64 changes behind
     /// misses the oldest (`RecvError::Lagged`).
     pub fn states(&self) -> broadcast::Receiver<ClientState> {
-        self.inner.states.subscribe()
+        self.inner
+            .states
+            .get_or_init(|| broadcast::Sender::new(STATES_CAPACITY))
+            .subscribe()
     }
 
     /// Whether a connection is up right now.
