@@ -29,11 +29,11 @@
 mod builder;
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use builder::ClientBuilder;
@@ -46,7 +46,11 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::protocol::CloseCode;
 use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, Rtt, SessionKind};
+use crate::signal::Signal;
 use crate::transport::ClientTls;
+
+/// State changes a [`Client::states`] receiver may fall behind by.
+const STATES_CAPACITY: usize = 64;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
 /// `max_delay`, each delay drawn at random from its upper half (jitter).
@@ -126,7 +130,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("url", &self.inner.url)
-            .field("state", &*self.inner.state.borrow())
+            .field("state", &self.inner.state.with(ClientState::clone))
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +140,7 @@ struct Owner(Arc<Inner>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.0.user_closed.send_replace(true);
+        self.0.user_closed.replace(true);
     }
 }
 
@@ -151,17 +155,26 @@ struct Inner {
     reconnect: Reconnect,
     session_lifetime: Option<Duration>,
     tls: ClientTls,
-    current: watch::Sender<Option<Handle>>,
+    current: Signal<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
-    state: watch::Sender<ClientState>,
-    states: broadcast::Sender<ClientState>,
-    user_closed: watch::Sender<bool>,
+    state: Signal<ClientState>,
+    /// Created by the first [`Client::states`]: a state change sent with no
+    /// receiver is dropped anyway, and its 64 slots cost 3.5 KiB per client.
+    states: OnceLock<broadcast::Sender<ClientState>>,
+    user_closed: Signal<bool>,
 }
 
 impl Inner {
+    /// Reads the current connection.
+    fn with_current<R>(&self, read: impl FnOnce(Option<&Handle>) -> R) -> R {
+        self.current.with(|current| read(current.as_ref()))
+    }
+
     fn set_state(&self, state: ClientState) {
-        self.state.send_replace(state.clone());
-        let _ = self.states.send(state);
+        self.state.replace(state.clone());
+        if let Some(states) = self.states.get() {
+            let _ = states.send(state);
+        }
     }
 
     async fn establish(self: &Arc<Self>) -> Result<Handle, Error> {
@@ -207,31 +220,28 @@ impl Inner {
         )
     }
 
-    /// The open connection, waiting for one until `deadline` if `wait`.
     /// The current connection, if it is up.
     fn usable_connection(&self) -> Option<Handle> {
-        self.current
-            .borrow()
-            .as_ref()
-            .filter(|h| !h.is_closed())
-            .cloned()
+        self.current.with(usable)
     }
 
+    /// The open connection, waiting for one until `deadline` if `wait`.
     async fn connection(&self, wait: bool, deadline: Instant) -> Result<Handle, Error> {
-        let usable = |current: &Option<Handle>| current.as_ref().is_some_and(|h| !h.is_closed());
         if let Some(handle) = self.usable_connection() {
             return Ok(handle);
         }
-        if !wait || *self.user_closed.borrow() {
+        if !wait || self.user_closed.with(|closed| *closed) {
             return Err(self.disconnected());
         }
-        let mut current = self.current.subscribe();
-        match tokio::time::timeout_at(deadline, current.wait_for(usable)).await {
-            Ok(Ok(handle)) => handle.clone().ok_or_else(|| self.disconnected()),
-            Ok(Err(_)) => Err(self.disconnected()),
-            Err(_) => Err(Error::Timeout),
-        }
+        tokio::time::timeout_at(deadline, self.current.wait_for(usable))
+            .await
+            .map_err(|_| Error::Timeout)
     }
+}
+
+/// The connection in `current`, if it is up.
+fn usable(current: &Option<Handle>) -> Option<Handle> {
+    current.as_ref().filter(|h| !h.is_closed()).cloned()
 }
 
 impl Client {
@@ -269,14 +279,14 @@ impl Client {
             reconnect: builder.reconnect,
             session_lifetime: builder.session_lifetime,
             tls: builder.tls,
-            current: watch::Sender::new(None),
+            current: Signal::new(None),
             last_reason: Mutex::new(None),
-            state: watch::Sender::new(ClientState::Connecting { attempt: 1 }),
-            states: broadcast::Sender::new(64),
-            user_closed: watch::Sender::new(false),
+            state: Signal::new(ClientState::Connecting { attempt: 1 }),
+            states: OnceLock::new(),
+            user_closed: Signal::new(false),
         });
         let handle = inner.establish().await?;
-        inner.current.send_replace(Some(handle.clone()));
+        inner.current.replace(Some(handle.clone()));
         inner.set_state(ClientState::Ready);
         tokio::spawn(supervise(Arc::clone(&inner), handle));
         Ok(Self {
@@ -292,22 +302,22 @@ impl Client {
 
     /// The current state.
     pub fn state(&self) -> ClientState {
-        self.inner.state.borrow().clone()
+        self.inner.state.with(ClientState::clone)
     }
 
     /// State changes from now on. A receiver more than 64 changes behind
     /// misses the oldest (`RecvError::Lagged`).
     pub fn states(&self) -> broadcast::Receiver<ClientState> {
-        self.inner.states.subscribe()
+        self.inner
+            .states
+            .get_or_init(|| broadcast::Sender::new(STATES_CAPACITY))
+            .subscribe()
     }
 
     /// Whether a connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.inner
-            .current
-            .borrow()
-            .as_ref()
-            .is_some_and(|h| !h.is_closed())
+            .with_current(|h| h.is_some_and(|h| !h.is_closed()))
     }
 
     /// The current connection's id on this side (a new one after each
@@ -316,7 +326,7 @@ impl Client {
     /// its logs name. Ids are per process, so the server knows the same
     /// connection by another id: see [`Client::server_connection_id`].
     pub fn connection_id(&self) -> Option<ConnectionId> {
-        self.inner.current.borrow().as_ref().map(Handle::id)
+        self.inner.with_current(|h| h.map(Handle::id))
     }
 
     /// The id the server gave the current connection (a new one after each
@@ -326,49 +336,39 @@ impl Client {
     /// take. `None` while disconnected, or when the server did not say
     /// (AUTH_RESULT's optional `id`, docs/PROTOCOL.md §9.2).
     pub fn server_connection_id(&self) -> Option<ConnectionId> {
-        self.inner
-            .current
-            .borrow()
-            .as_ref()
-            .and_then(|h| h.0.server_id)
+        self.inner.with_current(|h| h.and_then(|h| h.0.server_id))
     }
 
     /// Whether the server admitted this client as authenticated or as a guest.
     pub fn session(&self) -> Option<SessionKind> {
-        self.inner.current.borrow().as_ref().map(|h| h.0.session)
+        self.inner.with_current(|h| h.map(|h| h.0.session))
     }
 
     /// The current connection's round-trip time handle, to wait for a
     /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]); `None` while
     /// disconnected. A reconnect brings a new connection with a new handle.
     pub fn connection_rtt(&self) -> Option<Rtt> {
-        self.inner
-            .current
-            .borrow()
-            .as_ref()
-            .map(|h| h.0.rtt.clone())
+        self.inner.with_current(|h| h.map(|h| h.0.rtt.clone()))
     }
 
     /// The current connection's heartbeat round-trip time, once measured.
     pub fn rtt(&self) -> Option<Duration> {
-        self.inner
-            .current
-            .borrow()
-            .as_ref()
-            .and_then(|h| h.0.rtt.get())
+        self.inner.with_current(|h| h.and_then(|h| h.0.rtt.get()))
     }
 
     /// Closes the connection (an authenticated CLOSE, code `Normal`) and
     /// stops reconnecting; waits until the connection has ended.
     pub async fn close(&self) {
-        self.inner.user_closed.send_replace(true);
-        let handle = self.inner.current.borrow().clone();
+        self.inner.user_closed.replace(true);
+        let handle = self.inner.current.with(Option::clone);
         if let Some(handle) = handle {
             handle.close(CloseCode::Normal, "client closed");
             handle.closed().await;
         }
-        let mut state = self.inner.state.subscribe();
-        let _ = state.wait_for(|s| *s == ClientState::Closed).await;
+        self.inner
+            .state
+            .wait_for(|s| (*s == ClientState::Closed).then_some(()))
+            .await;
     }
 }
 
@@ -412,22 +412,24 @@ impl Caller for Client {
 
 /// Watches the connection; reconnects after a loss until told to stop.
 async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
-    let mut user_closed = inner.user_closed.subscribe();
     loop {
         let mut renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
         let reason = loop {
             tokio::select! {
                 reason = handle.closed() => break reason,
-                () = stopped(&mut user_closed) => {
+                () = stopped(&inner.user_closed) => {
                     handle.close(CloseCode::Normal, "client closed");
                     break handle.closed().await;
                 }
                 () = at(renew_at) => {
                     renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
-                    match inner.establish().await {
+                    // Boxed, here and below: the supervisor lives as long as the
+                    // client, and a set-up future inline would make every idle
+                    // client's task several KiB larger.
+                    match Box::pin(inner.establish()).await {
                         Ok(fresh) => {
                             let old = std::mem::replace(&mut handle, fresh);
-                            inner.current.send_replace(Some(handle.clone()));
+                            inner.current.replace(Some(handle.clone()));
                             old.0.retire();
                             tracing::debug!(old = %old.id(), new = %handle.id(), "session renewed");
                         }
@@ -438,10 +440,10 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
                 }
             }
         };
-        inner.current.send_replace(None);
+        inner.current.replace(None);
         *inner.last_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
         inner.set_state(ClientState::Disconnected(reason));
-        let stop = *user_closed.borrow();
+        let stop = inner.user_closed.with(|closed| *closed);
         if !inner.reconnect.enabled || stop {
             break;
         }
@@ -458,12 +460,12 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
             let delay = inner.reconnect.delay(attempt);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = stopped(&mut user_closed) => break None,
+                () = stopped(&inner.user_closed) => break None,
             }
             inner.set_state(ClientState::Connecting { attempt });
             let attempted = tokio::select! {
-                attempted = inner.establish() => attempted,
-                () = stopped(&mut user_closed) => break None,
+                attempted = Box::pin(inner.establish()) => attempted,
+                () = stopped(&inner.user_closed) => break None,
             };
             match attempted {
                 Ok(handle) => break Some(handle),
@@ -473,7 +475,7 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
         match reconnected {
             Some(new) => {
                 handle = new;
-                inner.current.send_replace(Some(handle.clone()));
+                inner.current.replace(Some(handle.clone()));
                 inner.set_state(ClientState::Reconnected);
             }
             None => break,
@@ -483,8 +485,8 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
 }
 
 /// Resolves once the application closed the client.
-async fn stopped(user_closed: &mut watch::Receiver<bool>) {
-    let _ = user_closed.wait_for(|closed| *closed).await;
+async fn stopped(user_closed: &Signal<bool>) {
+    user_closed.wait_for(|closed| closed.then_some(())).await;
 }
 
 /// Resolves at `deadline`, or never.

@@ -38,6 +38,7 @@ use crate::error::{Disconnect, Error};
 use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
 use crate::server::WeakServer;
 use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Peer, Rtt, SessionKind};
+use crate::signal::Signal;
 
 pub(crate) use io::spawn;
 
@@ -92,7 +93,7 @@ pub(crate) struct Shared {
     retiring: AtomicBool,
     pub(crate) closing: watch::Sender<Option<Closing>>,
     /// Set once both tasks have ended.
-    done: watch::Sender<Option<Disconnect>>,
+    done: Signal<Option<Disconnect>>,
 }
 
 /// What [`Shared::new`] needs besides the queue.
@@ -140,7 +141,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             retiring: AtomicBool::new(false),
             closing: watch::Sender::new(None),
-            done: watch::Sender::new(None),
+            done: Signal::new(None),
         });
         (shared, rx)
     }
@@ -265,7 +266,7 @@ impl Shared {
     }
 
     pub(crate) fn finish(&self, reason: Disconnect) {
-        self.done.send_replace(Some(reason));
+        self.done.replace(Some(reason));
     }
 }
 
@@ -405,12 +406,7 @@ impl Handle {
 
     /// Waits until both tasks have ended; the reason the connection closed.
     pub(crate) async fn closed(&self) -> Disconnect {
-        let mut done = self.0.done.subscribe();
-        let reason = match done.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            Err(_) => None,
-        };
-        reason.unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost"))
+        self.0.done.wait_for(Option::clone).await
     }
 
     /// Whether the connection is closing or closed.

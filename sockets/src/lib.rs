@@ -84,6 +84,7 @@ mod macro_support;
 pub mod protocol;
 pub mod server;
 pub mod service;
+mod signal;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};

@@ -18,7 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -334,31 +334,53 @@ impl fmt::Debug for Meta {
 /// resolves with the first measurement, and [`Rtt::subscribe`] sees every
 /// later one.
 #[derive(Clone, Debug)]
-pub struct Rtt(Arc<watch::Sender<Option<Duration>>>);
+pub struct Rtt(Arc<Mutex<RttState>>);
+
+#[derive(Debug)]
+struct RttState {
+    latest: Option<Duration>,
+    /// Created for the first subscriber: a watch channel is about 350 bytes,
+    /// too much for every idle connection whose round-trip time nobody awaits.
+    changes: Option<watch::Sender<Option<Duration>>>,
+}
 
 impl Default for Rtt {
     /// No measurement yet.
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(None)))
+        Self(Arc::new(Mutex::new(RttState {
+            latest: None,
+            changes: None,
+        })))
     }
 }
 
 impl Rtt {
+    fn state(&self) -> MutexGuard<'_, RttState> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The latest measurement; `None` before the first heartbeat answer.
     pub fn get(&self) -> Option<Duration> {
-        *self.0.borrow()
+        self.state().latest
     }
 
     /// Records a measurement and wakes whoever waits for one.
     pub fn set(&self, rtt: Duration) {
-        self.0.send_replace(Some(rtt));
+        let mut state = self.state();
+        state.latest = Some(rtt);
+        if let Some(changes) = &state.changes {
+            changes.send_replace(Some(rtt));
+        }
     }
 
     /// Waits for a measurement: at once if there is one, else until the
     /// first heartbeat answer (forever if heartbeats are off or the
     /// connection is gone; bound it with a timeout).
     pub async fn measured(&self) -> Duration {
-        let mut changes = self.0.subscribe();
+        let mut changes = self.subscribe();
         loop {
             if let Some(rtt) = *changes.borrow_and_update() {
                 return rtt;
@@ -373,7 +395,12 @@ impl Rtt {
     /// A receiver that is told of every measurement from now on
     /// (`changed().await`, then `borrow()`).
     pub fn subscribe(&self) -> watch::Receiver<Option<Duration>> {
-        self.0.subscribe()
+        let mut state = self.state();
+        let latest = state.latest;
+        state
+            .changes
+            .get_or_insert_with(|| watch::Sender::new(latest))
+            .subscribe()
     }
 }
 
@@ -430,5 +457,35 @@ impl Context {
     /// ```
     pub fn server(&self) -> Option<&Server> {
         self.server.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rtt_reports_to_subscribers_made_before_and_after_a_measurement() {
+        let rtt = Rtt::default();
+        assert_eq!(rtt.get(), None);
+        let mut early = rtt.subscribe();
+        assert!(!early.has_changed().unwrap());
+        let waiter = tokio::spawn({
+            let rtt = rtt.clone();
+            async move { rtt.measured().await }
+        });
+        rtt.set(Duration::from_millis(7));
+        assert_eq!(rtt.get(), Some(Duration::from_millis(7)));
+        early.changed().await.unwrap();
+        assert_eq!(*early.borrow_and_update(), Some(Duration::from_millis(7)));
+        assert_eq!(waiter.await.unwrap(), Duration::from_millis(7));
+
+        let mut late = rtt.subscribe();
+        assert_eq!(*late.borrow(), Some(Duration::from_millis(7)));
+        assert!(!late.has_changed().unwrap());
+        rtt.set(Duration::from_millis(9));
+        late.changed().await.unwrap();
+        assert_eq!(*late.borrow(), Some(Duration::from_millis(9)));
+        assert_eq!(rtt.measured().await, Duration::from_millis(9));
     }
 }

@@ -14,7 +14,8 @@
 //! then handed to the handshake, which binds itself to that TLS session: a
 //! relay between two different TLS sessions makes the handshake fail.
 
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -270,7 +271,7 @@ impl Sender {
 
     /// Writes everything queued to the socket.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-        Sink::poll_flush(std::pin::Pin::new(&mut self.0), cx).map_err(Into::into)
+        Sink::poll_flush(Pin::new(&mut self.0), cx).map_err(Into::into)
     }
 
     /// Writes everything queued to the socket.
@@ -281,6 +282,23 @@ impl Sender {
     /// Sends one binary message and flushes.
     pub(crate) async fn send(&mut self, message: Bytes) -> Result<(), TransportError> {
         Ok(self.0.send(WsMessage::Binary(message)).await?)
+    }
+
+    /// Forgets the waker of the task that wrote last.
+    ///
+    /// The WebSocket keeps the waker of the last task that wrote to it until
+    /// another write replaces it, and that waker keeps the writing task's
+    /// memory alive. After set-up, that task (the caller of `connect`, or the
+    /// server's admission task) is done with the socket, and an idle
+    /// connection may not write again for a long time: swap its waker for
+    /// one that does nothing. Only call this after a completed flush (nothing
+    /// buffered): the flush it polls then completes at once.
+    pub(crate) fn forget_waker(&mut self) {
+        let mut context = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Err(error)) = Pin::new(&mut self.0).poll_flush(&mut context) {
+            // The next write reports the failure to the writer.
+            tracing::trace!(%error, "flush after set-up failed");
+        }
     }
 
     /// Sends a WebSocket close with `code` and `reason`, and flushes.
@@ -340,5 +358,64 @@ impl Receiver {
                 Some(Err(e)) => Err(e.into()),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that does nothing; its reference count tells who holds it.
+    struct Counted;
+
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn forget_waker_releases_the_last_writers_waker() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(tcp, 1 << 16, &ServerTls::default()).await.unwrap()
+        });
+        let (mut sender, _receiver, _addr, _exporter) =
+            connect(&url, &ClientTls::default()).await.unwrap();
+        let (_server_sender, mut server_receiver, _) = server.await.unwrap();
+
+        let counted = Arc::new(Counted);
+        let waker = Waker::from(Arc::clone(&counted));
+        let mut context = Context::from_waker(&waker);
+        {
+            let send = sender.send(Bytes::from_static(b"hello"));
+            let mut send = std::pin::pin!(send);
+            // A few bytes to a local socket: written at once.
+            assert!(matches!(
+                send.as_mut().poll(&mut context),
+                Poll::Ready(Ok(()))
+            ));
+        }
+        drop(waker);
+        assert!(
+            Arc::strong_count(&counted) > 1,
+            "the websocket keeps the writer's waker"
+        );
+        sender.forget_waker();
+        assert_eq!(Arc::strong_count(&counted), 1);
+
+        // The socket still works.
+        assert!(matches!(
+            server_receiver.recv().await.unwrap(),
+            Incoming::Binary(bytes) if bytes.as_ref() == b"hello"
+        ));
+        sender.send(Bytes::from_static(b"again")).await.unwrap();
+        assert!(matches!(
+            server_receiver.recv().await.unwrap(),
+            Incoming::Binary(bytes) if bytes.as_ref() == b"again"
+        ));
     }
 }

@@ -172,6 +172,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
             return Err(Error::AuthRejected(result.reason));
         }
         opener.set_authenticated();
+        sender.forget_waker();
         return Ok(Established {
             sender,
             receiver,
@@ -229,6 +230,7 @@ pub(crate) async fn server(
             return Err(reason);
         }
     };
+    sender.forget_waker();
     Ok(Established {
         sender,
         receiver,

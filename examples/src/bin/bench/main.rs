@@ -15,6 +15,15 @@
 //! follows at the end. W5 runs in a fresh child process per target, so
 //! memory freed by earlier workloads cannot hide the cost of a connection.
 //!
+//! To see where W5's memory goes, run the child under a heap profiler with
+//! `--w5-exit`: it exits right after measuring, connections still open, so
+//! the profiler's "leaked" report is exactly what the idle connections hold:
+//!
+//! ```text
+//! heaptrack target/release/bench --w5-child aes 2000 --w5-exit
+//! heaptrack_print -f heaptrack.bench.*.zst --flamegraph-cost-type leaked -F stacks.txt
+//! ```
+//!
 //! | workload | shape | figure |
 //! |---|---|---|
 //! | W1 | 1 connection, 1 call at a time, 32-byte payload, 20,000 calls | p50/p99/p99.9 µs |
@@ -132,6 +141,9 @@ struct Args {
     kinds: Vec<Kind>,
     /// `--w5-child <target> <n>`: measure W5 for one target in this process.
     w5_child: Option<(Kind, usize)>,
+    /// `--w5-exit`: the W5 child exits as soon as it has measured, without
+    /// closing its connections (for heap profilers).
+    w5_exit: bool,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -140,6 +152,7 @@ fn parse_args() -> Result<Args, BoxError> {
         workloads: Vec::new(),
         kinds: Vec::new(),
         w5_child: None,
+        w5_exit: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -165,6 +178,7 @@ fn parse_args() -> Result<Args, BoxError> {
                 let n = it.next().and_then(|n| n.parse().ok()).ok_or("bad child")?;
                 args.w5_child = Some((kind, n));
             }
+            "--w5-exit" => args.w5_exit = true,
             "--help" | "-h" => {
                 println!(
                     "bench [--quick] [--workload W1..W6]... [--target bare|aes|chacha|plain]...\n\
@@ -192,7 +206,7 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     if let Some((kind, n)) = args.w5_child {
-        let record = runtime.block_on(idle_connections(kind, n))?;
+        let record = runtime.block_on(idle_connections(kind, n, args.w5_exit))?;
         println!("{}", record.json());
         return Ok(());
     }
@@ -502,7 +516,7 @@ fn w5_in_child(kind: Kind, n: usize, quick: bool) -> Result<Record, BoxError> {
 
 /// W5: opens `n` connections (both ends in this process) and reports the
 /// growth of resident memory per connection.
-async fn idle_connections(kind: Kind, n: usize) -> Result<Record, BoxError> {
+async fn idle_connections(kind: Kind, n: usize, exit: bool) -> Result<Record, BoxError> {
     const CONCURRENCY: usize = 32;
     let deadline = Instant::now() + Duration::from_secs(60);
     let (before, after) = match kind {
@@ -532,6 +546,7 @@ async fn idle_connections(kind: Kind, n: usize) -> Result<Record, BoxError> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let after = rss_kib().ok_or("no /proc/self/status")?;
+            exit_if_profiling(exit, kind, n, before, after);
             drop(held);
             (before, after)
         }
@@ -559,6 +574,7 @@ async fn idle_connections(kind: Kind, n: usize) -> Result<Record, BoxError> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let after = rss_kib().ok_or("no /proc/self/status")?;
+            exit_if_profiling(exit, kind, n, before, after);
             drop(held);
             (before, after)
         }
@@ -575,6 +591,18 @@ async fn idle_connections(kind: Kind, n: usize) -> Result<Record, BoxError> {
             ("rss_after_kib", after as f64),
         ],
     ))
+}
+
+/// With `--w5-exit`: prints the figures and exits while `held` is still open.
+fn exit_if_profiling(exit: bool, kind: Kind, n: usize, before: u64, after: u64) {
+    if exit {
+        let per_connection = after.saturating_sub(before) as f64 / n as f64;
+        println!(
+            "{} W5: {per_connection:.2} KiB per connection ({before} -> {after} KiB); exiting with the connections open",
+            kind.name()
+        );
+        std::process::exit(0);
+    }
 }
 
 /// The headline of each workload: its label and whether higher is better.
