@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::ConnectionConfig;
@@ -87,11 +87,11 @@ pub(crate) struct Shared {
     peer: OnceLock<Peer>,
     pub(crate) running: Mutex<Running>,
     /// Handlers running; graceful shutdown waits for zero.
-    pub(crate) running_count: watch::Sender<usize>,
+    pub(crate) running_count: Signal<usize>,
     draining: AtomicBool,
     /// Replaced by a newer connection: close once no call of ours is pending.
     retiring: AtomicBool,
-    pub(crate) closing: watch::Sender<Option<Closing>>,
+    pub(crate) closing: Signal<Option<Closing>>,
     /// Set once both tasks have ended.
     done: Signal<Option<Disconnect>>,
 }
@@ -137,10 +137,10 @@ impl Shared {
             task_waker: AtomicWaker::new(),
             peer: OnceLock::new(),
             running: Mutex::new(Running::default()),
-            running_count: watch::Sender::new(0),
+            running_count: Signal::new(0),
             draining: AtomicBool::new(false),
             retiring: AtomicBool::new(false),
-            closing: watch::Sender::new(None),
+            closing: Signal::new(None),
             done: Signal::new(None),
         });
         (shared, rx)
@@ -149,7 +149,7 @@ impl Shared {
     /// Starts closing with `reason`; the first reason wins. Fails every pending
     /// call with `Disconnected` and aborts every running handler at once.
     pub(crate) fn close(&self, reason: Disconnect, send_close: bool) -> bool {
-        let first = self.closing.send_if_modified(|closing| {
+        let first = self.closing.update(|closing| {
             if closing.is_some() {
                 return false;
             }
@@ -172,7 +172,7 @@ impl Shared {
 
     /// The reason the connection is closing or closed, if it is.
     pub(crate) fn closed_reason(&self) -> Option<Disconnect> {
-        self.closing.borrow().as_ref().map(|c| c.reason.clone())
+        self.closing.with(|c| c.as_ref().map(|c| c.reason.clone()))
     }
 
     fn disconnected(&self) -> Error {
@@ -384,7 +384,7 @@ impl Handle {
                 "the arguments exceed the maximum message size".into(),
             ));
         }
-        if shared.closing.borrow().is_some() {
+        if shared.closing.with(Option::is_some) {
             return Err(shared.disconnected());
         }
         let message = Message::Notify(Notify {
@@ -411,13 +411,15 @@ impl Handle {
 
     /// Whether the connection is closing or closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.closing.borrow().is_some()
+        self.0.closing.with(Option::is_some)
     }
 
     /// Waits until no handler of this connection runs.
     pub(crate) async fn idle(&self) {
-        let mut count = self.0.running_count.subscribe();
-        let _ = count.wait_for(|n| *n == 0).await;
+        self.0
+            .running_count
+            .wait_for(|n| (*n == 0).then_some(()))
+            .await;
     }
 }
 

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
-use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::connection::{Shared, lock};
@@ -35,6 +34,7 @@ use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::server::WeakServer;
 use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Service};
+use crate::signal::Signal;
 
 /// The services one side of a connection serves, by wire name.
 #[derive(Default)]
@@ -76,29 +76,29 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    fn publish(&self, count: &watch::Sender<usize>) {
+    fn publish(&self, count: &Signal<usize>) {
         let running = self.tasks.len() + self.notifications.len();
         // Only `Handle::idle` watches the count, waiting for zero: wake
         // watchers when it reaches or leaves zero, not twice per call.
-        count.send_if_modified(|current| {
+        count.update(|current| {
             let crossed = (*current == 0) != (running == 0);
             *current = running;
             crossed
         });
     }
 
-    fn insert(&mut self, id: u64, task: AbortHandle, count: &watch::Sender<usize>) {
+    fn insert(&mut self, id: u64, task: AbortHandle, count: &Signal<usize>) {
         self.tasks.insert(id, task);
         self.publish(count);
     }
 
-    fn remove(&mut self, id: u64, count: &watch::Sender<usize>) -> Option<AbortHandle> {
+    fn remove(&mut self, id: u64, count: &Signal<usize>) -> Option<AbortHandle> {
         let task = self.tasks.remove(&id);
         self.publish(count);
         task
     }
 
-    pub(crate) fn abort_all(&mut self, count: &watch::Sender<usize>) {
+    pub(crate) fn abort_all(&mut self, count: &Signal<usize>) {
         for (_, task) in self.tasks.drain().chain(self.notifications.drain()) {
             task.abort();
         }

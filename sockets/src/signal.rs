@@ -44,6 +44,16 @@ impl<T> Signal<T> {
         old
     }
 
+    /// Changes the value in place; wakes every waiter when `change` says it
+    /// changed something they may wait for. Returns what `change` returned.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut T) -> bool) -> bool {
+        let changed = change(&mut self.lock());
+        if changed {
+            self.changed.notify_waiters();
+        }
+        changed
+    }
+
     /// Waits until `ready` returns something, checking now and after each change.
     ///
     /// # Cancel safety

@@ -183,9 +183,9 @@ impl<'a> Link<'a> {
 
     /// Runs the connection until it closes, from either side.
     async fn run(&mut self) {
-        let mut closing = self.shared.closing.subscribe();
+        let shared = self.shared;
         let end = {
-            let closed = closing.wait_for(Option::is_some);
+            let closed = shared.closing.wait_for(|c| c.is_some().then_some(()));
             tokio::pin!(closed);
             let step = poll_fn(|cx| self.poll(cx));
             tokio::pin!(step);
@@ -459,7 +459,7 @@ impl<'a> Link<'a> {
     /// After the connection closed: when a CLOSE is due, what was queued
     /// before it still goes out, then the CLOSE and the WebSocket close.
     async fn farewell(&mut self) {
-        let closing = self.shared.closing.borrow().clone();
+        let closing = self.shared.closing.with(Clone::clone);
         let Some(closing) = closing else { return };
         if !closing.send_close {
             return;
