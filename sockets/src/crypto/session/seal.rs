@@ -226,7 +226,8 @@ impl Sealer {
             .counter
             .traffic
             .aead()
-            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..]);
+            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..])
+            .map_err(|_| SessionError::Exhausted)?;
         buf.extend_from_slice(&tag);
         self.counter.advance(len);
         Ok(buf.freeze())
