@@ -1082,3 +1082,57 @@ fn chains_open_alike_from_shared_and_unique_buffers_and_tampering_is_refused() {
         }
     }
 }
+
+#[test]
+fn sealing_parts_is_sealing_their_concatenation() {
+    let limits = Limits {
+        max_frame: 4096,
+        ..Limits::default()
+    };
+    let message = (0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>();
+    // Splits around and across frame boundaries, with empty parts.
+    let splits: [&[usize]; 6] = [
+        &[],
+        &[0],
+        &[1, 1, 4000],
+        &[4072, 4073, 8146],
+        &[10_000, 10_000, 19_999],
+        &[20_000],
+    ];
+    for mode in [Mode::Plaintext, Mode::Encrypted] {
+        for suite in SUITES {
+            let (mut whole, _, _, mut whole_open) = authenticated(suite, mode, limits.clone());
+            let (mut parted, _, _, mut parted_open) = authenticated(suite, mode, limits.clone());
+            for cuts in splits {
+                let mut parts = Vec::new();
+                let mut from = 0;
+                for &cut in cuts {
+                    parts.push(&message[from..cut]);
+                    from = cut;
+                }
+                parts.push(&message[from..]);
+                let expected = seal(&mut whole, FrameKind::Data, &message);
+                let mut frames = Vec::new();
+                parted
+                    .seal_parts(FrameKind::Data, &parts, &mut frames)
+                    .unwrap();
+                let lens = |frames: &[Bytes]| frames.iter().map(Bytes::len).collect::<Vec<_>>();
+                assert_eq!(lens(&frames), lens(&expected), "{cuts:?}");
+                if mode == Mode::Plaintext {
+                    assert_eq!(frames, expected, "{cuts:?}");
+                }
+                let got = open_all(&mut parted_open, frames);
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].plaintext, message);
+                open_all(&mut whole_open, expected);
+            }
+            // Empty parts make one empty DATA, as an empty plaintext does.
+            let mut frames = Vec::new();
+            parted
+                .seal_parts(FrameKind::Data, &[&[], &[]], &mut frames)
+                .unwrap();
+            let got = open_all(&mut parted_open, frames);
+            assert!(got[0].plaintext.is_empty());
+        }
+    }
+}
