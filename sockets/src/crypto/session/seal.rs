@@ -207,7 +207,7 @@ impl Sealer {
         Ok(frames)
     }
 
-    /// Seals one frame of the next `len` plaintext bytes, then KEY_UPDATE if
+    /// Seals one frame of the next `take` plaintext bytes, then KEY_UPDATE if
     /// the soft limit is reached.
     fn push(
         &mut self,
@@ -215,10 +215,10 @@ impl Sealer {
         flags: u8,
         prefix: &[u8],
         plaintext: &mut Gather<'_>,
-        len: usize,
+        take: usize,
         frames: &mut Vec<Bytes>,
     ) -> Result<(), SessionError> {
-        frames.push(self.frame(kind, flags, prefix, plaintext, len)?);
+        frames.push(self.frame(kind, flags, prefix, plaintext, take)?);
         if self.mode == Mode::Encrypted
             && (self.counter.seq >= self.limits.rekey_after_frames
                 || self.counter.bytes >= self.limits.rekey_after_bytes)
@@ -233,21 +233,21 @@ impl Sealer {
     }
 
     /// One frame: header, then the sealed (mode E) or clear (mode P) `prefix
-    /// || the next len bytes of plaintext`, in one buffer sized once.
+    /// || the next take bytes of plaintext`, in one buffer sized once.
     fn frame(
         &mut self,
         kind: u8,
         flags: u8,
         prefix: &[u8],
         plaintext: &mut Gather<'_>,
-        len: usize,
+        take: usize,
     ) -> Result<Bytes, SessionError> {
         let fh = frame_header(kind, flags, self.counter.traffic.epoch());
-        let body = prefix.len() + len;
+        let body = prefix.len() + take;
         let mut buf = BytesMut::with_capacity(HEADER_LEN + body + TAG_LEN);
         buf.extend_from_slice(&fh);
         buf.extend_from_slice(prefix);
-        plaintext.copy_to(len, &mut buf);
+        plaintext.copy_to(take, &mut buf);
         if self.mode == Mode::Plaintext {
             return Ok(buf.freeze());
         }
