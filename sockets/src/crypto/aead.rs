@@ -1,11 +1,10 @@
-//! One AEAD type for both suites: the only place that names the cipher crates.
+//! One AEAD type for both suites: the only place that names the frame cipher crate (ring).
 //!
-//! Nonce = `0x00000000 || u64be(seq)` for both suites. Keys are wiped on drop
-//! (the cipher crates zeroize their key schedules).
+//! Nonce = `0x00000000 || u64be(seq)` for both suites. The 32-byte key handed
+//! in is the caller's `Zeroizing` buffer; ring does not wipe its own copy (the
+//! expanded key schedule) when the key is dropped, see docs/SECURITY.md.
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::ChaCha20Poly1305;
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 
 use super::Suite;
 
@@ -13,14 +12,21 @@ use super::Suite;
 pub(crate) const TAG_LEN: usize = 16;
 
 /// A key of one suite, ready to seal or open.
-pub(crate) enum AeadKey {
-    Aes(Box<Aes256Gcm>),
-    ChaCha(Box<ChaCha20Poly1305>),
-}
+///
+/// Boxed: ring's key schedule is about 540 bytes, and the Sealer and Opener
+/// that hold it travel by value into the connection's task futures (which
+/// may keep more than one copy of their arguments); inline it cost about
+/// 3 KiB of RSS per connection end in W5.
+pub(crate) struct AeadKey(Box<LessSafeKey>);
 
 /// The authentication tag did not verify.
 #[derive(Debug)]
 pub(crate) struct TagMismatch;
+
+/// The plaintext is beyond the cipher's length limit (far beyond any frame:
+/// about 64 GiB for AES-256-GCM, 256 GiB for ChaCha20-Poly1305).
+#[derive(Debug)]
+pub(crate) struct TooLong;
 
 fn nonce(seq: u64) -> [u8; 12] {
     let mut nonce = [0u8; 12];
@@ -30,22 +36,33 @@ fn nonce(seq: u64) -> [u8; 12] {
 
 impl AeadKey {
     pub(crate) fn new(suite: Suite, key: &[u8; 32]) -> AeadKey {
-        match suite {
-            Suite::Aes256Gcm => AeadKey::Aes(Box::new(Aes256Gcm::new(key.into()))),
-            Suite::ChaCha20Poly1305 => AeadKey::ChaCha(Box::new(ChaCha20Poly1305::new(key.into()))),
-        }
+        let algorithm = match suite {
+            Suite::Aes256Gcm => &AES_256_GCM,
+            Suite::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+        };
+        // ring rejects only a key of the wrong length; both suites take 32 bytes.
+        let key = UnboundKey::new(algorithm, key)
+            .unwrap_or_else(|_| unreachable!("both suites take 32-byte keys"));
+        AeadKey(Box::new(LessSafeKey::new(key)))
     }
 
     /// Encrypts `buf` in place and returns the tag.
-    pub(crate) fn seal(&self, seq: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let nonce = nonce(seq);
-        let tag = match self {
-            AeadKey::Aes(cipher) => cipher.encrypt_in_place_detached((&nonce).into(), ad, buf),
-            AeadKey::ChaCha(cipher) => cipher.encrypt_in_place_detached((&nonce).into(), ad, buf),
-        };
-        // Both ciphers fail only for plaintexts far beyond any frame (2^36 bytes, 256 GiB).
-        tag.map(Into::into)
-            .unwrap_or_else(|_| unreachable!("frames are far below the AEAD length limits"))
+    ///
+    /// On error `buf` is unchanged or holds no usable ciphertext and must be discarded.
+    pub(crate) fn seal(
+        &self,
+        seq: u64,
+        ad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], TooLong> {
+        let nonce = Nonce::assume_unique_for_key(nonce(seq));
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(nonce, Aad::from(ad), buf)
+            .map_err(|_| TooLong)?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
     }
 
     /// Checks `tag` and decrypts `buf` in place. On failure `buf` holds no
@@ -57,16 +74,13 @@ impl AeadKey {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), TagMismatch> {
-        let nonce = nonce(seq);
-        match self {
-            AeadKey::Aes(cipher) => {
-                cipher.decrypt_in_place_detached((&nonce).into(), ad, buf, tag.into())
-            }
-            AeadKey::ChaCha(cipher) => {
-                cipher.decrypt_in_place_detached((&nonce).into(), ad, buf, tag.into())
-            }
-        }
-        .map_err(|_| TagMismatch)
+        let nonce = Nonce::assume_unique_for_key(nonce(seq));
+        // ring reports a bad tag and an over-long input alike; both are a
+        // frame that does not open.
+        self.0
+            .open_in_place_separate_tag(nonce, Aad::from(ad), Tag::from(*tag), buf, 0..)
+            .map(|_| ())
+            .map_err(|_| TagMismatch)
     }
 }
 
@@ -87,14 +101,28 @@ mod tests {
         for suite in [Suite::Aes256Gcm, Suite::ChaCha20Poly1305] {
             let key = AeadKey::new(suite, &[7; 32]);
             let mut buf = *b"hello";
-            let tag = key.seal(3, b"ad", &mut buf);
+            let tag = key.seal(3, b"ad", &mut buf).unwrap();
             assert_ne!(&buf, b"hello");
             let mut copy = buf;
             assert!(key.open(4, b"ad", &mut copy, &tag).is_err());
             let mut copy = buf;
             assert!(key.open(3, b"ae", &mut copy, &tag).is_err());
+            let mut copy = buf;
+            let mut bad = tag;
+            bad[15] ^= 1;
+            assert!(key.open(3, b"ad", &mut copy, &bad).is_err());
             key.open(3, b"ad", &mut buf, &tag).unwrap();
             assert_eq!(&buf, b"hello");
+        }
+    }
+
+    #[test]
+    fn empty_plaintext_seals_to_a_tag_alone() {
+        for suite in [Suite::Aes256Gcm, Suite::ChaCha20Poly1305] {
+            let key = AeadKey::new(suite, &[9; 32]);
+            let tag = key.seal(0, b"ad", &mut []).unwrap();
+            key.open(0, b"ad", &mut [], &tag).unwrap();
+            assert!(key.open(1, b"ad", &mut [], &tag).is_err());
         }
     }
 }

@@ -1037,3 +1037,102 @@ fn handshake_and_session_errors_map_to_close_codes() {
     assert_eq!(Mode::from_id(0), None);
     let _ = Suite::preferred();
 }
+
+#[test]
+fn chains_open_alike_from_shared_and_unique_buffers_and_tampering_is_refused() {
+    let limits = Limits {
+        max_frame: 4096,
+        ..Limits::default()
+    };
+    let message = (0..20_000u32).map(|i| i as u8).collect::<Vec<_>>();
+    for suite in SUITES {
+        // Shared buffers (as the transport hands them over: the frame is a
+        // slice of its read buffer) and unique ones open to the same message.
+        for shared in [true, false] {
+            let (mut c_seal, _, _, mut s_open) =
+                authenticated(suite, Mode::Encrypted, limits.clone());
+            for round in 0..2 {
+                let frames = seal(&mut c_seal, FrameKind::Data, &message);
+                assert!(frames.len() > 2, "{} frames", frames.len());
+                let keep: Vec<Bytes> = if shared { frames.clone() } else { Vec::new() };
+                let got = open_all(&mut s_open, frames);
+                assert_eq!(got.len(), 1, "round {round}");
+                assert_eq!(got[0].plaintext, message);
+                drop(keep);
+                // A single frame after the chain still opens.
+                let got = open_all(&mut s_open, seal(&mut c_seal, FrameKind::Data, b"after"));
+                assert_eq!(&got[0].plaintext[..], b"after");
+            }
+        }
+        // A flipped bit in a middle chunk's body, tag or header: refused,
+        // nothing delivered, and the opener is done.
+        for at in [HEADER_LEN, 1000, 4095, 7] {
+            let (mut c_seal, _, _, mut s_open) =
+                authenticated(suite, Mode::Encrypted, limits.clone());
+            let mut frames = seal(&mut c_seal, FrameKind::Data, &message).into_iter();
+            assert_eq!(s_open.open(frames.next().unwrap()), Ok(None));
+            let mut tampered = frames.next().unwrap().to_vec();
+            tampered[at] ^= 0x40;
+            assert_eq!(
+                s_open.open(Bytes::from(tampered)),
+                Err(SessionError::Decrypt),
+                "bit flipped at {at}"
+            );
+            assert!(frames.all(|frame| s_open.open(frame).is_err()));
+        }
+    }
+}
+
+#[test]
+fn sealing_parts_is_sealing_their_concatenation() {
+    let limits = Limits {
+        max_frame: 4096,
+        ..Limits::default()
+    };
+    let message = (0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>();
+    // Splits around and across frame boundaries, with empty parts.
+    let splits: [&[usize]; 6] = [
+        &[],
+        &[0],
+        &[1, 1, 4000],
+        &[4072, 4073, 8146],
+        &[10_000, 10_000, 19_999],
+        &[20_000],
+    ];
+    for mode in [Mode::Plaintext, Mode::Encrypted] {
+        for suite in SUITES {
+            let (mut whole, _, _, mut whole_open) = authenticated(suite, mode, limits.clone());
+            let (mut parted, _, _, mut parted_open) = authenticated(suite, mode, limits.clone());
+            for cuts in splits {
+                let mut parts = Vec::new();
+                let mut from = 0;
+                for &cut in cuts {
+                    parts.push(&message[from..cut]);
+                    from = cut;
+                }
+                parts.push(&message[from..]);
+                let expected = seal(&mut whole, FrameKind::Data, &message);
+                let mut frames = Vec::new();
+                parted
+                    .seal_parts(FrameKind::Data, &parts, &mut frames)
+                    .unwrap();
+                let lens = |frames: &[Bytes]| frames.iter().map(Bytes::len).collect::<Vec<_>>();
+                assert_eq!(lens(&frames), lens(&expected), "{cuts:?}");
+                if mode == Mode::Plaintext {
+                    assert_eq!(frames, expected, "{cuts:?}");
+                }
+                let got = open_all(&mut parted_open, frames);
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].plaintext, message);
+                open_all(&mut whole_open, expected);
+            }
+            // Empty parts make one empty DATA, as an empty plaintext does.
+            let mut frames = Vec::new();
+            parted
+                .seal_parts(FrameKind::Data, &[&[], &[]], &mut frames)
+                .unwrap();
+            let got = open_all(&mut parted_open, frames);
+            assert!(got[0].plaintext.is_empty());
+        }
+    }
+}

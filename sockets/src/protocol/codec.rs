@@ -145,6 +145,18 @@ const TAG_PONG: u64 = 5;
 /// MessagePack `bin` whose content must already be one encoded value (from
 /// [`encode_value`]); it is copied as it is.
 pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
+    if let Some(payload) = encode_message_head(message, out) {
+        out.extend_from_slice(payload);
+    }
+}
+
+/// Appends the envelope's encoding to `out` except its payload, which is
+/// returned: the envelope is `out`'s new bytes followed by the payload's. A
+/// payload (the last field of a call, notification or successful reply) can
+/// then reach its destination without being copied here first, for example
+/// through [`Sealer::seal_parts`](crate::crypto::Sealer::seal_parts).
+/// `None`: the envelope has no payload and was written whole.
+pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Option<&'m Bytes> {
     use rmp::encode as enc;
     // Writing into a Vec cannot fail, so the writers' results carry no information.
     match message {
@@ -166,7 +178,7 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
                     let _ = enc::write_nil(out);
                 }
             }
-            let _ = enc::write_bin(out, args);
+            Some(bin_head(out, args))
         }
         Message::Reply(Reply { id, outcome }) => {
             let _ = enc::write_array_len(out, 4);
@@ -175,11 +187,12 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             match outcome {
                 Outcome::Ok(value) => {
                     let _ = enc::write_uint(out, 0);
-                    let _ = enc::write_bin(out, value);
+                    Some(bin_head(out, value))
                 }
                 Outcome::Err(RemoteError { code, message }) => {
                     let _ = enc::write_uint(out, u64::from(code.to_u16()));
                     let _ = enc::write_str(out, message);
+                    None
                 }
             }
         }
@@ -187,12 +200,30 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             let _ = enc::write_array_len(out, 3);
             let _ = enc::write_uint(out, TAG_NOTIFY);
             let _ = enc::write_str(out, method);
-            let _ = enc::write_bin(out, args);
+            Some(bin_head(out, args))
         }
-        Message::Cancel { id } => write_tagged_u64(out, TAG_CANCEL, *id),
-        Message::Ping { nonce } => write_tagged_u64(out, TAG_PING, *nonce),
-        Message::Pong { nonce } => write_tagged_u64(out, TAG_PONG, *nonce),
+        Message::Cancel { id } => {
+            write_tagged_u64(out, TAG_CANCEL, *id);
+            None
+        }
+        Message::Ping { nonce } => {
+            write_tagged_u64(out, TAG_PING, *nonce);
+            None
+        }
+        Message::Pong { nonce } => {
+            write_tagged_u64(out, TAG_PONG, *nonce);
+            None
+        }
     }
+}
+
+/// Writes the `bin` header of `payload`; returns the payload to follow it.
+fn bin_head<'m>(out: &mut Vec<u8>, payload: &'m Bytes) -> &'m Bytes {
+    // A bin header cannot describe 4 GiB or more; the message size limits
+    // (at most a few MiB) refuse such a payload long before it gets here.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let _ = rmp::encode::write_bin_len(out, len);
+    payload
 }
 
 fn write_tagged_u64(out: &mut Vec<u8>, tag: u64, value: u64) {
@@ -419,7 +450,36 @@ mod tests {
         encode_message(&message, &mut out);
         let decoded = decode_message(&Bytes::from(out.clone())).expect("decodes");
         assert_eq!(decoded, message);
+        // The head and the payload it leaves out make the same bytes.
+        let mut head = vec![0xee];
+        let payload = encode_message_head(&message, &mut head);
+        let mut joined = head[1..].to_vec();
+        joined.extend_from_slice(payload.map_or(&[][..], |p| &p[..]));
+        assert_eq!(joined, out);
         out
+    }
+
+    #[test]
+    fn large_payloads_use_bin32_and_decode_as_slices_of_the_input() {
+        for len in [255usize, 256, 65_535, 65_536, 1 << 20] {
+            let args = Bytes::from(vec![0x5a; len]);
+            let wire = Bytes::from(round_trip(Message::Call(Call {
+                id: 1,
+                method: "echo.echo".into(),
+                timeout_ms: None,
+                args: args.clone(),
+            })));
+            let Message::Call(call) = decode_message(&wire).unwrap() else {
+                panic!("not a call");
+            };
+            assert_eq!(call.args, args);
+            let start = call.args.as_ptr() as usize - wire.as_ptr() as usize;
+            assert_eq!(
+                start + len,
+                wire.len(),
+                "the payload is the tail of the input"
+            );
+        }
     }
 
     #[test]

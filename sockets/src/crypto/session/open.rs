@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use subtle::ConstantTimeEq;
 
 use super::super::Mode;
@@ -161,6 +161,10 @@ impl Opener {
             return Err(SessionError::Malformed("MORE on a frame that is not DATA"));
         }
         let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+        let more = flags & FLAG_MORE != 0;
+        if self.joins_chain(kind, more, wire.len()) {
+            return self.decrypt_into_chain(&wire, &fh, epoch, more);
+        }
         let plaintext = match self.mode {
             Mode::Encrypted => self.decrypt(wire, &fh, epoch)?,
             Mode::Plaintext => {
@@ -170,7 +174,82 @@ impl Opener {
                 wire.slice(HEADER_LEN..)
             }
         };
-        self.deliver(kind, flags & FLAG_MORE != 0, plaintext)
+        self.deliver(kind, more, plaintext)
+    }
+
+    /// Whether this frame is an encrypted DATA chunk of a MORE chain that
+    /// passes every order and size rule, so that it can be decrypted straight
+    /// into the chain: one copy instead of two (the received buffer is
+    /// normally shared with the transport's read buffer, so it cannot be
+    /// decrypted where it is). Any other frame takes the general path, which
+    /// reports errors in their usual order.
+    fn joins_chain(&self, kind: u8, more: bool, wire_len: usize) -> bool {
+        if self.mode != Mode::Encrypted
+            || kind != TYPE_DATA
+            || self.state != RecvState::Authenticated
+            || !(more || self.chain.is_some())
+        {
+            return false;
+        }
+        let body = wire_len.saturating_sub(HEADER_LEN + TAG_LEN);
+        let held = self.chain.as_ref().map_or(0, Vec::len);
+        !(more && body == 0) && held.saturating_add(body) <= self.limits.max_message
+    }
+
+    /// Decrypts a chunk of a MORE chain in place at the chain's end (see
+    /// [`Opener::joins_chain`]); delivers the message at its last chunk.
+    fn decrypt_into_chain(
+        &mut self,
+        wire: &Bytes,
+        fh: &[u8; HEADER_LEN],
+        epoch: u32,
+        more: bool,
+    ) -> Result<Option<Opened>, SessionError> {
+        if epoch != self.counter.traffic.epoch() {
+            return Err(SessionError::Decrypt);
+        }
+        let len = wire.len();
+        if !self.counter.within(&self.limits, len) {
+            return Err(SessionError::LimitExceeded);
+        }
+        let (Some(body), Some(tag)) = (
+            wire.get(HEADER_LEN..len - TAG_LEN),
+            wire.get(len - TAG_LEN..)
+                .and_then(|tag| <[u8; TAG_LEN]>::try_from(tag).ok()),
+        ) else {
+            return Err(SessionError::Malformed("frame too short"));
+        };
+        // A chain starts with room for twice its first chunk (within
+        // max_message): a message of a full frame and a bit more (a large
+        // payload and its envelope) is never moved again, and a peer cannot
+        // make us reserve more than twice what it sent.
+        let room = body.len().saturating_mul(2).min(self.limits.max_message);
+        let chain = self.chain.get_or_insert_with(|| Vec::with_capacity(room));
+        let start = chain.len();
+        chain.extend_from_slice(body);
+        let ad = self.counter.ad(fh);
+        let opened = match chain.get_mut(start..) {
+            Some(chunk) => self
+                .counter
+                .traffic
+                .aead()
+                .open(self.counter.seq, &ad, chunk, &tag)
+                .is_ok(),
+            None => false,
+        };
+        if !opened {
+            // The chain is dropped unread by `open`.
+            return Err(SessionError::Decrypt);
+        }
+        self.counter.advance(len);
+        if more {
+            return Ok(None);
+        }
+        let plaintext = self.chain.take().map(Bytes::from).unwrap_or_default();
+        Ok(Some(Opened {
+            kind: FrameKind::Data,
+            plaintext,
+        }))
     }
 
     /// Checks the epoch and hard limits, then decrypts in place with the expected sequence number.
@@ -187,26 +266,31 @@ impl Opener {
         if !self.counter.within(&self.limits, len) {
             return Err(SessionError::LimitExceeded);
         }
-        let mut buf = wire
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&buf[len - TAG_LEN..]);
+        tag.copy_from_slice(&wire[len - TAG_LEN..]);
+        // In place when the buffer is ours alone; otherwise the body alone
+        // is copied (header and tag are not needed any more).
+        let mut body = match wire.try_into_mut() {
+            Ok(mut buf) => {
+                buf.truncate(len - TAG_LEN);
+                buf.advance(HEADER_LEN);
+                buf
+            }
+            Err(shared) => BytesMut::from(&shared[HEADER_LEN..len - TAG_LEN]),
+        };
         let ad = self.counter.ad(fh);
-        let body = &mut buf[HEADER_LEN..len - TAG_LEN];
         if self
             .counter
             .traffic
             .aead()
-            .open(self.counter.seq, &ad, body, &tag)
+            .open(self.counter.seq, &ad, &mut body, &tag)
             .is_err()
         {
-            // `buf` is dropped unread.
+            // `body` is dropped unread.
             return Err(SessionError::Decrypt);
         }
         self.counter.advance(len);
-        buf.truncate(len - TAG_LEN);
-        Ok(buf.split_off(HEADER_LEN).freeze())
+        Ok(body.freeze())
     }
 
     /// Applies the order rules to an authentic frame.

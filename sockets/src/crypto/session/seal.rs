@@ -91,7 +91,22 @@ impl Sealer {
         plaintext: &[u8],
         out: &mut Vec<Bytes>,
     ) -> Result<(), SessionError> {
-        let result = self.seal_all(kind, plaintext);
+        self.seal_parts(kind, &[plaintext], out)
+    }
+
+    /// As [`Sealer::seal`], for the plaintext `parts` concatenated: each byte
+    /// is copied once, straight into its frame, so a caller need not gather
+    /// the parts first (an envelope's head and its payload, for example).
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`].
+    pub fn seal_parts(
+        &mut self,
+        kind: FrameKind,
+        parts: &[&[u8]],
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), SessionError> {
+        let result = self.seal_all(kind, Gather::new(parts));
         match result {
             Ok(frames) => {
                 out.extend(frames);
@@ -105,7 +120,11 @@ impl Sealer {
         }
     }
 
-    fn seal_all(&mut self, kind: FrameKind, plaintext: &[u8]) -> Result<Vec<Bytes>, SessionError> {
+    fn seal_all(
+        &mut self,
+        kind: FrameKind,
+        mut plaintext: Gather<'_>,
+    ) -> Result<Vec<Bytes>, SessionError> {
         let first = match (self.state, self.role, kind) {
             (SendState::Done, _, _) => return Err(SessionError::UnexpectedFrame("session closed")),
             (SendState::First, Role::Client, FrameKind::Auth)
@@ -145,29 +164,40 @@ impl Sealer {
         let overhead = HEADER_LEN + tag_len + mac.as_ref().map_or(0, Vec::len);
         let capacity = frame_limit.saturating_sub(overhead).max(1);
 
-        let mut frames = Vec::with_capacity(1);
+        let total = plaintext.remaining();
+        let mut frames = Vec::new();
         if kind == FrameKind::Data {
-            if plaintext.len() > self.limits.max_message {
+            if total > self.limits.max_message {
                 return Err(SessionError::MessageTooLarge);
             }
-            let mut chunks = plaintext.chunks(capacity).peekable();
-            if chunks.peek().is_none() {
-                self.push(TYPE_DATA, 0, &[], &[], &mut frames)?;
-            }
-            while let Some(chunk) = chunks.next() {
-                let flags = if chunks.peek().is_some() {
+            frames.reserve(total / capacity + 1);
+            // An empty DATA is one empty frame.
+            loop {
+                let len = plaintext.remaining().min(capacity);
+                let flags = if plaintext.remaining() > len {
                     FLAG_MORE
                 } else {
                     0
                 };
-                self.push(TYPE_DATA, flags, &[], chunk, &mut frames)?;
+                self.push(TYPE_DATA, flags, &[], &mut plaintext, len, &mut frames)?;
+                if flags == 0 {
+                    break;
+                }
             }
         } else {
-            if plaintext.len() > capacity {
+            if total > capacity {
                 return Err(SessionError::MessageTooLarge);
             }
+            frames.reserve(1);
             let prefix = mac.as_deref().unwrap_or_default();
-            self.push(kind.type_byte(), 0, prefix, plaintext, &mut frames)?;
+            self.push(
+                kind.type_byte(),
+                0,
+                prefix,
+                &mut plaintext,
+                total,
+                &mut frames,
+            )?;
         }
         self.state = if kind == FrameKind::Close {
             SendState::Done
@@ -177,16 +207,18 @@ impl Sealer {
         Ok(frames)
     }
 
-    /// Seals one frame, then KEY_UPDATE if the soft limit is reached.
+    /// Seals one frame of the next `take` plaintext bytes, then KEY_UPDATE if
+    /// the soft limit is reached.
     fn push(
         &mut self,
         kind: u8,
         flags: u8,
         prefix: &[u8],
-        plaintext: &[u8],
+        plaintext: &mut Gather<'_>,
+        take: usize,
         frames: &mut Vec<Bytes>,
     ) -> Result<(), SessionError> {
-        frames.push(self.frame(kind, flags, prefix, plaintext)?);
+        frames.push(self.frame(kind, flags, prefix, plaintext, take)?);
         if self.mode == Mode::Encrypted
             && (self.counter.seq >= self.limits.rekey_after_frames
                 || self.counter.bytes >= self.limits.rekey_after_bytes)
@@ -194,26 +226,28 @@ impl Sealer {
             if self.counter.traffic.epoch() == u32::MAX {
                 return Err(SessionError::Exhausted);
             }
-            frames.push(self.frame(TYPE_KEY_UPDATE, 0, &[], &[])?);
+            frames.push(self.frame(TYPE_KEY_UPDATE, 0, &[], &mut Gather::new(&[]), 0)?);
             self.counter.ratchet().ok_or(SessionError::Exhausted)?;
         }
         Ok(())
     }
 
-    /// One frame: header, then the sealed (mode E) or clear (mode P) `prefix || plaintext`.
+    /// One frame: header, then the sealed (mode E) or clear (mode P) `prefix
+    /// || the next take bytes of plaintext`, in one buffer sized once.
     fn frame(
         &mut self,
         kind: u8,
         flags: u8,
         prefix: &[u8],
-        plaintext: &[u8],
+        plaintext: &mut Gather<'_>,
+        take: usize,
     ) -> Result<Bytes, SessionError> {
         let fh = frame_header(kind, flags, self.counter.traffic.epoch());
-        let body = prefix.len() + plaintext.len();
+        let body = prefix.len() + take;
         let mut buf = BytesMut::with_capacity(HEADER_LEN + body + TAG_LEN);
         buf.extend_from_slice(&fh);
         buf.extend_from_slice(prefix);
-        buf.extend_from_slice(plaintext);
+        plaintext.copy_to(take, &mut buf);
         if self.mode == Mode::Plaintext {
             return Ok(buf.freeze());
         }
@@ -226,7 +260,8 @@ impl Sealer {
             .counter
             .traffic
             .aead()
-            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..]);
+            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..])
+            .map_err(|_| SessionError::Exhausted)?;
         buf.extend_from_slice(&tag);
         self.counter.advance(len);
         Ok(buf.freeze())
@@ -247,12 +282,63 @@ impl Sealer {
     /// Seals one frame of any type and flags, bypassing the order rules (tests).
     #[cfg(test)]
     pub(crate) fn raw_frame(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Bytes {
-        self.frame(kind, flags, &[], plaintext).unwrap()
+        self.frame(
+            kind,
+            flags,
+            &[],
+            &mut Gather::new(&[plaintext]),
+            plaintext.len(),
+        )
+        .unwrap()
     }
 
     /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
     #[cfg(test)]
     pub(crate) fn force_last_epoch(&mut self) {
         self.counter.traffic.force_epoch(u32::MAX);
+    }
+}
+
+/// The plaintext parts of one message, read front to back.
+struct Gather<'a> {
+    /// The unread tail of the current part.
+    head: &'a [u8],
+    /// The parts after it.
+    rest: &'a [&'a [u8]],
+    remaining: usize,
+}
+
+impl<'a> Gather<'a> {
+    fn new(parts: &'a [&'a [u8]]) -> Gather<'a> {
+        Gather {
+            head: &[],
+            rest: parts,
+            remaining: parts.iter().map(|part| part.len()).sum(),
+        }
+    }
+
+    /// The bytes not yet copied.
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Appends the next `len` bytes (fewer if fewer remain) to `buf`.
+    fn copy_to(&mut self, len: usize, buf: &mut BytesMut) {
+        let mut left = len.min(self.remaining);
+        while left > 0 {
+            if self.head.is_empty() {
+                let Some((next, rest)) = self.rest.split_first() else {
+                    break;
+                };
+                self.head = next;
+                self.rest = rest;
+                continue;
+            }
+            let (take, keep) = self.head.split_at(left.min(self.head.len()));
+            buf.extend_from_slice(take);
+            left -= take.len();
+            self.remaining -= take.len();
+            self.head = keep;
+        }
     }
 }
