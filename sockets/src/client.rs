@@ -188,7 +188,7 @@ impl Inner {
             tls: &self.tls,
         })
         .await?;
-        let (shared, queue) = Shared::new(Params {
+        let shared = Shared::new(Params {
             id: connection::next_id(),
             peer_addr: established.peer_addr,
             session: established.session,
@@ -202,7 +202,6 @@ impl Inner {
         });
         Ok(connection::spawn(
             shared,
-            queue,
             (established.sender, established.sealer),
             (established.receiver, established.opener),
             |_reason| {},

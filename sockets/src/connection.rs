@@ -19,6 +19,7 @@
 
 pub(crate) mod establish;
 mod io;
+mod queue;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -27,8 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::ConnectionConfig;
@@ -41,6 +41,7 @@ use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Peer, R
 use crate::signal::Signal;
 
 pub(crate) use io::spawn;
+use queue::{Queue, TrySendError};
 
 /// The longest a call may wait: the most its `timeout_ms` can say on the
 /// wire (about 49 days). Longer timeouts are cut to it.
@@ -77,12 +78,10 @@ pub(crate) struct Shared {
     /// On a client: the id the server gave this connection, if it said
     /// (AUTH_RESULT's `id`). On a server: its own id.
     pub(crate) server_id: Option<ConnectionId>,
-    pub(crate) queue: mpsc::Sender<Message>,
+    pub(crate) queue: Queue,
     calls: Mutex<InFlight<Waiter>>,
     /// A call's deadline comes before the task's timer: the task must arm it again.
     timer_stale: AtomicBool,
-    /// Wakes the connection's task (registered by the task on every poll).
-    task_waker: AtomicWaker,
     /// The handle handlers get to call this peer back ([`Shared::peer`]).
     peer: OnceLock<Peer>,
     pub(crate) running: Mutex<Running>,
@@ -117,9 +116,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(params: Params) -> (Arc<Self>, mpsc::Receiver<Message>) {
-        let (queue, rx) = mpsc::channel(params.config.queue_capacity);
-        let shared = Arc::new(Self {
+    pub(crate) fn new(params: Params) -> Arc<Self> {
+        let queue = Queue::new(params.config.queue_capacity);
+        Arc::new(Self {
             id: params.id,
             peer_addr: params.peer_addr,
             session: params.session,
@@ -134,7 +133,6 @@ impl Shared {
             queue,
             calls: Mutex::new(InFlight::default()),
             timer_stale: AtomicBool::new(false),
-            task_waker: AtomicWaker::new(),
             peer: OnceLock::new(),
             running: Mutex::new(Running::default()),
             running_count: Signal::new(0),
@@ -142,8 +140,7 @@ impl Shared {
             retiring: AtomicBool::new(false),
             closing: Signal::new(None),
             done: Signal::new(None),
-        });
-        (shared, rx)
+        })
     }
 
     /// Starts closing with `reason`; the first reason wins. Fails every pending
@@ -226,12 +223,6 @@ impl Shared {
         (ids, next)
     }
 
-    /// The connection's task is polled with `waker`: calls wake it through
-    /// that when its timer must be armed again.
-    pub(crate) fn register_task(&self, waker: &std::task::Waker) {
-        self.task_waker.register(waker);
-    }
-
     /// When the task's timer must check our calls' deadlines, if a call
     /// asked for it since the last time (see [`InFlight::start`]):
     /// `Some(None)` when no call waits.
@@ -300,12 +291,12 @@ impl Drop for CallGuard {
             return;
         }
         let cancel = Message::Cancel { id: self.id };
-        if let Err(mpsc::error::TrySendError::Full(cancel)) = self.shared.queue.try_send(cancel)
+        if let Err(TrySendError::Full(cancel)) = self.shared.queue.try_send(cancel)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let queue = self.shared.queue.clone();
+            let shared = Arc::clone(&self.shared);
             runtime.spawn(async move {
-                let _ = queue.send(cancel).await;
+                let _ = shared.queue.send(cancel).await;
             });
         }
     }
@@ -343,7 +334,7 @@ impl Handle {
         let Started { id, rearm } = started.ok_or_else(|| shared.disconnected())?;
         if rearm {
             shared.timer_stale.store(true, Ordering::Release);
-            shared.task_waker.wake();
+            shared.queue.wake_receiver();
         }
         let _guard = CallGuard {
             shared: Arc::clone(shared),
@@ -357,8 +348,8 @@ impl Handle {
         });
         match shared.queue.try_send(message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(shared.disconnected()),
-            Err(mpsc::error::TrySendError::Full(message)) => {
+            Err(TrySendError::Closed) => return Err(shared.disconnected()),
+            Err(TrySendError::Full(message)) => {
                 // The peer reads slowly: wait for room, until the deadline.
                 // Boxed, so the common path's future stays small.
                 let send = tokio::time::timeout_at(deadline, shared.queue.send(message));

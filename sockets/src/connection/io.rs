@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{Closing, Handle, Shared, remote_error};
@@ -61,16 +60,16 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// ended, with the reason the connection closed.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
-    queue: mpsc::Receiver<Message>,
     (sender, sealer): (Sender, Sealer),
     (receiver, opener): (Receiver, Opener),
     on_done: impl FnOnce(Disconnect) + Send + 'static,
 ) -> Handle {
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
-        let mut link = Link::new(&task_shared, queue, (sender, sealer), (receiver, opener));
+        let mut link = Link::new(&task_shared, (sender, sealer), (receiver, opener));
         link.run().await;
         link.farewell().await;
+        task_shared.queue.close();
         let reason = task_shared
             .closed_reason()
             .unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost"));
@@ -121,7 +120,8 @@ struct Link<'a> {
     sealer: Sealer,
     receiver: Receiver,
     opener: Opener,
-    queue: mpsc::Receiver<Message>,
+    /// Envelopes taken from the queue, not yet in the batch.
+    queued: VecDeque<Message>,
     heartbeat: Heartbeat,
     /// When our earliest pending call may pass its deadline.
     call_deadline: Option<Instant>,
@@ -148,7 +148,6 @@ struct Link<'a> {
 impl<'a> Link<'a> {
     fn new(
         shared: &'a Arc<Shared>,
-        queue: mpsc::Receiver<Message>,
         (sender, sealer): (Sender, Sealer),
         (receiver, opener): (Receiver, Opener),
     ) -> Self {
@@ -165,7 +164,7 @@ impl<'a> Link<'a> {
             sealer,
             receiver,
             opener,
-            queue,
+            queued: VecDeque::new(),
             heartbeat,
             call_deadline: None,
             timer,
@@ -202,7 +201,7 @@ impl<'a> Link<'a> {
 
     /// Makes all the progress there is; ready when the connection must end.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
-        self.shared.register_task(cx.waker());
+        self.shared.queue.register(cx.waker());
         for _ in 0..ROUNDS_PER_WAKE {
             match self.round(cx) {
                 Err(end) => return Poll::Ready(end),
@@ -226,14 +225,16 @@ impl<'a> Link<'a> {
         progress |= self.poll_incoming(cx)?;
         if !self.writing() {
             while self.plain.len() < BATCH_BYTES {
-                match self.queue.poll_recv(cx) {
-                    Poll::Ready(Some(message)) => {
-                        self.push(&message)?;
-                        progress = true;
-                    }
-                    // `Shared` holds a sender for as long as this task runs.
-                    Poll::Ready(None) | Poll::Pending => break,
+                // Everything waiting is taken under one lock; the task was
+                // registered for new envelopes at the start of this poll.
+                if self.queued.is_empty() && !self.shared.queue.take(&mut self.queued) {
+                    break;
                 }
+                let Some(message) = self.queued.pop_front() else {
+                    break;
+                };
+                self.push(&message)?;
+                progress = true;
             }
         }
         progress |= self.poll_write(cx)?;
@@ -466,7 +467,8 @@ impl<'a> Link<'a> {
         }
         let reason = closing.reason;
         let farewell = async {
-            while let Ok(message) = self.queue.try_recv() {
+            self.shared.queue.take(&mut self.queued);
+            while let Some(message) = self.queued.pop_front() {
                 self.push(&message).map_err(|end| end.reason)?;
             }
             if !self.plain.is_empty() {

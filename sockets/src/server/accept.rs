@@ -176,7 +176,7 @@ async fn admit(
         }
     };
     let session = established.session;
-    let (shared, queue) = Shared::new(Params {
+    let shared = Shared::new(Params {
         id,
         peer_addr: addr,
         session,
@@ -195,7 +195,6 @@ async fn admit(
     let done_inner = Arc::clone(&inner);
     connection::spawn(
         shared,
-        queue,
         (established.sender, established.sealer),
         (established.receiver, established.opener),
         move |reason| closed(&done_inner, id, reason),
