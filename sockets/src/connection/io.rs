@@ -35,7 +35,7 @@ use crate::dispatch;
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::protocol::codec::{self, Messages};
-use crate::protocol::{CloseCode, Message, Outcome};
+use crate::protocol::{CloseCode, Message, Outcome, Reply};
 use crate::transport::{Incoming, Receiver, Sender, TransportError};
 
 /// The payload of a CLOSE frame.
@@ -48,6 +48,10 @@ pub(crate) struct CloseBody {
 /// A batch is sealed once its plaintext is this large; incoming envelopes
 /// wait while the replies they produced are this large.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// Payloads at least this large are sealed straight from the envelope that
+/// carries them instead of being copied into the batch first.
+const COPY_FREE_PAYLOAD: usize = 1024;
 
 /// Rounds of reading and writing in one wake-up before the task yields to
 /// others on its thread.
@@ -130,8 +134,14 @@ struct Link<'a> {
     /// The envelopes of an incoming frame not processed yet, and when the
     /// frame arrived (the calls in it count their deadlines from then).
     incoming: Option<(Messages, Instant)>,
-    /// The next DATA plaintext: envelopes encoded back to back.
+    /// The next DATA plaintext: envelopes encoded back to back, except the
+    /// large payloads in `payloads`.
     plain: Vec<u8>,
+    /// Large payloads of the batch, each with the length of `plain` it
+    /// follows: the plaintext is `plain[..o1] p1 plain[o1..o2] p2 … plain[on..]`.
+    payloads: Vec<(usize, Bytes)>,
+    /// The bytes in `payloads`.
+    payload_bytes: usize,
     /// Sealed frames not yet handed to the socket.
     frames: VecDeque<Bytes>,
     /// Scratch space for [`Sealer::seal`].
@@ -170,6 +180,8 @@ impl<'a> Link<'a> {
             timer,
             incoming: None,
             plain: Vec::new(),
+            payloads: Vec::new(),
+            payload_bytes: 0,
             frames: VecDeque::new(),
             sealed: Vec::new(),
             flushing: false,
@@ -224,7 +236,7 @@ impl<'a> Link<'a> {
         let mut progress = self.poll_timer(cx)?;
         progress |= self.poll_incoming(cx)?;
         if !self.writing() {
-            while self.plain.len() < BATCH_BYTES {
+            while self.batch_len() < BATCH_BYTES {
                 // Everything waiting is taken under one lock; the task was
                 // registered for new envelopes at the start of this poll.
                 if self.queued.is_empty() && !self.shared.queue.take(&mut self.queued) {
@@ -251,6 +263,11 @@ impl<'a> Link<'a> {
             self.deadline_armed = false;
         }
         Ok(progress)
+    }
+
+    /// The size of the next DATA plaintext.
+    fn batch_len(&self) -> usize {
+        self.plain.len() + self.payload_bytes
     }
 
     /// A batch is on its way to the socket.
@@ -297,7 +314,7 @@ impl<'a> Link<'a> {
     /// Processes incoming envelopes while their replies fit in the batch.
     fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
         let mut progress = false;
-        while self.plain.len() < BATCH_BYTES {
+        while self.batch_len() < BATCH_BYTES {
             if let Some((messages, received)) = &mut self.incoming {
                 let received = *received;
                 match messages.next() {
@@ -394,20 +411,44 @@ impl<'a> Link<'a> {
     /// Adds an envelope to the batch. A batch never exceeds the message
     /// limit: what came before an envelope that would cross it is sealed first.
     fn push(&mut self, message: &Message) -> Result<(), Closing> {
-        let before = self.plain.len();
-        codec::encode_message(message, &mut self.plain);
-        if self.plain.len() > self.max_message && before > 0 {
-            self.seal(before)?;
+        let before = (self.batch_len(), self.plain.len(), self.payloads.len());
+        let large = match message {
+            Message::Call(call) => call.args.len(),
+            Message::Notify(notify) => notify.args.len(),
+            Message::Reply(Reply {
+                outcome: Outcome::Ok(value),
+                ..
+            }) => value.len(),
+            _ => 0,
+        } >= COPY_FREE_PAYLOAD;
+        if !large {
+            codec::encode_message(message, &mut self.plain);
+        } else if let Some(payload) = codec::encode_message_head(message, &mut self.plain) {
+            // The head is in `plain`; the payload follows it when sealed.
+            self.payloads.push((self.plain.len(), payload.clone()));
+            self.payload_bytes += payload.len();
+        }
+        let (batch_before, plain_before, payloads_before) = before;
+        if self.batch_len() > self.max_message && batch_before > 0 {
+            self.seal(plain_before, payloads_before)?;
         }
         Ok(())
     }
 
-    /// Seals the first `len` bytes of the batch into frames.
-    fn seal(&mut self, len: usize) -> Result<(), Closing> {
-        let plaintext = self.plain.get(..len).unwrap_or_default();
+    /// Seals the batch up to byte `len` of `plain` and its first `count`
+    /// large payloads into frames.
+    fn seal(&mut self, len: usize, count: usize) -> Result<(), Closing> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * count + 1);
+        let mut from = 0;
+        for (at, payload) in self.payloads.iter().take(count) {
+            parts.push(self.plain.get(from..*at).unwrap_or_default());
+            parts.push(payload);
+            from = *at;
+        }
+        parts.push(self.plain.get(from..len).unwrap_or_default());
         if let Err(error) = self
             .sealer
-            .seal(FrameKind::Data, plaintext, &mut self.sealed)
+            .seal_parts(FrameKind::Data, &parts, &mut self.sealed)
         {
             let (code, reason) = error.close();
             tracing::warn!(%error, "cannot seal a frame");
@@ -415,7 +456,18 @@ impl<'a> Link<'a> {
         }
         self.frames.extend(self.sealed.drain(..));
         self.plain.drain(..len);
+        for (_, payload) in self.payloads.drain(..count) {
+            self.payload_bytes -= payload.len();
+        }
+        for (at, _) in &mut self.payloads {
+            *at -= len;
+        }
         Ok(())
+    }
+
+    /// Seals the whole batch.
+    fn seal_batch(&mut self) -> Result<(), Closing> {
+        self.seal(self.plain.len(), self.payloads.len())
     }
 
     /// Moves the batch towards the socket: seals it once the previous one is
@@ -423,7 +475,7 @@ impl<'a> Link<'a> {
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
         let mut progress = false;
         if !self.writing() && !self.plain.is_empty() {
-            self.seal(self.plain.len())?;
+            self.seal_batch()?;
             // A batch that grew large is not worth keeping allocated.
             if self.plain.capacity() > 4 * BATCH_BYTES {
                 self.plain = Vec::new();
@@ -472,7 +524,7 @@ impl<'a> Link<'a> {
                 self.push(&message).map_err(|end| end.reason)?;
             }
             if !self.plain.is_empty() {
-                self.seal(self.plain.len()).map_err(|end| end.reason)?;
+                self.seal_batch().map_err(|end| end.reason)?;
             }
             for frame in self.frames.drain(..) {
                 self.sender
