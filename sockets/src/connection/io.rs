@@ -298,6 +298,11 @@ impl<'a> Link<'a> {
         }
         let action = self.heartbeat.poll(now);
         self.reset_timer();
+        if !self.writing() {
+            // Every heartbeat interval at most: a connection that moved a
+            // large message keeps its frame buffer until then, not for ever.
+            self.sealer.release_buffer();
+        }
         match action {
             Some(Action::Ping(nonce)) => self.push(&Message::Ping { nonce })?,
             Some(Action::TimedOut) => {

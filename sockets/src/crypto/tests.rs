@@ -1136,3 +1136,47 @@ fn sealing_parts_is_sealing_their_concatenation() {
         }
     }
 }
+
+/// Large messages reuse the sealer's frame buffer once their frames are
+/// gone (no fresh memory per message), stay correct, and a quiet
+/// connection gives the buffer back.
+#[test]
+fn sealing_reuses_the_frame_buffer_once_its_frames_are_dropped() {
+    let limits = Limits {
+        max_message: 4 << 20,
+        ..Limits::default()
+    };
+    let (mut c_seal, _c_open, _s_seal, mut s_open) =
+        authenticated(Suite::Aes256Gcm, Mode::Encrypted, limits);
+    let message = vec![7u8; 3 << 20];
+    let first = seal(&mut c_seal, FrameKind::Data, &message);
+    assert!(first.len() > 1, "a MORE chain");
+    // The allocation the first message's frames were cut from (the AUTH frame
+    // came before them in it).
+    let start = first[0].as_ptr() as usize;
+    let end = first
+        .last()
+        .map_or(start, |f| f.as_ptr() as usize + f.len());
+    let opened = open_all(&mut s_open, first);
+    assert_eq!(
+        opened.last().map(|o| o.plaintext.to_vec()),
+        Some(message.clone())
+    );
+    let second = seal(&mut c_seal, FrameKind::Data, &message);
+    let reused = second[0].as_ptr() as usize;
+    assert!(
+        (start.saturating_sub(64)..end).contains(&reused),
+        "the second message's frames are cut from the same allocation"
+    );
+    let opened = open_all(&mut s_open, second);
+    assert_eq!(opened.last().map(|o| o.plaintext.to_vec()), Some(message));
+    assert!(c_seal.buffer_capacity() > 64 * 1024, "kept between seals");
+    c_seal.release_buffer();
+    assert_eq!(
+        c_seal.buffer_capacity(),
+        0,
+        "the large buffer was given back"
+    );
+    let small = seal(&mut c_seal, FrameKind::Data, b"hello");
+    assert_eq!(open_all(&mut s_open, small)[0].plaintext.as_ref(), b"hello");
+}

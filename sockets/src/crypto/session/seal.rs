@@ -39,7 +39,17 @@ pub struct Sealer {
     max_frame: usize,
     finished: Option<Key32>,
     state: SendState,
+    /// Frames are cut from this buffer. Once the frames of a seal have been
+    /// written and dropped, the next seal reuses the allocation, so a stream
+    /// of large messages does not fault in fresh memory for every frame.
+    buffer: BytesMut,
+    /// The most any seal reserved in `buffer` since it was last given back.
+    reserved: usize,
 }
+
+/// A buffer kept between seals larger than this is given back by
+/// [`Sealer::release_buffer`].
+const KEEP_BUFFER: usize = 64 * 1024;
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,6 +79,17 @@ impl Sealer {
             max_frame,
             finished,
             state: SendState::First,
+            buffer: BytesMut::new(),
+            reserved: 0,
+        }
+    }
+
+    /// Gives back a large buffer kept from earlier frames (call when the
+    /// connection is quiet; the next large message allocates it again).
+    pub fn release_buffer(&mut self) {
+        if self.reserved > KEEP_BUFFER {
+            self.buffer = BytesMut::new();
+            self.reserved = 0;
         }
     }
 
@@ -165,6 +186,11 @@ impl Sealer {
         let capacity = frame_limit.saturating_sub(overhead).max(1);
 
         let total = plaintext.remaining();
+        // Room for every frame of this seal in one allocation (KEY_UPDATE
+        // frames, rare, may add one); reused when the last one's frames are gone.
+        let room = total + (total / capacity + 1) * overhead;
+        self.buffer.reserve(room);
+        self.reserved = self.reserved.max(room);
         let mut frames = Vec::new();
         if kind == FrameKind::Data {
             if total > self.limits.max_message {
@@ -244,27 +270,40 @@ impl Sealer {
     ) -> Result<Bytes, SessionError> {
         let fh = frame_header(kind, flags, self.counter.traffic.epoch());
         let body = prefix.len() + take;
-        let mut buf = BytesMut::with_capacity(HEADER_LEN + body + TAG_LEN);
+        let buf = &mut self.buffer;
+        buf.reserve(HEADER_LEN + body + TAG_LEN);
         buf.extend_from_slice(&fh);
         buf.extend_from_slice(prefix);
-        plaintext.copy_to(take, &mut buf);
+        plaintext.copy_to(take, buf);
         if self.mode == Mode::Plaintext {
-            return Ok(buf.freeze());
+            return Ok(buf.split().freeze());
         }
         let len = HEADER_LEN + body + TAG_LEN;
         if !self.counter.within(&self.limits, len) {
+            // Nothing of a frame that is not sent may stay in the buffer.
+            self.buffer.clear();
             return Err(SessionError::Exhausted);
         }
         let ad = self.counter.ad(&fh);
-        let tag = self
-            .counter
-            .traffic
-            .aead()
-            .seal(self.counter.seq, &ad, &mut buf[HEADER_LEN..])
-            .map_err(|_| SessionError::Exhausted)?;
-        buf.extend_from_slice(&tag);
+        let sealed =
+            self.counter
+                .traffic
+                .aead()
+                .seal(self.counter.seq, &ad, &mut self.buffer[HEADER_LEN..]);
+        let Ok(tag) = sealed else {
+            // Nothing of a failed frame may stay in the buffer.
+            self.buffer.clear();
+            return Err(SessionError::Exhausted);
+        };
+        self.buffer.extend_from_slice(&tag);
         self.counter.advance(len);
-        Ok(buf.freeze())
+        Ok(self.buffer.split().freeze())
+    }
+
+    /// The most a seal reserved in the frame buffer since it was last given back (tests).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.reserved
     }
 
     /// The current send epoch and sequence number (tests).
