@@ -46,7 +46,7 @@ pub(crate) struct ConnectionConfig {
     pub(crate) max_frame: usize,
     pub(crate) max_message: usize,
     pub(crate) max_in_flight: usize,
-    /// Envelopes queued for the writer before senders wait.
+    /// Envelopes queued for the connection's task before senders wait.
     pub(crate) queue_capacity: usize,
 }
 

@@ -1,21 +1,25 @@
-//! One established connection: the shared state of its reader and writer tasks,
+//! One established connection: the state its task and its handles share,
 //! and the handle calls go through.
 //!
 //! ```text
-//!            ┌──────────── reader task ────────────┐
-//!  socket ──►│ open ─► codec::messages ─► dispatch │──► handler tasks ─┐
-//!            └─────────────────────────────────────┘                   │
-//!            ┌──────────── writer task ────────────┐   bounded queue   │
-//!  socket ◄──│ seal ◄─ batch of envelopes          │◄──────────────────┘
-//!            └─────────────────────────────────────┘◄── calls, pings, cancels
+//!            ┌─────────────────────── connection task (io.rs) ───────────────────────┐
+//!  socket ──►│ open ─► codec::messages ─► dispatch ──► handler done at once ─┐        │
+//!            │                               └──► handler task ──┐           │        │
+//!  socket ◄──│ seal ◄─ batch of envelopes ◄─ queue ◄─────────────┘           │        │
+//!            │            ▲  ▲                 ▲                             │        │
+//!            │            │  └─ pings, pongs   └─ calls, notifications,      │        │
+//!            │            └──────────────────────── cancels (handles) ◄──────┘ reply  │
+//!            └───────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`establish`] runs the handshake and authentication and yields the two
-//! halves of the session; [`spawn`] starts the tasks. The writer owns the
-//! sealer, so nonces can never race; the reader owns the opener. A bounded
-//! queue feeds the writer: when the peer stops reading, senders wait, and a
+//! halves of the session; [`spawn`] starts the connection's one task, which
+//! owns both the sealer and the opener, so nonces can never race. A bounded
+//! [`queue`] feeds it: when the peer stops reading, senders wait, and a
 //! write that cannot finish within the write timeout disconnects the peer
-//! with `SlowConsumer` instead of buffering without bound.
+//! with `SlowConsumer` instead of buffering without bound. Our calls'
+//! deadlines live in the in-flight table and are enforced by the task's one
+//! timer, not by a timer per call.
 
 pub(crate) mod establish;
 mod io;

@@ -5,12 +5,13 @@
 //! `BAD_REQUEST` (arguments that do not decode, or a call to a notification
 //! method, which never replies), `UNAUTHORIZED` (a guest calling a method not marked open),
 //! `REJECTED` (the peer already has the maximum number of calls running) or
-//! `SHUTTING_DOWN`. Otherwise the handler is polled once by the reader: one
-//! that is already done (most are) is answered at once, without a task. One
+//! `SHUTTING_DOWN`. Otherwise the handler is polled once by the connection's
+//! task: one that is already done (most are) is answered at once, into the
+//! batch being written, without a task of its own. One
 //! that is not runs in its own task until it returns, the caller's deadline
 //! passes (`TIMEOUT`), the caller cancels (no reply: nobody waits), or it
 //! panics (`INTERNAL`; the connection lives on). A handler that blocks the
-//! thread in its first poll therefore holds up its connection's reader:
+//! thread in its first poll therefore holds up its connection:
 //! blocking work belongs in `tokio::task::spawn_blocking`.
 //!
 //! A notification that cannot start is dropped (there is nothing to reply

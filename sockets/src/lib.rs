@@ -12,7 +12,7 @@
 //! | `transport` (private) | WebSocket binary messages in and out; the only user of tungstenite |
 //! | [`crypto`] | the handshake, key schedule and frame protection (sans-IO) |
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
-//! | `connection` (private) | handshake + auth, then one reader and one writer task per connection |
+//! | `connection` (private) | handshake + auth, then one task per connection that reads, dispatches and writes |
 //! | `correlation`, `heartbeat`, `dispatch` (private) | in-flight calls, ping/timeout, incoming calls |
 //! | [`service`](mod@service) | the contract generated services implement; handler context; peers |
 //! | [`server`] | [`Server`]: accept, admit, registry, rooms, calls to clients, shutdown |
