@@ -35,7 +35,7 @@ use crate::dispatch;
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::protocol::codec::{self, Messages};
-use crate::protocol::{CloseCode, Message, Outcome, Reply};
+use crate::protocol::{CloseCode, Message, Outcome};
 use crate::transport::{Incoming, Receiver, Sender, TransportError};
 
 /// The payload of a CLOSE frame.
@@ -417,15 +417,9 @@ impl<'a> Link<'a> {
     /// limit: what came before an envelope that would cross it is sealed first.
     fn push(&mut self, message: &Message) -> Result<(), Closing> {
         let before = (self.batch_len(), self.plain.len(), self.payloads.len());
-        let large = match message {
-            Message::Call(call) => call.args.len(),
-            Message::Notify(notify) => notify.args.len(),
-            Message::Reply(Reply {
-                outcome: Outcome::Ok(value),
-                ..
-            }) => value.len(),
-            _ => 0,
-        } >= COPY_FREE_PAYLOAD;
+        let large = message
+            .payload()
+            .is_some_and(|payload| payload.len() >= COPY_FREE_PAYLOAD);
         if !large {
             codec::encode_message(message, &mut self.plain);
         } else if let Some(payload) = codec::encode_message_head(message, &mut self.plain) {

@@ -453,6 +453,11 @@ mod tests {
         // The head and the payload it leaves out make the same bytes.
         let mut head = vec![0xee];
         let payload = encode_message_head(&message, &mut head);
+        assert_eq!(
+            payload,
+            message.payload(),
+            "the head leaves out the payload"
+        );
         let mut joined = head[1..].to_vec();
         joined.extend_from_slice(payload.map_or(&[][..], |p| &p[..]));
         assert_eq!(joined, out);

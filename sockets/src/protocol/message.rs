@@ -33,6 +33,22 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The envelope's payload, its last field: a call's or notification's
+    /// arguments, a successful reply's value; `None` for the others.
+    pub fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Message::Call(call) => Some(&call.args),
+            Message::Notify(notify) => Some(&notify.args),
+            Message::Reply(Reply {
+                outcome: Outcome::Ok(value),
+                ..
+            }) => Some(value),
+            _ => None,
+        }
+    }
+}
+
 /// A call that expects a reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
