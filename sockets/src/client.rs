@@ -202,8 +202,8 @@ impl Inner {
         });
         Ok(connection::spawn(
             shared,
-            (established.sender, established.sealer),
-            (established.receiver, established.opener),
+            established.transport,
+            (established.sealer, established.opener),
             |_reason| {},
         ))
     }

@@ -9,7 +9,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | `transport` (private) | WebSocket binary messages in and out; the only user of tungstenite |
+//! | `transport` (private) | binary messages in and out: our own WebSocket framing after an HTTP/1.1 upgrade |
 //! | [`crypto`] | the handshake, key schedule and frame protection (sans-IO) |
 //! | [`protocol`] | envelopes, their MessagePack encoding, close codes |
 //! | `connection` (private) | handshake + auth, then one task per connection that reads, dispatches and writes |
@@ -89,7 +89,9 @@ mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
 pub use error::{Disconnect, Error, Result};
-pub use server::{AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent};
+pub use server::{
+    AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
+};
 pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Rtt, Service, SessionKind};
 
 /// The rustls crate, to build the TLS configurations that

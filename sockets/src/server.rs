@@ -48,6 +48,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, watch};
+
+use limits::{Admission, AdmissionConfig};
 use tokio::task::JoinHandle;
 
 pub use auth::{AuthDecision, PeerInfo};
@@ -64,7 +66,7 @@ use crate::service::{
     CallOptions, ConnectionId, Peer, Rtt, ServiceRequest, ServiceResponse, SessionKind,
     ensure_call, ensure_notify,
 };
-use crate::transport::ServerTls;
+use crate::transport::{HttpOptions, PreAuthBytes, ServerTls};
 use auth::AuthHook;
 use registry::Registry;
 
@@ -72,8 +74,9 @@ use registry::Registry;
 /// descriptors, say) before it tries again.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Refused connections told why at once; past this many, a refused socket
-/// is dropped without an upgrade, so a flood past the limits costs no tasks.
+/// Refused connections told why after an upgrade, at once; past this many, a
+/// refused socket gets an HTTP 503 written without waiting, so a flood past
+/// the limits costs no tasks.
 const MAX_REFUSALS: usize = 64;
 
 /// Something that happened to a connection.
@@ -102,6 +105,21 @@ pub enum ServerEvent {
         /// The close code and reason.
         reason: Disconnect,
     },
+}
+
+/// A snapshot of a server's counters ([`Server::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Admitted connections, open now.
+    pub connections: usize,
+    /// Connections between the TCP accept and authentication now.
+    pub handshakes: usize,
+    /// Bytes the transports of those connections hold in their buffers now:
+    /// what peers that have not proved the secret make the server allocate.
+    pub pre_auth_bytes: usize,
+    /// The most [`pre_auth_bytes`](Self::pre_auth_bytes) ever was.
+    pub pre_auth_bytes_peak: usize,
 }
 
 /// A running server; a cheap handle (clones share the server).
@@ -145,13 +163,16 @@ pub(crate) struct Inner {
     auth: AuthHook,
     tls: ServerTls,
     max_connections: usize,
-    /// Slots for connections before authentication (upgrade, handshake, auth hook).
-    handshakes: Arc<Semaphore>,
-    /// Handshakes and failed handshakes per client address.
-    per_ip: Arc<limits::PerIp>,
-    /// Slots for refusals in progress (each upgrades, then closes with a reason);
-    /// past them a refused socket is dropped without a word.
+    /// Slots for connections before authentication (upgrade, handshake,
+    /// auth hook), and the per-address limits on them.
+    admission: Arc<Admission>,
+    /// Slots for refusals in progress (each upgrades, then closes with a
+    /// reason); past them a refused socket gets an HTTP 503 at once.
     refusals: Arc<Semaphore>,
+    /// How plain HTTP requests are answered.
+    http: HttpOptions,
+    /// What connections before authentication hold in their transports.
+    pre_auth: Arc<PreAuthBytes>,
     registry: Registry,
     events: broadcast::Sender<ServerEvent>,
     /// Connections open, including those in the handshake.
@@ -193,6 +214,7 @@ impl Server {
         .map_err(|e| Error::Config(e.to_string()))?;
         let listener = TcpListener::bind(builder.address.as_str()).await?;
         let local_addr = listener.local_addr()?;
+        let handshake_timeout = builder.config.handshake_timeout;
         let inner = Arc::new(Inner {
             local_addr,
             config: Arc::new(builder.config),
@@ -201,9 +223,14 @@ impl Server {
             auth: builder.auth,
             tls: builder.tls,
             max_connections: builder.max_connections,
-            handshakes: Arc::new(Semaphore::new(builder.max_handshakes)),
-            per_ip: limits::PerIp::new(builder.per_ip),
+            admission: Admission::new(AdmissionConfig {
+                max_handshakes: builder.max_handshakes,
+                per_ip: builder.per_ip,
+                handshake_timeout,
+            }),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            http: builder.http,
+            pre_auth: Arc::new(PreAuthBytes::default()),
             registry: Registry::default(),
             events: broadcast::Sender::new(1024),
             open: watch::Sender::new(0),
@@ -220,6 +247,18 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Counters of the server's connections and of what connections before
+    /// authentication hold.
+    pub fn stats(&self) -> ServerStats {
+        let inner = &self.inner;
+        ServerStats {
+            connections: inner.registry.len(),
+            handshakes: inner.admission.in_progress(),
+            pre_auth_bytes: inner.pre_auth.now(),
+            pre_auth_bytes_peak: inner.pre_auth.peak(),
+        }
     }
 
     /// Lifecycle events from now on. A receiver that falls more than 1024

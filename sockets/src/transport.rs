@@ -1,45 +1,62 @@
-//! The WebSocket adapter: binary messages in and out. The only module that names tungstenite.
+//! The transport: binary messages in and out over a byte stream, knowing
+//! nothing of what they carry.
 //!
 //! Every handshake message and every sealed frame is exactly one binary
-//! WebSocket message. A text message ends the connection as a protocol
-//! error; WebSocket pings and pongs are answered by tungstenite and otherwise
-//! ignored (they are unauthenticated, so nothing depends on them).
+//! message. [`Transport`] is what the layers above see; [`WebSocketTransport`]
+//! implements it with our own RFC 6455 framing ([`ws`]) after an HTTP/1.1
+//! upgrade ([`http`]), over TCP or, with the `tls` feature, TLS over TCP.
 //!
-//! The WebSocket message and frame limits are set to the crypto layer's
-//! `max_frame` when the socket is created, so a peer that has not yet proved
-//! the secret can make us buffer at most one such message.
+//! A transport starts **unauthenticated**: it accepts messages only up to
+//! the small limit of the handshake ([`PRE_AUTH_MAX_MESSAGE`], enough for
+//! HS1 and an AUTH frame), answers no WebSocket ping and tolerates only a few
+//! ([`ws::PRE_AUTH_CONTROL_FRAMES`]). Once the session is authenticated, the
+//! owner raises the limit to the session's frame limit
+//! ([`Transport::authenticated`]) and pings are answered, one pong at a time.
+//! So a peer that has proved nothing can make the server hold at most one
+//! 64 KiB message and a request head, whatever it sends, and nothing it
+//! sends makes the server write without bound.
 //!
-//! With the `tls` feature the WebSocket may run over TLS (`wss://`). The TLS
-//! session's RFC 9266 exporter (`EXPORTER-Channel-Binding`, TLS 1.3 only) is
-//! then handed to the handshake, which binds itself to that TLS session: a
-//! relay between two different TLS sessions makes the handshake fail.
+//! With TLS, the session's RFC 9266 exporter (`EXPORTER-Channel-Binding`,
+//! TLS 1.3 only) is handed to the handshake, which binds itself to that TLS
+//! session: a relay between two different TLS sessions makes the handshake fail.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+pub(crate) mod http;
+mod queue;
+pub(crate) mod ws;
 
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::future::{Future, poll_fn};
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
-/// The read buffer each connection allocates up front. Small, because idle
-/// connections are the common case; a frame larger than this is read in
-/// several steps. Measured with 500 idle authenticated connections (client
-/// and server in one process): about 42 KiB of RSS per client/server pair
-/// with 4 KiB, 50 KiB with 8 KiB.
-const READ_BUFFER: usize = 4 * 1024;
+pub(crate) use http::HttpOptions;
+use http::{Request, Url};
+use queue::{MAX_SLICES, WriteQueue};
+use ws::{Frame, Role, WebSocket, WsError};
 
-/// Bytes tungstenite collects before it writes to the socket on its own; a
-/// batch is flushed explicitly anyway.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// The largest message before authentication: an AUTH frame at most
+/// (docs/PROTOCOL.md §8.3), which also bounds HS1 and HS2.
+pub(crate) const PRE_AUTH_MAX_MESSAGE: usize = crate::crypto::session::AUTH_MAX_FRAME;
 
-/// Why the WebSocket failed.
+/// The read buffer's first allocation, and the most a read asks for beyond
+/// the frame being received. Small, because idle connections are the common
+/// case. Measured with 500 idle authenticated connections (client and server
+/// in one process): about 42 KiB of RSS per client/server pair with 4 KiB,
+/// 50 KiB with 8 KiB.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Bytes queued for writing before [`Transport::poll_ready`] asks the sender
+/// to wait for the socket.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// Why the transport failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
     /// The socket failed.
@@ -51,23 +68,35 @@ pub(crate) enum TransportError {
     /// The peer sent a message larger than the limit.
     #[error("the peer sent a websocket message over the size limit")]
     TooLarge,
+    /// The peer sent too many pings before authentication.
+    #[error("too many websocket pings before authentication")]
+    TooManyControlFrames,
+    /// The peer broke the WebSocket framing rules.
+    #[error("websocket framing: {0}")]
+    Protocol(&'static str),
     /// The URL cannot be used.
     #[error("bad url: {0}")]
     BadUrl(String),
-    /// The WebSocket layer reported another failure (bad upgrade, bad framing).
-    #[error("websocket: {0}")]
-    WebSocket(String),
+    /// The HTTP upgrade failed.
+    #[error("websocket upgrade: {0}")]
+    Http(&'static str),
+    /// The server answered the upgrade with another HTTP status.
+    #[error("the server refused the upgrade with HTTP {status}: {reason}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The response's body: the server's reason.
+        reason: String,
+    },
 }
 
-impl From<tungstenite::Error> for TransportError {
-    fn from(error: tungstenite::Error) -> Self {
+impl From<WsError> for TransportError {
+    fn from(error: WsError) -> Self {
         match error {
-            tungstenite::Error::Io(e) => Self::Io(e),
-            tungstenite::Error::Capacity(_) => Self::TooLarge,
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                Self::Io(std::io::ErrorKind::ConnectionReset.into())
-            }
-            other => Self::WebSocket(other.to_string()),
+            WsError::TooLarge => Self::TooLarge,
+            WsError::NotBinary => Self::NotBinary,
+            WsError::TooManyControlFrames => Self::TooManyControlFrames,
+            WsError::Protocol(what) => Self::Protocol(what),
         }
     }
 }
@@ -77,31 +106,352 @@ impl From<tungstenite::Error> for TransportError {
 pub(crate) enum Incoming {
     /// One binary message.
     Binary(Bytes),
-    /// The WebSocket ended: with the peer's close code and reason, or without a close frame.
+    /// The transport ended: with the peer's close code and reason, or without them.
     Closed(Option<(u16, String)>),
 }
 
-/// The byte stream under the WebSocket: TCP, or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+/// The byte stream under a transport: TCP, or TLS over TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-type Stream = Box<dyn Io>;
-
-/// The sending half.
-pub(crate) struct Sender(SplitSink<WebSocketStream<Stream>, WsMessage>);
-
-/// The receiving half.
-pub(crate) struct Receiver(SplitStream<WebSocketStream<Stream>>);
-
 /// A TLS session's channel-binding value (RFC 9266), when there is one.
 pub(crate) type Exporter = Option<[u8; 32]>;
+
+/// An ordered, reliable transport of binary messages, as the connection
+/// sees it. Driven by one task: nothing here is shared between tasks.
+pub(crate) trait Transport: Send {
+    /// The next message, or how the transport ended.
+    ///
+    /// # Errors
+    /// The peer broke the framing, sent too much, or the socket failed.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, TransportError>>;
+
+    /// Ready when a message may be queued with [`Transport::start_send`]:
+    /// writes out what is queued while too much is.
+    ///
+    /// # Errors
+    /// The socket failed.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
+
+    /// Queues a message, without writing it yet.
+    fn start_send(&mut self, message: Bytes);
+
+    /// Writes everything queued to the socket.
+    ///
+    /// # Errors
+    /// The socket failed.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
+
+    /// Something the transport itself queued (a pong, the answer to a
+    /// close) waits to be flushed.
+    fn wants_flush(&self) -> bool;
+
+    /// Queues the transport's own close, with `code` and `reason` where it
+    /// can carry them; nothing is sent after it.
+    fn start_close(&mut self, code: u16, reason: &str);
+
+    /// Writes everything queued, then ends our direction of the stream.
+    ///
+    /// # Errors
+    /// The socket failed.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
+
+    /// The session is authenticated: accept messages up to `max_message`
+    /// from now on, and answer pings.
+    fn authenticated(&mut self, max_message: usize);
+}
+
+impl dyn Transport + '_ {
+    /// The next message, or how the transport ended.
+    ///
+    /// # Errors
+    /// As [`Transport::poll_recv`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is either returned or stays buffered.
+    pub(crate) async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Queues one message and writes everything out.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub(crate) async fn send(&mut self, message: Bytes) -> Result<(), TransportError> {
+        poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.start_send(message);
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Closes with `code` and `reason` and ends our direction of the stream.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> Result<(), TransportError> {
+        self.start_close(code, reason);
+        poll_fn(|cx| self.poll_shutdown(cx)).await
+    }
+
+    /// Closes with `code` and `reason` as far as the socket takes it right
+    /// now, without waiting: for a peer whose time is up. A peer that does
+    /// not read gets nothing more.
+    pub(crate) fn close_now(&mut self, code: u16, reason: &str) {
+        self.start_close(code, reason);
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = self.poll_shutdown(&mut cx);
+    }
+}
+
+/// The bytes that connections before authentication hold in their transport
+/// buffers, all together, and the most they ever held: what an
+/// unauthenticated peer can make a server allocate.
+#[derive(Debug, Default)]
+pub(crate) struct PreAuthBytes {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl PreAuthBytes {
+    /// Bytes held now.
+    pub(crate) fn now(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The most ever held at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// One transport's share of [`PreAuthBytes`]; gives it back when dropped.
+#[derive(Debug)]
+pub(crate) struct Gauge {
+    total: Arc<PreAuthBytes>,
+    mine: usize,
+}
+
+impl Gauge {
+    pub(crate) fn new(total: Arc<PreAuthBytes>) -> Self {
+        Self { total, mine: 0 }
+    }
+
+    fn set(&mut self, bytes: usize) {
+        if bytes > self.mine {
+            let now = self
+                .total
+                .now
+                .fetch_add(bytes - self.mine, Ordering::Relaxed);
+            self.total
+                .peak
+                .fetch_max(now + bytes - self.mine, Ordering::Relaxed);
+        } else {
+            self.total
+                .now
+                .fetch_sub(self.mine - bytes, Ordering::Relaxed);
+        }
+        self.mine = bytes;
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// Reads once into `buf`'s spare capacity.
+fn poll_read(
+    io: &mut dyn Io,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let read = pin!(io.read_buf(buf));
+    read.poll(cx)
+}
+
+/// Binary messages over a WebSocket.
+pub(crate) struct WebSocketTransport {
+    io: Box<dyn Io>,
+    ws: WebSocket,
+    read: BytesMut,
+    out: WriteQueue,
+    /// A ping to answer; a newer ping replaces it, so one pong at most waits.
+    pong: Option<Bytes>,
+    /// Our close frame is queued: nothing else may follow it.
+    close_sent: bool,
+    /// The stream ended.
+    eof: bool,
+    /// This transport's share of the server's pre-authentication bytes.
+    gauge: Option<Gauge>,
+}
+
+impl std::fmt::Debug for WebSocketTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketTransport")
+            .field("ws", &self.ws)
+            .field("buffered", &self.read.len())
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketTransport {
+    fn new(io: Box<dyn Io>, role: Role, early: BytesMut, gauge: Option<Gauge>) -> Self {
+        let mut transport = Self {
+            io,
+            ws: WebSocket::new(role, PRE_AUTH_MAX_MESSAGE),
+            read: early,
+            out: WriteQueue::default(),
+            pong: None,
+            close_sent: false,
+            eof: false,
+            gauge,
+        };
+        transport.account();
+        transport
+    }
+
+    /// Reports the memory held to the gauge, before authentication.
+    fn account(&mut self) {
+        if let Some(gauge) = &mut self.gauge {
+            gauge.set(self.read.capacity() + self.out.allocated());
+        }
+    }
+
+    /// Writes what is queued (and the pending pong) until done or blocked.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        if let Some(payload) = self.pong.take() {
+            self.ws.encode_pong(payload, &mut self.out);
+        }
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.out.slices(&mut slices);
+            let written = ready!(Pin::new(&mut *self.io).poll_write_vectored(cx, &slices[..count]));
+            let written = written?;
+            if written == 0 {
+                return Poll::Ready(Err(
+                    std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+                ));
+            }
+            self.out.advance(written);
+        }
+        self.account();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for WebSocketTransport {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, TransportError>> {
+        loop {
+            match self.ws.decode(&mut self.read)? {
+                Some(Frame::Binary(message)) => return Poll::Ready(Ok(Incoming::Binary(message))),
+                Some(Frame::Ping(payload)) => {
+                    if self.ws.answers_pings() && !self.close_sent {
+                        self.pong = Some(payload);
+                        // Written with the next flush; the owner is woken for it.
+                        cx.waker().wake_by_ref();
+                    }
+                    continue;
+                }
+                Some(Frame::Pong) => continue,
+                Some(Frame::Close(frame)) => {
+                    // Answer the close (RFC 6455 §5.5.1) with the next flush.
+                    let code = frame.as_ref().map_or(1000, |(code, _)| *code);
+                    self.start_close(code, "");
+                    return Poll::Ready(Ok(Incoming::Closed(frame)));
+                }
+                None => {}
+            }
+            if self.eof {
+                return Poll::Ready(Ok(Incoming::Closed(None)));
+            }
+            // The rest of the frame in progress (its size was checked against
+            // the limit on its header), or a small chunk.
+            let need = self.ws.need().saturating_sub(self.read.len());
+            self.read.reserve(need.max(READ_CHUNK));
+            self.account();
+            let read = ready!(poll_read(&mut *self.io, &mut self.read, cx));
+            match read {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    self.eof = true;
+                }
+                Err(error) => return Poll::Ready(Err(error.into())),
+            }
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        if self.out.len() >= WRITE_HIGH_WATER {
+            // Make room; a peer that does not read keeps us waiting here.
+            let _ = self.poll_write_out(cx)?;
+            if self.out.len() >= WRITE_HIGH_WATER {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(&mut self, message: Bytes) {
+        if self.close_sent {
+            return;
+        }
+        self.ws.encode_binary(message, &mut self.out);
+        self.account();
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        ready!(self.poll_write_out(cx))?;
+        Poll::Ready(Ok(ready!(Pin::new(&mut *self.io).poll_flush(cx))?))
+    }
+
+    fn wants_flush(&self) -> bool {
+        self.pong.is_some() || !self.out.is_empty()
+    }
+
+    fn start_close(&mut self, code: u16, reason: &str) {
+        if std::mem::replace(&mut self.close_sent, true) {
+            return;
+        }
+        self.pong = None;
+        // RFC 6455 §7.4: some codes may not be sent; 1000 stands in for them.
+        let code = match code {
+            1000..=1003 | 1007..=1011 | 3000..=4999 => code,
+            _ => 1000,
+        };
+        self.ws.encode_close(code, reason, &mut self.out);
+        self.account();
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        ready!(self.poll_flush(cx))?;
+        Poll::Ready(Ok(ready!(Pin::new(&mut *self.io).poll_shutdown(cx))?))
+    }
+
+    fn authenticated(&mut self, max_message: usize) {
+        self.ws.authenticated(max_message);
+        self.gauge = None;
+    }
+}
 
 /// A server's TLS settings; empty without the `tls` feature or when unset.
 #[derive(Clone, Default)]
 pub(crate) struct ServerTls {
     #[cfg(feature = "tls")]
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl ServerTls {
+    /// Whether connections are TLS.
+    pub(crate) fn is_on(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.acceptor.is_some() {
+            return true;
+        }
+        false
+    }
 }
 
 /// A client's TLS settings; empty without the `tls` feature or when unset.
@@ -123,23 +473,27 @@ fn exporter<D>(connection: &tokio_rustls::rustls::ConnectionCommon<D>) -> Export
         .ok()
 }
 
-fn config(max_frame: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(max_frame))
-        .max_frame_size(Some(max_frame))
+/// What came of an accepted socket.
+pub(crate) enum Accepted {
+    /// A WebSocket, with the TLS channel binding if TLS is on.
+    Upgraded(Box<dyn Transport>, Exporter),
+    /// A plain HTTP request, answered with this status and closed.
+    Answered(u16),
 }
 
-/// Completes the server side of TLS (if configured) and of the WebSocket
-/// upgrade on an accepted socket.
+/// The server side of an accepted socket: TLS (if configured), then the
+/// HTTP request, answered with an upgrade or a plain response.
+///
+/// # Errors
+/// I/O and TLS failures.
 pub(crate) async fn accept(
     tcp: TcpStream,
-    max_frame: usize,
     tls: &ServerTls,
-) -> Result<(Sender, Receiver, Exporter), TransportError> {
+    options: &HttpOptions,
+    mut gauge: Option<Gauge>,
+) -> Result<Accepted, TransportError> {
     let _ = tcp.set_nodelay(true);
-    let (stream, exporter): (Stream, Exporter) = match tls {
+    let (mut io, exporter): (Box<dyn Io>, Exporter) = match tls {
         #[cfg(feature = "tls")]
         ServerTls {
             acceptor: Some(acceptor),
@@ -150,59 +504,59 @@ pub(crate) async fn accept(
         }
         _ => (Box::new(tcp), None),
     };
-    let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config(max_frame))).await?;
-    let (sink, stream) = ws.split();
-    Ok((Sender(sink), Receiver(stream), exporter))
+    match http::serve(&mut *io, options, &mut gauge).await? {
+        Request::Upgraded(early) => {
+            let transport = WebSocketTransport::new(io, Role::Server, early, gauge);
+            Ok(Accepted::Upgraded(Box::new(transport), exporter))
+        }
+        Request::Answered(status) => {
+            let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
+            Ok(Accepted::Answered(status))
+        }
+    }
 }
 
-/// Opens a TCP connection to the host and port of `url`, runs TLS for a
-/// `wss://` url, and upgrades it. Returns the halves, the server's address
-/// and the TLS channel binding.
+/// Refuses an accepted socket with `code` and `reason` in a WebSocket close,
+/// after the upgrade (how browsers can read a reason). Plain HTTP requests
+/// get their plain answer instead.
+pub(crate) async fn refuse(
+    tcp: TcpStream,
+    tls: &ServerTls,
+    options: &HttpOptions,
+    code: u16,
+    reason: &str,
+) {
+    if let Ok(Accepted::Upgraded(mut transport, _)) = accept(tcp, tls, options, None).await {
+        let _ = transport.close(code, reason).await;
+    }
+}
+
+pub(crate) use http::refuse_now;
+
+/// Connects to `url`: TCP, TLS for `wss://`, the upgrade. Returns the
+/// transport, the server's address and the TLS channel binding.
 ///
-/// The client's WebSocket limit is the largest `mf` any server may announce
-/// (docs/PROTOCOL.md §2): the server's actual `mf` arrives only in HS2, and
-/// the session enforces it from then on.
+/// # Errors
+/// [`TransportError::BadUrl`], I/O and TLS failures, a refused or invalid upgrade.
 pub(crate) async fn connect(
     url: &str,
     tls: &ClientTls,
-) -> Result<(Sender, Receiver, std::net::SocketAddr, Exporter), TransportError> {
-    let max_frame = crate::crypto::handshake::MAX_MAX_FRAME as usize;
-    let request = url
-        .into_client_request()
-        .map_err(|e| TransportError::BadUrl(e.to_string()))?;
-    let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
-        _ => {
-            return Err(TransportError::BadUrl(
-                "the url must be ws:// or wss://".into(),
-            ));
-        }
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| TransportError::BadUrl("the url has no host".into()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    if secure {
+) -> Result<(Box<dyn Transport>, SocketAddr, Exporter), TransportError> {
+    let url = Url::parse(url)?;
+    if url.secure {
         tls_ready(tls)?;
     }
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
     let _ = tcp.set_nodelay(true);
     let addr = tcp.peer_addr()?;
-    let (stream, exporter): (Stream, Exporter) = if secure {
-        secure_stream(tcp, &host, tls).await?
+    let (mut io, exporter): (Box<dyn Io>, Exporter) = if url.secure {
+        secure_stream(tcp, &url.host, tls).await?
     } else {
         (Box::new(tcp), None)
     };
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config(max_frame)))
-            .await?;
-    let (sink, stream) = ws.split();
-    Ok((Sender(sink), Receiver(stream), addr, exporter))
+    let early = http::upgrade(&mut *io, &url).await?;
+    let transport = WebSocketTransport::new(io, Role::Client, early, None);
+    Ok((Box::new(transport), addr, exporter))
 }
 
 #[cfg(feature = "tls")]
@@ -210,7 +564,7 @@ async fn secure_stream(
     tcp: TcpStream,
     host: &str,
     tls: &ClientTls,
-) -> Result<(Stream, Exporter), TransportError> {
+) -> Result<(Box<dyn Io>, Exporter), TransportError> {
     use tokio_rustls::rustls::pki_types::ServerName;
     let Some(connector) = &tls.connector else {
         return Err(TransportError::BadUrl(
@@ -222,6 +576,17 @@ async fn secure_stream(
     let stream = connector.connect(name, tcp).await?;
     let exporter = exporter(stream.get_ref().1);
     Ok((Box::new(stream), exporter))
+}
+
+#[cfg(not(feature = "tls"))]
+async fn secure_stream(
+    _tcp: TcpStream,
+    _host: &str,
+    _tls: &ClientTls,
+) -> Result<(Box<dyn Io>, Exporter), TransportError> {
+    Err(TransportError::BadUrl(
+        "wss:// needs the `tls` feature of sockets".into(),
+    ))
 }
 
 /// Whether `wss://` can be used: checked before connecting.
@@ -238,184 +603,120 @@ fn tls_ready(tls: &ClientTls) -> Result<(), TransportError> {
     }))
 }
 
-#[cfg(not(feature = "tls"))]
-async fn secure_stream(
-    _tcp: TcpStream,
-    _host: &str,
-    _tls: &ClientTls,
-) -> Result<(Stream, Exporter), TransportError> {
-    Err(TransportError::BadUrl(
-        "wss:// needs the `tls` feature of sockets".into(),
-    ))
-}
-
-impl Sender {
-    /// Queues one binary message without flushing it.
-    ///
-    /// # Cancel safety
-    /// Not cancel safe: the message may or may not have been queued.
-    pub(crate) async fn feed(&mut self, message: Bytes) -> Result<(), TransportError> {
-        Ok(self.0.feed(WsMessage::Binary(message)).await?)
-    }
-
-    /// Whether a message can be queued with [`Sender::start_send`] now.
-    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-        self.0.poll_ready_unpin(cx).map_err(Into::into)
-    }
-
-    /// Queues one binary message without flushing it; call after
-    /// [`Sender::poll_ready`] returned ready.
-    pub(crate) fn start_send(&mut self, message: Bytes) -> Result<(), TransportError> {
-        Ok(self.0.start_send_unpin(WsMessage::Binary(message))?)
-    }
-
-    /// Writes everything queued to the socket.
-    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-        Sink::poll_flush(Pin::new(&mut self.0), cx).map_err(Into::into)
-    }
-
-    /// Writes everything queued to the socket.
-    pub(crate) async fn flush(&mut self) -> Result<(), TransportError> {
-        Ok(self.0.flush().await?)
-    }
-
-    /// Sends one binary message and flushes.
-    pub(crate) async fn send(&mut self, message: Bytes) -> Result<(), TransportError> {
-        Ok(self.0.send(WsMessage::Binary(message)).await?)
-    }
-
-    /// Forgets the waker of the task that wrote last.
-    ///
-    /// The WebSocket keeps the waker of the last task that wrote to it until
-    /// another write replaces it, and that waker keeps the writing task's
-    /// memory alive. After set-up, that task (the caller of `connect`, or the
-    /// server's admission task) is done with the socket, and an idle
-    /// connection may not write again for a long time: swap its waker for
-    /// one that does nothing. Only call this after a completed flush (nothing
-    /// buffered): the flush it polls then completes at once.
-    pub(crate) fn forget_waker(&mut self) {
-        let mut context = Context::from_waker(Waker::noop());
-        if let Poll::Ready(Err(error)) = Pin::new(&mut self.0).poll_flush(&mut context) {
-            // The next write reports the failure to the writer.
-            tracing::trace!(%error, "flush after set-up failed");
-        }
-    }
-
-    /// Sends a WebSocket close with `code` and `reason`, and flushes.
-    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> Result<(), TransportError> {
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code),
-            reason: reason.to_owned().into(),
-        };
-        self.0.send(WsMessage::Close(Some(frame))).await?;
-        Ok(())
-    }
-}
-
-impl Receiver {
-    /// The next binary message, or how the WebSocket ended.
-    ///
-    /// # Errors
-    /// [`TransportError::NotBinary`] for a text message; the others when the socket fails.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a message is either returned or stays buffered.
-    pub(crate) async fn recv(&mut self) -> Result<Incoming, TransportError> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
-    /// Polls for the next binary message, or how the WebSocket ended.
-    ///
-    /// # Errors
-    /// As [`Receiver::recv`].
-    pub(crate) fn poll_recv(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Incoming, TransportError>> {
-        loop {
-            let Poll::Ready(next) = self.0.poll_next_unpin(cx) else {
-                return Poll::Pending;
-            };
-            return Poll::Ready(match next {
-                None => Ok(Incoming::Closed(None)),
-                Some(Ok(WsMessage::Binary(bytes))) => Ok(Incoming::Binary(bytes)),
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                Some(Ok(WsMessage::Close(frame))) => {
-                    Ok(Incoming::Closed(frame.map(|f| {
-                        (u16::from(f.code), f.reason.as_str().to_owned())
-                    })))
-                }
-                Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
-                    Err(TransportError::NotBinary)
-                }
-                Some(Err(
-                    tungstenite::Error::ConnectionClosed
-                    | tungstenite::Error::AlreadyClosed
-                    | tungstenite::Error::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                    ),
-                )) => Ok(Incoming::Closed(None)),
-                Some(Err(e)) => Err(e.into()),
-            });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::task::Wake;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
-    /// A waker that does nothing; its reference count tells who holds it.
-    struct Counted;
-
-    impl Wake for Counted {
-        fn wake(self: Arc<Self>) {}
+    /// A server and a client transport over a loopback socket.
+    async fn pair() -> (Box<dyn Transport>, Box<dyn Transport>, Arc<PreAuthBytes>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let total = Arc::new(PreAuthBytes::default());
+        let gauge = Gauge::new(Arc::clone(&total));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            match accept(
+                tcp,
+                &ServerTls::default(),
+                &HttpOptions::default(),
+                Some(gauge),
+            )
+            .await
+            {
+                Ok(Accepted::Upgraded(transport, _)) => transport,
+                _ => panic!("an upgrade"),
+            }
+        });
+        let (client, _, _) = connect(&url, &ClientTls::default()).await.unwrap();
+        (server.await.unwrap(), client, total)
     }
 
     #[tokio::test]
-    async fn forget_waker_releases_the_last_writers_waker() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            accept(tcp, 1 << 16, &ServerTls::default()).await.unwrap()
-        });
-        let (mut sender, _receiver, _addr, _exporter) =
-            connect(&url, &ClientTls::default()).await.unwrap();
-        let (_server_sender, mut server_receiver, _) = server.await.unwrap();
-
-        let counted = Arc::new(Counted);
-        let waker = Waker::from(Arc::clone(&counted));
-        let mut context = Context::from_waker(&waker);
-        {
-            let send = sender.send(Bytes::from_static(b"hello"));
-            let mut send = std::pin::pin!(send);
-            // A few bytes to a local socket: written at once.
-            assert!(matches!(
-                send.as_mut().poll(&mut context),
-                Poll::Ready(Ok(()))
-            ));
+    async fn messages_cross_in_both_directions_at_every_size() {
+        let (mut server, mut client, _) = pair().await;
+        server.authenticated(1 << 21);
+        client.authenticated(1 << 21);
+        for len in [0, 1, 125, 126, 4096, 65536, 1 << 20, 2 << 20] {
+            let message = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+            let (sent, received) = tokio::join!(client.send(message.clone()), server.recv());
+            sent.unwrap();
+            assert!(matches!(received.unwrap(), Incoming::Binary(m) if m == message));
+            let (sent, received) = tokio::join!(server.send(message.clone()), client.recv());
+            sent.unwrap();
+            assert!(matches!(received.unwrap(), Incoming::Binary(m) if m == message));
         }
-        drop(waker);
-        assert!(
-            Arc::strong_count(&counted) > 1,
-            "the websocket keeps the writer's waker"
-        );
-        sender.forget_waker();
-        assert_eq!(Arc::strong_count(&counted), 1);
+    }
 
-        // The socket still works.
+    #[tokio::test]
+    async fn a_close_is_answered_and_reported_with_its_reason() {
+        let (mut server, mut client, _) = pair().await;
+        let (closed, received) = tokio::join!(server.close(4007, "busy"), client.recv());
+        closed.unwrap();
+        assert!(matches!(received.unwrap(), Incoming::Closed(Some((4007, r))) if r == "busy"));
+        // The client answered; the server sees the answer, then the end.
+        poll_fn(|cx| client.poll_shutdown(cx)).await.unwrap();
         assert!(matches!(
-            server_receiver.recv().await.unwrap(),
-            Incoming::Binary(bytes) if bytes.as_ref() == b"hello"
+            server.recv().await.unwrap(),
+            Incoming::Closed(Some((4007, _)))
         ));
-        sender.send(Bytes::from_static(b"again")).await.unwrap();
-        assert!(matches!(
-            server_receiver.recv().await.unwrap(),
-            Incoming::Binary(bytes) if bytes.as_ref() == b"again"
-        ));
+    }
+
+    #[tokio::test]
+    async fn before_authentication_the_limit_is_small_and_counted() {
+        let (mut server, mut client, total) = pair().await;
+        client.authenticated(1 << 20);
+        let big = Bytes::from(vec![0u8; PRE_AUTH_MAX_MESSAGE + 1]);
+        let (sent, received) = tokio::join!(client.send(big.clone()), server.recv());
+        sent.unwrap();
+        assert!(matches!(received, Err(TransportError::TooLarge)));
+        assert!(
+            total.peak() < PRE_AUTH_MAX_MESSAGE,
+            "refused on its header: {}",
+            total.peak()
+        );
+        drop(server);
+        assert_eq!(total.now(), 0);
+    }
+
+    #[tokio::test]
+    async fn pings_are_answered_only_after_authentication() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            match accept(tcp, &ServerTls::default(), &HttpOptions::default(), None).await {
+                Ok(Accepted::Upgraded(transport, _)) => transport,
+                _ => panic!("an upgrade"),
+            }
+        });
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let url = Url::parse(&format!("ws://{addr}/")).unwrap();
+        let early = http::upgrade(&mut tcp, &url).await.unwrap();
+        assert!(early.is_empty());
+        let mut server = accepting.await.unwrap();
+        // A masked ping "hi", then a masked binary "x".
+        let ping = [0x89, 0x82, 0, 0, 0, 0, b'h', b'i'];
+        let binary = [0x82, 0x81, 0, 0, 0, 0, b'x'];
+        tcp.write_all(&ping).await.unwrap();
+        tcp.write_all(&binary).await.unwrap();
+        assert!(matches!(server.recv().await.unwrap(), Incoming::Binary(m) if &m[..] == b"x"));
+        assert!(!server.wants_flush(), "no pong before authentication");
+        server.authenticated(1 << 20);
+        tcp.write_all(&ping).await.unwrap();
+        tcp.write_all(&ping).await.unwrap();
+        tcp.write_all(&binary).await.unwrap();
+        assert!(matches!(server.recv().await.unwrap(), Incoming::Binary(_)));
+        assert!(server.wants_flush());
+        poll_fn(|cx| server.poll_flush(cx)).await.unwrap();
+        // One pong for the two pings: the newest replaced the older.
+        let mut pong = [0u8; 4];
+        tcp.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0x8a, 0x02, b'h', b'i']);
+        server.close_now(1000, "");
+        let mut rest = Vec::new();
+        tcp.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, [0x88, 0x02, 0x03, 0xe8], "only the close followed");
     }
 }

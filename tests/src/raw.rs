@@ -38,6 +38,38 @@ pub async fn socket(addr: SocketAddr) -> Socket {
     ws
 }
 
+/// A TCP connection to `addr` from the loopback address `from` (any of
+/// 127.0.0.0/8 on Linux), so tests can be several clients' addresses.
+///
+/// # Panics
+/// When the connection fails.
+pub async fn tcp_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("bind a loopback address");
+    within(socket.connect(addr)).await.expect("connect")
+}
+
+/// As [`socket`], from the loopback address `from`.
+///
+/// # Panics
+/// When the upgrade fails.
+pub async fn socket_from(from: std::net::IpAddr, addr: SocketAddr) -> Socket {
+    let tcp = tcp_from(from, addr).await;
+    let config = WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (ws, _) = within(tokio_tungstenite::client_async_with_config(
+        crate::url(addr),
+        MaybeTlsStream::Plain(tcp),
+        Some(config),
+    ))
+    .await
+    .expect("the websocket upgrade succeeds");
+    ws
+}
+
 /// How a raw socket ended: the close code and reason of the server's
 /// WebSocket close, or `None` when it ended without one.
 pub async fn closed(ws: &mut Socket) -> Option<(u16, String)> {
@@ -90,7 +122,14 @@ impl Raw {
     /// # Panics
     /// When the server does not answer with a valid HS2.
     pub async fn handshake(addr: SocketAddr, secret: &Secret) -> Self {
-        let mut ws = socket(addr).await;
+        Self::handshake_over(socket(addr).await, secret).await
+    }
+
+    /// As [`Raw::handshake`], over a socket already upgraded.
+    ///
+    /// # Panics
+    /// When the server does not answer with a valid HS2.
+    pub async fn handshake_over(mut ws: Socket, secret: &Secret) -> Self {
         let (handshake, hs1) =
             ClientHandshake::start(secret, Suite::ChaCha20Poly1305, Mode::Encrypted, None)
                 .expect("HS1");
@@ -110,7 +149,15 @@ impl Raw {
     /// # Panics
     /// When the server does not answer with AUTH_RESULT.
     pub async fn connect(addr: SocketAddr, credentials: &impl Serialize) -> (Self, AuthResult) {
-        let mut raw = Self::handshake(addr, &crate::secret()).await;
+        Self::connect_over(socket(addr).await, credentials).await
+    }
+
+    /// As [`Raw::connect`], over a socket already upgraded.
+    ///
+    /// # Panics
+    /// When the server does not answer with AUTH_RESULT.
+    pub async fn connect_over(ws: Socket, credentials: &impl Serialize) -> (Self, AuthResult) {
+        let mut raw = Self::handshake_over(ws, &crate::secret()).await;
         raw.send(
             FrameKind::Auth,
             &codec::to_vec(credentials).expect("encode"),

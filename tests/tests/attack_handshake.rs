@@ -298,12 +298,13 @@ async fn attack_oversized_frame_before_the_handshake_is_refused_from_its_header(
     let reason = next_disconnect(&mut events).await;
     assert_eq!(reason.code, CloseCode::TooBig, "{reason}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // A whole message of twice the limit is refused the same way.
+    // A whole message of twice the limit is refused the same way: a
+    // WebSocket message is one frame (docs/PROTOCOL.md §6.3).
     let mut ws = socket(server.local_addr()).await;
     let _ = ws.send(Ws::Binary(vec![0u8; 2 << 20].into())).await;
     assert_eq!(
         closed(&mut ws).await,
-        Some((1009, "message too large".to_owned()))
+        Some((1009, "frame too large".to_owned()))
     );
     good_client_is_served(&server).await;
 }

@@ -13,8 +13,8 @@
 //! auth hook admitted the peer; both steps together are bounded by the
 //! handshake timeout.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -29,9 +29,7 @@ use crate::protocol::CloseCode;
 use crate::protocol::codec;
 use crate::server::auth::{AuthDecision, AuthHook, PeerInfo};
 use crate::service::{ConnectionId, Meta, SessionKind};
-use crate::transport::{
-    self, ClientTls, Exporter, Incoming, Receiver, Sender, ServerTls, TransportError,
-};
+use crate::transport::{self, ClientTls, Exporter, Incoming, Transport, TransportError};
 
 /// The payload of an AUTH_RESULT frame.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -49,8 +47,7 @@ struct AuthResultBody {
 
 /// A connection that passed the handshake and authentication.
 pub(crate) struct Established {
-    pub(crate) sender: Sender,
-    pub(crate) receiver: Receiver,
+    pub(crate) transport: Box<dyn Transport>,
     pub(crate) sealer: Sealer,
     pub(crate) opener: Opener,
     pub(crate) peer_addr: SocketAddr,
@@ -72,7 +69,7 @@ pub(crate) struct ClientSetup<'a> {
 }
 
 async fn seal_and_send(
-    sender: &mut Sender,
+    transport: &mut dyn Transport,
     sealer: &mut Sealer,
     kind: FrameKind,
     plaintext: &[u8],
@@ -82,14 +79,29 @@ async fn seal_and_send(
         .seal(kind, plaintext, &mut wire)
         .map_err(|e| Error::Protocol(e.to_string()))?;
     for frame in wire {
-        sender.feed(frame).await.map_err(io_error)?;
+        std::future::poll_fn(|cx| transport.poll_ready(cx))
+            .await
+            .map_err(io_error)?;
+        transport.start_send(frame);
     }
-    sender.flush().await.map_err(io_error)
+    std::future::poll_fn(|cx| transport.poll_flush(cx))
+        .await
+        .map_err(io_error)
 }
 
 fn io_error(error: TransportError) -> Error {
     match error {
         TransportError::Io(e) => Error::Io(e),
+        TransportError::BadUrl(e) => Error::Config(e),
+        // The server turned us away before the upgrade (it is full, or
+        // this address is limited), with its reason.
+        TransportError::Refused {
+            status: 503,
+            reason,
+        } => Error::Rejected(reason),
+        other @ (TransportError::Refused { .. } | TransportError::Http(_)) => {
+            Error::Io(std::io::Error::other(other.to_string()))
+        }
         other => Error::Protocol(other.to_string()),
     }
 }
@@ -131,29 +143,31 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
     let connected = transport::connect(setup.url, setup.tls).await;
-    let (mut sender, mut receiver, peer_addr, exporter) = connected.map_err(|e| match e {
-        TransportError::Io(e) => Error::Io(e),
-        TransportError::BadUrl(e) => Error::Config(e),
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    })?;
+    let (mut transport, peer_addr, exporter) = connected.map_err(io_error)?;
     let (handshake, hs1) =
         ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
             .map_err(|e| Error::Config(e.to_string()))?;
-    sender.send(Bytes::from(hs1)).await.map_err(io_error)?;
-    let hs2 = match receiver.recv().await.map_err(io_error)? {
+    transport.send(Bytes::from(hs1)).await.map_err(io_error)?;
+    let hs2 = match transport.recv().await.map_err(io_error)? {
         Incoming::Binary(hs2) => hs2,
         Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
     };
-    let Ok((session, _hello)) = handshake.finish(&hs2, config.limits()) else {
+    let Ok((session, hello)) = handshake.finish(&hs2, config.limits()) else {
         // Nothing more goes to a server that did not prove the secret, not
         // even a close frame: the socket is dropped.
         tracing::warn!("the server did not prove knowledge of the shared secret");
         return Err(Error::HandshakeFailed);
     };
     let (mut sealer, mut opener) = session.split();
-    seal_and_send(&mut sender, &mut sealer, FrameKind::Auth, setup.credentials).await?;
+    seal_and_send(
+        &mut *transport,
+        &mut sealer,
+        FrameKind::Auth,
+        setup.credentials,
+    )
+    .await?;
     loop {
-        let wire = match receiver.recv().await.map_err(io_error)? {
+        let wire = match transport.recv().await.map_err(io_error)? {
             Incoming::Binary(wire) => wire,
             Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
         };
@@ -172,10 +186,10 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
             return Err(Error::AuthRejected(result.reason));
         }
         opener.set_authenticated();
-        sender.forget_waker();
+        // The server's frames are bounded by the `mf` it announced.
+        transport.authenticated(hello.max_frame as usize);
         return Ok(Established {
-            sender,
-            receiver,
+            transport,
             sealer,
             opener,
             peer_addr,
@@ -207,33 +221,47 @@ pub(crate) struct ServerSetup<'a> {
 /// Runs the server side of the handshake and authentication on an upgraded
 /// socket, by the deadline of [`ServerSetup`]. On failure the peer has been told
 /// (as far as the protocol allows) and the reason is returned.
+///
+/// Every wait here ends by the deadline, the closes included: a peer that
+/// stops reading cannot hold the connection past it. When `preempted`
+/// resolves first, the server gave this connection's slot to another
+/// address: it closes with 4007 "server busy".
 pub(crate) async fn server(
     setup: ServerSetup<'_>,
-    mut sender: Sender,
-    mut receiver: Receiver,
+    mut transport: Box<dyn Transport>,
+    preempted: impl Future<Output = ()>,
 ) -> Result<Established, Disconnect> {
-    let steps = server_steps(&setup, &mut sender, &mut receiver);
-    let outcome = tokio::time::timeout_at(setup.deadline, steps).await;
+    let steps = server_steps(&setup, &mut *transport);
+    let outcome = tokio::time::timeout_at(setup.deadline, async {
+        tokio::select! {
+            outcome = steps => outcome,
+            () = preempted => Err(SetupFailure::close(CloseCode::TooManyConnections, "server busy")),
+        }
+    })
+    .await;
     let (sealer, opener, session, meta) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(failure)) => {
-            if let Some((code, reason)) = failure.websocket_close {
-                let _ = sender.close(code, reason).await;
-            }
+            let close = async {
+                if let Some((code, reason)) = failure.websocket_close {
+                    let _ = transport.close(code, reason).await;
+                } else {
+                    let _ = std::future::poll_fn(|cx| transport.poll_shutdown(cx)).await;
+                }
+            };
+            let _ = tokio::time::timeout_at(setup.deadline, close).await;
             return Err(failure.reason);
         }
         Err(_) => {
             let reason = Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out");
-            let _ = sender
-                .close(CloseCode::HandshakeTimeout.to_u16(), &reason.reason)
-                .await;
+            // The time is up: the close goes out only if the socket takes it now.
+            transport.close_now(CloseCode::HandshakeTimeout.to_u16(), &reason.reason);
             return Err(reason);
         }
     };
-    sender.forget_waker();
+    transport.authenticated(setup.config.max_frame);
     Ok(Established {
-        sender,
-        receiver,
+        transport,
         sealer,
         opener,
         peer_addr: setup.peer_addr,
@@ -265,8 +293,8 @@ impl SetupFailure {
     }
 }
 
-async fn recv_binary(receiver: &mut Receiver) -> Result<Bytes, SetupFailure> {
-    match receiver.recv().await {
+async fn recv_binary(transport: &mut dyn Transport) -> Result<Bytes, SetupFailure> {
+    match transport.recv().await {
         Ok(Incoming::Binary(bytes)) => Ok(bytes),
         Ok(Incoming::Closed(_)) => Err(SetupFailure::gone("closed during the handshake")),
         Err(TransportError::NotBinary) => Err(SetupFailure::close(
@@ -274,18 +302,25 @@ async fn recv_binary(receiver: &mut Receiver) -> Result<Bytes, SetupFailure> {
             "non-binary websocket message",
         )),
         Err(TransportError::TooLarge) => {
-            Err(SetupFailure::close(CloseCode::TooBig, "message too large"))
+            Err(SetupFailure::close(CloseCode::TooBig, "frame too large"))
         }
+        Err(TransportError::TooManyControlFrames) => Err(SetupFailure::close(
+            CloseCode::ProtocolError,
+            "too many websocket pings before authentication",
+        )),
+        Err(TransportError::Protocol(_)) => Err(SetupFailure::close(
+            CloseCode::ProtocolError,
+            "malformed websocket frame",
+        )),
         Err(other) => Err(SetupFailure::gone(other.to_string())),
     }
 }
 
 async fn server_steps(
     setup: &ServerSetup<'_>,
-    sender: &mut Sender,
-    receiver: &mut Receiver,
+    transport: &mut dyn Transport,
 ) -> Result<(Sealer, Opener, SessionKind, Meta), SetupFailure> {
-    let hs1 = recv_binary(receiver).await?;
+    let hs1 = recv_binary(transport).await?;
     let (session, hs2) =
         match setup
             .acceptor
@@ -298,13 +333,13 @@ async fn server_steps(
                 return Err(SetupFailure::close(code, reason));
             }
         };
-    sender
+    transport
         .send(Bytes::from(hs2))
         .await
         .map_err(|e| SetupFailure::gone(e.to_string()))?;
     let (mut sealer, mut opener) = session.split();
     let credentials = loop {
-        let wire = recv_binary(receiver).await?;
+        let wire = recv_binary(transport).await?;
         match opener.open(wire) {
             Ok(Some(Opened {
                 kind: FrameKind::Auth,
@@ -341,7 +376,7 @@ async fn server_steps(
     };
     let body = codec::to_vec(&result).map_err(|e| SetupFailure::gone(e.to_string()))?;
     let send = |e: Error| SetupFailure::gone(e.to_string());
-    seal_and_send(sender, &mut sealer, FrameKind::AuthResult, &body)
+    seal_and_send(transport, &mut sealer, FrameKind::AuthResult, &body)
         .await
         .map_err(send)?;
     if let Some(reason) = rejected {
@@ -350,9 +385,9 @@ async fn server_steps(
             reason: reason.clone(),
         };
         if let Ok(body) = codec::to_vec(&close) {
-            let _ = seal_and_send(sender, &mut sealer, FrameKind::Close, &body).await;
+            let _ = seal_and_send(transport, &mut sealer, FrameKind::Close, &body).await;
         }
-        let _ = sender.close(1000, "").await;
+        let _ = transport.close(1000, "").await;
         return Err(SetupFailure {
             reason: Disconnect::new(CloseCode::AuthRejected, reason),
             websocket_close: None,
@@ -360,24 +395,6 @@ async fn server_steps(
     }
     opener.set_authenticated();
     Ok((sealer, opener, session, meta))
-}
-
-/// Upgrades an accepted socket and closes it at once with `code` and `reason`
-/// (used when the server is full). Bounded by `timeout`.
-pub(crate) async fn refuse(
-    tcp: tokio::net::TcpStream,
-    config: Arc<ConnectionConfig>,
-    tls: ServerTls,
-    code: CloseCode,
-    reason: &'static str,
-) {
-    let refuse = async {
-        if let Ok((mut sender, _receiver, _)) = transport::accept(tcp, config.max_frame, &tls).await
-        {
-            let _ = sender.close(code.to_u16(), reason).await;
-        }
-    };
-    let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
 }
 
 #[cfg(test)]

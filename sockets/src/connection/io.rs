@@ -36,7 +36,7 @@ use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::protocol::codec::{self, Messages};
 use crate::protocol::{CloseCode, Message, Outcome};
-use crate::transport::{Incoming, Receiver, Sender, TransportError};
+use crate::transport::{Incoming, Transport, TransportError};
 
 /// The payload of a CLOSE frame.
 #[derive(Serialize, Deserialize)]
@@ -64,13 +64,13 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// ended, with the reason the connection closed.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
-    (sender, sealer): (Sender, Sealer),
-    (receiver, opener): (Receiver, Opener),
+    transport: Box<dyn Transport>,
+    (sealer, opener): (Sealer, Opener),
     on_done: impl FnOnce(Disconnect) + Send + 'static,
 ) -> Handle {
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
-        let mut link = Link::new(&task_shared, (sender, sealer), (receiver, opener));
+        let mut link = Link::new(&task_shared, transport, (sealer, opener));
         link.run().await;
         link.farewell().await;
         task_shared.queue.close();
@@ -98,7 +98,10 @@ fn transport_failed(error: &TransportError) -> Disconnect {
         TransportError::NotBinary => {
             Disconnect::new(CloseCode::ProtocolError, "non-binary websocket message")
         }
-        TransportError::TooLarge => Disconnect::new(CloseCode::TooBig, "message too large"),
+        TransportError::TooLarge => Disconnect::new(CloseCode::TooBig, "frame too large"),
+        TransportError::Protocol(_) => {
+            Disconnect::new(CloseCode::ProtocolError, "malformed websocket frame")
+        }
         other => Disconnect::new(
             CloseCode::Other(1006),
             format!("connection truncated: {other}"),
@@ -113,16 +116,18 @@ fn ending(reason: Disconnect, send_close: bool) -> Closing {
 
 /// The socket failed: the end of the connection, and whether to say why.
 fn socket_failed(error: &TransportError) -> Closing {
-    let send_close = matches!(error, TransportError::NotBinary | TransportError::TooLarge);
+    let send_close = matches!(
+        error,
+        TransportError::NotBinary | TransportError::TooLarge | TransportError::Protocol(_)
+    );
     ending(transport_failed(error), send_close)
 }
 
 /// One connection's state, owned by its task.
 struct Link<'a> {
     shared: &'a Arc<Shared>,
-    sender: Sender,
+    transport: Box<dyn Transport>,
     sealer: Sealer,
-    receiver: Receiver,
     opener: Opener,
     /// Envelopes taken from the queue, not yet in the batch.
     queued: VecDeque<Message>,
@@ -158,8 +163,8 @@ struct Link<'a> {
 impl<'a> Link<'a> {
     fn new(
         shared: &'a Arc<Shared>,
-        (sender, sealer): (Sender, Sealer),
-        (receiver, opener): (Receiver, Opener),
+        transport: Box<dyn Transport>,
+        (sealer, opener): (Sealer, Opener),
     ) -> Self {
         let config = &shared.config;
         let now = Instant::now();
@@ -170,9 +175,8 @@ impl<'a> Link<'a> {
         let timer = Box::pin(sleep_until(heartbeat.next_wake()));
         Self {
             shared,
-            sender,
+            transport,
             sealer,
-            receiver,
             opener,
             queued: VecDeque::new(),
             heartbeat,
@@ -338,7 +342,7 @@ impl<'a> Link<'a> {
                 progress = true;
                 continue;
             }
-            let Poll::Ready(incoming) = self.receiver.poll_recv(cx) else {
+            let Poll::Ready(incoming) = self.transport.poll_recv(cx) else {
                 break;
             };
             progress = true;
@@ -481,7 +485,7 @@ impl<'a> Link<'a> {
             }
         }
         while !self.frames.is_empty() {
-            match self.sender.poll_ready(cx) {
+            match self.transport.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(error)) => return Err(socket_failed(&error)),
                 Poll::Pending => break,
@@ -489,14 +493,14 @@ impl<'a> Link<'a> {
             let Some(frame) = self.frames.pop_front() else {
                 break;
             };
-            self.sender
-                .start_send(frame)
-                .map_err(|error| socket_failed(&error))?;
+            self.transport.start_send(frame);
             self.flushing = true;
             progress = true;
         }
-        if self.flushing {
-            match self.sender.poll_flush(cx) {
+        // A pong the transport owes the peer goes out with the batch, or alone.
+        if self.flushing || self.transport.wants_flush() {
+            self.flushing = true;
+            match self.transport.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     self.flushing = false;
                     progress = true;
@@ -514,6 +518,9 @@ impl<'a> Link<'a> {
         let closing = self.shared.closing.with(Clone::clone);
         let Some(closing) = closing else { return };
         if !closing.send_close {
+            // The socket is gone, or the peer closed it (its close is
+            // answered if the socket takes the answer now).
+            self.transport.close_now(CloseCode::Normal.to_u16(), "");
             return;
         }
         let reason = closing.reason;
@@ -525,11 +532,11 @@ impl<'a> Link<'a> {
             if !self.plain.is_empty() {
                 self.seal_batch().map_err(|end| end.reason)?;
             }
-            for frame in self.frames.drain(..) {
-                self.sender
-                    .feed(frame)
+            while let Some(frame) = self.frames.pop_front() {
+                poll_fn(|cx| self.transport.poll_ready(cx))
                     .await
                     .map_err(|e| transport_failed(&e))?;
+                self.transport.start_send(frame);
             }
             let body = CloseBody {
                 code: reason.code.to_u16(),
@@ -541,13 +548,13 @@ impl<'a> Link<'a> {
                 tracing::warn!(%error, "cannot seal the CLOSE");
                 return Err(reason.clone());
             }
-            for frame in self.sealed.drain(..) {
-                self.sender
-                    .feed(frame)
+            for frame in std::mem::take(&mut self.sealed) {
+                poll_fn(|cx| self.transport.poll_ready(cx))
                     .await
                     .map_err(|e| transport_failed(&e))?;
+                self.transport.start_send(frame);
             }
-            self.sender
+            self.transport
                 .close(websocket_code(reason.code), "")
                 .await
                 .map_err(|e| transport_failed(&e))

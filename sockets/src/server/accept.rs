@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::limits::{Attempt, Outcome};
@@ -15,7 +15,11 @@ use crate::connection::{self, Handle, Params, Shared};
 use crate::error::Disconnect;
 use crate::protocol::CloseCode;
 use crate::service::{ConnectionId, SessionKind};
-use crate::transport;
+use crate::transport::{self, Accepted, Gauge, TransportError};
+
+/// The longest a refused peer is given to send its upgrade request and read
+/// the close that tells it why.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts until the server stops; each connection is admitted in a task of its own.
 pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
@@ -37,19 +41,13 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         // Every bound before authentication counts from here.
         let now = Instant::now();
         let deadline = now + inner.config.handshake_timeout;
-        // Per address first: a refused address takes no global slot.
-        let attempt = match inner.per_ip.try_admit(addr.ip(), now) {
+        let attempt = match inner.admission.try_admit(addr.ip(), now) {
             Ok(attempt) => attempt,
             Err(refusal) => {
-                tracing::debug!(%addr, ?refusal, "refused by the per-address limits");
+                tracing::debug!(%addr, ?refusal, "refused at the accept");
                 refuse(&inner, tcp, refusal.reason());
                 continue;
             }
-        };
-        let Ok(handshake) = Arc::clone(&inner.handshakes).try_acquire_owned() else {
-            tracing::debug!(%addr, "refused: too many handshakes");
-            refuse(&inner, tcp, "too many handshakes");
-            continue;
         };
         let admitted = inner.open.send_if_modified(|open| {
             if *open >= inner.max_connections {
@@ -60,7 +58,8 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         });
         if !admitted {
             tracing::debug!(%addr, "refused: too many connections");
-            refuse(&inner, tcp, "too many connections");
+            attempt.finish(Outcome::Settled);
+            refuse(&inner, tcp, "too many connections".into());
             continue;
         }
         let id = connection::next_id();
@@ -70,37 +69,47 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             tcp,
             id,
             addr,
-            (deadline, handshake, attempt),
+            (deadline, attempt),
         ));
     }
 }
 
-/// Tells a refused peer why (close 4007 with `reason`), unless too many
-/// refusals are under way already: then the socket is just dropped.
-fn refuse(inner: &Arc<Inner>, tcp: TcpStream, reason: &'static str) {
+/// Tells a refused peer why: after the upgrade, with a WebSocket close 4007
+/// carrying `reason` (what a browser can read). Past the refusals being
+/// answered that way at once, with an HTTP 503 carrying the reason, written
+/// only if the socket takes it at once: a flood past the limits costs no
+/// task, and nobody is dropped without a word.
+fn refuse(inner: &Arc<Inner>, tcp: TcpStream, reason: String) {
     let Ok(permit) = Arc::clone(&inner.refusals).try_acquire_owned() else {
+        if !inner.tls.is_on() {
+            transport::refuse_now(&tcp, &reason);
+        }
         return;
     };
-    let config = Arc::clone(&inner.config);
-    let tls = inner.tls.clone();
+    let inner = Arc::clone(inner);
     tokio::spawn(async move {
-        establish::refuse(tcp, config, tls, CloseCode::TooManyConnections, reason).await;
+        let timeout = REFUSE_TIMEOUT.min(inner.config.handshake_timeout);
+        let code = CloseCode::TooManyConnections.to_u16();
+        let refuse = transport::refuse(tcp, &inner.tls, &inner.http, code, &reason);
+        let _ = tokio::time::timeout(timeout, refuse).await;
         drop(permit);
     });
 }
 
-/// Whether a connection that was not admitted counts as a failed handshake:
-/// rejected (wrong secret, tampered), stale, malformed, too large, timed out or
-/// rejected by the auth hook. A peer that hung up (1006) does not count.
+/// What a connection that ended before authentication costs its address:
+/// a failed handshake (rejected, stale, malformed, too large, too many
+/// pings, rejected by the auth hook), or an abandoned one (the peer hung
+/// up, or the deadline passed), charged for the time it held its slot.
 fn outcome_of(reason: &Disconnect) -> Outcome {
     match reason.code {
         CloseCode::PolicyViolation
         | CloseCode::StaleHandshake
         | CloseCode::ProtocolError
         | CloseCode::TooBig
-        | CloseCode::HandshakeTimeout
         | CloseCode::AuthRejected => Outcome::Failed,
-        _ => Outcome::Gone,
+        // Preempted by fair admission: its slot went elsewhere; not its fault.
+        CloseCode::TooManyConnections => Outcome::Settled,
+        _ => Outcome::Abandoned,
     }
 }
 
@@ -117,32 +126,35 @@ async fn admit(
     tcp: TcpStream,
     id: ConnectionId,
     addr: SocketAddr,
-    (deadline, handshake, attempt): (Instant, OwnedSemaphorePermit, Attempt),
+    (deadline, mut attempt): (Instant, Attempt),
 ) {
     let config = &inner.config;
-    let upgraded = tokio::time::timeout_at(
-        deadline,
-        transport::accept(tcp, config.max_frame, &inner.tls),
-    )
-    .await;
-    let (sender, receiver, tls_exporter) = match upgraded {
-        Ok(Ok(halves)) => halves,
+    let gauge = Gauge::new(Arc::clone(&inner.pre_auth));
+    let upgrade = transport::accept(tcp, &inner.tls, &inner.http, Some(gauge));
+    let upgraded = tokio::select! {
+        upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
+        () = attempt.preempted() => Ok(Err(TransportError::Http("server busy"))),
+    };
+    let (transport, tls_exporter) = match upgraded {
+        Ok(Ok(Accepted::Upgraded(transport, exporter))) => (transport, exporter),
+        Ok(Ok(Accepted::Answered(status))) => {
+            attempt.finish(Outcome::Settled);
+            let reason = format!("a plain HTTP request, answered with {status}");
+            closed(&inner, id, Disconnect::new(CloseCode::Normal, reason));
+            return;
+        }
         Ok(Err(error)) => {
-            // A peer that hung up is gone; a broken upgrade is a failure.
-            attempt.finish(if matches!(error, transport::TransportError::Io(_)) {
-                Outcome::Gone
-            } else {
-                Outcome::Failed
-            });
+            // A peer that hung up, a TLS failure, or a preempted upgrade.
+            attempt.finish(Outcome::Abandoned);
             closed(
                 &inner,
                 id,
-                Disconnect::new(CloseCode::ProtocolError, error.to_string()),
+                Disconnect::new(CloseCode::Other(1006), error.to_string()),
             );
             return;
         }
         Err(_) => {
-            attempt.finish(Outcome::Failed);
+            attempt.finish(Outcome::Abandoned);
             closed(
                 &inner,
                 id,
@@ -160,11 +172,10 @@ async fn admit(
         tls_exporter,
         deadline,
     };
-    let established = establish::server(setup, sender, receiver).await;
+    let established = establish::server(setup, transport, attempt.preempted()).await;
     // Authenticated (or gone): the connection no longer holds a handshake slot.
-    drop(handshake);
     attempt.finish(match &established {
-        Ok(_) => Outcome::Admitted,
+        Ok(_) => Outcome::Settled,
         Err(reason) => outcome_of(reason),
     });
     let established = match established {
@@ -195,8 +206,8 @@ async fn admit(
     let done_inner = Arc::clone(&inner);
     connection::spawn(
         shared,
-        (established.sender, established.sealer),
-        (established.receiver, established.opener),
+        established.transport,
+        (established.sealer, established.opener),
         move |reason| closed(&done_inner, id, reason),
     );
     if inner.stopping.load(Ordering::Acquire) {

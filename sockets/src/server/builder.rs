@@ -14,7 +14,7 @@ use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::service::Service;
-use crate::transport::ServerTls;
+use crate::transport::{HttpOptions, ServerTls};
 
 /// Configures and starts a [`Server`]. See [`Server::builder`].
 pub struct ServerBuilder {
@@ -29,6 +29,7 @@ pub struct ServerBuilder {
     pub(super) services: Services,
     pub(super) auth: AuthHook,
     pub(super) tls: ServerTls,
+    pub(super) http: HttpOptions,
     pub(super) error: Option<Error>,
 }
 
@@ -60,6 +61,7 @@ impl Default for ServerBuilder {
             services: Services::default(),
             auth: auth::accept_all(),
             tls: ServerTls::default(),
+            http: HttpOptions::default(),
             error: None,
         }
     }
@@ -90,6 +92,9 @@ impl ServerBuilder {
         }
         if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES")? {
             builder.max_handshakes = max;
+        }
+        if let Some(path) = vars.get("SOCKETS_HEALTH_PATH") {
+            builder = builder.health_route(path.trim());
         }
         if let Some(max) = vars.parse("SOCKETS_MAX_HANDSHAKES_PER_IP")? {
             builder.per_ip.max_handshakes = max;
@@ -232,6 +237,26 @@ impl ServerBuilder {
             ));
         }
         Ok(())
+    }
+
+    /// Answers `GET path` (and `HEAD`) with `200 ok`, for load balancers and
+    /// monitors that probe the server's port. Such probes, like every plain
+    /// HTTP request (answered `426 Upgrade Required`), never count as failed
+    /// handshakes. Default: no health route. Also `SOCKETS_HEALTH_PATH`.
+    ///
+    /// ```
+    /// # let secret = sockets::crypto::Secret::from_key(&[7; 32]);
+    /// let builder = sockets::Server::builder().secret(secret).health_route("/healthz");
+    /// ```
+    pub fn health_route(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        if path.starts_with('/') {
+            self.http.health_path = Some(path);
+        } else {
+            self.error
+                .get_or_insert(Error::Config("a health route must start with `/`".into()));
+        }
+        self
     }
 
     /// Serves `service` to clients. Several services may be served; their names must differ.

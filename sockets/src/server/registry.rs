@@ -77,6 +77,14 @@ impl Registry {
         }
     }
 
+    /// Connections registered.
+    pub(crate) fn len(&self) -> usize {
+        self.connections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     pub(crate) fn get(&self, id: ConnectionId) -> Option<Handle> {
         self.connections
             .read()
