@@ -49,6 +49,7 @@ Environment (all optional except the secret):
   SOCKETS_MAX_HANDSHAKES_PER_IP   server: of those, from one address; 0: no cap         [8]
   SOCKETS_HANDSHAKE_FAILURES_PER_IP  server: failed handshakes per address and window; 0: off [10]
   SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS  server: that window                              [60000]
+  SOCKETS_HEALTH_PATH             server: a path answered 200 ok, for load balancers    [none]
   SOCKETS_SESSION_LIFETIME_MS     client: renew the connection after this; 0: never     [86400000]
   RUST_LOG                        log filter for stderr                                 [warn]";
 

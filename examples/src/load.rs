@@ -61,16 +61,26 @@ pub fn unix_ns() -> u64 {
 
 /// This process's resident set size in KiB (`VmRSS` of /proc/self/status), if readable.
 pub fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    process_rss_kib("self")
+}
+
+/// How many file descriptors this process has open, if readable.
+pub fn open_fds() -> Option<usize> {
+    process_open_fds("self")
+}
+
+/// The resident set size in KiB of process `pid` (a number, or `self`), if readable.
+pub fn process_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// How many file descriptors this process has open, if readable.
-pub fn open_fds() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+/// How many file descriptors process `pid` (a number, or `self`) has open, if readable.
+pub fn process_open_fds(pid: &str) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Raises the soft open-file limit towards `wanted` (up to the hard limit)
