@@ -50,7 +50,8 @@ impl Greeter for Greetings {
         let user = cx.meta::<String>().map_or("(no user)", String::as_str);
         format!(
             "connection {} from {} as {user}",
-            cx.connection_id, cx.peer_addr
+            cx.connection_id(),
+            cx.peer_addr()
         )
     }
 }

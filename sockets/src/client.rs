@@ -44,8 +44,10 @@ use crate::connection::{self, Handle, Params, Shared};
 use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
+use crate::heartbeat::Rtt;
+use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::CloseCode;
-use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Peer, Rtt, SessionKind};
+use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
 use crate::transport::ClientTls;
 
@@ -189,7 +191,7 @@ impl Inner {
         })
         .await?;
         let shared = Shared::new(Params {
-            id: connection::next_id(),
+            id: ConnectionId::next(),
             peer_addr: established.peer_addr,
             session: established.session,
             // The server proved the secret; the guest rule applies to clients only.
@@ -197,7 +199,7 @@ impl Inner {
             meta: established.meta,
             config: Arc::clone(&self.config),
             services: Arc::clone(&self.services),
-            server: None,
+            origin: None,
             server_id: established.server_id,
         });
         Ok(connection::spawn(

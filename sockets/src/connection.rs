@@ -39,9 +39,10 @@ use crate::config::ConnectionConfig;
 use crate::correlation::{InFlight, Started};
 use crate::dispatch::{Running, Services};
 use crate::error::{Disconnect, Error};
+use crate::heartbeat::Rtt;
+use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
-use crate::server::WeakServer;
-use crate::service::{BoxFuture, CallOptions, Caller, ConnectionId, Meta, Peer, Rtt, SessionKind};
+use crate::service::{BoxFuture, CallOptions, Caller, Origin, Peer};
 use crate::signal::Signal;
 
 pub(crate) use io::spawn;
@@ -78,7 +79,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
     /// The server this connection belongs to; `None` on a client.
-    pub(crate) server: Option<WeakServer>,
+    pub(crate) origin: Option<Origin>,
     /// On a client: the id the server gave this connection, if it said
     /// (AUTH_RESULT's `id`). On a server: its own id.
     pub(crate) server_id: Option<ConnectionId>,
@@ -108,7 +109,7 @@ pub(crate) struct Params {
     pub(crate) meta: Meta,
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
-    pub(crate) server: Option<WeakServer>,
+    pub(crate) origin: Option<Origin>,
     pub(crate) server_id: Option<ConnectionId>,
 }
 
@@ -132,7 +133,7 @@ impl Shared {
             connected_since: SystemTime::now(),
             config: params.config,
             services: params.services,
-            server: params.server,
+            origin: params.origin,
             server_id: params.server_id,
             queue,
             calls: Mutex::new(InFlight::default()),
@@ -503,10 +504,4 @@ pub(crate) fn remote_error(error: RemoteError) -> Error {
             message,
         },
     }
-}
-
-/// A fresh connection id; ids are unique within the process and never reused.
-pub(crate) fn next_id() -> ConnectionId {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -33,7 +33,6 @@ use crate::connection::{Shared, lock};
 use crate::error::Error;
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::server::WeakServer;
 use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Service};
 use crate::signal::Signal;
 
@@ -118,16 +117,16 @@ fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message 
 }
 
 fn context(shared: &Arc<Shared>, deadline: Option<std::time::Instant>) -> Context {
-    Context {
-        connection_id: shared.id,
-        peer_addr: shared.peer_addr,
-        session: shared.session,
-        meta: shared.meta.clone(),
-        rtt: shared.rtt.clone(),
+    Context::new(
+        shared.id,
+        shared.peer_addr,
+        shared.session,
+        shared.meta.clone(),
+        shared.rtt.clone(),
         deadline,
-        peer: shared.peer(),
-        server: shared.server.as_ref().and_then(WeakServer::upgrade),
-    }
+        shared.peer(),
+        shared.origin.clone(),
+    )
 }
 
 /// The service that serves a call and whether a call with its id is already

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
+use crate::identity::ConnectionId;
 use crate::protocol::CloseCode;
 use crate::protocol::codec::CodecError;
-use crate::service::ConnectionId;
 
 /// Everything that can go wrong for a caller: one variant per outcome.
 ///

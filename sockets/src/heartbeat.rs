@@ -12,8 +12,10 @@
 //!   pong(nonce) matching the last ping     → rtt = now − sent
 //! ```
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What the connection must do now.
@@ -84,6 +86,83 @@ impl Heartbeat {
     /// When [`Heartbeat::poll`] next has something to say.
     pub(crate) fn next_wake(&self) -> Instant {
         self.next_ping.min(self.last_heard + self.timeout)
+    }
+}
+
+/// A connection's measured round-trip time, updated by the heartbeat; a
+/// cheap handle (clones share the measurement).
+///
+/// Besides reading the latest value, one can wait for it: [`Rtt::measured`]
+/// resolves with the first measurement, and [`Rtt::subscribe`] sees every
+/// later one.
+#[derive(Clone, Debug)]
+pub struct Rtt(Arc<Mutex<RttState>>);
+
+#[derive(Debug)]
+struct RttState {
+    latest: Option<Duration>,
+    /// Created for the first subscriber: a watch channel is about 350 bytes,
+    /// too much for every idle connection whose round-trip time nobody awaits.
+    changes: Option<watch::Sender<Option<Duration>>>,
+}
+
+impl Default for Rtt {
+    /// No measurement yet.
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(RttState {
+            latest: None,
+            changes: None,
+        })))
+    }
+}
+
+impl Rtt {
+    fn state(&self) -> MutexGuard<'_, RttState> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The latest measurement; `None` before the first heartbeat answer.
+    pub fn get(&self) -> Option<Duration> {
+        self.state().latest
+    }
+
+    /// Records a measurement and wakes whoever waits for one.
+    pub(crate) fn set(&self, rtt: Duration) {
+        let mut state = self.state();
+        state.latest = Some(rtt);
+        if let Some(changes) = &state.changes {
+            changes.send_replace(Some(rtt));
+        }
+    }
+
+    /// Waits for a measurement: at once if there is one, else until the
+    /// first heartbeat answer (forever if heartbeats are off or the
+    /// connection is gone; bound it with a timeout).
+    pub async fn measured(&self) -> Duration {
+        let mut changes = self.subscribe();
+        loop {
+            if let Some(rtt) = *changes.borrow_and_update() {
+                return rtt;
+            }
+            // `self` holds the sender, so this cannot fail while we wait.
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A receiver that is told of every measurement from now on
+    /// (`changed().await`, then `borrow()`).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Duration>> {
+        let mut state = self.state();
+        let latest = state.latest;
+        state
+            .changes
+            .get_or_insert_with(|| watch::Sender::new(latest))
+            .subscribe()
     }
 }
 
@@ -182,5 +261,30 @@ mod tests {
             }
         }
         assert!(hb.next_wake() > Instant::now());
+    }
+
+    #[tokio::test]
+    async fn rtt_reports_to_subscribers_made_before_and_after_a_measurement() {
+        let rtt = Rtt::default();
+        assert_eq!(rtt.get(), None);
+        let mut early = rtt.subscribe();
+        assert!(!early.has_changed().unwrap());
+        let waiter = tokio::spawn({
+            let rtt = rtt.clone();
+            async move { rtt.measured().await }
+        });
+        rtt.set(Duration::from_millis(7));
+        assert_eq!(rtt.get(), Some(Duration::from_millis(7)));
+        early.changed().await.unwrap();
+        assert_eq!(*early.borrow_and_update(), Some(Duration::from_millis(7)));
+        assert_eq!(waiter.await.unwrap(), Duration::from_millis(7));
+
+        let mut late = rtt.subscribe();
+        assert_eq!(*late.borrow(), Some(Duration::from_millis(7)));
+        assert!(!late.has_changed().unwrap());
+        rtt.set(Duration::from_millis(9));
+        late.changed().await.unwrap();
+        assert_eq!(*late.borrow(), Some(Duration::from_millis(9)));
+        assert_eq!(rtt.measured().await, Duration::from_millis(9));
     }
 }

@@ -80,6 +80,7 @@ pub mod crypto;
 mod dispatch;
 pub mod error;
 mod heartbeat;
+mod identity;
 mod macro_support;
 pub mod protocol;
 pub mod server;
@@ -89,10 +90,12 @@ mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
 pub use error::{Disconnect, Error, Result};
+pub use heartbeat::Rtt;
+pub use identity::{ConnectionId, Meta, SessionKind};
 pub use server::{
     AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
 };
-pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Rtt, Service, SessionKind};
+pub use service::{CallOptions, Context, ContextBuilder, Peer, Service};
 
 /// The rustls crate, to build the TLS configurations that
 /// [`ServerBuilder::tls`] and [`ClientBuilder::tls`] take.

@@ -42,7 +42,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -61,10 +61,11 @@ use crate::connection::Handle;
 use crate::crypto::{Acceptor, AcceptorConfig};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
+use crate::heartbeat::Rtt;
+use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::CloseCode;
 use crate::service::{
-    CallOptions, ConnectionId, Peer, Rtt, ServiceRequest, ServiceResponse, SessionKind,
-    ensure_call, ensure_notify,
+    CallOptions, Peer, ServiceRequest, ServiceResponse, ensure_call, ensure_notify,
 };
 use crate::transport::{HttpOptions, PreAuthBytes, ServerTls};
 use auth::AuthHook;
@@ -122,6 +123,27 @@ pub struct ServerStats {
     pub pre_auth_bytes_peak: usize,
 }
 
+impl crate::Context {
+    /// The server this handler runs in: `Some` on the server side, `None` in
+    /// a service a client serves (or once the server is gone).
+    ///
+    /// ```
+    /// use sockets::Context;
+    ///
+    /// // A handler that puts its caller in a room.
+    /// async fn join(cx: &Context, room: &str) -> Result<(), sockets::Error> {
+    ///     match cx.server() {
+    ///         Some(server) => server.join(cx.connection_id(), room),
+    ///         None => Err(sockets::Error::Config("rooms exist on the server only".into())),
+    ///     }
+    /// }
+    /// ```
+    pub fn server(&self) -> Option<Server> {
+        let inner = self.origin()?.upgrade::<Inner>()?;
+        Some(Server { inner })
+    }
+}
+
 /// A running server; a cheap handle (clones share the server).
 ///
 /// The server runs until [`Server::shutdown`], even when every handle is dropped.
@@ -135,23 +157,6 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.inner.local_addr)
             .finish_non_exhaustive()
-    }
-}
-
-/// A server handle that does not keep the server alive: what each of its
-/// connections holds (the server holds its connections), upgraded for each
-/// handler's [`Context`](crate::Context).
-#[derive(Clone)]
-pub(crate) struct WeakServer(Weak<Inner>);
-
-impl WeakServer {
-    pub(crate) fn of(inner: &Arc<Inner>) -> Self {
-        Self(Arc::downgrade(inner))
-    }
-
-    /// The server, while it exists.
-    pub(crate) fn upgrade(&self) -> Option<Server> {
-        self.0.upgrade().map(|inner| Server { inner })
     }
 }
 

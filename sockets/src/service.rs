@@ -18,32 +18,20 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::heartbeat::Rtt;
+use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::codec::{self, CodecError};
-use crate::server::Server;
 
 /// A boxed, sendable future, as dispatch and peers return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A connection's id: unique within the process, never reused.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct ConnectionId(pub u64);
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// One method of a service, as the runtime sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,196 +284,232 @@ pub(crate) fn ensure_notify<Q: ServiceRequest>(request: &Q) -> Result<(), Error>
     Ok(())
 }
 
-/// What the auth hook stored for a connection, shared by all its handlers.
+/// The server a handler runs in, as this layer sees it: opaque. The server
+/// gives it its type back ([`Context::server`](crate::Context::server)); a
+/// handler a client serves has none.
 #[derive(Clone)]
-pub struct Meta(Option<Arc<dyn Any + Send + Sync>>);
+pub(crate) struct Origin(Weak<dyn Any + Send + Sync>);
 
-impl Meta {
-    /// No metadata (a guest session, or an auth hook that stores none).
-    pub fn none() -> Self {
-        Self(None)
+impl Origin {
+    /// An origin that refers to `server` without keeping it alive.
+    pub(crate) fn new<T: Any + Send + Sync>(server: &Arc<T>) -> Self {
+        let server: Arc<dyn Any + Send + Sync> = Arc::clone(server) as _;
+        Self(Arc::downgrade(&server))
     }
 
-    /// Metadata holding `value`.
-    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Arc::new(value)))
-    }
-
-    /// The metadata, if it is a `T`.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.0.as_deref().and_then(|any| any.downcast_ref())
+    /// The server, if it still exists and is a `T`.
+    pub(crate) fn upgrade<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.upgrade()?.downcast().ok()
     }
 }
 
-impl fmt::Debug for Meta {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Meta(..)"
-        } else {
-            "Meta(none)"
-        })
-    }
-}
-
-/// A connection's measured round-trip time, updated by the heartbeat; a
-/// cheap handle (clones share the measurement).
+/// What a handler knows about the call it serves: which connection it came
+/// on and who is on the other end, when the caller stops waiting, and a
+/// [`Peer`] to call that peer back.
 ///
-/// Besides reading the latest value, one can wait for it: [`Rtt::measured`]
-/// resolves with the first measurement, and [`Rtt::subscribe`] sees every
-/// later one.
-#[derive(Clone, Debug)]
-pub struct Rtt(Arc<Mutex<RttState>>);
-
-#[derive(Debug)]
-struct RttState {
-    latest: Option<Duration>,
-    /// Created for the first subscriber: a watch channel is about 350 bytes,
-    /// too much for every idle connection whose round-trip time nobody awaits.
-    changes: Option<watch::Sender<Option<Duration>>>,
-}
-
-impl Default for Rtt {
-    /// No measurement yet.
-    fn default() -> Self {
-        Self(Arc::new(Mutex::new(RttState {
-            latest: None,
-            changes: None,
-        })))
-    }
-}
-
-impl Rtt {
-    fn state(&self) -> MutexGuard<'_, RttState> {
-        // Plain data: a panic elsewhere cannot leave it half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The latest measurement; `None` before the first heartbeat answer.
-    pub fn get(&self) -> Option<Duration> {
-        self.state().latest
-    }
-
-    /// Records a measurement and wakes whoever waits for one.
-    pub fn set(&self, rtt: Duration) {
-        let mut state = self.state();
-        state.latest = Some(rtt);
-        if let Some(changes) = &state.changes {
-            changes.send_replace(Some(rtt));
-        }
-    }
-
-    /// Waits for a measurement: at once if there is one, else until the
-    /// first heartbeat answer (forever if heartbeats are off or the
-    /// connection is gone; bound it with a timeout).
-    pub async fn measured(&self) -> Duration {
-        let mut changes = self.subscribe();
-        loop {
-            if let Some(rtt) = *changes.borrow_and_update() {
-                return rtt;
-            }
-            // `self` holds the sender, so this cannot fail while we wait.
-            if changes.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// A receiver that is told of every measurement from now on
-    /// (`changed().await`, then `borrow()`).
-    pub fn subscribe(&self) -> watch::Receiver<Option<Duration>> {
-        let mut state = self.state();
-        let latest = state.latest;
-        state
-            .changes
-            .get_or_insert_with(|| watch::Sender::new(latest))
-            .subscribe()
-    }
-}
-
-/// Whether a connection authenticated or was let in as a guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionKind {
-    /// The auth hook accepted the credentials.
-    Authenticated,
-    /// The auth hook admitted a guest: only open methods may be called.
-    Guest,
-}
-
-/// What a handler knows about the call it serves.
-#[derive(Clone, Debug)]
+/// Handlers get one from the runtime; a unit test that calls a handler
+/// directly builds one with [`Context::builder`].
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct Context {
-    /// The connection the call came on.
-    pub connection_id: ConnectionId,
-    /// The remote address of that connection.
-    pub peer_addr: SocketAddr,
-    /// Authenticated or guest.
-    pub session: SessionKind,
-    /// What the auth hook stored for the connection.
-    pub meta: Meta,
-    /// The connection's measured round-trip time.
-    pub rtt: Rtt,
-    /// When the caller stops waiting, if it said.
-    pub deadline: Option<Instant>,
-    /// A handle to call or notify the same peer back.
-    pub peer: Peer,
-    /// The server the call came to, for handlers that reach other
-    /// connections (rooms, broadcasts); `None` for a handler a client serves.
-    pub server: Option<Server>,
+    connection_id: ConnectionId,
+    peer_addr: SocketAddr,
+    session: SessionKind,
+    meta: Meta,
+    rtt: Rtt,
+    deadline: Option<Instant>,
+    peer: Peer,
+    origin: Option<Origin>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("connection_id", &self.connection_id)
+            .field("peer_addr", &self.peer_addr)
+            .field("session", &self.session)
+            .field("meta", &self.meta)
+            .field("deadline", &self.deadline)
+            .field("server", &self.origin.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
+    /// What the runtime gives a handler.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        connection_id: ConnectionId,
+        peer_addr: SocketAddr,
+        session: SessionKind,
+        meta: Meta,
+        rtt: Rtt,
+        deadline: Option<Instant>,
+        peer: Peer,
+        origin: Option<Origin>,
+    ) -> Self {
+        Self {
+            connection_id,
+            peer_addr,
+            session,
+            meta,
+            rtt,
+            deadline,
+            peer,
+            origin,
+        }
+    }
+
+    /// A context for calling a handler directly in a unit test, without a
+    /// connection: see [`ContextBuilder`].
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// The connection the call came on.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.connection_id
+    }
+
+    /// The remote address of that connection.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Authenticated or guest.
+    pub fn session(&self) -> SessionKind {
+        self.session
+    }
+
     /// The auth hook's metadata, if it is a `T`.
     pub fn meta<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.meta.get()
     }
 
-    /// The server this handler runs in: `Some` on the server side, `None` in
-    /// a service a client serves.
-    ///
-    /// ```
-    /// use sockets::Context;
-    ///
-    /// // A handler that puts its caller in a room.
-    /// async fn join(cx: &Context, room: &str) -> Result<(), sockets::Error> {
-    ///     match cx.server() {
-    ///         Some(server) => server.join(cx.connection_id, room),
-    ///         None => Err(sockets::Error::Config("rooms exist on the server only".into())),
-    ///     }
-    /// }
-    /// ```
-    pub fn server(&self) -> Option<&Server> {
-        self.server.as_ref()
+    /// Everything the auth hook stored for the connection.
+    pub fn metadata(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The connection's measured round-trip time.
+    pub fn rtt(&self) -> &Rtt {
+        &self.rtt
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// A handle to call or notify the same peer back.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The server the call came to, as this layer holds it.
+    pub(crate) fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Builds a [`Context`] for a unit test that calls a handler directly.
+/// Everything has a default: a fresh connection id, `127.0.0.1:0`, an
+/// authenticated session without metadata, no deadline, no server, and a
+/// peer whose calls fail with [`Error::Disconnected`].
+///
+/// ```
+/// use sockets::{Context, SessionKind};
+///
+/// let cx = Context::builder().meta("ada".to_owned()).session(SessionKind::Guest).build();
+/// assert_eq!(cx.meta::<String>().map(String::as_str), Some("ada"));
+/// assert_eq!(cx.session(), SessionKind::Guest);
+/// assert!(cx.server().is_none());
+/// ```
+#[derive(Debug, Default)]
+pub struct ContextBuilder {
+    peer_addr: Option<SocketAddr>,
+    session: Option<SessionKind>,
+    meta: Option<Meta>,
+    deadline: Option<Instant>,
+    peer: Option<Peer>,
+}
 
-    #[tokio::test]
-    async fn rtt_reports_to_subscribers_made_before_and_after_a_measurement() {
-        let rtt = Rtt::default();
-        assert_eq!(rtt.get(), None);
-        let mut early = rtt.subscribe();
-        assert!(!early.has_changed().unwrap());
-        let waiter = tokio::spawn({
-            let rtt = rtt.clone();
-            async move { rtt.measured().await }
-        });
-        rtt.set(Duration::from_millis(7));
-        assert_eq!(rtt.get(), Some(Duration::from_millis(7)));
-        early.changed().await.unwrap();
-        assert_eq!(*early.borrow_and_update(), Some(Duration::from_millis(7)));
-        assert_eq!(waiter.await.unwrap(), Duration::from_millis(7));
+impl ContextBuilder {
+    /// The caller's address.
+    pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
+        self.peer_addr = Some(addr);
+        self
+    }
 
-        let mut late = rtt.subscribe();
-        assert_eq!(*late.borrow(), Some(Duration::from_millis(7)));
-        assert!(!late.has_changed().unwrap());
-        rtt.set(Duration::from_millis(9));
-        late.changed().await.unwrap();
-        assert_eq!(*late.borrow(), Some(Duration::from_millis(9)));
-        assert_eq!(rtt.measured().await, Duration::from_millis(9));
+    /// Authenticated or guest.
+    pub fn session(mut self, session: SessionKind) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// What the auth hook would have stored.
+    pub fn meta<T: Any + Send + Sync>(mut self, meta: T) -> Self {
+        self.meta = Some(Meta::new(meta));
+        self
+    }
+
+    /// When the caller stops waiting.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The handle the handler calls the peer back through (a fake
+    /// [`Caller`] in a test).
+    pub fn peer(mut self, peer: Peer) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> Context {
+        Context {
+            connection_id: ConnectionId::next(),
+            peer_addr: self
+                .peer_addr
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            session: self.session.unwrap_or(SessionKind::Authenticated),
+            meta: self.meta.unwrap_or_else(Meta::none),
+            rtt: Rtt::default(),
+            deadline: self.deadline,
+            peer: self.peer.unwrap_or_else(|| Peer::new(Arc::new(NoPeer))),
+            origin: None,
+        }
+    }
+}
+
+/// The peer of a context built without one: every call fails.
+struct NoPeer;
+
+impl NoPeer {
+    fn error() -> Error {
+        Error::Disconnected(crate::error::Disconnect::new(
+            crate::protocol::CloseCode::Other(1006),
+            "a test context has no peer",
+        ))
+    }
+}
+
+impl Caller for NoPeer {
+    fn call(
+        &self,
+        _method: Cow<'static, str>,
+        _args: Vec<u8>,
+        _options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        Box::pin(std::future::ready(Err(Self::error())))
+    }
+
+    fn notify(
+        &self,
+        _method: Cow<'static, str>,
+        _args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(std::future::ready(Err(Self::error())))
     }
 }

@@ -150,7 +150,7 @@ impl Service for Calc {
             }
             "calc.my_id" => {
                 let () = args(bytes)?;
-                let id = cx.connection_id.0;
+                let id = cx.connection_id();
                 reply(async move { id })
             }
             "calc.gate" => {
@@ -173,7 +173,7 @@ impl Service for Calc {
             "calc.deadline" => {
                 let () = args(bytes)?;
                 let left = cx
-                    .deadline
+                    .deadline()
                     .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
                 reply(async move { left })
             }

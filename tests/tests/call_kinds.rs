@@ -51,18 +51,18 @@ async fn setup() -> Setup {
     )
     .await
     .unwrap();
-    let id: u64 = within(
+    let id: ConnectionId = within(
         client
             .peer()
             .call("calc.my_id", &(), CallOptions::default()),
     )
     .await
     .unwrap();
-    server.join(ConnectionId(id), "workers").unwrap();
+    server.join(id, "workers").unwrap();
     Setup {
         server,
         _client: client,
-        id: ConnectionId(id),
+        id,
         ran,
     }
 }
@@ -154,7 +154,7 @@ struct Patient;
 
 impl Patience for Patient {
     async fn left(&self, cx: &sockets::Context) -> Option<u64> {
-        cx.deadline.map(|d| {
+        cx.deadline().map(|d| {
             let left = d.saturating_duration_since(std::time::Instant::now());
             u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
         })

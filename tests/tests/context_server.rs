@@ -19,12 +19,12 @@ struct Here;
 impl Probe for Here {
     async fn where_am_i(&self, cx: &Context) -> Option<(String, ConnectionId)> {
         let server = cx.server()?;
-        let known = server.get(cx.connection_id)?;
+        let known = server.get(cx.connection_id())?;
         Some((server.local_addr().to_string(), known.id))
     }
 
     async fn ask_back(&self, cx: &Context) -> Option<(String, ConnectionId)> {
-        ProbeClient::new(cx.peer.clone())
+        ProbeClient::new(cx.peer().clone())
             .where_am_i()
             .await
             .ok()

@@ -42,11 +42,11 @@ impl Calculator for Calc {
     }
 
     async fn introduce(&self, cx: &Context) -> String {
-        let name = greeter::GreeterClient::new(cx.peer.clone())
+        let name = greeter::GreeterClient::new(cx.peer().clone())
             .name()
             .await
             .unwrap_or_else(|e| e.to_string());
-        format!("connection {} is {name}", cx.connection_id.0)
+        format!("connection {} is {name}", cx.connection_id().get())
     }
 }
 

@@ -87,7 +87,7 @@ impl Agent for Worker {
             }),
             (Some("setting"), Some(key)) => {
                 // Back to the master, over the connection this call came on.
-                let master = MasterClient::new(cx.peer.clone());
+                let master = MasterClient::new(cx.peer().clone());
                 match master.setting(key.to_owned()).await {
                     Ok(Some(value)) => Ok(Output {
                         code: 0,
@@ -114,13 +114,13 @@ struct Control {
 
 impl Master for Control {
     async fn hello(&self, cx: &Context) -> ConnectionId {
-        cx.connection_id
+        cx.connection_id()
     }
 
     async fn setting(&self, cx: &Context, key: String) -> Option<String> {
-        let _ = self.asked.send((cx.connection_id, key.clone()));
+        let _ = self.asked.send((cx.connection_id(), key.clone()));
         let name = cx.meta::<AgentName>()?;
-        (key == "region").then(|| format!("eu-west for {} on {}", name.0, cx.connection_id))
+        (key == "region").then(|| format!("eu-west for {} on {}", name.0, cx.connection_id()))
     }
 }
 

@@ -46,20 +46,20 @@ struct User(String);
 /// every handler's context holds.
 struct Rooms;
 
-fn server_of(cx: &Context) -> Result<&Server, ChatError> {
+fn server_of(cx: &Context) -> Result<Server, ChatError> {
     cx.server().ok_or(ChatError::Unavailable)
 }
 
 impl Chat for Rooms {
     async fn join(&self, cx: &Context, room: String) -> Result<(), ChatError> {
         server_of(cx)?
-            .join(cx.connection_id, &room)
+            .join(cx.connection_id(), &room)
             .map_err(|_| ChatError::Unavailable)
     }
 
     async fn say(&self, cx: &Context, room: String, text: String) -> Result<usize, ChatError> {
         let server = server_of(cx)?;
-        if !server.members(&room).contains(&cx.connection_id) {
+        if !server.members(&room).contains(&cx.connection_id()) {
             return Err(ChatError::NotInRoom(room));
         }
         // The speaker's identity comes from the auth hook, never from the client.
@@ -73,7 +73,7 @@ impl Chat for Rooms {
     }
 
     async fn my_id(&self, cx: &Context) -> ConnectionId {
-        cx.connection_id
+        cx.connection_id()
     }
 }
 

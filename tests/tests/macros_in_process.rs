@@ -10,8 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sockets::protocol::codec;
 use sockets::service::{
-    BoxFuture, Caller, ConnectionId, DispatchError, HandlerFuture, Meta, Rtt, ServiceRequest,
-    ServiceResponse, SessionKind,
+    BoxFuture, Caller, DispatchError, HandlerFuture, ServiceRequest, ServiceResponse,
 };
 use sockets::{CallOptions, Context, Error, Peer, Service};
 
@@ -68,11 +67,11 @@ impl Calculator for Calc {
     async fn whoami(&self, cx: &Context) -> String {
         let user = cx.meta::<User>().map_or("nobody", |u| u.0.as_str());
         // Call the same peer back, through the context's peer.
-        let name = echo::EchoClient::new(cx.peer.clone())
+        let name = echo::EchoClient::new(cx.peer().clone())
             .echo("your name?".into())
             .await
             .unwrap_or_else(|e| e.to_string());
-        format!("{} {} {user} {name}", cx.connection_id, cx.peer_addr)
+        format!("{} {} {user} {name}", cx.connection_id(), cx.peer_addr())
     }
 
     async fn sleep(&self, millis: u64) -> u64 {
@@ -98,7 +97,7 @@ pub mod echo {
     /// The caller's connection id, from the context the handler asked for.
     #[sockets::handler]
     pub async fn connection(cx: &Context) -> u64 {
-        cx.connection_id.0
+        cx.connection_id().get()
     }
 
     /// Not a handler: a helper the module keeps to itself.
@@ -122,6 +121,8 @@ struct InProcess {
     services: Vec<Arc<dyn Service>>,
     /// The other direction, handed to handlers as `Context::peer`.
     back: OnceLock<Peer>,
+    /// The context every call of this direction gets, made once it is linked.
+    cx: OnceLock<Context>,
     /// Every call's method and options, in order.
     calls: Mutex<Vec<(String, CallOptions)>>,
 }
@@ -131,21 +132,21 @@ impl InProcess {
         Arc::new(Self {
             services,
             back: OnceLock::new(),
+            cx: OnceLock::new(),
             calls: Mutex::new(Vec::new()),
         })
     }
 
     fn context(&self) -> Context {
-        Context {
-            connection_id: ConnectionId(7),
-            peer_addr: "127.0.0.1:4000".parse().unwrap(),
-            session: SessionKind::Authenticated,
-            meta: Meta::new(User("ada".into())),
-            rtt: Rtt::default(),
-            deadline: None,
-            peer: self.back.get().expect("linked").clone(),
-            server: None,
-        }
+        self.cx
+            .get_or_init(|| {
+                Context::builder()
+                    .peer_addr("127.0.0.1:4000".parse().unwrap())
+                    .meta(User("ada".into()))
+                    .peer(self.back.get().expect("linked").clone())
+                    .build()
+            })
+            .clone()
     }
 
     fn start(&self, method: &str, args: &[u8]) -> Result<HandlerFuture, Error> {
@@ -260,14 +261,18 @@ async fn typed_calls_reach_the_implementation_and_return_typed_values() {
 
 #[tokio::test]
 async fn the_handler_sees_its_context_and_can_call_the_peer_back() {
-    let (_, calc, _) = calculator();
+    let (_, calc, to_server) = calculator();
+    let id = to_server.context().connection_id();
     // The echo service on the calling side answers the handler's call back.
     assert_eq!(
         calc.whoami().await.unwrap(),
-        "#7 127.0.0.1:4000 ada your name?"
+        format!("{id} 127.0.0.1:4000 ada your name?")
     );
-    let (peer, _) = link(vec![Arc::new(echo::EchoServer)], vec![]);
-    assert_eq!(echo::EchoClient::new(peer).connection().await.unwrap(), 7);
+    let (peer, to_echo) = link(vec![Arc::new(echo::EchoServer)], vec![]);
+    assert_eq!(
+        echo::EchoClient::new(peer).connection().await.unwrap(),
+        to_echo.context().connection_id().get()
+    );
 }
 
 #[tokio::test(start_paused = true)]

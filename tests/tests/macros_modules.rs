@@ -55,7 +55,7 @@ pub mod text {
     #[sockets::handler]
     #[sockets(open)]
     pub async fn my_id(cx: &Context) -> ConnectionId {
-        cx.connection_id
+        cx.connection_id()
     }
 }
 

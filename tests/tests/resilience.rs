@@ -179,7 +179,7 @@ async fn a_peer_that_stops_answering_is_dropped_by_the_heartbeat() {
     .unwrap();
     let mut states = client.states();
     // Heartbeats measure the round trip inside the encrypted channel.
-    let id: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    let id: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     proxy.blackhole();
     let state = wait_for_state(&mut states, |s| matches!(s, ClientState::Disconnected(_))).await;
     let ClientState::Disconnected(reason) = state else {
@@ -188,7 +188,7 @@ async fn a_peer_that_stops_answering_is_dropped_by_the_heartbeat() {
     assert_eq!(reason.code, CloseCode::HeartbeatTimeout);
     loop {
         if let ServerEvent::Disconnected { id: gone, reason } = within(events.recv()).await.unwrap()
-            && gone.0 == id
+            && gone == id
         {
             assert_eq!(reason.code, CloseCode::HeartbeatTimeout);
             break;
@@ -213,8 +213,7 @@ async fn round_trip_time_is_measured_on_both_sides() {
     )
     .await
     .unwrap();
-    let id: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
-    let id = sockets::ConnectionId(id);
+    let id: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     // Each side's measurement is a signal: wait for the first one on both.
     let client_rtt = client.connection_rtt().expect("connected");
     let server_rtt = server.connection_rtt(id).unwrap();
@@ -247,7 +246,7 @@ async fn a_client_that_does_not_read_is_disconnected_as_a_slow_consumer() {
     )
     .await
     .unwrap();
-    let id = sockets::ConnectionId(client.peer().call("calc.my_id", &(), opts()).await.unwrap());
+    let id: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     proxy.blackhole_downstream();
     let big = "x".repeat(512 * 1024);
     let flood = tokio::spawn({
@@ -339,7 +338,7 @@ async fn the_client_renews_its_session_and_lets_pending_calls_finish_on_the_old_
     )
     .await
     .unwrap();
-    let first: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    let first: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     let pending = tokio::spawn({
         let peer = client.peer();
         async move { peer.call::<_, u32>("calc.gate", &(1,), opts()).await }
@@ -347,27 +346,27 @@ async fn the_client_renews_its_session_and_lets_pending_calls_finish_on_the_old_
     // The renewal: a new connection is admitted while the old one is still open.
     let renewed = loop {
         match within(events.recv()).await.unwrap() {
-            ServerEvent::Authenticated { id, .. } if id.0 != first => break id,
-            ServerEvent::Disconnected { id, .. } if id.0 == first => {
+            ServerEvent::Authenticated { id, .. } if id != first => break id,
+            ServerEvent::Disconnected { id, .. } if id == first => {
                 panic!("the old connection closed with a call pending")
             }
             _ => {}
         }
     };
-    assert!(server.get(sockets::ConnectionId(first)).is_some());
+    assert!(server.get(first).is_some());
     control.open_gates(1);
     assert_eq!(within(pending).await.unwrap().unwrap(), 1);
     loop {
         if let ServerEvent::Disconnected { id, reason } = within(events.recv()).await.unwrap()
-            && id.0 == first
+            && id == first
         {
             assert_eq!(reason.code, CloseCode::Normal);
             break;
         }
     }
-    let now: u64 = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    let now: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     assert_ne!(now, first);
-    assert!(now >= renewed.0);
+    assert!(now >= renewed);
     assert_eq!(
         client.state(),
         ClientState::Ready,

@@ -37,13 +37,15 @@ fn public_futures_are_send() {
 }
 
 #[allow(dead_code)]
-fn futures_of_handles_are_send(server: Server, client: Client, peer: Peer) {
+fn futures_of_handles_are_send(
+    server: Server,
+    client: Client,
+    peer: Peer,
+    id: sockets::ConnectionId,
+) {
     send(&server.shutdown(std::time::Duration::ZERO));
     send(&server.broadcast(&tests::services::InboxRequest::News(String::new())));
-    send(&server.send_to(
-        sockets::ConnectionId(1),
-        &tests::services::InboxRequest::Hello(String::new()),
-    ));
+    send(&server.send_to(id, &tests::services::InboxRequest::Hello(String::new())));
     send(&client.close());
     send(&peer.call::<_, ()>("x.y", &(), sockets::CallOptions::default()));
 }

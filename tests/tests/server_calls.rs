@@ -1,7 +1,7 @@
 //! The server calling and notifying its clients: one, all, rooms.
 
 use serde::{Deserialize, Serialize};
-use sockets::{AuthDecision, CallOptions, Client, ConnectionId, Error};
+use sockets::{AuthDecision, CallOptions, Client, ConnectionId, Error, ServerEvent};
 use tests::services::{Calc, Inbox, InboxRequest, InboxResponse};
 use tests::{client, server, within};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -41,14 +41,14 @@ async fn join(
     )
     .await
     .unwrap();
-    let id: u64 = client
+    let id: ConnectionId = client
         .peer()
         .call("calc.my_id", &(), CallOptions::default())
         .await
         .unwrap();
     // AUTH_RESULT told the client the id the server gave it, guests too.
-    assert_eq!(client.server_connection_id(), Some(ConnectionId(id)));
-    (client, ConnectionId(id), news)
+    assert_eq!(client.server_connection_id(), Some(id));
+    (client, id, news)
 }
 
 async fn next(news: &mut UnboundedReceiver<String>) -> String {
@@ -70,8 +70,27 @@ async fn the_server_calls_one_client_and_gets_its_reply() {
         reply.unwrap(),
         InboxResponse::Hello("bob greets server".into())
     );
+    // The id of a connection that has closed.
+    let mut events = server.events();
+    let gone = within(
+        client(server.local_addr())
+            .credentials(&Login {
+                user: "gone".into(),
+            })
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let gone_id = gone.server_connection_id().unwrap();
+    gone.close().await;
+    loop {
+        match within(events.recv()).await.unwrap() {
+            ServerEvent::Disconnected { id, .. } if id == gone_id => break,
+            _ => {}
+        }
+    }
     let nobody = server
-        .send_to(ConnectionId(u64::MAX), &InboxRequest::Hello("x".into()))
+        .send_to(gone_id, &InboxRequest::Hello("x".into()))
         .await;
     assert!(
         matches!(nobody, Err(Error::UnknownConnection(_))),
@@ -152,7 +171,7 @@ async fn rooms_group_connections_and_forget_them_on_disconnect() {
     assert_eq!(server.members("ops"), vec![alice]);
     alice_client.close().await;
     loop {
-        if let sockets::ServerEvent::Disconnected { id, .. } = within(events.recv()).await.unwrap()
+        if let ServerEvent::Disconnected { id, .. } = within(events.recv()).await.unwrap()
             && id == alice
         {
             break;
@@ -181,12 +200,11 @@ async fn call_all_collects_every_outcome_including_failures() {
     )
     .await
     .unwrap();
-    let bob: u64 = bob_client
+    let bob: ConnectionId = bob_client
         .peer()
         .call("calc.my_id", &(), CallOptions::default())
         .await
         .unwrap();
-    let bob = ConnectionId(bob);
     let results = within(server.call_all(&InboxRequest::Hello("everyone".into())))
         .await
         .unwrap();

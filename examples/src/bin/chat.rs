@@ -72,7 +72,7 @@ impl Chat for Rooms {
         let Some(server) = self.server() else {
             return Vec::new();
         };
-        if server.join(cx.connection_id, &room).is_err() {
+        if server.join(cx.connection_id(), &room).is_err() {
             return Vec::new();
         }
         server
@@ -90,7 +90,7 @@ impl Chat for Rooms {
         let Some(server) = self.server() else {
             return Ok(0);
         };
-        if !server.members(&room).contains(&cx.connection_id) {
+        if !server.members(&room).contains(&cx.connection_id()) {
             return Err(ChatError::NotInRoom(room));
         }
         let line = ListenerRequest::Said {

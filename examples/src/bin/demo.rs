@@ -65,7 +65,7 @@ impl Shop for Counter {
     async fn buy(&self, cx: &Context, item: String) -> String {
         let user = cx.meta::<String>().cloned().unwrap_or_default();
         println!("server: {user} wants to buy {item}; asking them to confirm");
-        let desk = DeskClient::new(cx.peer.clone());
+        let desk = DeskClient::new(cx.peer().clone());
         match desk.confirm(format!("pay for one {item}?")).await {
             Ok(true) => format!("{item} sold to {user}"),
             Ok(false) => format!("{user} changed their mind"),

@@ -25,10 +25,11 @@ use crate::crypto::{
     Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
 };
 use crate::error::{Disconnect, Error};
+use crate::identity::{AuthDecision, PeerInfo};
+use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::CloseCode;
 use crate::protocol::codec;
-use crate::server::auth::{AuthDecision, AuthHook, PeerInfo};
-use crate::service::{ConnectionId, Meta, SessionKind};
+use crate::server::auth::AuthHook;
 use crate::transport::{self, ClientTls, Exporter, Incoming, Transport, TransportError};
 
 /// The payload of an AUTH_RESULT frame.
@@ -199,7 +200,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
                 SessionKind::Authenticated
             },
             meta: Meta::none(),
-            server_id: result.id.map(ConnectionId),
+            server_id: result.id.map(ConnectionId::from_u64),
         });
     }
 }
@@ -372,7 +373,7 @@ async fn server_steps(
         ok: rejected.is_none(),
         guest: session == SessionKind::Guest,
         reason: rejected.clone().unwrap_or_default(),
-        id: rejected.is_none().then_some(setup.id.0),
+        id: rejected.is_none().then_some(setup.id.get()),
     };
     let body = codec::to_vec(&result).map_err(|e| SetupFailure::gone(e.to_string()))?;
     let send = |e: Error| SetupFailure::gone(e.to_string());

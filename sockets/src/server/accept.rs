@@ -9,12 +9,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::limits::{Attempt, Outcome};
-use super::{ACCEPT_BACKOFF, Inner, ServerEvent, WeakServer};
+use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
 use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
 use crate::error::Disconnect;
+use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::CloseCode;
-use crate::service::{ConnectionId, SessionKind};
+use crate::service::Origin;
 use crate::transport::{self, Accepted, Gauge, TransportError};
 
 /// The longest a refused peer is given to send its upgrade request and read
@@ -62,7 +63,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             refuse(&inner, tcp, "too many connections".into());
             continue;
         }
-        let id = connection::next_id();
+        let id = ConnectionId::next();
         let _ = inner.events.send(ServerEvent::Connected { id, addr });
         tokio::spawn(admit(
             Arc::clone(&inner),
@@ -195,7 +196,7 @@ async fn admit(
         meta: established.meta,
         config: Arc::clone(config),
         services: Arc::clone(&inner.services),
-        server: Some(WeakServer::of(&inner)),
+        origin: Some(Origin::new(&inner)),
         server_id: Some(id),
     });
     let handle = Handle(Arc::clone(&shared));

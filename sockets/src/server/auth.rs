@@ -1,47 +1,15 @@
 //! The auth hook: what the server decides about a client's credentials.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::identity::Meta;
+pub use crate::identity::{AuthDecision, PeerInfo};
 use crate::protocol::codec;
-use crate::service::{BoxFuture, ConnectionId, Meta};
-
-/// What the server knows of a connecting client when its auth hook runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerInfo {
-    /// The id the connection will keep.
-    pub id: ConnectionId,
-    /// The client's address.
-    pub addr: SocketAddr,
-}
-
-/// The auth hook's verdict on a client's credentials.
-#[derive(Debug)]
-pub enum AuthDecision {
-    /// Authenticated; handlers see `meta` in their [`Context`](crate::Context).
-    Accept(Meta),
-    /// A guest session: only methods marked open may be called.
-    Guest,
-    /// Refused: the connection closes with `AuthRejected` and this reason,
-    /// which the client's `connect` reports as `Error::AuthRejected`.
-    Reject(String),
-}
-
-impl AuthDecision {
-    /// Authenticated, storing `meta` for the connection's handlers.
-    pub fn accept<T: std::any::Any + Send + Sync>(meta: T) -> Self {
-        Self::Accept(Meta::new(meta))
-    }
-
-    /// Refused with `reason` (sent to the client; keep secrets out of it).
-    pub fn reject(reason: impl Into<String>) -> Self {
-        Self::Reject(reason.into())
-    }
-}
+use crate::service::BoxFuture;
 
 /// The type-erased hook the server runs: encoded credentials in, verdict out.
 pub(crate) type AuthHook =

@@ -6,7 +6,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::connection::Handle;
-use crate::service::{ConnectionId, Meta, SessionKind};
+use crate::identity::{ConnectionId, Meta, SessionKind};
 
 /// A snapshot of one open connection.
 #[derive(Clone, Debug)]

@@ -15,11 +15,11 @@ impl Session for S {
         n
     }
     async fn by_path(&self, cx: &sockets::Context) -> u64 {
-        cx.connection_id.0
+        cx.connection_id().get()
     }
     async fn owned(&self, cx: Context) -> u64 {
         // Owned: it may move into a spawned task.
-        std::thread::spawn(move || cx.connection_id.0).join().unwrap()
+        std::thread::spawn(move || cx.connection_id().get()).join().unwrap()
     }
 }
 

@@ -11,7 +11,7 @@ pub mod tools {
 
     #[sockets::handler]
     async fn who(cx: &Context, greeting: String) -> String {
-        format!("{greeting} {}", cx.connection_id)
+        format!("{greeting} {}", cx.connection_id())
     }
 
     #[sockets::handler]

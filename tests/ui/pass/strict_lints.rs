@@ -16,7 +16,7 @@ pub mod strict_fns {
 
     #[sockets::handler]
     pub async fn id(cx: &Context, count: u64) -> u64 {
-        cx.connection_id.0 + count
+        cx.connection_id().get() + count
     }
 }
 

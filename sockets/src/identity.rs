@@ -1,0 +1,121 @@
+//! Who is on the other end of a connection: its id, whether it authenticated
+//! or is a guest, what the auth hook stored for it, and the auth hook's
+//! inputs and verdict.
+//!
+//! A leaf: these are plain values that every layer above names (errors name
+//! a connection id, handlers read the metadata, the server's admission
+//! produces the verdict), so they live below all of them.
+
+use std::any::Any;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A connection's id: unique within the process, never reused.
+///
+/// On the wire (it is `Serialize`/`Deserialize`) it is its number, so a
+/// service may pass ids around (`Client::server_connection_id` gives a
+/// client its id on the server).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The id's number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id with this number; only the runtime hands out new ones.
+    pub(crate) fn from_u64(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// A fresh id, never handed out before in this process.
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Whether a connection authenticated or was let in as a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// The auth hook accepted the credentials.
+    Authenticated,
+    /// The auth hook admitted a guest: only open methods may be called.
+    Guest,
+}
+
+/// What the auth hook stored for a connection, shared by all its handlers.
+#[derive(Clone)]
+pub struct Meta(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Meta {
+    /// No metadata (a guest session, or an auth hook that stores none).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Metadata holding `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Some(Arc::new(value)))
+    }
+
+    /// The metadata, if it is a `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|any| any.downcast_ref())
+    }
+}
+
+impl fmt::Debug for Meta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Meta(..)"
+        } else {
+            "Meta(none)"
+        })
+    }
+}
+
+/// What the server knows of a connecting client when its auth hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The id the connection will keep.
+    pub id: ConnectionId,
+    /// The client's address.
+    pub addr: SocketAddr,
+}
+
+/// The auth hook's verdict on a client's credentials.
+#[derive(Debug)]
+pub enum AuthDecision {
+    /// Authenticated; handlers see `meta` in their [`Context`](crate::Context).
+    Accept(Meta),
+    /// A guest session: only methods marked open may be called.
+    Guest,
+    /// Refused: the connection closes with `AuthRejected` and this reason,
+    /// which the client's `connect` reports as `Error::AuthRejected`.
+    Reject(String),
+}
+
+impl AuthDecision {
+    /// Authenticated, storing `meta` for the connection's handlers.
+    pub fn accept<T: Any + Send + Sync>(meta: T) -> Self {
+        Self::Accept(Meta::new(meta))
+    }
+
+    /// Refused with `reason` (sent to the client; keep secrets out of it).
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::Reject(reason.into())
+    }
+}
