@@ -46,7 +46,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::CloseCode;
+use crate::protocol::Reason;
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
 use crate::transport::ClientTls;
@@ -216,9 +216,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Error::Disconnected(
-            reason.unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "not connected")),
-        )
+        Error::Disconnected(reason.unwrap_or_else(|| Disconnect::lost("not connected")))
     }
 
     /// The current connection, if it is up.
@@ -363,7 +361,7 @@ impl Client {
         self.inner.user_closed.replace(true);
         let handle = self.inner.current.with(Option::clone);
         if let Some(handle) = handle {
-            handle.close(CloseCode::Normal, "client closed");
+            handle.close(Reason::ClientClosed);
             handle.closed().await;
         }
         self.inner
@@ -419,7 +417,7 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
             tokio::select! {
                 reason = handle.closed() => break reason,
                 () = stopped(&inner.user_closed) => {
-                    handle.close(CloseCode::Normal, "client closed");
+                    handle.close(Reason::ClientClosed);
                     break handle.closed().await;
                 }
                 () = at(renew_at) => {

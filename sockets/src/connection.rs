@@ -41,7 +41,7 @@ use crate::dispatch::{Running, Services};
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
-use crate::protocol::{Call, CloseCode, ErrorCode, Message, Notify, RemoteError};
+use crate::protocol::{Call, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Origin, Peer};
 use crate::signal::Signal;
 
@@ -180,7 +180,7 @@ impl Shared {
     fn disconnected(&self) -> Error {
         Error::Disconnected(
             self.closed_reason()
-                .unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost")),
+                .unwrap_or_else(|| Disconnect::lost("connection lost")),
         )
     }
 
@@ -248,7 +248,7 @@ impl Shared {
 
     fn retire_if_idle(&self, pending: usize) {
         if pending == 0 && self.retiring.load(Ordering::Acquire) {
-            self.close(Disconnect::new(CloseCode::Normal, "session renewed"), true);
+            self.close(Reason::SessionRenewed.into(), true);
         }
     }
 
@@ -395,9 +395,9 @@ impl Handle {
         }
     }
 
-    /// Closes the connection with an authenticated CLOSE carrying `code` and `reason`.
-    pub(crate) fn close(&self, code: CloseCode, reason: impl Into<String>) {
-        self.0.close(Disconnect::new(code, reason), true);
+    /// Closes the connection with an authenticated CLOSE carrying `reason`.
+    pub(crate) fn close(&self, reason: impl Into<Disconnect>) {
+        self.0.close(reason.into(), true);
     }
 
     /// Waits until both tasks have ended; the reason the connection closed.
@@ -457,9 +457,10 @@ struct WeakHandle(Weak<Shared>);
 
 impl WeakHandle {
     fn handle(&self) -> Result<Handle, Error> {
-        self.0.upgrade().map(Handle).ok_or_else(|| {
-            Error::Disconnected(Disconnect::new(CloseCode::Other(1006), "connection gone"))
-        })
+        self.0
+            .upgrade()
+            .map(Handle)
+            .ok_or_else(|| Error::Disconnected(Disconnect::lost("connection gone")))
     }
 }
 
@@ -485,23 +486,5 @@ impl Caller for WeakHandle {
             Ok(handle) => Caller::notify(&handle, method, args),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
-    }
-}
-
-/// The caller-side error for a callee's framework-level failure.
-pub(crate) fn remote_error(error: RemoteError) -> Error {
-    let RemoteError { code, message } = error;
-    match code {
-        ErrorCode::UnknownMethod => Error::UnknownMethod(message),
-        ErrorCode::BadRequest => Error::BadRequest(message),
-        ErrorCode::Unauthorized => Error::Unauthorized,
-        ErrorCode::Rejected => Error::Rejected(message),
-        ErrorCode::Timeout => Error::Timeout,
-        ErrorCode::Internal => Error::Internal(message),
-        ErrorCode::ShuttingDown => Error::Rejected(format!("the peer is shutting down: {message}")),
-        other => Error::Remote {
-            code: other.to_u16(),
-            message,
-        },
     }
 }

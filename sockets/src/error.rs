@@ -1,10 +1,14 @@
-//! The error every fallible public API of this crate returns.
+//! The error every fallible public API of this crate returns, and every
+//! conversion between errors and what travels on the wire: reply error
+//! codes ([`ErrorCode`]) to and from [`Error`] and [`DispatchError`], and
+//! close codes and reasons to [`Disconnect`] and to the errors a client's
+//! set-up reports.
 
 use std::fmt;
 
 use crate::identity::ConnectionId;
-use crate::protocol::CloseCode;
 use crate::protocol::codec::CodecError;
+use crate::protocol::{CloseCode, ErrorCode, Reason, RemoteError};
 
 /// Everything that can go wrong for a caller: one variant per outcome.
 ///
@@ -116,6 +120,93 @@ impl fmt::Display for Disconnect {
             write!(f, "close code {code}")
         } else {
             write!(f, "{} (close code {code})", self.reason)
+        }
+    }
+}
+
+impl From<Reason> for Disconnect {
+    fn from(reason: Reason) -> Self {
+        Self::new(reason.code(), reason.text())
+    }
+}
+
+impl Disconnect {
+    /// The connection ended without a close frame (the socket reset, or the
+    /// peer's process died): 1006, which no close ever carries.
+    pub(crate) fn lost(detail: impl Into<String>) -> Self {
+        Self::new(CloseCode::Other(1006), detail)
+    }
+}
+
+/// Why a call could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The service has no method of that name.
+    #[error("unknown method `{0}`")]
+    UnknownMethod(String),
+    /// The arguments did not decode as the method's parameters.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl From<DispatchError> for RemoteError {
+    /// The error reply that refuses a call that could not start.
+    fn from(error: DispatchError) -> Self {
+        match error {
+            DispatchError::UnknownMethod(name) => RemoteError {
+                code: ErrorCode::UnknownMethod,
+                message: name,
+            },
+            DispatchError::BadRequest(detail) => RemoteError {
+                code: ErrorCode::BadRequest,
+                message: detail,
+            },
+        }
+    }
+}
+
+impl From<RemoteError> for Error {
+    /// The caller's error for the callee's framework-level failure.
+    fn from(error: RemoteError) -> Self {
+        let RemoteError { code, message } = error;
+        match code {
+            ErrorCode::UnknownMethod => Error::UnknownMethod(message),
+            ErrorCode::BadRequest => Error::BadRequest(message),
+            ErrorCode::Unauthorized => Error::Unauthorized,
+            ErrorCode::Rejected => Error::Rejected(message),
+            ErrorCode::Timeout => Error::Timeout,
+            ErrorCode::Internal => Error::Internal(message),
+            ErrorCode::ShuttingDown => {
+                Error::Rejected(format!("the peer is shutting down: {message}"))
+            }
+            other => Error::Remote {
+                code: other.to_u16(),
+                message,
+            },
+        }
+    }
+}
+
+impl Error {
+    /// What a client reports when the server closed the WebSocket during
+    /// set-up, with this code and reason (or without a close frame).
+    pub(crate) fn closed_during_setup(frame: Option<(u16, String)>) -> Self {
+        let Some((code, reason)) = frame else {
+            return Error::Disconnected(Disconnect::lost(
+                "the server closed the connection during the handshake",
+            ));
+        };
+        match CloseCode::from_u16(code) {
+            CloseCode::PolicyViolation | CloseCode::StaleHandshake => Error::HandshakeFailed,
+            CloseCode::AuthRejected => Error::AuthRejected(reason),
+            CloseCode::TooManyConnections => Error::Rejected(if reason.is_empty() {
+                Reason::TooManyConnections.text().into()
+            } else {
+                reason
+            }),
+            CloseCode::HandshakeTimeout => Error::Timeout,
+            other => Error::Disconnected(Disconnect::new(other, reason)),
         }
     }
 }

@@ -63,7 +63,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Reason};
 use crate::service::{
     CallOptions, Peer, ServiceRequest, ServiceResponse, ensure_call, ensure_notify,
 };
@@ -313,7 +313,8 @@ impl Server {
     /// # Errors
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn disconnect(&self, id: ConnectionId, reason: impl Into<String>) -> Result<(), Error> {
-        self.handle(id)?.close(CloseCode::Disconnected, reason);
+        self.handle(id)?
+            .close(Disconnect::new(CloseCode::Disconnected, reason));
         Ok(())
     }
 
@@ -530,7 +531,7 @@ impl Server {
         }
         let _ = tokio::time::timeout(grace, join_all(handles.iter().map(Handle::idle))).await;
         for handle in &handles {
-            handle.close(CloseCode::GoingAway, "server shutting down");
+            handle.close(Reason::ServerShuttingDown);
         }
         let mut open = inner.open.subscribe();
         let wait = inner.config.handshake_timeout + Duration::from_secs(2);

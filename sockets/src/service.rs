@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::error::DispatchError;
 use crate::error::Error;
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
@@ -58,18 +59,6 @@ impl ServiceInfo {
     pub fn method(&self, name: &str) -> Option<&'static MethodInfo> {
         self.methods.iter().find(|m| m.name == name)
     }
-}
-
-/// Why a call could not be started.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DispatchError {
-    /// The service has no method of that name.
-    #[error("unknown method `{0}`")]
-    UnknownMethod(String),
-    /// The arguments did not decode as the method's parameters.
-    #[error("bad request: {0}")]
-    BadRequest(String),
 }
 
 /// The running handler of one call: resolves to its encoded return value.
@@ -488,10 +477,7 @@ struct NoPeer;
 
 impl NoPeer {
     fn error() -> Error {
-        Error::Disconnected(crate::error::Disconnect::new(
-            crate::protocol::CloseCode::Other(1006),
-            "a test context has no peer",
-        ))
+        Error::Disconnected(crate::error::Disconnect::lost("a test context has no peer"))
     }
 }
 

@@ -34,6 +34,9 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::error::Error;
+use crate::protocol::Reason;
 use tokio::net::TcpStream;
 
 pub(crate) use http::HttpOptions;
@@ -88,6 +91,40 @@ pub(crate) enum TransportError {
         /// The response's body: the server's reason.
         reason: String,
     },
+}
+
+impl TransportError {
+    /// The close reason a peer that caused this error is told, if it is the
+    /// peer's doing and the socket still works.
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        match self {
+            Self::NotBinary => Some(Reason::NonBinary),
+            Self::TooLarge => Some(Reason::FrameTooLarge),
+            Self::TooManyControlFrames => Some(Reason::TooManyPings),
+            Self::Protocol(_) => Some(Reason::MalformedWebSocket),
+            _ => None,
+        }
+    }
+}
+
+impl From<TransportError> for Error {
+    /// What a client reports when its transport fails while connecting.
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Io(e) => Error::Io(e),
+            TransportError::BadUrl(e) => Error::Config(e),
+            // The server turned us away before the upgrade (it is full, or
+            // this address is limited), with its reason.
+            TransportError::Refused {
+                status: 503,
+                reason,
+            } => Error::Rejected(reason),
+            other @ (TransportError::Refused { .. } | TransportError::Http(_)) => {
+                Error::Io(std::io::Error::other(other.to_string()))
+            }
+            other => Error::Protocol(other.to_string()),
+        }
+    }
 }
 
 impl From<WsError> for TransportError {

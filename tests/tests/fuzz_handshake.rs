@@ -63,7 +63,7 @@ fn suite(aes: bool) -> Suite {
 /// reason for public fields, 1008 with none for anything cryptographic,
 /// 4001 for a replay.
 fn allowed_close(error: &HandshakeError) -> bool {
-    let (code, reason) = error.close();
+    let (code, reason) = (error.reason().code(), error.reason().text());
     match error {
         HandshakeError::Malformed(_) => code == CloseCode::ProtocolError && !reason.is_empty(),
         HandshakeError::Unsupported(_) => code == CloseCode::PolicyViolation && !reason.is_empty(),

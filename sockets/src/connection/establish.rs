@@ -17,9 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use super::io::CloseBody;
 use crate::config::ConnectionConfig;
 use crate::crypto::{
     Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
@@ -27,24 +25,10 @@ use crate::crypto::{
 use crate::error::{Disconnect, Error};
 use crate::identity::{AuthDecision, PeerInfo};
 use crate::identity::{ConnectionId, Meta, SessionKind};
-use crate::protocol::CloseCode;
-use crate::protocol::codec;
+use crate::protocol::payloads::{AuthResult, Close};
+use crate::protocol::{CloseCode, Reason, codec};
 use crate::server::auth::AuthHook;
-use crate::transport::{self, ClientTls, Exporter, Incoming, Transport, TransportError};
-
-/// The payload of an AUTH_RESULT frame.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct AuthResultBody {
-    ok: bool,
-    #[serde(default)]
-    guest: bool,
-    #[serde(default)]
-    reason: String,
-    /// The server's id of the connection, when it admitted it; optional
-    /// (older servers do not send it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<u64>,
-}
+use crate::transport::{self, ClientTls, Exporter, Incoming, Transport};
 
 /// A connection that passed the handshake and authentication.
 pub(crate) struct Established {
@@ -82,50 +66,12 @@ async fn seal_and_send(
     for frame in wire {
         std::future::poll_fn(|cx| transport.poll_ready(cx))
             .await
-            .map_err(io_error)?;
+            .map_err(Error::from)?;
         transport.start_send(frame);
     }
     std::future::poll_fn(|cx| transport.poll_flush(cx))
         .await
-        .map_err(io_error)
-}
-
-fn io_error(error: TransportError) -> Error {
-    match error {
-        TransportError::Io(e) => Error::Io(e),
-        TransportError::BadUrl(e) => Error::Config(e),
-        // The server turned us away before the upgrade (it is full, or
-        // this address is limited), with its reason.
-        TransportError::Refused {
-            status: 503,
-            reason,
-        } => Error::Rejected(reason),
-        other @ (TransportError::Refused { .. } | TransportError::Http(_)) => {
-            Error::Io(std::io::Error::other(other.to_string()))
-        }
-        other => Error::Protocol(other.to_string()),
-    }
-}
-
-/// The error a client reports for a WebSocket close during set-up.
-fn closed_during_setup(frame: Option<(u16, String)>) -> Error {
-    match frame {
-        Some((code, reason)) => match CloseCode::from_u16(code) {
-            CloseCode::PolicyViolation | CloseCode::StaleHandshake => Error::HandshakeFailed,
-            CloseCode::AuthRejected => Error::AuthRejected(reason),
-            CloseCode::TooManyConnections => Error::Rejected(if reason.is_empty() {
-                "too many connections".into()
-            } else {
-                reason
-            }),
-            CloseCode::HandshakeTimeout => Error::Timeout,
-            other => Error::Disconnected(Disconnect::new(other, reason)),
-        },
-        None => Error::Disconnected(Disconnect::new(
-            CloseCode::Other(1006),
-            "the server closed the connection during the handshake",
-        )),
-    }
+        .map_err(Error::from)
 }
 
 /// Connects, runs the client handshake and authenticates, within the handshake timeout.
@@ -144,14 +90,17 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
     let connected = transport::connect(setup.url, setup.tls).await;
-    let (mut transport, peer_addr, exporter) = connected.map_err(io_error)?;
+    let (mut transport, peer_addr, exporter) = connected.map_err(Error::from)?;
     let (handshake, hs1) =
         ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
             .map_err(|e| Error::Config(e.to_string()))?;
-    transport.send(Bytes::from(hs1)).await.map_err(io_error)?;
-    let hs2 = match transport.recv().await.map_err(io_error)? {
+    transport
+        .send(Bytes::from(hs1))
+        .await
+        .map_err(Error::from)?;
+    let hs2 = match transport.recv().await.map_err(Error::from)? {
         Incoming::Binary(hs2) => hs2,
-        Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
+        Incoming::Closed(frame) => return Err(Error::closed_during_setup(frame)),
     };
     let Ok((session, hello)) = handshake.finish(&hs2, config.limits()) else {
         // Nothing more goes to a server that did not prove the secret, not
@@ -168,9 +117,9 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     )
     .await?;
     loop {
-        let wire = match transport.recv().await.map_err(io_error)? {
+        let wire = match transport.recv().await.map_err(Error::from)? {
             Incoming::Binary(wire) => wire,
-            Incoming::Closed(frame) => return Err(closed_during_setup(frame)),
+            Incoming::Closed(frame) => return Err(Error::closed_during_setup(frame)),
         };
         let opened = opener
             .open(wire)
@@ -181,7 +130,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
         if kind != FrameKind::AuthResult {
             return Err(Error::Protocol("expected AUTH_RESULT".into()));
         }
-        let result: AuthResultBody = codec::decode_value(&plaintext)
+        let result: AuthResult = codec::decode_value(&plaintext)
             .map_err(|e| Error::Protocol(format!("malformed AUTH_RESULT: {e}")))?;
         if !result.ok {
             return Err(Error::AuthRejected(result.reason));
@@ -236,7 +185,7 @@ pub(crate) async fn server(
     let outcome = tokio::time::timeout_at(setup.deadline, async {
         tokio::select! {
             outcome = steps => outcome,
-            () = preempted => Err(SetupFailure::close(CloseCode::TooManyConnections, "server busy")),
+            () = preempted => Err(SetupFailure::close(Reason::ServerBusy)),
         }
     })
     .await;
@@ -244,8 +193,10 @@ pub(crate) async fn server(
         Ok(Ok(admitted)) => admitted,
         Ok(Err(failure)) => {
             let close = async {
-                if let Some((code, reason)) = failure.websocket_close {
-                    let _ = transport.close(code, reason).await;
+                if let Some(reason) = failure.websocket_close {
+                    let _ = transport
+                        .close(reason.code().websocket(), reason.text())
+                        .await;
                 } else {
                     let _ = std::future::poll_fn(|cx| transport.poll_shutdown(cx)).await;
                 }
@@ -254,10 +205,10 @@ pub(crate) async fn server(
             return Err(failure.reason);
         }
         Err(_) => {
-            let reason = Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out");
             // The time is up: the close goes out only if the socket takes it now.
-            transport.close_now(CloseCode::HandshakeTimeout.to_u16(), &reason.reason);
-            return Err(reason);
+            let reason = Reason::HandshakeTimeout;
+            transport.close_now(reason.code().websocket(), reason.text());
+            return Err(reason.into());
         }
     };
     transport.authenticated(setup.config.max_frame);
@@ -275,20 +226,20 @@ pub(crate) async fn server(
 /// Why set-up failed, and the WebSocket close to send for it (if one is still due).
 struct SetupFailure {
     reason: Disconnect,
-    websocket_close: Option<(u16, &'static str)>,
+    websocket_close: Option<Reason>,
 }
 
 impl SetupFailure {
-    fn close(code: CloseCode, reason: &'static str) -> Self {
+    fn close(reason: Reason) -> Self {
         Self {
-            reason: Disconnect::new(code, reason),
-            websocket_close: Some((code.to_u16(), reason)),
+            reason: reason.into(),
+            websocket_close: Some(reason),
         }
     }
 
-    fn gone(reason: impl Into<String>) -> Self {
+    fn gone(detail: impl Into<String>) -> Self {
         Self {
-            reason: Disconnect::new(CloseCode::Other(1006), reason),
+            reason: Disconnect::lost(detail),
             websocket_close: None,
         }
     }
@@ -298,22 +249,10 @@ async fn recv_binary(transport: &mut dyn Transport) -> Result<Bytes, SetupFailur
     match transport.recv().await {
         Ok(Incoming::Binary(bytes)) => Ok(bytes),
         Ok(Incoming::Closed(_)) => Err(SetupFailure::gone("closed during the handshake")),
-        Err(TransportError::NotBinary) => Err(SetupFailure::close(
-            CloseCode::ProtocolError,
-            "non-binary websocket message",
-        )),
-        Err(TransportError::TooLarge) => {
-            Err(SetupFailure::close(CloseCode::TooBig, "frame too large"))
-        }
-        Err(TransportError::TooManyControlFrames) => Err(SetupFailure::close(
-            CloseCode::ProtocolError,
-            "too many websocket pings before authentication",
-        )),
-        Err(TransportError::Protocol(_)) => Err(SetupFailure::close(
-            CloseCode::ProtocolError,
-            "malformed websocket frame",
-        )),
-        Err(other) => Err(SetupFailure::gone(other.to_string())),
+        Err(error) => Err(match error.reason() {
+            Some(reason) => SetupFailure::close(reason),
+            None => SetupFailure::gone(error.to_string()),
+        }),
     }
 }
 
@@ -329,9 +268,8 @@ async fn server_steps(
         {
             Ok(accepted) => accepted,
             Err(error) => {
-                let (code, reason) = error.close();
                 tracing::debug!(id = %setup.id, peer = %setup.peer_addr, "handshake refused");
-                return Err(SetupFailure::close(code, reason));
+                return Err(SetupFailure::close(error.reason()));
             }
         };
     transport
@@ -346,17 +284,10 @@ async fn server_steps(
                 kind: FrameKind::Auth,
                 plaintext,
             })) => break plaintext,
-            Ok(Some(_)) => {
-                return Err(SetupFailure::close(
-                    CloseCode::ProtocolError,
-                    "expected AUTH",
-                ));
-            }
+            // The opener lets nothing but AUTH open the session.
+            Ok(Some(_)) => return Err(SetupFailure::close(Reason::FirstNotAuth)),
             Ok(None) => {}
-            Err(error) => {
-                let (code, reason) = error.close();
-                return Err(SetupFailure::close(code, reason));
-            }
+            Err(error) => return Err(SetupFailure::close(error.reason())),
         }
     };
     let peer = PeerInfo {
@@ -369,9 +300,9 @@ async fn server_steps(
         AuthDecision::Guest => (SessionKind::Guest, Meta::none(), None),
         AuthDecision::Reject(reason) => (SessionKind::Guest, Meta::none(), Some(reason)),
     };
-    let result = AuthResultBody {
+    let result = AuthResult {
         ok: rejected.is_none(),
-        guest: session == SessionKind::Guest,
+        guest: rejected.is_none() && session == SessionKind::Guest,
         reason: rejected.clone().unwrap_or_default(),
         id: rejected.is_none().then_some(setup.id.get()),
     };
@@ -381,7 +312,7 @@ async fn server_steps(
         .await
         .map_err(send)?;
     if let Some(reason) = rejected {
-        let close = CloseBody {
+        let close = Close {
             code: CloseCode::AuthRejected.to_u16(),
             reason: reason.clone(),
         };
@@ -400,8 +331,8 @@ async fn server_steps(
 
 #[cfg(test)]
 mod tests {
-    use super::AuthResultBody;
     use crate::protocol::codec;
+    use crate::protocol::payloads::AuthResult;
 
     /// docs/PROTOCOL.md §9.2's example, as an older server sends it.
     const WITHOUT_ID: &str = "83a26f6bc3a56775657374c2a6726561736f6ea0";
@@ -415,24 +346,24 @@ mod tests {
 
     #[test]
     fn the_id_is_optional_in_auth_result() {
-        let old: AuthResultBody = codec::decode_value(&unhex(WITHOUT_ID)).unwrap();
+        let old: AuthResult = codec::decode_value(&unhex(WITHOUT_ID)).unwrap();
         assert_eq!(old.id, None);
         assert!(old.ok && !old.guest);
-        let new = AuthResultBody {
+        let new = AuthResult {
             ok: true,
             guest: false,
             reason: String::new(),
             id: Some(42),
         };
         let bytes = codec::to_vec(&new).unwrap();
-        assert_eq!(codec::decode_value::<AuthResultBody>(&bytes).unwrap(), new);
+        assert_eq!(codec::decode_value::<AuthResult>(&bytes).unwrap(), new);
         // §9.2's example with the id 5.
-        let five = AuthResultBody { id: Some(5), ..new };
+        let five = AuthResult { id: Some(5), ..new };
         assert_eq!(
             codec::to_vec(&five).unwrap(),
             unhex("84a26f6bc3a56775657374c2a6726561736f6ea0a2696405")
         );
-        let rejected = AuthResultBody {
+        let rejected = AuthResult {
             ok: false,
             guest: false,
             reason: "no".into(),

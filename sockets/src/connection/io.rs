@@ -26,24 +26,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{Closing, Handle, Shared, remote_error};
+use super::{Closing, Handle, Shared};
 use crate::crypto::{FrameKind, Opener, Sealer};
 use crate::dispatch;
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::protocol::codec::{self, Messages};
-use crate::protocol::{CloseCode, Message, Outcome};
+use crate::protocol::payloads::Close;
+use crate::protocol::{CloseCode, Message, Outcome, Reason};
 use crate::transport::{Incoming, Transport, TransportError};
-
-/// The payload of a CLOSE frame.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct CloseBody {
-    pub(crate) code: u16,
-    pub(crate) reason: String,
-}
 
 /// A batch is sealed once its plaintext is this large; incoming envelopes
 /// wait while the replies they produced are this large.
@@ -76,7 +69,7 @@ pub(crate) fn spawn(
         task_shared.queue.close();
         let reason = task_shared
             .closed_reason()
-            .unwrap_or_else(|| Disconnect::new(CloseCode::Other(1006), "connection lost"));
+            .unwrap_or_else(|| Disconnect::lost("connection lost"));
         task_shared.finish(reason.clone());
         on_done(reason);
     });
@@ -94,18 +87,9 @@ fn truncated(frame: Option<(u16, String)>) -> Disconnect {
 }
 
 fn transport_failed(error: &TransportError) -> Disconnect {
-    match error {
-        TransportError::NotBinary => {
-            Disconnect::new(CloseCode::ProtocolError, "non-binary websocket message")
-        }
-        TransportError::TooLarge => Disconnect::new(CloseCode::TooBig, "frame too large"),
-        TransportError::Protocol(_) => {
-            Disconnect::new(CloseCode::ProtocolError, "malformed websocket frame")
-        }
-        other => Disconnect::new(
-            CloseCode::Other(1006),
-            format!("connection truncated: {other}"),
-        ),
+    match error.reason() {
+        Some(reason) => reason.into(),
+        None => Disconnect::lost(format!("connection truncated: {error}")),
     }
 }
 
@@ -116,11 +100,7 @@ fn ending(reason: Disconnect, send_close: bool) -> Closing {
 
 /// The socket failed: the end of the connection, and whether to say why.
 fn socket_failed(error: &TransportError) -> Closing {
-    let send_close = matches!(
-        error,
-        TransportError::NotBinary | TransportError::TooLarge | TransportError::Protocol(_)
-    );
-    ending(transport_failed(error), send_close)
+    ending(transport_failed(error), error.reason().is_some())
 }
 
 /// One connection's state, owned by its task.
@@ -261,7 +241,7 @@ impl<'a> Link<'a> {
                 self.deadline_armed = true;
             }
             if self.write_deadline.as_mut().poll(cx).is_ready() {
-                return Err(ending(slow_consumer(), false));
+                return Err(ending(Reason::SlowConsumer.into(), false));
             }
         } else {
             self.deadline_armed = false;
@@ -310,10 +290,7 @@ impl<'a> Link<'a> {
         match action {
             Some(Action::Ping(nonce)) => self.push(&Message::Ping { nonce })?,
             Some(Action::TimedOut) => {
-                return Err(ending(
-                    Disconnect::new(CloseCode::HeartbeatTimeout, "heartbeat timeout"),
-                    true,
-                ));
+                return Err(ending(Reason::HeartbeatTimeout.into(), true));
             }
             None => {}
         }
@@ -330,10 +307,7 @@ impl<'a> Link<'a> {
                     Some(message) => {
                         let message = message.map_err(|error| {
                             tracing::debug!(id = %self.shared.id, %error, "undecodable envelope");
-                            ending(
-                                Disconnect::new(CloseCode::ProtocolError, "malformed envelope"),
-                                true,
-                            )
+                            ending(Reason::MalformedEnvelope.into(), true)
                         })?;
                         self.on_message(message, received)?;
                     }
@@ -364,9 +338,8 @@ impl<'a> Link<'a> {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(()),
             Err(error) => {
-                let (code, reason) = error.close();
                 tracing::debug!(id = %self.shared.id, %error, "frame rejected");
-                return Err(ending(Disconnect::new(code, reason), true));
+                return Err(ending(error.reason().into(), true));
             }
         };
         match opened.kind {
@@ -374,17 +347,15 @@ impl<'a> Link<'a> {
             // costs no more memory than the plaintext.
             FrameKind::Data => self.incoming = Some((codec::messages(opened.plaintext), received)),
             FrameKind::Close => {
-                let reason = match codec::decode_value::<CloseBody>(&opened.plaintext) {
+                let reason = match codec::decode_value::<Close>(&opened.plaintext) {
                     Ok(body) => Disconnect::new(CloseCode::from_u16(body.code), body.reason),
-                    Err(_) => Disconnect::new(CloseCode::ProtocolError, "malformed CLOSE"),
+                    Err(_) => Reason::MalformedClose.into(),
                 };
                 return Err(ending(reason, true));
             }
+            // The opener lets these through only to open a session.
             FrameKind::Auth | FrameKind::AuthResult => {
-                return Err(ending(
-                    Disconnect::new(CloseCode::ProtocolError, "unexpected frame"),
-                    true,
-                ));
+                return Err(ending(Reason::AuthTwice.into(), true));
             }
         }
         Ok(())
@@ -403,7 +374,7 @@ impl<'a> Link<'a> {
             Message::Reply(reply) => {
                 let result = match reply.outcome {
                     Outcome::Ok(value) => Ok(value),
-                    Outcome::Err(error) => Err(remote_error(error)),
+                    Outcome::Err(error) => Err(error.into()),
                 };
                 shared.complete(reply.id, result);
             }
@@ -453,9 +424,8 @@ impl<'a> Link<'a> {
             .sealer
             .seal_parts(FrameKind::Data, &parts, &mut self.sealed)
         {
-            let (code, reason) = error.close();
             tracing::warn!(%error, "cannot seal a frame");
-            return Err(ending(Disconnect::new(code, reason), false));
+            return Err(ending(error.reason().into(), false));
         }
         self.frames.extend(self.sealed.drain(..));
         self.plain.drain(..len);
@@ -538,7 +508,7 @@ impl<'a> Link<'a> {
                     .map_err(|e| transport_failed(&e))?;
                 self.transport.start_send(frame);
             }
-            let body = CloseBody {
+            let body = Close {
                 code: reason.code.to_u16(),
                 reason: reason.reason.clone(),
             };
@@ -555,26 +525,10 @@ impl<'a> Link<'a> {
                 self.transport.start_send(frame);
             }
             self.transport
-                .close(websocket_code(reason.code), "")
+                .close(reason.code.websocket(), "")
                 .await
                 .map_err(|e| transport_failed(&e))
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, farewell).await;
     }
-}
-
-/// The WebSocket close code that goes with a CLOSE frame's code: the same,
-/// unless the code may not be sent in a WebSocket close (RFC 6455 §7.4).
-fn websocket_code(code: CloseCode) -> u16 {
-    match code.to_u16() {
-        code @ (1000..=1003 | 1007..=1011 | 3000..=4999) => code,
-        _ => CloseCode::Normal.to_u16(),
-    }
-}
-
-fn slow_consumer() -> Disconnect {
-    Disconnect::new(
-        CloseCode::SlowConsumer,
-        "the peer did not read its socket in time",
-    )
 }

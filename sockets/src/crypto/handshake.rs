@@ -16,7 +16,6 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::keys::Secret;
@@ -24,8 +23,8 @@ use super::replay::ReplayCache;
 use super::schedule::Schedule;
 use super::session::{Limits, Role, Session};
 use super::{Mode, Suite};
-use crate::protocol::codec;
-use crate::protocol::{CloseCode, VERSION};
+use crate::protocol::payloads::{Payload1, Payload2};
+use crate::protocol::{Reason, VERSION, codec};
 
 /// The label that opens the Noise prologue.
 const PROLOGUE_LABEL: &[u8] = b"rpcws1 prologue";
@@ -48,7 +47,7 @@ pub const MAX_MAX_FRAME: u32 = 1 << 24;
 
 /// Why a handshake failed.
 ///
-/// Display strings are lowercase and reveal nothing secret; [`HandshakeError::close`]
+/// Display strings are lowercase and reveal nothing secret; [`HandshakeError::reason`]
 /// says what a server sends.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,11 +55,11 @@ pub enum HandshakeError {
     /// A public header field is wrong (size, type, reserved bits, flags).
     /// The server closes with 1002 and this reason.
     #[error("malformed handshake: {0}")]
-    Malformed(&'static str),
+    Malformed(Reason),
     /// The suite, mode, version or channel binding is not allowed here.
     /// The server closes with 1008 and this reason.
     #[error("unsupported handshake: {0}")]
-    Unsupported(&'static str),
+    Unsupported(Reason),
     /// Server: HS1 does not verify under any configured secret (wrong secret,
     /// tampering). Closes with 1008 and an empty reason; no HS2 is sent.
     #[error("handshake rejected")]
@@ -82,32 +81,17 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The WebSocket close code and reason a server sends for this error.
-    pub fn close(&self) -> (CloseCode, &'static str) {
+    /// The close reason (and with it the code) a server sends for this error.
+    pub fn reason(&self) -> Reason {
         match self {
-            HandshakeError::Malformed(reason) => (CloseCode::ProtocolError, reason),
-            HandshakeError::Unsupported(reason) => (CloseCode::PolicyViolation, reason),
+            HandshakeError::Malformed(reason) | HandshakeError::Unsupported(reason) => *reason,
             HandshakeError::Rejected | HandshakeError::ServerNotVerified => {
-                (CloseCode::PolicyViolation, "")
+                Reason::HandshakeRejected
             }
-            HandshakeError::Stale => (CloseCode::StaleHandshake, "stale handshake"),
-            HandshakeError::Config(_) | HandshakeError::Internal(_) => {
-                (CloseCode::InternalError, "")
-            }
+            HandshakeError::Stale => Reason::StaleHandshake,
+            HandshakeError::Config(_) | HandshakeError::Internal(_) => Reason::Internal,
         }
     }
-}
-
-/// payload1: the client's clock.
-#[derive(Serialize, Deserialize)]
-struct Payload1 {
-    ts: u64,
-}
-
-/// payload2: the server's frame limit.
-#[derive(Serialize, Deserialize)]
-struct Payload2 {
-    mf: u32,
 }
 
 /// What the server announced in HS2.
@@ -367,7 +351,7 @@ impl Acceptor {
     /// [`HandshakeError::Malformed`] / [`HandshakeError::Unsupported`] for
     /// public fields, [`HandshakeError::Rejected`] when no secret verifies,
     /// [`HandshakeError::Stale`] for a replay or a timestamp outside the
-    /// window; [`HandshakeError::close`] gives the close to send.
+    /// window; [`HandshakeError::reason`] gives the close to send.
     pub fn accept(
         &self,
         hs1: &[u8],
@@ -414,7 +398,7 @@ impl Acceptor {
         let hello: Payload1 = payload
             .get(..len)
             .and_then(|bytes| codec::decode_value(bytes).ok())
-            .ok_or(HandshakeError::Malformed("invalid handshake payload"))?;
+            .ok_or(HandshakeError::Malformed(Reason::HandshakePayload))?;
         self.check_fresh(hs1, hello.ts, seam.now_ms())?;
 
         let mf = self
@@ -446,42 +430,38 @@ impl Acceptor {
         have_exporter: bool,
     ) -> Result<([u8; HH_LEN], Suite, Mode), HandshakeError> {
         if !(HS_MIN..=HS_MAX).contains(&hs1.len()) {
-            return Err(HandshakeError::Malformed("bad handshake length"));
+            return Err(HandshakeError::Malformed(Reason::HandshakeLength));
         }
         let hh1: [u8; HH_LEN] = hs1
             .get(..HH_LEN)
             .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(HandshakeError::Malformed("bad handshake length"))?;
+            .ok_or(HandshakeError::Malformed(Reason::HandshakeLength))?;
         let [version, kind, suite, mode, flags, r0, r1, r2] = hh1;
         if version != VERSION {
-            return Err(HandshakeError::Unsupported("unsupported version"));
+            return Err(HandshakeError::Unsupported(Reason::UnsupportedVersion));
         }
         if kind != TYPE_HS1 {
-            return Err(HandshakeError::Malformed(
-                "expected the first handshake message",
-            ));
+            return Err(HandshakeError::Malformed(Reason::HandshakeType));
         }
         if [r0, r1, r2] != [0, 0, 0] {
-            return Err(HandshakeError::Malformed("reserved bytes set"));
+            return Err(HandshakeError::Malformed(Reason::HandshakeReserved));
         }
         if flags & !FLAG_TLS_BINDING != 0 {
-            return Err(HandshakeError::Malformed("unknown flags"));
+            return Err(HandshakeError::Malformed(Reason::UnknownFlags));
         }
         let suite = Suite::from_id(suite)
             .filter(|suite| self.config.suites.contains(suite))
-            .ok_or(HandshakeError::Unsupported("unsupported suite"))?;
+            .ok_or(HandshakeError::Unsupported(Reason::UnsupportedSuite))?;
         let mode = match Mode::from_id(mode) {
             Some(Mode::Encrypted) => Mode::Encrypted,
             Some(Mode::Plaintext) if self.config.allow_plaintext => Mode::Plaintext,
             Some(Mode::Plaintext) => {
-                return Err(HandshakeError::Unsupported("plaintext mode not allowed"));
+                return Err(HandshakeError::Unsupported(Reason::PlaintextNotAllowed));
             }
-            None => return Err(HandshakeError::Unsupported("unsupported mode")),
+            None => return Err(HandshakeError::Unsupported(Reason::UnsupportedMode)),
         };
         if flags & FLAG_TLS_BINDING != 0 && !have_exporter {
-            return Err(HandshakeError::Unsupported(
-                "tls channel binding unavailable",
-            ));
+            return Err(HandshakeError::Unsupported(Reason::BindingUnavailable));
         }
         Ok((hh1, suite, mode))
     }
@@ -498,7 +478,7 @@ impl Acceptor {
         let e_c: [u8; 32] = hs1
             .get(HH_LEN..HH_LEN + 32)
             .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(HandshakeError::Malformed("bad handshake length"))?;
+            .ok_or(HandshakeError::Malformed(Reason::HandshakeLength))?;
         let fresh = self
             .replay
             .lock()

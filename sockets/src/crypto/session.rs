@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::aead::TAG_LEN;
 use super::schedule::{self, Key32, Schedule, Traffic};
 use super::{LABEL, Mode, Suite};
-use crate::protocol::CloseCode;
+use crate::protocol::Reason;
 
 mod open;
 mod seal;
@@ -131,14 +131,14 @@ impl Limits {
 pub enum SessionError {
     /// A public header field is wrong (version, reserved byte, flags, type, length).
     #[error("malformed frame: {0}")]
-    Malformed(&'static str),
+    Malformed(Reason),
     /// The frame does not verify: tampered, replayed, reordered, dropped,
     /// reflected, from another session or epoch, or a bad client-finished MAC.
     #[error("frame failed to decrypt")]
     Decrypt,
     /// The frame's kind is not allowed now (order rules), or the session is over.
     #[error("unexpected frame: {0}")]
-    UnexpectedFrame(&'static str),
+    UnexpectedFrame(Reason),
     /// The frame is larger than allowed (before authentication: 64 KiB).
     #[error("frame too large")]
     FrameTooLarge,
@@ -154,17 +154,15 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// The close code and reason to send for this error.
-    pub fn close(&self) -> (CloseCode, &'static str) {
+    /// The close reason (and with it the code) to send for this error.
+    pub fn reason(&self) -> Reason {
         match self {
-            SessionError::Malformed(reason) | SessionError::UnexpectedFrame(reason) => {
-                (CloseCode::ProtocolError, reason)
-            }
-            SessionError::Decrypt => (CloseCode::ProtocolError, "decryption failed"),
-            SessionError::FrameTooLarge => (CloseCode::TooBig, "frame too large"),
-            SessionError::MessageTooLarge => (CloseCode::TooBig, "message too large"),
-            SessionError::LimitExceeded => (CloseCode::ProtocolError, "key usage limit exceeded"),
-            SessionError::Exhausted => (CloseCode::InternalError, "key usage limit reached"),
+            SessionError::Malformed(reason) | SessionError::UnexpectedFrame(reason) => *reason,
+            SessionError::Decrypt => Reason::DecryptionFailed,
+            SessionError::FrameTooLarge => Reason::FrameTooLarge,
+            SessionError::MessageTooLarge => Reason::MessageTooLarge,
+            SessionError::LimitExceeded => Reason::KeyUsageExceeded,
+            SessionError::Exhausted => Reason::KeyUsageReached,
         }
     }
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::handshake::{HandshakeError, Seam, dh_count};
 use super::session::{AUTH_MAX_FRAME, HEADER_LEN};
 use super::*;
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Reason};
 
 const SUITES: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 
@@ -89,6 +89,23 @@ fn fixed(ephemeral: u8, now_ms: u64) -> Seam {
     Seam {
         ephemeral: Some([ephemeral; 32]),
         now_ms: Some(now_ms),
+    }
+}
+
+/// The close code and text an error is sent with (through its reason).
+trait Close {
+    fn close(&self) -> (CloseCode, &'static str);
+}
+
+impl Close for HandshakeError {
+    fn close(&self) -> (CloseCode, &'static str) {
+        (self.reason().code(), self.reason().text())
+    }
+}
+
+impl Close for SessionError {
+    fn close(&self) -> (CloseCode, &'static str) {
+        (self.reason().code(), self.reason().text())
     }
 }
 
@@ -255,7 +272,7 @@ fn t4_every_bit_flip_in_hs1_is_refused_without_dh() {
             acceptor
                 .accept(&vec![1; len], None, Limits::default())
                 .unwrap_err(),
-            HandshakeError::Malformed("bad handshake length")
+            HandshakeError::Malformed(Reason::HandshakeLength)
         );
     }
 }
@@ -392,7 +409,7 @@ fn t7_to_t10_replay_reorder_drop_reflect_splice_are_detected() {
             assert_eq!(opener.open(wire), Err(SessionError::Decrypt), "{scenario}");
             assert_eq!(
                 opener.open(frames[1].clone()),
-                Err(SessionError::UnexpectedFrame("session closed")),
+                Err(SessionError::UnexpectedFrame(Reason::SessionClosed)),
                 "{scenario}: errors are final"
             );
         }
@@ -413,7 +430,7 @@ fn t11_truncated_frames_are_typed_errors() {
                 // but nothing shorter than a header is a frame, and sessions are distinct.
                 Mode::Plaintext => {
                     if len < HEADER_LEN {
-                        assert_eq!(result, Err(SessionError::Malformed("frame too short")));
+                        assert_eq!(result, Err(SessionError::Malformed(Reason::FrameTooShort)));
                     }
                 }
             }
@@ -579,10 +596,10 @@ fn t16_protocol_junk_is_refused() {
     let (mut c_seal, _, _, _) = authenticated(Suite::Aes256Gcm, Mode::Encrypted, Limits::default());
     let frame = seal(&mut c_seal, FrameKind::Data, b"x")[0].to_vec();
     let cases: [(usize, u8, SessionError); 4] = [
-        (0, 2, SessionError::Malformed("unsupported version")),
-        (1, 0x13, SessionError::Malformed("unknown frame type")),
-        (2, 0x02, SessionError::Malformed("unknown flags")),
-        (3, 0x01, SessionError::Malformed("reserved byte set")),
+        (0, 2, SessionError::Malformed(Reason::FrameVersion)),
+        (1, 0x13, SessionError::Malformed(Reason::FrameType)),
+        (2, 0x02, SessionError::Malformed(Reason::UnknownFlags)),
+        (3, 0x01, SessionError::Malformed(Reason::FrameReserved)),
     ];
     for (at, value, expected) in cases {
         let (_, _, _, mut s_open) =
@@ -682,7 +699,7 @@ fn t19_a_peer_ignoring_the_limit_is_closed_and_we_never_pass_ours() {
     assert!(out.is_empty());
     assert_eq!(
         c_seal.seal(FrameKind::Data, b"x", &mut out),
-        Err(SessionError::UnexpectedFrame("session closed"))
+        Err(SessionError::UnexpectedFrame(Reason::SessionClosed))
     );
     // A KEY_UPDATE at the last epoch: authentic, but the receiver cannot ratchet past it.
     let (mut c_seal, _, _, mut s_open) =
@@ -768,7 +785,7 @@ fn t20_configuration_mismatches_are_explicit_and_nothing_falls_back() {
     let error = e_only.accept(&hs1, None, Limits::default()).unwrap_err();
     assert_eq!(
         error,
-        HandshakeError::Unsupported("plaintext mode not allowed")
+        HandshakeError::Unsupported(Reason::PlaintextNotAllowed)
     );
     assert_eq!(
         error.close(),
@@ -778,7 +795,7 @@ fn t20_configuration_mismatches_are_explicit_and_nothing_falls_back() {
         ClientHandshake::start(&secret, Suite::Aes256Gcm, Mode::Encrypted, None).unwrap();
     assert_eq!(
         e_only.accept(&hs1, None, Limits::default()).unwrap_err(),
-        HandshakeError::Unsupported("unsupported suite")
+        HandshakeError::Unsupported(Reason::UnsupportedSuite)
     );
     // A client binding to TLS meets a server without an exporter.
     let (_, hs1) = ClientHandshake::start(
@@ -790,7 +807,7 @@ fn t20_configuration_mismatches_are_explicit_and_nothing_falls_back() {
     .unwrap();
     assert_eq!(
         e_only.accept(&hs1, None, Limits::default()).unwrap_err(),
-        HandshakeError::Unsupported("tls channel binding unavailable")
+        HandshakeError::Unsupported(Reason::BindingUnavailable)
     );
     // T21: a relay between two TLS sessions (different exporters) fails the handshake.
     assert_eq!(
@@ -892,10 +909,7 @@ fn t15_frame_order_rules() {
             authenticated(suite, Mode::Encrypted, Limits::default());
         let result = s_open.open(c_seal.raw_frame(kind, flags, b"x"));
         if expect_malformed {
-            assert_eq!(
-                result,
-                Err(SessionError::Malformed("MORE on a frame that is not DATA"))
-            );
+            assert_eq!(result, Err(SessionError::Malformed(Reason::MoreNotData)));
         } else {
             unexpected(result);
         }
@@ -906,12 +920,12 @@ fn t15_frame_order_rules() {
     let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, Limits::default());
     assert_eq!(
         s_open.open(c_seal.raw_frame(0x10, 1, b"")),
-        Err(SessionError::Malformed("empty MORE chunk"))
+        Err(SessionError::Malformed(Reason::EmptyMoreChunk))
     );
     let (mut c_seal, _, _, mut s_open) = authenticated(suite, Mode::Encrypted, Limits::default());
     assert_eq!(
         s_open.open(c_seal.raw_frame(0x11, 0, b"x")),
-        Err(SessionError::Malformed("KEY_UPDATE must be empty"))
+        Err(SessionError::Malformed(Reason::KeyUpdateNotEmpty))
     );
 }
 
@@ -1000,12 +1014,12 @@ fn aes_gcm_is_at_least_0_10_3() {
 #[test]
 fn handshake_and_session_errors_map_to_close_codes() {
     assert_eq!(
-        HandshakeError::Malformed("x").close(),
-        (CloseCode::ProtocolError, "x")
+        HandshakeError::Malformed(Reason::HandshakeLength).close(),
+        (CloseCode::ProtocolError, "bad handshake length")
     );
     assert_eq!(
-        HandshakeError::Unsupported("y").close(),
-        (CloseCode::PolicyViolation, "y")
+        HandshakeError::Unsupported(Reason::UnsupportedSuite).close(),
+        (CloseCode::PolicyViolation, "unsupported suite")
     );
     assert_eq!(
         HandshakeError::Rejected.close(),

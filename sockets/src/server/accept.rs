@@ -14,7 +14,7 @@ use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
 use crate::error::Disconnect;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Reason};
 use crate::service::Origin;
 use crate::transport::{self, Accepted, Gauge, TransportError};
 
@@ -60,7 +60,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         if !admitted {
             tracing::debug!(%addr, "refused: too many connections");
             attempt.finish(Outcome::Settled);
-            refuse(&inner, tcp, "too many connections".into());
+            refuse(&inner, tcp, Reason::TooManyConnections.text().into());
             continue;
         }
         let id = ConnectionId::next();
@@ -147,20 +147,12 @@ async fn admit(
         Ok(Err(error)) => {
             // A peer that hung up, a TLS failure, or a preempted upgrade.
             attempt.finish(Outcome::Abandoned);
-            closed(
-                &inner,
-                id,
-                Disconnect::new(CloseCode::Other(1006), error.to_string()),
-            );
+            closed(&inner, id, Disconnect::lost(error.to_string()));
             return;
         }
         Err(_) => {
             attempt.finish(Outcome::Abandoned);
-            closed(
-                &inner,
-                id,
-                Disconnect::new(CloseCode::HandshakeTimeout, "handshake timed out"),
-            );
+            closed(&inner, id, Reason::HandshakeTimeout.into());
             return;
         }
     };
@@ -212,6 +204,6 @@ async fn admit(
         move |reason| closed(&done_inner, id, reason),
     );
     if inner.stopping.load(Ordering::Acquire) {
-        handle.close(CloseCode::GoingAway, "server shutting down");
+        handle.close(Reason::ServerShuttingDown);
     }
 }

@@ -50,6 +50,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::protocol::Reason;
+
 /// The most addresses tracked at once.
 pub(crate) const MAX_TRACKED: usize = 65_536;
 
@@ -132,12 +134,13 @@ impl Refusal {
     /// The close reason sent with 4007.
     pub(crate) fn reason(self) -> String {
         match self {
-            Self::Busy => "too many handshakes".into(),
-            Self::Handshakes => "too many handshakes from this address".into(),
+            Self::Busy => Reason::TooManyHandshakes.text().into(),
+            Self::Handshakes => Reason::TooManyHandshakesFromAddress.text().into(),
             Self::Failures { retry_after } => {
                 // Whole seconds, rounded up: "retry in 0 s" would be a lie.
                 let seconds = retry_after.as_millis().div_ceil(1000);
-                format!("too many failed handshakes from this address; retry in {seconds} s")
+                let text = Reason::TooManyFailures.text();
+                format!("{text}; retry in {seconds} s")
             }
         }
     }

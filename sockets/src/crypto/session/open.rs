@@ -12,7 +12,7 @@ use super::{
     AUTH_MAX_FRAME, Counter, FLAG_MORE, FrameKind, HEADER_LEN, Limits, MAC_LEN, Role, SessionError,
     TYPE_AUTH, TYPE_AUTH_RESULT, TYPE_CLOSE, TYPE_DATA, TYPE_KEY_UPDATE,
 };
-use crate::protocol::VERSION;
+use crate::protocol::{Reason, VERSION};
 
 /// A message the [`Opener`] delivers.
 #[derive(Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl Opener {
     /// that failed is never exposed.
     pub fn open(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
         if self.state == RecvState::Done {
-            return Err(SessionError::UnexpectedFrame("session closed"));
+            return Err(SessionError::UnexpectedFrame(Reason::SessionClosed));
         }
         let result = self.open_frame(wire);
         if result.is_err() {
@@ -137,28 +137,28 @@ impl Opener {
             0
         };
         if wire.len() < HEADER_LEN + tag_len {
-            return Err(SessionError::Malformed("frame too short"));
+            return Err(SessionError::Malformed(Reason::FrameTooShort));
         }
         let mut fh = [0u8; HEADER_LEN];
         fh.copy_from_slice(&wire[..HEADER_LEN]);
         let [version, kind, flags, reserved, e0, e1, e2, e3] = fh;
         if version != VERSION {
-            return Err(SessionError::Malformed("unsupported version"));
+            return Err(SessionError::Malformed(Reason::FrameVersion));
         }
         if reserved != 0 {
-            return Err(SessionError::Malformed("reserved byte set"));
+            return Err(SessionError::Malformed(Reason::FrameReserved));
         }
         if flags & !FLAG_MORE != 0 {
-            return Err(SessionError::Malformed("unknown flags"));
+            return Err(SessionError::Malformed(Reason::UnknownFlags));
         }
         if !matches!(
             kind,
             TYPE_DATA | TYPE_KEY_UPDATE | TYPE_CLOSE | TYPE_AUTH | TYPE_AUTH_RESULT
         ) {
-            return Err(SessionError::Malformed("unknown frame type"));
+            return Err(SessionError::Malformed(Reason::FrameType));
         }
         if flags & FLAG_MORE != 0 && kind != TYPE_DATA {
-            return Err(SessionError::Malformed("MORE on a frame that is not DATA"));
+            return Err(SessionError::Malformed(Reason::MoreNotData));
         }
         let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
         let more = flags & FLAG_MORE != 0;
@@ -169,7 +169,7 @@ impl Opener {
             Mode::Encrypted => self.decrypt(wire, &fh, epoch)?,
             Mode::Plaintext => {
                 if epoch != 0 {
-                    return Err(SessionError::Malformed("epoch must be 0 in plaintext mode"));
+                    return Err(SessionError::Malformed(Reason::PlaintextEpoch));
                 }
                 wire.slice(HEADER_LEN..)
             }
@@ -217,7 +217,7 @@ impl Opener {
             wire.get(len - TAG_LEN..)
                 .and_then(|tag| <[u8; TAG_LEN]>::try_from(tag).ok()),
         ) else {
-            return Err(SessionError::Malformed("frame too short"));
+            return Err(SessionError::Malformed(Reason::FrameTooShort));
         };
         // A chain starts with room for twice its first chunk (within
         // max_message): a message of a full frame and a bit more (a large
@@ -302,17 +302,13 @@ impl Opener {
     ) -> Result<Option<Opened>, SessionError> {
         if kind == TYPE_KEY_UPDATE {
             if self.mode == Mode::Plaintext {
-                return Err(SessionError::UnexpectedFrame(
-                    "KEY_UPDATE in plaintext mode",
-                ));
+                return Err(SessionError::UnexpectedFrame(Reason::KeyUpdatePlaintext));
             }
             if self.state == RecvState::First {
-                return Err(SessionError::UnexpectedFrame(
-                    "KEY_UPDATE before the first frame",
-                ));
+                return Err(SessionError::UnexpectedFrame(Reason::KeyUpdateFirst));
             }
             if !plaintext.is_empty() {
-                return Err(SessionError::Malformed("KEY_UPDATE must be empty"));
+                return Err(SessionError::Malformed(Reason::KeyUpdateNotEmpty));
             }
             self.counter.ratchet().ok_or(SessionError::LimitExceeded)?;
             return Ok(None);
@@ -333,18 +329,18 @@ impl Opener {
                     plaintext,
                 }))
             }
-            (RecvState::First, Role::Server, _) => Err(SessionError::UnexpectedFrame(
-                "the first frame must be AUTH",
-            )),
-            (RecvState::First, Role::Client, _) => Err(SessionError::UnexpectedFrame(
-                "the first frame must be AUTH_RESULT",
-            )),
-            (RecvState::Pending, Role::Server, _) => Err(SessionError::UnexpectedFrame(
-                "nothing may arrive between AUTH and AUTH_RESULT",
-            )),
+            (RecvState::First, Role::Server, _) => {
+                Err(SessionError::UnexpectedFrame(Reason::FirstNotAuth))
+            }
+            (RecvState::First, Role::Client, _) => {
+                Err(SessionError::UnexpectedFrame(Reason::FirstNotAuthResult))
+            }
+            (RecvState::Pending, Role::Server, _) => {
+                Err(SessionError::UnexpectedFrame(Reason::BeforeAuthResult))
+            }
             (RecvState::Pending | RecvState::Authenticated, _, TYPE_CLOSE) => {
                 if self.chain.is_some() {
-                    return Err(SessionError::UnexpectedFrame("CLOSE inside a MORE chain"));
+                    return Err(SessionError::UnexpectedFrame(Reason::CloseInsideMore));
                 }
                 self.state = RecvState::Done;
                 Ok(Some(Opened {
@@ -354,11 +350,9 @@ impl Opener {
             }
             (RecvState::Authenticated, _, TYPE_DATA) => self.reassemble(more, plaintext),
             (RecvState::Pending, _, TYPE_DATA) => {
-                Err(SessionError::UnexpectedFrame("DATA before authentication"))
+                Err(SessionError::UnexpectedFrame(Reason::DataBeforeAuth))
             }
-            _ => Err(SessionError::UnexpectedFrame(
-                "AUTH and AUTH_RESULT only open a session",
-            )),
+            _ => Err(SessionError::UnexpectedFrame(Reason::AuthTwice)),
         }
     }
 
@@ -384,7 +378,7 @@ impl Opener {
             return Err(SessionError::MessageTooLarge);
         }
         if more && chunk.is_empty() {
-            return Err(SessionError::Malformed("empty MORE chunk"));
+            return Err(SessionError::Malformed(Reason::EmptyMoreChunk));
         }
         let plaintext = match (self.chain.take(), more) {
             (None, false) => chunk,

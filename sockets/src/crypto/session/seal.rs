@@ -11,7 +11,7 @@ use super::{
     AUTH_MAX_FRAME, Counter, FLAG_MORE, FrameKind, HEADER_LEN, Limits, Role, SessionError,
     TYPE_DATA, TYPE_KEY_UPDATE,
 };
-use crate::protocol::VERSION;
+use crate::protocol::{Reason, VERSION};
 
 /// The 8-byte frame header: version, type, flags, reserved, epoch.
 fn frame_header(kind: u8, flags: u8, epoch: u32) -> [u8; HEADER_LEN] {
@@ -147,24 +147,20 @@ impl Sealer {
         mut plaintext: Gather<'_>,
     ) -> Result<Vec<Bytes>, SessionError> {
         let first = match (self.state, self.role, kind) {
-            (SendState::Done, _, _) => return Err(SessionError::UnexpectedFrame("session closed")),
+            (SendState::Done, _, _) => {
+                return Err(SessionError::UnexpectedFrame(Reason::SessionClosed));
+            }
             (SendState::First, Role::Client, FrameKind::Auth)
             | (SendState::First, Role::Server, FrameKind::AuthResult) => true,
             (SendState::First, Role::Client, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "the client's first frame must be AUTH",
-                ));
+                return Err(SessionError::UnexpectedFrame(Reason::FirstNotAuth));
             }
             (SendState::First, Role::Server, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "the server's first frame must be AUTH_RESULT",
-                ));
+                return Err(SessionError::UnexpectedFrame(Reason::FirstNotAuthResult));
             }
             (SendState::Open, _, FrameKind::Data | FrameKind::Close) => false,
             (SendState::Open, _, _) => {
-                return Err(SessionError::UnexpectedFrame(
-                    "AUTH and AUTH_RESULT only open a session",
-                ));
+                return Err(SessionError::UnexpectedFrame(Reason::AuthTwice));
             }
         };
         let mac = if first && self.mode == Mode::Plaintext {

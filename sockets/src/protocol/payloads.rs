@@ -1,0 +1,54 @@
+//! The payloads that are not RPC envelopes: inside the handshake messages,
+//! and in the AUTH_RESULT and CLOSE frames (docs/PROTOCOL.md §4.3, §9).
+//! Each is one MessagePack map, encoded with [`super::codec`].
+//!
+//! ```text
+//! payload1 (HS1)   {"ts": u64}                        the client's clock, ms
+//! payload2 (HS2)   {"mf": u32}                        the server's frame limit
+//! AUTH             any value                          the client's credentials
+//! AUTH_RESULT      {"ok": bool, "guest": bool,        guest is false when ok is false
+//!                   "reason": str, "id"?: u64}        id: the server's connection id
+//! CLOSE            {"code": u16, "reason": str}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// payload1: the client's clock, for the server's freshness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload1 {
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// payload2: the server's frame limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload2 {
+    /// `mf`: the largest frame either side may send.
+    pub mf: u32,
+}
+
+/// The payload of an AUTH_RESULT frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthResult {
+    /// The client is admitted.
+    pub ok: bool,
+    /// Admitted as a guest; always `false` when `ok` is `false`.
+    #[serde(default)]
+    pub guest: bool,
+    /// Why not, when `ok` is `false`; empty otherwise.
+    #[serde(default)]
+    pub reason: String,
+    /// The server's id of the connection, when it admitted it; optional
+    /// (older servers do not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+}
+
+/// The payload of a CLOSE frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Close {
+    /// The close code (docs/PROTOCOL.md §10.1).
+    pub code: u16,
+    /// The reason text.
+    pub reason: String,
+}
