@@ -335,24 +335,24 @@ impl Client {
     /// take. `None` while disconnected, or when the server did not say
     /// (AUTH_RESULT's optional `id`, docs/PROTOCOL.md §9.2).
     pub fn server_connection_id(&self) -> Option<ConnectionId> {
-        self.inner.with_current(|h| h.and_then(|h| h.0.server_id))
+        self.inner.with_current(|h| h.and_then(Handle::server_id))
     }
 
     /// Whether the server admitted this client as authenticated or as a guest.
     pub fn session(&self) -> Option<SessionKind> {
-        self.inner.with_current(|h| h.map(|h| h.0.session))
+        self.inner.with_current(|h| h.map(Handle::session))
     }
 
     /// The current connection's round-trip time handle, to wait for a
     /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]); `None` while
     /// disconnected. A reconnect brings a new connection with a new handle.
     pub fn connection_rtt(&self) -> Option<Rtt> {
-        self.inner.with_current(|h| h.map(|h| h.0.rtt.clone()))
+        self.inner.with_current(|h| h.map(|h| h.rtt().clone()))
     }
 
     /// The current connection's heartbeat round-trip time, once measured.
     pub fn rtt(&self) -> Option<Duration> {
-        self.inner.with_current(|h| h.and_then(|h| h.0.rtt.get()))
+        self.inner.with_current(|h| h.and_then(|h| h.rtt().get()))
     }
 
     /// Closes the connection (an authenticated CLOSE, code `Normal`) and
@@ -429,7 +429,7 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
                         Ok(fresh) => {
                             let old = std::mem::replace(&mut handle, fresh);
                             inner.current.replace(Some(handle.clone()));
-                            old.0.retire();
+                            old.retire();
                             tracing::debug!(old = %old.id(), new = %handle.id(), "session renewed");
                         }
                         Err(error) => {

@@ -23,30 +23,29 @@
 
 pub(crate) mod establish;
 mod io;
+mod outbound;
 mod queue;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::ConnectionConfig;
-use crate::correlation::{InFlight, Started};
-use crate::dispatch::{Running, Services};
+use crate::dispatch::{Inbound, Services};
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::{Call, Message, Notify, Reason};
-use crate::service::{BoxFuture, CallOptions, Caller, Origin, Peer};
+use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
 
 pub(crate) use io::spawn;
-use queue::{Queue, TrySendError};
+use outbound::Outbound;
+use queue::TrySendError;
 
 /// The longest a call may wait: the most its `timeout_ms` can say on the
 /// wire (about 49 days). Longer timeouts are cut to it.
@@ -56,8 +55,6 @@ pub(crate) const MAX_CALL_TIMEOUT: Duration = Duration::from_millis(u32::MAX as 
 /// message that could not be sent before it is queued.
 const ENVELOPE_OVERHEAD: usize = 64;
 
-type Waiter = oneshot::Sender<Result<Bytes, Error>>;
-
 /// Why and how a connection is closing.
 #[derive(Clone, Debug)]
 pub(crate) struct Closing {
@@ -66,83 +63,67 @@ pub(crate) struct Closing {
     pub(crate) send_close: bool,
 }
 
-/// Everything the tasks of one connection and its handles share.
+/// Everything the task of one connection and its handles share: who the
+/// peer is, the outbound half (our calls, the queue), the inbound half (the
+/// peer's calls and their handlers), and how the connection ends. Other
+/// modules see it only through [`Handle`].
 pub(crate) struct Shared {
+    id: ConnectionId,
+    peer_addr: SocketAddr,
+    session: SessionKind,
+    meta: Meta,
+    rtt: Rtt,
+    connected_since: SystemTime,
+    config: Arc<ConnectionConfig>,
+    /// The server this connection belongs to; `None` on a client.
+    origin: Option<Origin>,
+    /// On a client: the id the server gave this connection, if it said
+    /// (AUTH_RESULT's `id`). On a server: its own id.
+    server_id: Option<ConnectionId>,
+    outbound: Outbound,
+    inbound: Inbound,
+    /// The handle handlers get to call this peer back ([`Shared::peer`]).
+    peer: OnceLock<Peer>,
+    closing: Signal<Option<Closing>>,
+    /// Set once the task has ended.
+    done: Signal<Option<Disconnect>>,
+}
+
+/// What a new connection's state is made from.
+pub(crate) struct Params {
     pub(crate) id: ConnectionId,
     pub(crate) peer_addr: SocketAddr,
     pub(crate) session: SessionKind,
     /// The peer may call only open methods (a server's guest connection).
     pub(crate) peer_is_guest: bool,
     pub(crate) meta: Meta,
-    pub(crate) rtt: Rtt,
-    pub(crate) connected_since: SystemTime,
-    pub(crate) config: Arc<ConnectionConfig>,
-    pub(crate) services: Arc<Services>,
-    /// The server this connection belongs to; `None` on a client.
-    pub(crate) origin: Option<Origin>,
-    /// On a client: the id the server gave this connection, if it said
-    /// (AUTH_RESULT's `id`). On a server: its own id.
-    pub(crate) server_id: Option<ConnectionId>,
-    pub(crate) queue: Queue,
-    calls: Mutex<InFlight<Waiter>>,
-    /// A call's deadline comes before the task's timer: the task must arm it again.
-    timer_stale: AtomicBool,
-    /// The handle handlers get to call this peer back ([`Shared::peer`]).
-    peer: OnceLock<Peer>,
-    pub(crate) running: Mutex<Running>,
-    /// Handlers running; graceful shutdown waits for zero.
-    pub(crate) running_count: Signal<usize>,
-    draining: AtomicBool,
-    /// Replaced by a newer connection: close once no call of ours is pending.
-    retiring: AtomicBool,
-    pub(crate) closing: Signal<Option<Closing>>,
-    /// Set once both tasks have ended.
-    done: Signal<Option<Disconnect>>,
-}
-
-/// What [`Shared::new`] needs besides the queue.
-pub(crate) struct Params {
-    pub(crate) id: ConnectionId,
-    pub(crate) peer_addr: SocketAddr,
-    pub(crate) session: SessionKind,
-    pub(crate) peer_is_guest: bool,
-    pub(crate) meta: Meta,
     pub(crate) config: Arc<ConnectionConfig>,
     pub(crate) services: Arc<Services>,
     pub(crate) origin: Option<Origin>,
     pub(crate) server_id: Option<ConnectionId>,
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind; go on with it.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
     pub(crate) fn new(params: Params) -> Arc<Self> {
-        let queue = Queue::new(params.config.queue_capacity);
+        let config = params.config;
         Arc::new(Self {
             id: params.id,
             peer_addr: params.peer_addr,
             session: params.session,
-            peer_is_guest: params.peer_is_guest,
             meta: params.meta,
             rtt: Rtt::default(),
             connected_since: SystemTime::now(),
-            config: params.config,
-            services: params.services,
+            outbound: Outbound::new(config.queue_capacity),
+            inbound: Inbound::new(
+                params.services,
+                params.peer_is_guest,
+                config.max_in_flight,
+                config.max_message,
+            ),
+            config,
             origin: params.origin,
             server_id: params.server_id,
-            queue,
-            calls: Mutex::new(InFlight::default()),
-            timer_stale: AtomicBool::new(false),
             peer: OnceLock::new(),
-            running: Mutex::new(Running::default()),
-            running_count: Signal::new(0),
-            draining: AtomicBool::new(false),
-            retiring: AtomicBool::new(false),
             closing: Signal::new(None),
             done: Signal::new(None),
         })
@@ -150,7 +131,7 @@ impl Shared {
 
     /// Starts closing with `reason`; the first reason wins. Fails every pending
     /// call with `Disconnected` and aborts every running handler at once.
-    pub(crate) fn close(&self, reason: Disconnect, send_close: bool) -> bool {
+    fn close(&self, reason: Disconnect, send_close: bool) -> bool {
         let first = self.closing.update(|closing| {
             if closing.is_some() {
                 return false;
@@ -163,17 +144,14 @@ impl Shared {
         });
         if first {
             tracing::debug!(id = %self.id, %reason, "connection closing");
-            let waiters = lock(&self.calls).fail_all();
-            for waiter in waiters {
-                let _ = waiter.send(Err(Error::Disconnected(reason.clone())));
-            }
-            lock(&self.running).abort_all(&self.running_count);
+            self.outbound.fail_all(&reason);
+            self.inbound.abort_all();
         }
         first
     }
 
     /// The reason the connection is closing or closed, if it is.
-    pub(crate) fn closed_reason(&self) -> Option<Disconnect> {
+    fn closed_reason(&self) -> Option<Disconnect> {
         self.closing.with(|c| c.as_ref().map(|c| c.reason.clone()))
     }
 
@@ -184,18 +162,10 @@ impl Shared {
         )
     }
 
-    /// A reply came for one of our calls.
-    pub(crate) fn complete(&self, id: u64, result: Result<Bytes, Error>) {
-        let (waiter, pending) = {
-            let mut calls = lock(&self.calls);
-            (calls.complete(id), calls.len())
-        };
-        self.retire_if_idle(pending);
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(result);
-            }
-            None => tracing::trace!(id = %self.id, call = id, "reply for no waiting call"),
+    /// Closes a retired connection whose last call just ended.
+    fn retire_if(&self, now: bool) {
+        if now {
+            self.close(Reason::SessionRenewed.into(), true);
         }
     }
 
@@ -203,72 +173,37 @@ impl Shared {
     /// context shares it. It holds the connection weakly (the connection
     /// holds it), so a peer kept past the connection's end fails its calls
     /// with [`Error::Disconnected`].
-    pub(crate) fn peer(self: &Arc<Self>) -> Peer {
+    fn peer(self: &Arc<Self>) -> Peer {
         self.peer
             .get_or_init(|| Peer::new(Arc::new(WeakHandle(Arc::downgrade(self)))))
             .clone()
     }
 
-    /// Ends our calls whose deadline passed with [`Error::Timeout`]; their
-    /// ids, for the peer to be told to cancel them, and the time to check again.
-    pub(crate) fn expire_calls(&self, now: Instant) -> (Vec<u64>, Option<Instant>) {
-        let (expired, next, pending) = {
-            let mut calls = lock(&self.calls);
-            let expired = calls.expire(now);
-            (expired, calls.arm(), calls.len())
-        };
-        let ids = expired
-            .into_iter()
-            .map(|(id, waiter)| {
-                let _ = waiter.send(Err(Error::Timeout));
-                id
-            })
-            .collect();
-        self.retire_if_idle(pending);
-        (ids, next)
+    /// The context of a handler serving this peer.
+    fn context(self: &Arc<Self>, deadline: Option<std::time::Instant>) -> Context {
+        Context::new(
+            self.id,
+            self.peer_addr,
+            self.session,
+            self.meta.clone(),
+            self.rtt.clone(),
+            deadline,
+            self.peer(),
+            self.origin.clone(),
+        )
     }
+}
 
-    /// When the task's timer must check our calls' deadlines, if a call
-    /// asked for it since the last time (see [`InFlight::start`]):
-    /// `Some(None)` when no call waits.
-    pub(crate) fn rearm_calls(&self) -> Option<Option<Instant>> {
-        if !self.timer_stale.swap(false, Ordering::AcqRel) {
-            return None;
-        }
-        Some(lock(&self.calls).arm())
-    }
-
-    /// Stops taking new calls of ours (the client moved them to a newer
-    /// connection) and closes once the pending ones have ended.
-    pub(crate) fn retire(&self) {
-        self.retiring.store(true, Ordering::Release);
-        let pending = lock(&self.calls).len();
-        self.retire_if_idle(pending);
-    }
-
-    fn retire_if_idle(&self, pending: usize) {
-        if pending == 0 && self.retiring.load(Ordering::Acquire) {
-            self.close(Reason::SessionRenewed.into(), true);
-        }
-    }
-
-    /// New calls from the peer are refused with `ShuttingDown` from now on.
-    pub(crate) fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn finish(&self, reason: Disconnect) {
-        self.done.replace(Some(reason));
+impl Handle {
+    /// A handle on `shared`: what the registry and the client keep.
+    pub(crate) fn of(shared: &Arc<Shared>) -> Self {
+        Self(Arc::clone(shared))
     }
 }
 
 /// A cheap handle on one connection; implements [`Caller`].
 #[derive(Clone)]
-pub(crate) struct Handle(pub(crate) Arc<Shared>);
+pub(crate) struct Handle(Arc<Shared>);
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,29 +222,58 @@ struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        let (abandoned, pending) = {
-            let mut calls = lock(&self.shared.calls);
-            (calls.abandon(self.id), calls.len())
-        };
-        self.shared.retire_if_idle(pending);
+        let (abandoned, retire) = self.shared.outbound.abandon(self.id);
+        self.shared.retire_if(retire);
         if !abandoned {
             return;
         }
         let cancel = Message::Cancel { id: self.id };
-        if let Err(TrySendError::Full(cancel)) = self.shared.queue.try_send(cancel)
+        let queue = self.shared.outbound.queue();
+        if let Err(TrySendError::Full(cancel)) = queue.try_send(cancel)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let shared = Arc::clone(&self.shared);
             runtime.spawn(async move {
-                let _ = shared.queue.send(cancel).await;
+                let _ = shared.outbound.queue().send(cancel).await;
             });
         }
     }
 }
 
 impl Handle {
+    /// The connection's id on this side.
     pub(crate) fn id(&self) -> ConnectionId {
         self.0.id
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.0.peer_addr
+    }
+
+    /// Authenticated or guest.
+    pub(crate) fn session(&self) -> SessionKind {
+        self.0.session
+    }
+
+    /// What the auth hook stored (none on a client).
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.0.meta
+    }
+
+    /// The heartbeat's measurement.
+    pub(crate) fn rtt(&self) -> &Rtt {
+        &self.0.rtt
+    }
+
+    /// When the connection was admitted.
+    pub(crate) fn connected_since(&self) -> SystemTime {
+        self.0.connected_since
+    }
+
+    /// On a client: the id the server gave the connection, if it said.
+    pub(crate) fn server_id(&self) -> Option<ConnectionId> {
+        self.0.server_id
     }
 
     /// Sends a call and waits for its reply, at most `timeout`.
@@ -334,13 +298,10 @@ impl Handle {
         }
         let timeout = timeout.min(MAX_CALL_TIMEOUT);
         let deadline = Instant::now() + timeout;
-        let (tx, rx) = oneshot::channel();
-        let started = lock(&shared.calls).start(tx, deadline);
-        let Started { id, rearm } = started.ok_or_else(|| shared.disconnected())?;
-        if rearm {
-            shared.timer_stale.store(true, Ordering::Release);
-            shared.queue.wake_receiver();
-        }
+        let (id, reply) = shared
+            .outbound
+            .start(deadline)
+            .ok_or_else(|| shared.disconnected())?;
         let _guard = CallGuard {
             shared: Arc::clone(shared),
             id,
@@ -351,13 +312,14 @@ impl Handle {
             timeout_ms: Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)),
             args: args.into(),
         });
-        match shared.queue.try_send(message) {
+        let queue = shared.outbound.queue();
+        match queue.try_send(message) {
             Ok(()) => {}
             Err(TrySendError::Closed) => return Err(shared.disconnected()),
             Err(TrySendError::Full(message)) => {
                 // The peer reads slowly: wait for room, until the deadline.
                 // Boxed, so the common path's future stays small.
-                let send = tokio::time::timeout_at(deadline, shared.queue.send(message));
+                let send = tokio::time::timeout_at(deadline, queue.send(message));
                 match Box::pin(send).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(shared.disconnected()),
@@ -365,7 +327,7 @@ impl Handle {
                 }
             }
         }
-        rx.await.map_err(|_| shared.disconnected())?
+        reply.await.map_err(|_| shared.disconnected())?
     }
 
     /// Queues a notification.
@@ -388,7 +350,8 @@ impl Handle {
             args: args.into(),
         });
         let write_timeout = shared.config.write_timeout;
-        match tokio::time::timeout(write_timeout, shared.queue.send(message)).await {
+        let send = shared.outbound.queue().send(message);
+        match tokio::time::timeout(write_timeout, send).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(shared.disconnected()),
             Err(_) => Err(Error::Timeout),
@@ -400,7 +363,7 @@ impl Handle {
         self.0.close(reason.into(), true);
     }
 
-    /// Waits until both tasks have ended; the reason the connection closed.
+    /// Waits until the task has ended; the reason the connection closed.
     pub(crate) async fn closed(&self) -> Disconnect {
         self.0.done.wait_for(Option::clone).await
     }
@@ -410,12 +373,21 @@ impl Handle {
         self.0.closing.with(Option::is_some)
     }
 
+    /// New calls from the peer are answered `SHUTTING_DOWN` from now on.
+    pub(crate) fn drain(&self) {
+        self.0.inbound.drain();
+    }
+
     /// Waits until no handler of this connection runs.
     pub(crate) async fn idle(&self) {
-        self.0
-            .running_count
-            .wait_for(|n| (*n == 0).then_some(()))
-            .await;
+        self.0.inbound.idle().await;
+    }
+
+    /// Stops taking new calls of ours (the client moved them to a newer
+    /// connection) and closes once the pending ones have ended.
+    pub(crate) fn retire(&self) {
+        let now = self.0.outbound.retire();
+        self.0.retire_if(now);
     }
 }
 

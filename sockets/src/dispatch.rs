@@ -18,23 +18,35 @@
 //! to): one for an unknown method, a closed method from a guest, a method
 //! that is not a notification method (logged as a warning: the sender's
 //! result would be lost), or arguments that do not decode.
+//!
+//! This module decides; it never writes. [`Inbound`] is the inbound half of
+//! a connection's state, which the connection owns: [`Inbound::call`]
+//! returns the reply to send now, or the handler for the connection to run
+//! in a task of its own ([`Inbound::run`]), whose reply the connection
+//! queues when it ends ([`Inbound::finished`]).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::future::CatchUnwind;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
-use crate::connection::{Shared, lock};
 use crate::error::Error;
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::service::{Context, DispatchError, HandlerFuture, MethodInfo, Service};
+use crate::service::{Context, MethodInfo, Service};
 use crate::signal::Signal;
+
+/// A handler that did not finish on its first poll, with its deadline and
+/// panic isolation applied: resolves to the reply to send.
+pub(crate) type PendingReply = crate::service::BoxFuture<'static, Message>;
+
+/// A notification handler to run to its end.
+pub(crate) type PendingNotification = crate::service::BoxFuture<'static, ()>;
 
 /// The services one side of a connection serves, by wire name.
 #[derive(Default)]
@@ -66,43 +78,280 @@ impl Services {
 
 /// The handlers running for calls and notifications of the peer.
 #[derive(Default)]
-pub(crate) struct Running {
+struct Running {
     /// By the peer's call id.
-    tasks: HashMap<u64, AbortHandle>,
+    calls: HashMap<u64, AbortHandle>,
     /// By a local counter; bounded like calls, but a notification over the
     /// bound is dropped (there is no reply to refuse it with).
     notifications: HashMap<u64, AbortHandle>,
     next_notification: u64,
 }
 
-impl Running {
-    fn publish(&self, count: &Signal<usize>) {
-        let running = self.tasks.len() + self.notifications.len();
-        // Only `Handle::idle` watches the count, waiting for zero: wake
-        // watchers when it reaches or leaves zero, not twice per call.
-        count.update(|current| {
-            let crossed = (*current == 0) != (running == 0);
-            *current = running;
+/// What came of a call from the peer.
+pub(crate) enum Dispatched {
+    /// The reply to send now: a refusal, or a handler that finished at once.
+    Reply(Message),
+    /// A handler to run in a task of its own ([`Inbound::run`]).
+    Running(u64, PendingReply),
+}
+
+/// The inbound half of a connection: what the peer may call, and the
+/// handlers running for it.
+pub(crate) struct Inbound {
+    services: Arc<Services>,
+    /// The peer may call only open methods (a server's guest connection).
+    peer_is_guest: bool,
+    max_in_flight: usize,
+    /// The largest reply value a handler may return.
+    max_reply: usize,
+    running: Mutex<Running>,
+    /// Handlers running; graceful shutdown waits for zero.
+    count: Signal<usize>,
+    /// New calls are refused with `SHUTTING_DOWN`.
+    draining: AtomicBool,
+}
+
+impl Inbound {
+    pub(crate) fn new(
+        services: Arc<Services>,
+        peer_is_guest: bool,
+        max_in_flight: usize,
+        max_message: usize,
+    ) -> Self {
+        Self {
+            services,
+            peer_is_guest,
+            max_in_flight,
+            max_reply: max_message.saturating_sub(64),
+            running: Mutex::new(Running::default()),
+            count: Signal::new(0),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, Running> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes the number running; only [`Inbound::idle`] waits on it,
+    /// for zero, so watchers are woken when it reaches or leaves zero.
+    fn publish(&self, running: &Running) {
+        let now = running.calls.len() + running.notifications.len();
+        self.count.update(|current| {
+            let crossed = (*current == 0) != (now == 0);
+            *current = now;
             crossed
         });
     }
 
-    fn insert(&mut self, id: u64, task: AbortHandle, count: &Signal<usize>) {
-        self.tasks.insert(id, task);
-        self.publish(count);
+    /// New calls from the peer are refused with `SHUTTING_DOWN` from now on.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
-    fn remove(&mut self, id: u64, count: &Signal<usize>) -> Option<AbortHandle> {
-        let task = self.tasks.remove(&id);
-        self.publish(count);
-        task
+    /// Waits until no handler runs.
+    pub(crate) async fn idle(&self) {
+        self.count.wait_for(|n| (*n == 0).then_some(())).await;
     }
 
-    pub(crate) fn abort_all(&mut self, count: &Signal<usize>) {
-        for (_, task) in self.tasks.drain().chain(self.notifications.drain()) {
+    /// Aborts every running handler (the connection is closing).
+    pub(crate) fn abort_all(&self) {
+        let mut running = self.running();
+        let running = &mut *running;
+        for (_, task) in running.calls.drain().chain(running.notifications.drain()) {
             task.abort();
         }
-        self.publish(count);
+        self.publish(running);
+    }
+
+    /// The service that serves a call and whether a call with its id is
+    /// already running, or the reply that refuses it.
+    fn admit(&self, id: u64, method: &str) -> Result<(&Arc<dyn Service>, bool), Message> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
+        }
+        let Some((service, info)) = self.services.route(method) else {
+            return Err(error_reply(id, ErrorCode::UnknownMethod, method));
+        };
+        if self.peer_is_guest && !info.open {
+            return Err(error_reply(
+                id,
+                ErrorCode::Unauthorized,
+                "method not open to guests",
+            ));
+        }
+        if info.notify {
+            return Err(error_reply(
+                id,
+                ErrorCode::BadRequest,
+                format!(
+                    "`{method}` is a notification method: it never replies, send it as a notification"
+                ),
+            ));
+        }
+        let (running, recorded) = {
+            let running = self.running();
+            (running.calls.len(), running.calls.contains_key(&id))
+        };
+        if running >= self.max_in_flight {
+            return Err(error_reply(
+                id,
+                ErrorCode::Rejected,
+                "too many calls in flight",
+            ));
+        }
+        Ok((service, recorded))
+    }
+
+    /// A call from the peer: the reply to send now, or its handler to run.
+    ///
+    /// The handler is polled once here: most finish at once and are
+    /// answered without a task, a map entry or a timer. The call's deadline
+    /// counts from `received`, when its frame arrived; `context` makes the
+    /// handler's context with that deadline.
+    pub(crate) fn call(
+        &self,
+        call: Call,
+        received: Instant,
+        context: impl FnOnce(Option<std::time::Instant>) -> Context,
+    ) -> Dispatched {
+        let Call {
+            id,
+            method,
+            timeout_ms,
+            args,
+        } = call;
+        let (service, recorded) = match self.admit(id, &method) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Dispatched::Reply(refusal),
+        };
+        let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
+        let cx = context(deadline.map(Instant::into_std));
+        let handler = match Arc::clone(service).dispatch(cx, &method, &args) {
+            Ok(handler) => handler,
+            Err(error) => {
+                return Dispatched::Reply(Message::Reply(Reply {
+                    id,
+                    outcome: Outcome::Err(RemoteError::from(error)),
+                }));
+            }
+        };
+        let max_reply = self.max_reply;
+        let mut run = AssertUnwindSafe(handler).catch_unwind();
+        // A call whose id is already running is refused by `run` instead.
+        if !recorded && let Some(result) = (&mut run).now_or_never() {
+            let outcome = outcome(Some(result), max_reply, &method);
+            return Dispatched::Reply(Message::Reply(Reply { id, outcome }));
+        }
+        let pending = async move {
+            let result = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
+                None => Some(run.await),
+            };
+            let outcome = outcome(result, max_reply, &method);
+            Message::Reply(Reply { id, outcome })
+        };
+        Dispatched::Running(id, Box::pin(pending))
+    }
+
+    /// Registers call `id`'s handler as running; `spawn` starts its task.
+    /// The registration happens under the same lock that checks for a
+    /// duplicate id, and before the task can finish: on a multi-threaded
+    /// runtime a fast handler would otherwise find itself unregistered, drop
+    /// its reply (the caller waits for its timeout) and leave a stale slot.
+    ///
+    /// Returns the refusal to send instead, for an id that is already running.
+    pub(crate) fn run(&self, id: u64, spawn: impl FnOnce() -> AbortHandle) -> Option<Message> {
+        let mut running = self.running();
+        if running.calls.contains_key(&id) {
+            return Some(error_reply(id, ErrorCode::Rejected, "duplicate call id"));
+        }
+        running.calls.insert(id, spawn());
+        self.publish(&running);
+        None
+    }
+
+    /// Call `id`'s handler ended; whether its reply is still wanted (the
+    /// call was not cancelled meanwhile).
+    pub(crate) fn finished(&self, id: u64) -> bool {
+        let mut running = self.running();
+        let wanted = running.calls.remove(&id).is_some();
+        self.publish(&running);
+        wanted
+    }
+
+    /// The peer no longer waits for call `id`: abort its handler.
+    pub(crate) fn cancel(&self, id: u64) {
+        let task = {
+            let mut running = self.running();
+            let task = running.calls.remove(&id);
+            self.publish(&running);
+            task
+        };
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
+    /// A notification from the peer: its handler to run, or `None` when it
+    /// is dropped (see the module's docs).
+    pub(crate) fn notify(
+        &self,
+        notify: Notify,
+        context: impl FnOnce() -> Context,
+    ) -> Option<PendingNotification> {
+        let Notify { method, args } = notify;
+        let Some((service, info)) = self.services.route(&method) else {
+            tracing::debug!(%method, "notification for an unknown method");
+            return None;
+        };
+        if self.peer_is_guest && !info.open {
+            tracing::debug!(%method, "guest notification for a closed method");
+            return None;
+        }
+        if !info.notify {
+            tracing::warn!(
+                %method,
+                "notification dropped: the method replies, so it must be called"
+            );
+            return None;
+        }
+        let handler = match Arc::clone(service).dispatch(context(), &method, &args) {
+            Ok(handler) => handler,
+            Err(error) => {
+                tracing::debug!(%error, "notification not dispatched");
+                return None;
+            }
+        };
+        Some(Box::pin(async move {
+            if AssertUnwindSafe(handler).catch_unwind().await.is_err() {
+                tracing::error!(%method, "notification handler panicked");
+            }
+        }))
+    }
+
+    /// Registers a notification's handler as running, unless too many run;
+    /// `spawn` gets its key, for [`Inbound::notification_finished`].
+    pub(crate) fn run_notification(&self, spawn: impl FnOnce(u64) -> AbortHandle) {
+        let mut running = self.running();
+        if running.notifications.len() >= self.max_in_flight {
+            tracing::warn!("notification dropped: too many running");
+            return;
+        }
+        let key = running.next_notification;
+        running.next_notification += 1;
+        running.notifications.insert(key, spawn(key));
+        self.publish(&running);
+    }
+
+    /// A notification's handler ended.
+    pub(crate) fn notification_finished(&self, key: u64) {
+        let mut running = self.running();
+        running.notifications.remove(&key);
+        self.publish(&running);
     }
 }
 
@@ -114,162 +363,6 @@ fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message 
             message: message.into(),
         }),
     })
-}
-
-fn context(shared: &Arc<Shared>, deadline: Option<std::time::Instant>) -> Context {
-    Context::new(
-        shared.id,
-        shared.peer_addr,
-        shared.session,
-        shared.meta.clone(),
-        shared.rtt.clone(),
-        deadline,
-        shared.peer(),
-        shared.origin.clone(),
-    )
-}
-
-/// The service that serves a call and whether a call with its id is already
-/// running, or the reply that refuses it.
-fn admit<'a>(
-    shared: &'a Shared,
-    id: u64,
-    method: &str,
-) -> Result<(&'a Arc<dyn Service>, bool), Message> {
-    if shared.is_draining() {
-        return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
-    }
-    let Some((service, info)) = shared.services.route(method) else {
-        return Err(error_reply(id, ErrorCode::UnknownMethod, method));
-    };
-    if shared.peer_is_guest && !info.open {
-        return Err(error_reply(
-            id,
-            ErrorCode::Unauthorized,
-            "method not open to guests",
-        ));
-    }
-    if info.notify {
-        return Err(error_reply(
-            id,
-            ErrorCode::BadRequest,
-            format!(
-                "`{method}` is a notification method: it never replies, send it as a notification"
-            ),
-        ));
-    }
-    let (running, recorded) = {
-        let running = lock(&shared.running);
-        (running.tasks.len(), running.tasks.contains_key(&id))
-    };
-    if running >= shared.config.max_in_flight {
-        return Err(error_reply(
-            id,
-            ErrorCode::Rejected,
-            "too many calls in flight",
-        ));
-    }
-    Ok((service, recorded))
-}
-
-/// Handles a call from the peer: answers at once or starts its handler.
-///
-/// Returns the reply to send now, if there is one: a refusal, or the result of
-/// a handler that finished on its first poll. A handler that did not runs in
-/// its own task, which queues its reply when it ends.
-///
-/// The call's deadline counts from `received`, when its frame arrived.
-pub(crate) fn call(
-    shared: &Arc<Shared>,
-    call: Call,
-    received: tokio::time::Instant,
-) -> Option<Message> {
-    let Call {
-        id,
-        method,
-        timeout_ms,
-        args,
-    } = call;
-    let (service, recorded) = match admit(shared, id, &method) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return Some(refusal),
-    };
-    let deadline = timeout_ms.map(|ms| received.into_std() + Duration::from_millis(u64::from(ms)));
-    let handler = match Arc::clone(service).dispatch(context(shared, deadline), &method, &args) {
-        Ok(handler) => handler,
-        Err(error) => {
-            return Some(match error {
-                DispatchError::UnknownMethod(name) => {
-                    error_reply(id, ErrorCode::UnknownMethod, name)
-                }
-                DispatchError::BadRequest(detail) => error_reply(id, ErrorCode::BadRequest, detail),
-            });
-        }
-    };
-    let max_reply = shared.config.max_message.saturating_sub(64);
-    let mut run = AssertUnwindSafe(handler).catch_unwind();
-    // Most handlers finish on their first poll: answer those here, without a
-    // task, a map entry or a timer. (A call whose id is already running is
-    // refused below instead.)
-    if !recorded && let Some(result) = (&mut run).now_or_never() {
-        let outcome = outcome(Some(result), max_reply, &method);
-        return Some(Message::Reply(Reply { id, outcome }));
-    }
-    let task_shared = Arc::clone(shared);
-    // The handler is registered under the same lock that checks for a
-    // duplicate and before its task can finish: on a multi-threaded runtime a
-    // fast handler would otherwise find itself unregistered, drop its reply
-    // (the caller waits for its timeout) and leave a stale in-flight slot.
-    let mut running = lock(&shared.running);
-    if running.tasks.contains_key(&id) {
-        return Some(error_reply(id, ErrorCode::Rejected, "duplicate call id"));
-    }
-    let handler = Pending {
-        run,
-        deadline: deadline.map(tokio::time::Instant::from_std),
-        max_reply,
-    };
-    let task = tokio::spawn(run_handler(task_shared, id, method, handler));
-    running.insert(id, task.abort_handle(), &shared.running_count);
-    None
-}
-
-/// A handler that did not finish on its first poll.
-struct Pending {
-    run: CatchUnwind<AssertUnwindSafe<HandlerFuture>>,
-    deadline: Option<tokio::time::Instant>,
-    max_reply: usize,
-}
-
-/// Runs a call's handler to its end and queues the reply, unless the call
-/// was cancelled (no longer registered) meanwhile.
-async fn run_handler(
-    task_shared: Arc<Shared>,
-    id: u64,
-    method: Cow<'static, str>,
-    handler: Pending,
-) {
-    let Pending {
-        run,
-        deadline,
-        max_reply,
-    } = handler;
-    let result = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
-        None => Some(run.await),
-    };
-    let outcome = outcome(result, max_reply, &method);
-    let still_running = {
-        lock(&task_shared.running)
-            .remove(id, &task_shared.running_count)
-            .is_some()
-    };
-    if still_running {
-        let _ = task_shared
-            .queue
-            .send(Message::Reply(Reply { id, outcome }))
-            .await;
-    }
 }
 
 /// The reply to a call: the handler's result, or `None` when its deadline passed.
@@ -299,59 +392,5 @@ fn outcome(
             message: "the result exceeds the maximum message size".into(),
         }),
         Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
-    }
-}
-
-/// Handles a notification: runs the handler, answers nothing.
-pub(crate) fn notify(shared: &Arc<Shared>, notify: Notify) {
-    let Notify { method, args } = notify;
-    let Some((service, info)) = shared.services.route(&method) else {
-        tracing::debug!(id = %shared.id, %method, "notification for an unknown method");
-        return;
-    };
-    if shared.peer_is_guest && !info.open {
-        tracing::debug!(id = %shared.id, %method, "guest notification for a closed method");
-        return;
-    }
-    if !info.notify {
-        tracing::warn!(
-            id = %shared.id,
-            %method,
-            "notification dropped: the method replies, so it must be called"
-        );
-        return;
-    }
-    let handler = match Arc::clone(service).dispatch(context(shared, None), &method, &args) {
-        Ok(handler) => handler,
-        Err(error) => {
-            tracing::debug!(id = %shared.id, %error, "notification not dispatched");
-            return;
-        }
-    };
-    let mut running = lock(&shared.running);
-    if running.notifications.len() >= shared.config.max_in_flight {
-        tracing::warn!(id = %shared.id, %method, "notification dropped: too many running");
-        return;
-    }
-    let key = running.next_notification;
-    running.next_notification += 1;
-    let task_shared = Arc::clone(shared);
-    let task = tokio::spawn(async move {
-        if AssertUnwindSafe(handler).catch_unwind().await.is_err() {
-            tracing::error!(%method, "notification handler panicked");
-        }
-        let mut running = lock(&task_shared.running);
-        running.notifications.remove(&key);
-        running.publish(&task_shared.running_count);
-    });
-    running.notifications.insert(key, task.abort_handle());
-    running.publish(&shared.running_count);
-}
-
-/// The peer no longer waits for call `id`: abort its handler.
-pub(crate) fn cancel(shared: &Arc<Shared>, id: u64) {
-    let task = lock(&shared.running).remove(id, &shared.running_count);
-    if let Some(task) = task {
-        task.abort();
     }
 }

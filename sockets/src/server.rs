@@ -58,6 +58,7 @@ pub use registry::ConnectionInfo;
 
 use crate::config::ConnectionConfig;
 use crate::connection::Handle;
+use crate::connection::establish::AuthHook;
 use crate::crypto::{Acceptor, AcceptorConfig};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
@@ -68,7 +69,6 @@ use crate::service::{
     CallOptions, Peer, ServiceRequest, ServiceResponse, ensure_call, ensure_notify,
 };
 use crate::transport::{HttpOptions, PreAuthBytes, ServerTls};
-use auth::AuthHook;
 use registry::Registry;
 
 /// How long the accept loop pauses after a failed accept (out of file
@@ -305,7 +305,7 @@ impl Server {
     /// # Errors
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn connection_rtt(&self, id: ConnectionId) -> Result<Rtt, Error> {
-        Ok(self.handle(id)?.0.rtt.clone())
+        Ok(self.handle(id)?.rtt().clone())
     }
 
     /// Closes a connection with an authenticated CLOSE (code `Disconnected`) carrying `reason`.
@@ -406,7 +406,7 @@ impl Server {
         let method = request.method();
         let sends = targets
             .into_iter()
-            .filter(|handle| handle.0.session == SessionKind::Authenticated && !handle.is_closed())
+            .filter(|handle| handle.session() == SessionKind::Authenticated && !handle.is_closed())
             .map(|handle| {
                 let args = args.clone();
                 async move { handle.notify(Cow::Borrowed(method), args).await.is_ok() }
@@ -455,7 +455,7 @@ impl Server {
             .registry
             .all()
             .into_iter()
-            .filter(|handle| handle.0.session == SessionKind::Authenticated && !handle.is_closed())
+            .filter(|handle| handle.session() == SessionKind::Authenticated && !handle.is_closed())
             .map(|handle| {
                 let args = args.clone();
                 async move {
@@ -527,7 +527,7 @@ impl Server {
         }
         let handles = inner.registry.all();
         for handle in &handles {
-            handle.0.set_draining();
+            handle.drain();
         }
         let _ = tokio::time::timeout(grace, join_all(handles.iter().map(Handle::idle))).await;
         for handle in &handles {

@@ -7,8 +7,8 @@
 //! upgrade ([`http`]), over TCP or, with the `tls` feature, TLS over TCP.
 //!
 //! A transport starts **unauthenticated**: it accepts messages only up to
-//! the small limit of the handshake ([`PRE_AUTH_MAX_MESSAGE`], enough for
-//! HS1 and an AUTH frame), answers no WebSocket ping and tolerates only a few
+//! the small limit its owner gives (the largest AUTH frame, which also
+//! bounds HS1 and HS2), answers no WebSocket ping and tolerates only a few
 //! ([`ws::PRE_AUTH_CONTROL_FRAMES`]). Once the session is authenticated, the
 //! owner raises the limit to the session's frame limit
 //! ([`Transport::authenticated`]) and pings are answered, one pong at a time.
@@ -43,10 +43,6 @@ pub(crate) use http::HttpOptions;
 use http::{Request, Url};
 use queue::{MAX_SLICES, WriteQueue};
 use ws::{Frame, Role, WebSocket, WsError};
-
-/// The largest message before authentication: an AUTH frame at most
-/// (docs/PROTOCOL.md §8.3), which also bounds HS1 and HS2.
-pub(crate) const PRE_AUTH_MAX_MESSAGE: usize = crate::crypto::session::AUTH_MAX_FRAME;
 
 /// The read buffer's first allocation, and the most a read asks for beyond
 /// the frame being received. Small, because idle connections are the common
@@ -334,10 +330,16 @@ impl std::fmt::Debug for WebSocketTransport {
 }
 
 impl WebSocketTransport {
-    fn new(io: Box<dyn Io>, role: Role, early: BytesMut, gauge: Option<Gauge>) -> Self {
+    fn new(
+        io: Box<dyn Io>,
+        role: Role,
+        early: BytesMut,
+        pre_auth_limit: usize,
+        gauge: Option<Gauge>,
+    ) -> Self {
         let mut transport = Self {
             io,
-            ws: WebSocket::new(role, PRE_AUTH_MAX_MESSAGE),
+            ws: WebSocket::new(role, pre_auth_limit),
             read: early,
             out: WriteQueue::default(),
             pong: None,
@@ -519,7 +521,8 @@ pub(crate) enum Accepted {
 }
 
 /// The server side of an accepted socket: TLS (if configured), then the
-/// HTTP request, answered with an upgrade or a plain response.
+/// HTTP request, answered with an upgrade or a plain response. Messages are
+/// limited to `pre_auth_limit` bytes until [`Transport::authenticated`].
 ///
 /// # Errors
 /// I/O and TLS failures.
@@ -527,6 +530,7 @@ pub(crate) async fn accept(
     tcp: TcpStream,
     tls: &ServerTls,
     options: &HttpOptions,
+    pre_auth_limit: usize,
     mut gauge: Option<Gauge>,
 ) -> Result<Accepted, TransportError> {
     let _ = tcp.set_nodelay(true);
@@ -543,7 +547,7 @@ pub(crate) async fn accept(
     };
     match http::serve(&mut *io, options, &mut gauge).await? {
         Request::Upgraded(early) => {
-            let transport = WebSocketTransport::new(io, Role::Server, early, gauge);
+            let transport = WebSocketTransport::new(io, Role::Server, early, pre_auth_limit, gauge);
             Ok(Accepted::Upgraded(Box::new(transport), exporter))
         }
         Request::Answered(status) => {
@@ -563,7 +567,8 @@ pub(crate) async fn refuse(
     code: u16,
     reason: &str,
 ) {
-    if let Ok(Accepted::Upgraded(mut transport, _)) = accept(tcp, tls, options, None).await {
+    // Nothing is read after the upgrade: the smallest limit will do.
+    if let Ok(Accepted::Upgraded(mut transport, _)) = accept(tcp, tls, options, 0, None).await {
         let _ = transport.close(code, reason).await;
     }
 }
@@ -571,13 +576,15 @@ pub(crate) async fn refuse(
 pub(crate) use http::refuse_now;
 
 /// Connects to `url`: TCP, TLS for `wss://`, the upgrade. Returns the
-/// transport, the server's address and the TLS channel binding.
+/// transport, the server's address and the TLS channel binding. Messages
+/// are limited to `pre_auth_limit` bytes until [`Transport::authenticated`].
 ///
 /// # Errors
 /// [`TransportError::BadUrl`], I/O and TLS failures, a refused or invalid upgrade.
 pub(crate) async fn connect(
     url: &str,
     tls: &ClientTls,
+    pre_auth_limit: usize,
 ) -> Result<(Box<dyn Transport>, SocketAddr, Exporter), TransportError> {
     let url = Url::parse(url)?;
     if url.secure {
@@ -592,7 +599,7 @@ pub(crate) async fn connect(
         (Box::new(tcp), None)
     };
     let early = http::upgrade(&mut *io, &url).await?;
-    let transport = WebSocketTransport::new(io, Role::Client, early, None);
+    let transport = WebSocketTransport::new(io, Role::Client, early, pre_auth_limit, None);
     Ok((Box::new(transport), addr, exporter))
 }
 
@@ -646,6 +653,9 @@ mod tests {
 
     use super::*;
 
+    /// The limit before authentication in these tests.
+    const LIMIT: usize = 64 * 1024;
+
     /// A server and a client transport over a loopback socket.
     async fn pair() -> (Box<dyn Transport>, Box<dyn Transport>, Arc<PreAuthBytes>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -658,6 +668,7 @@ mod tests {
                 tcp,
                 &ServerTls::default(),
                 &HttpOptions::default(),
+                LIMIT,
                 Some(gauge),
             )
             .await
@@ -666,7 +677,7 @@ mod tests {
                 _ => panic!("an upgrade"),
             }
         });
-        let (client, _, _) = connect(&url, &ClientTls::default()).await.unwrap();
+        let (client, _, _) = connect(&url, &ClientTls::default(), LIMIT).await.unwrap();
         (server.await.unwrap(), client, total)
     }
 
@@ -704,12 +715,12 @@ mod tests {
     async fn before_authentication_the_limit_is_small_and_counted() {
         let (mut server, mut client, total) = pair().await;
         client.authenticated(1 << 20);
-        let big = Bytes::from(vec![0u8; PRE_AUTH_MAX_MESSAGE + 1]);
+        let big = Bytes::from(vec![0u8; LIMIT + 1]);
         let (sent, received) = tokio::join!(client.send(big.clone()), server.recv());
         sent.unwrap();
         assert!(matches!(received, Err(TransportError::TooLarge)));
         assert!(
-            total.peak() < PRE_AUTH_MAX_MESSAGE,
+            total.peak() < LIMIT,
             "refused on its header: {}",
             total.peak()
         );
@@ -723,7 +734,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let accepting = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            match accept(tcp, &ServerTls::default(), &HttpOptions::default(), None).await {
+            match accept(
+                tcp,
+                &ServerTls::default(),
+                &HttpOptions::default(),
+                LIMIT,
+                None,
+            )
+            .await
+            {
                 Ok(Accepted::Upgraded(transport, _)) => transport,
                 _ => panic!("an upgrade"),
             }

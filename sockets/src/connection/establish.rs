@@ -15,10 +15,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::config::ConnectionConfig;
+use crate::crypto::session::AUTH_MAX_FRAME;
 use crate::crypto::{
     Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
 };
@@ -27,8 +29,12 @@ use crate::identity::{AuthDecision, PeerInfo};
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::payloads::{AuthResult, Close};
 use crate::protocol::{CloseCode, Reason, codec};
-use crate::server::auth::AuthHook;
+use crate::service::BoxFuture;
 use crate::transport::{self, ClientTls, Exporter, Incoming, Transport};
+
+/// The type-erased hook the server runs: encoded credentials in, verdict out.
+pub(crate) type AuthHook =
+    Arc<dyn Fn(Bytes, PeerInfo) -> BoxFuture<'static, AuthDecision> + Send + Sync>;
 
 /// A connection that passed the handshake and authentication.
 pub(crate) struct Established {
@@ -89,7 +95,7 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
-    let connected = transport::connect(setup.url, setup.tls).await;
+    let connected = transport::connect(setup.url, setup.tls, AUTH_MAX_FRAME).await;
     let (mut transport, peer_addr, exporter) = connected.map_err(Error::from)?;
     let (handshake, hs1) =
         ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())

@@ -26,11 +26,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{Closing, Handle, Shared};
 use crate::crypto::{FrameKind, Opener, Sealer};
-use crate::dispatch;
+use crate::dispatch::{Dispatched, PendingNotification, PendingReply};
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::protocol::codec::{self, Messages};
@@ -66,14 +67,37 @@ pub(crate) fn spawn(
         let mut link = Link::new(&task_shared, transport, (sealer, opener));
         link.run().await;
         link.farewell().await;
-        task_shared.queue.close();
+        task_shared.outbound.queue().close();
         let reason = task_shared
             .closed_reason()
             .unwrap_or_else(|| Disconnect::lost("connection lost"));
-        task_shared.finish(reason.clone());
+        task_shared.done.replace(Some(reason.clone()));
         on_done(reason);
     });
     Handle(shared)
+}
+
+/// Runs a call's handler in a task of its own and queues its reply, unless
+/// the call was cancelled meanwhile.
+fn run_handler(shared: &Arc<Shared>, id: u64, pending: PendingReply) -> AbortHandle {
+    let shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        let reply = pending.await;
+        if shared.inbound.finished(id) {
+            let _ = shared.outbound.queue().send(reply).await;
+        }
+    });
+    task.abort_handle()
+}
+
+/// Runs a notification's handler in a task of its own.
+fn run_notification(shared: &Arc<Shared>, key: u64, pending: PendingNotification) -> AbortHandle {
+    let shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        pending.await;
+        shared.inbound.notification_finished(key);
+    });
+    task.abort_handle()
 }
 
 fn truncated(frame: Option<(u16, String)>) -> Disconnect {
@@ -197,7 +221,7 @@ impl<'a> Link<'a> {
 
     /// Makes all the progress there is; ready when the connection must end.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
-        self.shared.queue.register(cx.waker());
+        self.shared.outbound.queue().register(cx.waker());
         for _ in 0..ROUNDS_PER_WAKE {
             match self.round(cx) {
                 Err(end) => return Poll::Ready(end),
@@ -213,7 +237,7 @@ impl<'a> Link<'a> {
     /// One round of timers, reading and writing; whether anything happened.
     /// A round without progress has polled every source it waits on.
     fn round(&mut self, cx: &mut Context<'_>) -> Result<bool, Closing> {
-        if let Some(deadline) = self.shared.rearm_calls() {
+        if let Some(deadline) = self.shared.outbound.rearm() {
             self.call_deadline = deadline;
             self.reset_timer();
         }
@@ -223,7 +247,7 @@ impl<'a> Link<'a> {
             while self.batch_len() < BATCH_BYTES {
                 // Everything waiting is taken under one lock; the task was
                 // registered for new envelopes at the start of this poll.
-                if self.queued.is_empty() && !self.shared.queue.take(&mut self.queued) {
+                if self.queued.is_empty() && !self.shared.outbound.queue().take(&mut self.queued) {
                     break;
                 }
                 let Some(message) = self.queued.pop_front() else {
@@ -273,7 +297,8 @@ impl<'a> Link<'a> {
         }
         let now = Instant::now();
         if self.call_deadline.is_some_and(|deadline| deadline <= now) {
-            let (expired, next) = self.shared.expire_calls(now);
+            let (expired, next, retire) = self.shared.outbound.expire(now);
+            self.shared.retire_if(retire);
             self.call_deadline = next;
             for id in expired {
                 // The caller has its timeout; the peer may stop working on it.
@@ -365,18 +390,35 @@ impl<'a> Link<'a> {
         let shared = self.shared;
         match message {
             Message::Call(call) => {
-                if let Some(reply) = dispatch::call(shared, call, received) {
-                    self.push(&reply)?;
+                let dispatched = shared
+                    .inbound
+                    .call(call, received, |deadline| shared.context(deadline));
+                match dispatched {
+                    Dispatched::Reply(reply) => self.push(&reply)?,
+                    Dispatched::Running(id, pending) => {
+                        if let Some(refusal) =
+                            shared.inbound.run(id, || run_handler(shared, id, pending))
+                        {
+                            self.push(&refusal)?;
+                        }
+                    }
                 }
             }
-            Message::Notify(notify) => dispatch::notify(shared, notify),
-            Message::Cancel { id } => dispatch::cancel(shared, id),
+            Message::Notify(notify) => {
+                if let Some(pending) = shared.inbound.notify(notify, || shared.context(None)) {
+                    shared
+                        .inbound
+                        .run_notification(|key| run_notification(shared, key, pending));
+                }
+            }
+            Message::Cancel { id } => shared.inbound.cancel(id),
             Message::Reply(reply) => {
                 let result = match reply.outcome {
                     Outcome::Ok(value) => Ok(value),
                     Outcome::Err(error) => Err(error.into()),
                 };
-                shared.complete(reply.id, result);
+                let retire = shared.outbound.complete(reply.id, result);
+                shared.retire_if(retire);
             }
             Message::Ping { nonce } => self.push(&Message::Pong { nonce })?,
             Message::Pong { nonce } => {
@@ -495,7 +537,7 @@ impl<'a> Link<'a> {
         }
         let reason = closing.reason;
         let farewell = async {
-            self.shared.queue.take(&mut self.queued);
+            self.shared.outbound.queue().take(&mut self.queued);
             while let Some(message) = self.queued.pop_front() {
                 self.push(&message).map_err(|end| end.reason)?;
             }

@@ -12,6 +12,7 @@ use super::limits::{Attempt, Outcome};
 use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
 use crate::connection::establish::{self, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared};
+use crate::crypto::session::AUTH_MAX_FRAME;
 use crate::error::Disconnect;
 use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::{CloseCode, Reason};
@@ -131,7 +132,7 @@ async fn admit(
 ) {
     let config = &inner.config;
     let gauge = Gauge::new(Arc::clone(&inner.pre_auth));
-    let upgrade = transport::accept(tcp, &inner.tls, &inner.http, Some(gauge));
+    let upgrade = transport::accept(tcp, &inner.tls, &inner.http, AUTH_MAX_FRAME, Some(gauge));
     let upgraded = tokio::select! {
         upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
         () = attempt.preempted() => Ok(Err(TransportError::Http("server busy"))),
@@ -191,7 +192,7 @@ async fn admit(
         origin: Some(Origin::new(&inner)),
         server_id: Some(id),
     });
-    let handle = Handle(Arc::clone(&shared));
+    let handle = Handle::of(&shared);
     inner.registry.insert(handle.clone());
     let _ = inner
         .events

@@ -6,14 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::connection::establish::AuthHook;
 use crate::identity::Meta;
 pub use crate::identity::{AuthDecision, PeerInfo};
 use crate::protocol::codec;
-use crate::service::BoxFuture;
-
-/// The type-erased hook the server runs: encoded credentials in, verdict out.
-pub(crate) type AuthHook =
-    Arc<dyn Fn(Bytes, PeerInfo) -> BoxFuture<'static, AuthDecision> + Send + Sync>;
 
 /// Wraps a typed hook: credentials that do not decode as `C` are rejected.
 pub(crate) fn typed<C, F, Fut>(hook: F) -> AuthHook

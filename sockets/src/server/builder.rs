@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::Server;
-use super::auth::{self, AuthDecision, AuthHook, PeerInfo};
+use super::auth::{self, AuthDecision, PeerInfo};
 use super::limits::{FailureLimit, PerIpConfig};
 use crate::config::{ConnectionConfig, MAX_DURATION, Vars, process_env};
+use crate::connection::establish::AuthHook;
 use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;

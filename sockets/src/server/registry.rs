@@ -27,14 +27,13 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub(crate) fn of(handle: &Handle) -> Self {
-        let shared = &handle.0;
         Self {
-            id: shared.id,
-            peer_addr: shared.peer_addr,
-            session: shared.session,
-            meta: shared.meta.clone(),
-            rtt: shared.rtt.get(),
-            connected_since: shared.connected_since,
+            id: handle.id(),
+            peer_addr: handle.peer_addr(),
+            session: handle.session(),
+            meta: handle.meta().clone(),
+            rtt: handle.rtt().get(),
+            connected_since: handle.connected_since(),
         }
     }
 }
