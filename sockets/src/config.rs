@@ -134,6 +134,95 @@ impl ConnectionConfig {
     }
 }
 
+/// The setters both builders have, for the options every connection uses
+/// (heartbeat, timeouts, limits), the shared secret and the services served:
+/// written once, expanded into [`ServerBuilder`](crate::ServerBuilder) and
+/// [`ClientBuilder`](crate::ClientBuilder). A builder using it has the fields
+/// `config: ConnectionConfig`, `secret: Option<Secret>`, `services: Services`
+/// and `error: Option<Error>`.
+macro_rules! connection_setters {
+    () => {
+        /// The shared secret both sides must know. Required.
+        pub fn secret(mut self, secret: $crate::crypto::Secret) -> Self {
+            self.secret = Some(secret);
+            self
+        }
+
+        /// Serves `service` to the other side. Several services may be
+        /// served; their names must differ.
+        pub fn serve<S: $crate::Service>(self, service: S) -> Self {
+            self.serve_arc(std::sync::Arc::new(service))
+        }
+
+        /// As `serve`, for a service already in an `Arc`.
+        pub fn serve_arc(mut self, service: std::sync::Arc<dyn $crate::Service>) -> Self {
+            if let Err(error) = self.services.add(service) {
+                self.error.get_or_insert(error);
+            }
+            self
+        }
+
+        /// Ping every `interval`; disconnect a peer silent for `timeout`.
+        /// Default 10 s / 30 s (`SOCKETS_HEARTBEAT_INTERVAL_MS`,
+        /// `SOCKETS_HEARTBEAT_TIMEOUT_MS`).
+        pub fn heartbeat(
+            mut self,
+            interval: std::time::Duration,
+            timeout: std::time::Duration,
+        ) -> Self {
+            self.config.heartbeat_interval = interval;
+            self.config.heartbeat_timeout = timeout;
+            self
+        }
+
+        /// Everything before authentication (connect or upgrade, handshake,
+        /// auth hook) must finish within this. Default 10 s
+        /// (`SOCKETS_HANDSHAKE_TIMEOUT_MS`).
+        pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.handshake_timeout = timeout;
+            self
+        }
+
+        /// The default timeout of the calls this side makes. Default 30 s
+        /// (`SOCKETS_CALL_TIMEOUT_MS`).
+        pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.call_timeout = timeout;
+            self
+        }
+
+        /// How long a write may wait for the peer to read before the peer
+        /// is disconnected as a slow consumer. Default 10 s.
+        pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.write_timeout = timeout;
+            self
+        }
+
+        /// The largest frame (one WebSocket message), bytes. A server
+        /// announces it to its clients, and both sides keep to it. Default
+        /// 1 MiB (`SOCKETS_MAX_FRAME`).
+        pub fn max_frame(mut self, bytes: usize) -> Self {
+            self.config.max_frame = bytes;
+            self
+        }
+
+        /// The largest RPC message, reassembled from frames, bytes. Default
+        /// 16 MiB (`SOCKETS_MAX_MESSAGE`).
+        pub fn max_message(mut self, bytes: usize) -> Self {
+            self.config.max_message = bytes;
+            self
+        }
+
+        /// Calls the peer may have running on this side at once; more are
+        /// answered `Rejected`. Default 256 (`SOCKETS_MAX_IN_FLIGHT`).
+        pub fn max_in_flight(mut self, calls: usize) -> Self {
+            self.config.max_in_flight = calls;
+            self
+        }
+    };
+}
+
+pub(crate) use connection_setters;
+
 /// A source of variables: the process environment, or a closure in tests.
 pub(crate) struct Vars<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
 

@@ -38,7 +38,6 @@ mod builder;
 mod limits;
 mod registry;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,9 +64,7 @@ use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::{CloseCode, Reason};
-use crate::service::{
-    CallOptions, Peer, ServiceRequest, ServiceResponse, ensure_call, ensure_notify,
-};
+use crate::service::{CallOptions, Encoded, Peer, ServiceRequest};
 use crate::transport::{HttpOptions, PreAuthBytes, ServerTls};
 use registry::Registry;
 
@@ -121,6 +118,14 @@ pub struct ServerStats {
     pub pre_auth_bytes: usize,
     /// The most [`pre_auth_bytes`](Self::pre_auth_bytes) ever was.
     pub pre_auth_bytes_peak: usize,
+}
+
+/// The ids and peers of the open, authenticated (not guest) connections among `handles`.
+fn authenticated(handles: Vec<Handle>) -> impl Iterator<Item = (ConnectionId, Peer)> {
+    handles
+        .into_iter()
+        .filter(|handle| handle.session() == SessionKind::Authenticated && !handle.is_closed())
+        .map(|handle| (handle.id(), Peer::new(Arc::new(handle))))
 }
 
 impl crate::Context {
@@ -355,14 +360,8 @@ impl Server {
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
-        ensure_call(request)?;
-        let handle = self.handle(id)?;
-        let mut args = Vec::with_capacity(64);
-        request.encode_args(&mut args)?;
-        let method = request.method();
-        let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
-        let reply = handle.call(Cow::Borrowed(method), args, timeout).await?;
-        Q::Response::decode(method, &reply)
+        let encoded = Encoded::call(request)?;
+        self.peer(id)?.call_encoded(&encoded, options).await
     }
 
     /// Sends a typed request to one client as a notification (no reply).
@@ -376,11 +375,8 @@ impl Server {
         id: ConnectionId,
         request: &Q,
     ) -> Result<(), Error> {
-        ensure_notify(request)?;
-        let handle = self.handle(id)?;
-        let mut args = Vec::with_capacity(64);
-        request.encode_args(&mut args)?;
-        handle.notify(Cow::Borrowed(request.method()), args).await
+        let encoded = Encoded::notification(request)?;
+        self.peer(id)?.notify_encoded(&encoded).await
     }
 
     /// Notifies every authenticated connection (guests excluded). Returns
@@ -400,17 +396,10 @@ impl Server {
         targets: Vec<Handle>,
         request: &Q,
     ) -> Result<usize, Error> {
-        ensure_notify(request)?;
-        let mut args = Vec::with_capacity(64);
-        request.encode_args(&mut args)?;
-        let method = request.method();
-        let sends = targets
-            .into_iter()
-            .filter(|handle| handle.session() == SessionKind::Authenticated && !handle.is_closed())
-            .map(|handle| {
-                let args = args.clone();
-                async move { handle.notify(Cow::Borrowed(method), args).await.is_ok() }
-            });
+        let encoded = Encoded::notification(request)?;
+        let encoded = &encoded;
+        let sends = authenticated(targets)
+            .map(|(_, peer)| async move { peer.notify_encoded(encoded).await.is_ok() });
         Ok(join_all(sends)
             .await
             .into_iter()
@@ -445,27 +434,11 @@ impl Server {
         request: &Q,
         options: CallOptions,
     ) -> Result<HashMap<ConnectionId, Result<Q::Response, Error>>, Error> {
-        ensure_call(request)?;
-        let mut args = Vec::with_capacity(64);
-        request.encode_args(&mut args)?;
-        let method = request.method();
-        let timeout = options.timeout.unwrap_or(self.inner.config.call_timeout);
-        let calls = self
-            .inner
-            .registry
-            .all()
-            .into_iter()
-            .filter(|handle| handle.session() == SessionKind::Authenticated && !handle.is_closed())
-            .map(|handle| {
-                let args = args.clone();
-                async move {
-                    let reply = handle.call(Cow::Borrowed(method), args, timeout).await;
-                    (
-                        handle.id(),
-                        reply.and_then(|reply| Q::Response::decode(method, &reply)),
-                    )
-                }
-            });
+        let encoded = Encoded::call(request)?;
+        let encoded = &encoded;
+        let targets = self.inner.registry.all();
+        let calls = authenticated(targets)
+            .map(|(id, peer)| async move { (id, peer.call_encoded(encoded, options).await) });
         Ok(join_all(calls).await.into_iter().collect())
     }
 

@@ -228,15 +228,30 @@ impl Peer {
         request: &Q,
         options: CallOptions,
     ) -> Result<Q::Response, Error> {
-        ensure_call(request)?;
-        let mut args = Vec::with_capacity(64);
-        request.encode_args(&mut args)?;
-        let method = request.method();
+        let encoded = Encoded::call(request)?;
+        self.call_encoded(&encoded, options).await
+    }
+
+    /// Sends a request encoded once (for several peers) as a call, and
+    /// decodes the reply as `R`.
+    pub(crate) async fn call_encoded<R: ServiceResponse>(
+        &self,
+        encoded: &Encoded,
+        options: CallOptions,
+    ) -> Result<R, Error> {
+        let method = encoded.method;
         let reply = self
             .caller
-            .call(Cow::Borrowed(method), args, options)
+            .call(Cow::Borrowed(method), encoded.args.clone(), options)
             .await?;
-        Q::Response::decode(method, &reply)
+        R::decode(method, &reply)
+    }
+
+    /// Sends a request encoded once (for several peers) as a notification.
+    pub(crate) async fn notify_encoded(&self, encoded: &Encoded) -> Result<(), Error> {
+        self.caller
+            .notify(Cow::Borrowed(encoded.method), encoded.args.clone())
+            .await
     }
 
     /// The caller behind this peer.
@@ -245,11 +260,46 @@ impl Peer {
     }
 }
 
+/// A typed request encoded for sending, checked for the way it is sent.
+pub(crate) struct Encoded {
+    method: &'static str,
+    args: Vec<u8>,
+}
+
+impl Encoded {
+    /// `request` encoded as a call.
+    ///
+    /// # Errors
+    /// [`Error::KindMismatch`] for a notification method; [`Error::Codec`].
+    pub(crate) fn call<Q: ServiceRequest>(request: &Q) -> Result<Self, Error> {
+        ensure_call(request)?;
+        Self::encode(request)
+    }
+
+    /// `request` encoded as a notification.
+    ///
+    /// # Errors
+    /// [`Error::KindMismatch`] for a method that replies; [`Error::Codec`].
+    pub(crate) fn notification<Q: ServiceRequest>(request: &Q) -> Result<Self, Error> {
+        ensure_notify(request)?;
+        Self::encode(request)
+    }
+
+    fn encode<Q: ServiceRequest>(request: &Q) -> Result<Self, Error> {
+        let mut args = Vec::with_capacity(64);
+        request.encode_args(&mut args)?;
+        Ok(Self {
+            method: request.method(),
+            args,
+        })
+    }
+}
+
 /// `Ok` when `request` is for a method that replies, so it may be sent as a call.
 ///
 /// # Errors
 /// [`Error::KindMismatch`] for a notification method.
-pub(crate) fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
     if request.is_notify() {
         return Err(Error::KindMismatch {
             method: request.method().to_owned(),
@@ -263,7 +313,7 @@ pub(crate) fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
 ///
 /// # Errors
 /// [`Error::KindMismatch`] for a method that replies.
-pub(crate) fn ensure_notify<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+fn ensure_notify<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
     if !request.is_notify() {
         return Err(Error::KindMismatch {
             method: request.method().to_owned(),

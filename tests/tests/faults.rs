@@ -249,10 +249,10 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
     }
     assert!(counts.iter().all(|c| *c == 1), "no call reported twice");
     eprintln!("restart during a burst: {ok} ok, {disconnected} disconnected, {rejected} rejected");
-    assert!(
-        ok >= 100 && disconnected > 0,
-        "{ok} ok, {disconnected} disconnected"
-    );
+    // How many burst calls are still pending at the kill depends on how far
+    // the server got meanwhile (none, on a busy machine); the hanging calls
+    // certainly were, and each ended `Disconnected` (asserted above).
+    assert!(ok >= 100, "{ok} ok, {disconnected} disconnected");
     // After the restart, calls succeed again.
     wait_for_state(&client, |s| {
         *s == ClientState::Reconnected || *s == ClientState::Ready

@@ -1,6 +1,5 @@
 //! Configuring a client.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,7 +10,6 @@ use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::protocol::codec;
-use crate::service::Service;
 use crate::transport::ClientTls;
 
 /// How long one connection's keys serve before the client renews them.
@@ -75,6 +73,8 @@ impl ClientBuilder {
         Self::from_vars(&Vars(&process_env))
     }
 
+    crate::config::connection_setters!();
+
     pub(crate) fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
         let mut builder = Self::default().secret(vars.secret()?);
         builder.url = match vars.get("SOCKETS_URL") {
@@ -99,12 +99,6 @@ impl ClientBuilder {
     /// `tls` feature and `ClientBuilder::tls`. Default `ws://127.0.0.1:7878/`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
-        self
-    }
-
-    /// The shared secret. Required.
-    pub fn secret(mut self, secret: Secret) -> Self {
-        self.secret = Some(secret);
         self
     }
 
@@ -138,7 +132,7 @@ impl ClientBuilder {
     /// `wss://` urls. With TLS 1.3 the handshake is bound to the TLS session
     /// (RFC 9266 exporter).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+    pub fn tls(mut self, config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
         self.tls.connector = Some(tokio_rustls::TlsConnector::from(config));
         self
     }
@@ -152,51 +146,6 @@ impl ClientBuilder {
                 self.error.get_or_insert(error.into());
             }
         }
-        self
-    }
-
-    /// Ping every `interval`; disconnect if the server is silent for `timeout`. Default 10 s / 30 s.
-    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.config.heartbeat_interval = interval;
-        self.config.heartbeat_timeout = timeout;
-        self
-    }
-
-    /// Connect + handshake + authentication must finish within this. Default 10 s.
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// Default per-call timeout. Default 30 s.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.config.call_timeout = timeout;
-        self
-    }
-
-    /// How long a write may wait for the server to read. Default 10 s.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.config.write_timeout = timeout;
-        self
-    }
-
-    /// Largest frame (WebSocket message) this client sends, bytes; the
-    /// server's announced limit may lower it. What the client receives is
-    /// bounded by the server's announced limit. Default 1 MiB.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.config.max_frame = bytes;
-        self
-    }
-
-    /// Largest RPC message, bytes. Default 16 MiB.
-    pub fn max_message(mut self, bytes: usize) -> Self {
-        self.config.max_message = bytes;
-        self
-    }
-
-    /// Calls the server may have running on this client at once. Default 256.
-    pub fn max_in_flight(mut self, calls: usize) -> Self {
-        self.config.max_in_flight = calls;
         self
     }
 
@@ -215,19 +164,6 @@ impl ClientBuilder {
         // A lifetime past a century never ends in practice; keep the clock arithmetic finite.
         self.session_lifetime =
             lifetime.filter(|l| *l < Duration::from_secs(100 * 365 * 24 * 3600));
-        self
-    }
-
-    /// Serves `service` to the server (server → client calls).
-    pub fn serve<S: Service>(self, service: S) -> Self {
-        self.serve_arc(Arc::new(service))
-    }
-
-    /// As [`ClientBuilder::serve`], for a service already in an `Arc`.
-    pub fn serve_arc(mut self, service: Arc<dyn Service>) -> Self {
-        if let Err(error) = self.services.add(service) {
-            self.error.get_or_insert(error);
-        }
         self
     }
 

@@ -1,7 +1,6 @@
 //! Configuring a server.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -14,7 +13,6 @@ use crate::connection::establish::AuthHook;
 use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
-use crate::service::Service;
 use crate::transport::{HttpOptions, ServerTls};
 
 /// Configures and starts a [`Server`]. See [`Server::builder`].
@@ -78,6 +76,8 @@ impl ServerBuilder {
         Self::from_vars(&Vars(&process_env))
     }
 
+    crate::config::connection_setters!();
+
     pub(crate) fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
         let mut builder = Self::default().secret(vars.secret()?);
         builder.address = vars.address()?;
@@ -121,12 +121,6 @@ impl ServerBuilder {
         self
     }
 
-    /// The shared secret clients must prove. Required.
-    pub fn secret(mut self, secret: Secret) -> Self {
-        self.secret = Some(secret);
-        self
-    }
-
     /// The cipher suites clients may choose. Default: both.
     pub fn suites(mut self, suites: impl IntoIterator<Item = Suite>) -> Self {
         self.suites = suites.into_iter().collect();
@@ -137,50 +131,6 @@ impl ServerBuilder {
     /// TLS). The handshake still proves the secret. Default: off.
     pub fn allow_plaintext(mut self, allow: bool) -> Self {
         self.allow_plaintext = allow;
-        self
-    }
-
-    /// Ping every `interval`; disconnect a peer silent for `timeout`. Default 10 s / 30 s.
-    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.config.heartbeat_interval = interval;
-        self.config.heartbeat_timeout = timeout;
-        self
-    }
-
-    /// Upgrade + handshake + authentication must finish within this. Default 10 s.
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// Default timeout of calls the server makes to clients. Default 30 s.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.config.call_timeout = timeout;
-        self
-    }
-
-    /// How long a write may wait for a client to read before it is
-    /// disconnected as a slow consumer. Default 10 s.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.config.write_timeout = timeout;
-        self
-    }
-
-    /// Largest WebSocket message (one frame), bytes. Default 1 MiB.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.config.max_frame = bytes;
-        self
-    }
-
-    /// Largest RPC message, reassembled from frames, bytes. Default 16 MiB.
-    pub fn max_message(mut self, bytes: usize) -> Self {
-        self.config.max_message = bytes;
-        self
-    }
-
-    /// Calls one client may have running at once; more are answered `Rejected`. Default 256.
-    pub fn max_in_flight(mut self, calls: usize) -> Self {
-        self.config.max_in_flight = calls;
         self
     }
 
@@ -260,19 +210,6 @@ impl ServerBuilder {
         self
     }
 
-    /// Serves `service` to clients. Several services may be served; their names must differ.
-    pub fn serve<S: Service>(self, service: S) -> Self {
-        self.serve_arc(Arc::new(service))
-    }
-
-    /// As [`ServerBuilder::serve`], for a service already in an `Arc`.
-    pub fn serve_arc(mut self, service: Arc<dyn Service>) -> Self {
-        if let Err(error) = self.services.add(service) {
-            self.error.get_or_insert(error);
-        }
-        self
-    }
-
     /// The auth hook: runs once per connection with the client's credentials
     /// (any type the client sent, decoded as `C`; credentials that do not
     /// decode are rejected). Default: every client that proved the secret is
@@ -291,7 +228,7 @@ impl ServerBuilder {
     /// the handshake is bound to the TLS session (RFC 9266 exporter), so it
     /// cannot be relayed between two TLS sessions.
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+    pub fn tls(mut self, config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
         self.tls.acceptor = Some(tokio_rustls::TlsAcceptor::from(config));
         self
     }
