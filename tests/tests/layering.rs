@@ -12,6 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Module → the modules it uses → the files that use them.
+type Edges = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -117,12 +120,7 @@ fn words_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
 }
 
 /// Module → the modules it uses, with the files that use them.
-fn graph(
-    src: &Path,
-) -> (
-    BTreeSet<String>,
-    BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-) {
+fn graph(src: &Path) -> (BTreeSet<String>, Edges) {
     let mut files = Vec::new();
     let mut dirs = vec![src.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -149,7 +147,7 @@ fn graph(
         .map(|f| top(f))
         .filter(|m| m != "lib")
         .collect();
-    let mut edges: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut edges: Edges = BTreeMap::new();
     for file in &files {
         let module = top(file);
         if module == "lib" {
@@ -237,12 +235,9 @@ fn the_runtime_modules_depend_one_way_in_the_readme_order() {
 
 /// The groups of modules that reach each other (Tarjan's strongly connected
 /// components of more than one module).
-fn cycles(
-    modules: &BTreeSet<String>,
-    edges: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-) -> Vec<Vec<String>> {
+fn cycles(modules: &BTreeSet<String>, edges: &Edges) -> Vec<Vec<String>> {
     struct Walk<'a> {
-        edges: &'a BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+        edges: &'a Edges,
         index: BTreeMap<&'a str, usize>,
         low: BTreeMap<&'a str, usize>,
         stack: Vec<&'a str>,
@@ -302,7 +297,7 @@ fn cycles(
 #[test]
 fn a_cycle_is_found() {
     let modules: BTreeSet<String> = ["a", "b", "c"].map(str::to_owned).into();
-    let mut edges: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut edges: Edges = BTreeMap::new();
     for (from, to) in [("a", "b"), ("b", "a"), ("b", "c")] {
         edges
             .entry(from.into())
