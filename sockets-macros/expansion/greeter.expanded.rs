@@ -70,7 +70,7 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
     fn encode_args(
         &self,
         out: &mut ::sockets::__private::Vec<u8>,
-    ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
+    ) -> ::sockets::__private::Result<(), ::sockets::error::CodecError> {
         match self {
             Self::Hello { name } => ::sockets::__private::encode_args(&(name,), out),
             Self::Whoami => ::sockets::__private::encode_args(&::sockets::__private::NO_ARGS, out),

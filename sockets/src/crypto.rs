@@ -1,5 +1,10 @@
 //! The secure session core: the `rpcws1` handshake and frame protection.
 //!
+//! What a user of this crate needs from here is the shared secret
+//! ([`Secret`], made from a random key from [`generate_key`], or a passphrase
+//! and a salt) and the cipher [`Suite`]. The rest is internal: the runtime
+//! runs the handshake and protects every frame.
+//!
 //! Sans-IO: every function takes bytes and returns bytes; sockets, timers and
 //! tasks belong to the connection. docs/PROTOCOL.md is the normative
 //! description; this is the map of the code.
@@ -10,59 +15,15 @@
 //!    32-byte Noise pre-shared key (PSK). A random key is the recommended form;
 //!    a passphrase goes through scrypt (N=2^17, r=8, p=1) with a
 //!    per-deployment salt.
-//! 2. [`ClientHandshake`] / [`Acceptor`]: Noise `NNpsk0` over X25519 and
+//! 2. `ClientHandshake` / `Acceptor`: Noise `NNpsk0` over X25519 and
 //!    SHA-256. Two binary WebSocket messages, HS1 and HS2. The server learns
 //!    whether the client knows the PSK from one AEAD tag check (no
 //!    Diffie-Hellman, no scrypt) and answers a wrong secret with silence. The
 //!    client learns the same about the server from HS2, before it sends
 //!    anything else.
-//! 3. [`Session`] → [`Sealer`] + [`Opener`]: every later WebSocket message is a
+//! 3. `Session` → `Sealer` + `Opener`: every later WebSocket message is a
 //!    frame, AEAD-sealed under a per-direction key with a per-direction counter
 //!    nonce (mode E), or sent in clear behind TLS (mode P).
-//!
-//! # Example
-//!
-//! Both ends in one process; in a real connection each `Vec<u8>` / `Bytes`
-//! below is one binary WebSocket message.
-//!
-//! ```
-//! use sockets::crypto::{
-//!     Acceptor, AcceptorConfig, ClientHandshake, FrameKind, Limits, Mode, Secret, Suite,
-//! };
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let secret = Secret::from_base64(&sockets::crypto::generate_key())?;
-//! let acceptor = Acceptor::new(AcceptorConfig {
-//!     secrets: vec![secret.clone()],
-//!     ..AcceptorConfig::default()
-//! })?;
-//!
-//! let (handshake, hs1) = ClientHandshake::start(&secret, Suite::preferred(), Mode::Encrypted, None)?;
-//! let (server, hs2) = acceptor.accept(&hs1, None, Limits::default())?;
-//! let (client, hello) = handshake.finish(&hs2, Limits::default())?;
-//! assert_eq!(client.handshake_hash(), server.handshake_hash());
-//! assert_eq!(hello.max_frame, 1 << 20);
-//!
-//! let (mut client_tx, mut client_rx) = client.split();
-//! let (mut server_tx, mut server_rx) = server.split();
-//! let mut wire = Vec::new();
-//! client_tx.seal(FrameKind::Auth, b"\x81\xa5token\xa2ok", &mut wire)?;
-//! let auth = server_rx.open(wire.remove(0))?.expect("AUTH is a whole message");
-//! assert_eq!(auth.kind, FrameKind::Auth);
-//!
-//! server_tx.seal(FrameKind::AuthResult, b"\x81\xa2ok\xc3", &mut wire)?;
-//! server_rx.set_authenticated();
-//! client_rx.open(wire.remove(0))?;
-//! client_rx.set_authenticated();
-//!
-//! client_tx.seal(FrameKind::Data, &vec![0u8; 3 << 20], &mut wire)?; // a MORE chain
-//! let mut delivered = None;
-//! for frame in wire.drain(..) {
-//!     delivered = server_rx.open(frame)?.or(delivered);
-//! }
-//! assert_eq!(delivered.map(|m| m.plaintext.len()), Some(3 << 20));
-//! # Ok(())
-//! # }
-//! ```
 //!
 //! # What is authenticated
 //!
@@ -82,11 +43,11 @@
 //!   little-endian ChaCha nonce: our frames are not Noise transport messages).
 //! * `seq` counts the frames of one direction in one epoch, from 0; each side
 //!   keeps its own send and receive counter and never sends a counter on the
-//!   wire. [`Sealer`] alone owns the send counter and [`Opener`] alone the
+//!   wire. `Sealer` alone owns the send counter and `Opener` alone the
 //!   receive counter, so a nonce cannot be used twice under one key.
 //! * Keys are one per direction per epoch; a KEY_UPDATE frame ends an epoch
 //!   and ratchets the direction's traffic secret one way. Senders rekey at the
-//!   soft limits of [`Limits`]; receivers close on a peer that passes the hard
+//!   soft limits of `Limits`; receivers close on a peer that passes the hard
 //!   limits. The counter never gets near wrapping.
 //!
 //! # Layouts
@@ -120,20 +81,22 @@
 //! ```
 
 mod aead;
-pub mod handshake;
-pub mod keys;
+pub(crate) mod handshake;
+mod keys;
+pub(crate) mod mode;
 mod replay;
 mod schedule;
-pub mod session;
+pub(crate) mod session;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod vectors;
 
-pub use handshake::{Acceptor, AcceptorConfig, ClientHandshake, HandshakeError, ServerHello};
+pub(crate) use handshake::{Acceptor, AcceptorConfig, ClientHandshake};
 pub use keys::{KeyError, Secret, generate_key};
-pub use session::{FrameKind, Limits, Opened, Opener, Sealer, Session, SessionError};
+pub(crate) use mode::Mode;
+pub(crate) use session::{FrameKind, Limits, Opened, Opener, Sealer};
 
 /// The label that opens every key-schedule input and every frame's associated data.
 pub(crate) const LABEL: &[u8] = b"rpcws1";
@@ -186,37 +149,6 @@ impl Suite {
         match self {
             Suite::Aes256Gcm => "Noise_NNpsk0_25519_AESGCM_SHA256",
             Suite::ChaCha20Poly1305 => "Noise_NNpsk0_25519_ChaChaPoly_SHA256",
-        }
-    }
-}
-
-/// Whether frames are encrypted (E) or sent in clear behind TLS (P).
-///
-/// Both modes run the same handshake, so in both the secret never travels and
-/// each side proves it knows it. Only E protects frames by itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// `0x01`: every frame is AEAD-sealed.
-    Encrypted,
-    /// `0x02`: frames are in clear; for use behind TLS (`wss://`) only.
-    Plaintext,
-}
-
-impl Mode {
-    /// The mode byte of the handshake header.
-    pub fn id(self) -> u8 {
-        match self {
-            Mode::Encrypted => 0x01,
-            Mode::Plaintext => 0x02,
-        }
-    }
-
-    /// The mode for a mode byte; `None` for an unknown one.
-    pub fn from_id(id: u8) -> Option<Mode> {
-        match id {
-            0x01 => Some(Mode::Encrypted),
-            0x02 => Some(Mode::Plaintext),
-            _ => None,
         }
     }
 }

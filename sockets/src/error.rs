@@ -7,7 +7,8 @@
 use std::fmt;
 
 use crate::identity::ConnectionId;
-use crate::protocol::codec::CodecError;
+/// Why a value did not encode or decode as MessagePack.
+pub use crate::protocol::codec::CodecError;
 use crate::protocol::{CloseCode, ErrorCode, Reason, RemoteError};
 
 /// Everything that can go wrong for a caller: one variant per outcome.

@@ -113,6 +113,47 @@ pub use sockets_macros::handler;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The runtime's internals, for its own tests, fuzzers and benchmarks: the
+/// sans-IO crypto core, the wire types and the codec. Not part of the public
+/// API: names here may change at any time.
+#[doc(hidden)]
+pub mod __internal {
+    /// The handshake and frame protection.
+    pub mod crypto {
+        pub use crate::crypto::handshake::{
+            Acceptor, AcceptorConfig, ClientHandshake, HandshakeError, MAX_MAX_FRAME, ServerHello,
+        };
+        pub use crate::crypto::mode::Mode;
+        pub use crate::crypto::session::{
+            AUTH_MAX_FRAME, FrameKind, HEADER_LEN, Limits, Opened, Opener, Sealer, Session,
+            SessionError,
+        };
+        pub use crate::crypto::{KeyError, Secret, Suite, generate_key};
+    }
+
+    /// Envelopes, payloads, close reasons and the codec.
+    pub mod protocol {
+        pub use crate::protocol::CloseCode;
+        pub use crate::protocol::close::Reason;
+        pub use crate::protocol::message::{
+            Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply,
+        };
+
+        /// The protocol version byte.
+        pub const VERSION: u8 = crate::protocol::VERSION;
+
+        /// The MessagePack codec.
+        pub mod codec {
+            pub use crate::protocol::codec::*;
+        }
+
+        /// The payloads that are not envelopes.
+        pub mod payloads {
+            pub use crate::protocol::payloads::*;
+        }
+    }
+}
+
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
 pub mod __private {

@@ -1,9 +1,12 @@
 //! The wire protocol: envelopes, their encoding, and close codes.
 //!
+//! What a user of this crate meets from here is [`CloseCode`], in every
+//! [`Disconnect`](crate::Disconnect). The rest is the runtime's.
+//!
 //! A connection is a sequence of binary WebSocket messages. The first two are
 //! the handshake (the `crypto::handshake` module); every later one is a frame
 //! (the `crypto::session` module) whose plaintext is either a frame-level payload
-//! (AUTH, AUTH_RESULT, CLOSE) or an RPC envelope ([`Message`]) in MessagePack:
+//! (AUTH, AUTH_RESULT, CLOSE) or an RPC envelope (`Message`) in MessagePack:
 //!
 //! ```text
 //!  WebSocket binary message
@@ -21,16 +24,17 @@
 //! ```
 //!
 //! The other payloads (inside the handshake, AUTH_RESULT, CLOSE) are in
-//! [`payloads`]; close codes and every fixed close reason in [`close`].
+//! `payloads`; close codes and every fixed close reason in `close`.
 //! docs/PROTOCOL.md is the normative description.
 
-pub mod close;
-pub mod codec;
-pub mod message;
-pub mod payloads;
+pub(crate) mod close;
+pub(crate) mod codec;
+pub(crate) mod message;
+pub(crate) mod payloads;
 
-pub use close::{CloseCode, Reason};
-pub use message::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+pub use close::CloseCode;
+pub(crate) use close::Reason;
+pub(crate) use message::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 
 /// The protocol version byte that opens every handshake message and frame header.
-pub const VERSION: u8 = 0x01;
+pub(crate) const VERSION: u8 = 0x01;

@@ -6,9 +6,10 @@
 //! (docs/SECURITY.md, "Fuzzing").
 
 use proptest::test_runner::Config;
-use sockets::crypto::{
-    Acceptor, AcceptorConfig, ClientHandshake, FrameKind, Limits, Mode, Opener, Sealer, Suite,
+use sockets::__internal::crypto::{
+    Acceptor, AcceptorConfig, ClientHandshake, FrameKind, Limits, Mode, Opener, Sealer,
 };
+use sockets::crypto::Suite;
 
 /// A proptest configuration running `cases` cases unless `PROPTEST_CASES` says otherwise.
 pub fn config(cases: u32) -> Config {

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sockets::__internal::protocol::codec::{self, CodecError};
 use sockets::error::Error;
-use sockets::protocol::codec::{self, CodecError};
 use sockets::service::{
     Context, DispatchError, HandlerFuture, MethodInfo, Service, ServiceInfo, ServiceRequest,
     ServiceResponse,

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use sockets::crypto::FrameKind;
-use sockets::protocol::{Call, CloseCode, Message, codec};
+use sockets::__internal::crypto::FrameKind;
+use sockets::__internal::protocol::{Call, Message, codec};
+use sockets::protocol::CloseCode;
 use sockets::{CallOptions, Client, Error};
 use tests::raw::{Raw, closed, socket};
 use tests::services::Calc;

@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use sockets::__internal::crypto::FrameKind;
+use sockets::__internal::protocol::{Call, ErrorCode, Message, Outcome, Reply, codec};
 use sockets::AuthDecision;
-use sockets::crypto::FrameKind;
-use sockets::protocol::{Call, CloseCode, ErrorCode, Message, Outcome, Reply, codec};
+use sockets::protocol::CloseCode;
 use tests::raw::Raw;
 use tests::services::{Calc, CalcControl, Event};
 use tests::{client, next_disconnect, server, within};

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
-use sockets::crypto::{ClientHandshake, FrameKind, Mode, Suite};
-use sockets::protocol::{CloseCode, codec};
+use sockets::__internal::crypto::{ClientHandshake, FrameKind, Mode};
+use sockets::__internal::protocol::codec;
+use sockets::crypto::Suite;
+use sockets::protocol::CloseCode;
 use sockets::{AuthDecision, CallOptions, Client, Error};
 use tests::mitm::{self, Dir, Mitm};
 use tests::raw::{Raw, closed, socket};

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use sockets::crypto::FrameKind;
-use sockets::protocol::{CloseCode, codec};
+use sockets::__internal::crypto::FrameKind;
+use sockets::__internal::protocol::codec;
+use sockets::protocol::CloseCode;
 use sockets::server::{AuthDecision, ServerEvent};
 use sockets::{CallOptions, Client, Error};
 use tests::raw::{Raw, closed, socket};

@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sockets::crypto::FrameKind;
-use sockets::protocol::{CloseCode, codec};
+use sockets::__internal::crypto::FrameKind;
+use sockets::__internal::protocol::codec;
+use sockets::protocol::CloseCode;
 use sockets::{CallOptions, Client, Error, Server};
 use tests::raw::{Raw, closed, socket, socket_from, tcp_from};
 use tests::services::Calc;
@@ -300,12 +301,14 @@ async fn a_full_server_gives_a_newcomer_the_slot_of_the_address_holding_most() {
     assert_eq!(kind, FrameKind::AuthResult);
     newcomer.opener.set_authenticated();
     newcomer
-        .send_envelopes(&[sockets::protocol::Message::Call(sockets::protocol::Call {
-            id: 1,
-            method: "calc.add".into(),
-            timeout_ms: None,
-            args: codec::to_vec(&(40, 2)).unwrap().into(),
-        })])
+        .send_envelopes(&[sockets::__internal::protocol::Message::Call(
+            sockets::__internal::protocol::Call {
+                id: 1,
+                method: "calc.add".into(),
+                timeout_ms: None,
+                args: codec::to_vec(&(40, 2)).unwrap().into(),
+            },
+        )])
         .await;
     assert_eq!(newcomer.replies(1).await.len(), 1);
     assert_eq!(panics(), 0);

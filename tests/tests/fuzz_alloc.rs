@@ -13,8 +13,9 @@ use cap::Cap;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde::de::IgnoredAny;
-use sockets::crypto::{FrameKind, Limits, Mode, Suite};
-use sockets::protocol::codec;
+use sockets::__internal::crypto::{FrameKind, Limits, Mode};
+use sockets::__internal::protocol::codec;
+use sockets::crypto::Suite;
 use tests::fuzz::{config, session_with};
 
 #[global_allocator]

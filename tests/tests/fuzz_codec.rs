@@ -8,8 +8,10 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde::de::IgnoredAny;
-use sockets::protocol::codec::{self, CodecError};
-use sockets::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use sockets::__internal::protocol::codec::{self, CodecError};
+use sockets::__internal::protocol::{
+    Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply,
+};
 use tests::fuzz::config;
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {

@@ -7,7 +7,8 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use sockets::crypto::{FrameKind, Limits, Mode, Suite};
+use sockets::__internal::crypto::{FrameKind, Limits, Mode};
+use sockets::crypto::Suite;
 use tests::fuzz::{config, session};
 
 #[derive(Clone, Debug)]

@@ -7,7 +7,8 @@
 //! position and arbitrary bytes are covered by the crate's own T4 tests.)
 
 use proptest::prelude::*;
-use sockets::crypto::{ClientHandshake, HandshakeError, Limits, Mode, Suite};
+use sockets::__internal::crypto::{ClientHandshake, HandshakeError, Limits, Mode};
+use sockets::crypto::Suite;
 use sockets::protocol::CloseCode;
 use tests::fuzz::{acceptor, config};
 use tests::{secret, wrong_secret};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sockets::protocol::codec;
+use sockets::__internal::protocol::codec;
 use sockets::service::{
     BoxFuture, Caller, DispatchError, HandlerFuture, ServiceRequest, ServiceResponse,
 };

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use examples::greeter::GreeterClient;
 use examples::load::{process_open_fds, process_rss_kib, raise_fd_limit};
-use sockets::crypto::{ClientHandshake, Mode, Secret, Suite, generate_key};
+use sockets::__internal::crypto::{ClientHandshake, Mode};
+use sockets::crypto::{Secret, Suite, generate_key};
 use sockets::{CallOptions, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

@@ -14,10 +14,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use sockets::crypto::{
-    Acceptor, AcceptorConfig, ClientHandshake, FrameKind, Limits, Mode, Opener, Sealer, Secret,
-    Suite,
+use sockets::__internal::crypto::{
+    Acceptor, AcceptorConfig, ClientHandshake, FrameKind, Limits, Mode, Opener, Sealer,
 };
+use sockets::crypto::{Secret, Suite};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::args().any(|arg| arg == "--quick");

@@ -218,7 +218,7 @@ fn request_impl(service: &Service) -> TokenStream {
             fn encode_args(
                 &self,
                 out: &mut ::sockets::__private::Vec<u8>,
-            ) -> ::sockets::__private::Result<(), ::sockets::protocol::codec::CodecError> {
+            ) -> ::sockets::__private::Result<(), ::sockets::error::CodecError> {
                 match #scrutinee {
                     #(#encode)*
                 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::handshake::{HandshakeError, Seam, dh_count};
-use super::session::{AUTH_MAX_FRAME, HEADER_LEN};
+use super::session::{AUTH_MAX_FRAME, HEADER_LEN, Session, SessionError};
 use super::*;
 use crate::protocol::{CloseCode, Reason};
 
@@ -1193,4 +1193,44 @@ fn sealing_reuses_the_frame_buffer_once_its_frames_are_dropped() {
     );
     let small = seal(&mut c_seal, FrameKind::Data, b"hello");
     assert_eq!(open_all(&mut s_open, small)[0].plaintext.as_ref(), b"hello");
+}
+
+/// The walk-through that used to open the module's docs: both ends in one
+/// process, each `Vec<u8>` / `Bytes` one binary WebSocket message.
+#[test]
+fn both_ends_in_one_process() -> Result<(), Box<dyn std::error::Error>> {
+    let secret = Secret::from_base64(&generate_key())?;
+    let acceptor = Acceptor::new(AcceptorConfig {
+        secrets: vec![secret.clone()],
+        ..AcceptorConfig::default()
+    })?;
+
+    let (handshake, hs1) =
+        ClientHandshake::start(&secret, Suite::preferred(), Mode::Encrypted, None)?;
+    let (server, hs2) = acceptor.accept(&hs1, None, Limits::default())?;
+    let (client, hello) = handshake.finish(&hs2, Limits::default())?;
+    assert_eq!(client.handshake_hash(), server.handshake_hash());
+    assert_eq!(hello.max_frame, 1 << 20);
+
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut server_tx, mut server_rx) = server.split();
+    let mut wire = Vec::new();
+    client_tx.seal(FrameKind::Auth, b"\x81\xa5token\xa2ok", &mut wire)?;
+    let auth = server_rx
+        .open(wire.remove(0))?
+        .expect("AUTH is a whole message");
+    assert_eq!(auth.kind, FrameKind::Auth);
+
+    server_tx.seal(FrameKind::AuthResult, b"\x81\xa2ok\xc3", &mut wire)?;
+    server_rx.set_authenticated();
+    client_rx.open(wire.remove(0))?;
+    client_rx.set_authenticated();
+
+    client_tx.seal(FrameKind::Data, &vec![0u8; 3 << 20], &mut wire)?; // a MORE chain
+    let mut delivered = None;
+    for frame in wire.drain(..) {
+        delivered = server_rx.open(frame)?.or(delivered);
+    }
+    assert_eq!(delivered.map(|m| m.plaintext.len()), Some(3 << 20));
+    Ok(())
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::handshake::{HandshakeError, Seam};
 use super::schedule::{self, expand};
+use super::session::{Session, SessionError};
 use super::*;
 
 const FILE: &str = include_str!("../../../docs/vectors/rpcws1.json");
