@@ -228,6 +228,14 @@ impl Inbound {
             Ok(admitted) => admitted,
             Err(refusal) => return Dispatched::Reply(refusal),
         };
+        if timeout_ms == Some(0) {
+            // The caller stopped waiting when it sent the call.
+            return Dispatched::Reply(error_reply(
+                id,
+                ErrorCode::Timeout,
+                "the deadline had passed when the call arrived",
+            ));
+        }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
         let cx = context(deadline.map(Instant::into_std));
         let handler = match Arc::clone(service).dispatch(cx, &method, &args) {

@@ -325,7 +325,10 @@ async fn server_steps(
         if let Ok(body) = codec::to_vec(&close) {
             let _ = seal_and_send(transport, &mut sealer, FrameKind::Close, &body).await;
         }
-        let _ = transport.close(1000, "").await;
+        // The WebSocket close after a CLOSE carries the same code, no reason.
+        let _ = transport
+            .close(CloseCode::AuthRejected.websocket(), "")
+            .await;
         return Err(SetupFailure {
             reason: Disconnect::new(CloseCode::AuthRejected, reason),
             websocket_close: None,

@@ -372,9 +372,12 @@ impl<'a> Link<'a> {
             // costs no more memory than the plaintext.
             FrameKind::Data => self.incoming = Some((codec::messages(opened.plaintext), received)),
             FrameKind::Close => {
+                // A close code is 1000..=4999 (docs/PROTOCOL.md §9.3).
                 let reason = match codec::decode_value::<Close>(&opened.plaintext) {
-                    Ok(body) => Disconnect::new(CloseCode::from_u16(body.code), body.reason),
-                    Err(_) => Reason::MalformedClose.into(),
+                    Ok(body) if (1000..=4999).contains(&body.code) => {
+                        Disconnect::new(CloseCode::from_u16(body.code), body.reason)
+                    }
+                    _ => Reason::MalformedClose.into(),
                 };
                 return Err(ending(reason, true));
             }

@@ -874,14 +874,27 @@ fn t15_frame_order_rules() {
         let (_, mut s_open) = server.split();
         unexpected(s_open.open(c_seal.raw_frame(kind, flags, b"x")));
     }
-    // The server: nothing between AUTH and AUTH_RESULT, not even CLOSE.
-    for kind in [0x10, 0x12, 0x14] {
+    // The server: after AUTH, no DATA until it admitted the client (it
+    // reads pipelined DATA only then), and never a second AUTH.
+    for kind in [0x10, 0x14] {
         let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
         let (mut c_seal, _) = client.split();
         let (_, mut s_open) = server.split();
         open_all(&mut s_open, seal(&mut c_seal, FrameKind::Auth, b"c"));
         unexpected(s_open.open(c_seal.raw_frame(kind, 0, b"x")));
     }
+    // Pipelined DATA opens once the server admitted the client.
+    let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
+    let (mut c_seal, _) = client.split();
+    let (_, mut s_open) = server.split();
+    open_all(&mut s_open, seal(&mut c_seal, FrameKind::Auth, b"c"));
+    let data = seal(&mut c_seal, FrameKind::Data, b"early");
+    s_open.set_authenticated();
+    let opened = s_open
+        .open(data[0].clone())
+        .unwrap()
+        .expect("a whole message");
+    assert_eq!(&opened.plaintext[..], b"early");
     // The client: DATA only after set_authenticated; CLOSE may follow a refusal.
     let (client, server) = pair(suite, Mode::Encrypted, Limits::default());
     let (_, mut c_open) = client.split();

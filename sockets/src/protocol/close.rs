@@ -184,10 +184,6 @@ reasons! {
     FirstNotAuth = ProtocolError, "the first frame must be AUTH";
     /// The server's first frame is not AUTH_RESULT.
     FirstNotAuthResult = ProtocolError, "the first frame must be AUTH_RESULT";
-    /// Something other than CLOSE from the client between its AUTH and the
-    /// server's AUTH_RESULT, where the server reads it (it reads nothing
-    /// there: pipelined DATA waits for the auth hook).
-    BeforeAuthResult = ProtocolError, "nothing may arrive between AUTH and AUTH_RESULT";
     /// AUTH or AUTH_RESULT after the session was opened.
     AuthTwice = ProtocolError, "AUTH and AUTH_RESULT only open a session";
     /// DATA whose plaintext is not a sequence of envelopes.

@@ -335,9 +335,6 @@ impl Opener {
             (RecvState::First, Role::Client, _) => {
                 Err(SessionError::UnexpectedFrame(Reason::FirstNotAuthResult))
             }
-            (RecvState::Pending, Role::Server, _) => {
-                Err(SessionError::UnexpectedFrame(Reason::BeforeAuthResult))
-            }
             (RecvState::Pending | RecvState::Authenticated, _, TYPE_CLOSE) => {
                 if self.chain.is_some() {
                     return Err(SessionError::UnexpectedFrame(Reason::CloseInsideMore));

@@ -29,8 +29,8 @@ enum SendState {
 /// Seals frames: the one owner of the send counter.
 ///
 /// Owned by the connection's single writer task, so sequence numbers cannot
-/// race. A client must not seal DATA before it opened AUTH_RESULT `ok`: the
-/// server closes on anything between AUTH and AUTH_RESULT.
+/// race. A client may seal DATA right after AUTH (docs/PROTOCOL.md §8.2):
+/// the server reads it only once its auth hook admitted the client.
 pub struct Sealer {
     role: Role,
     mode: Mode,
@@ -314,9 +314,15 @@ impl Sealer {
         *self.counter.traffic.secret()
     }
 
-    /// Seals one frame of any type and flags, bypassing the order rules (tests).
-    #[cfg(test)]
-    pub(crate) fn raw_frame(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Bytes {
+    /// Seals one frame of any type byte and flags, bypassing the order rules,
+    /// for conformance tests that must send what a correct peer never would
+    /// (a KEY_UPDATE as the first frame, say). The counter still advances,
+    /// so no nonce is used twice. Not part of the public API.
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`], when the key usage limit is reached.
+    #[doc(hidden)]
+    pub fn forge(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Result<Bytes, SessionError> {
         self.frame(
             kind,
             flags,
@@ -324,7 +330,12 @@ impl Sealer {
             &mut Gather::new(&[plaintext]),
             plaintext.len(),
         )
-        .unwrap()
+    }
+
+    /// [`Sealer::forge`], for this crate's tests.
+    #[cfg(test)]
+    pub(crate) fn raw_frame(&mut self, kind: u8, flags: u8, plaintext: &[u8]) -> Bytes {
+        self.forge(kind, flags, plaintext).unwrap()
     }
 
     /// Jumps to the last epoch, so the next KEY_UPDATE would overflow it (tests).
