@@ -49,7 +49,7 @@ use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::Reason;
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
-use crate::transport::ClientTls;
+use crate::transport::{ClientTls, Connector, Endpoint};
 
 /// State changes a [`Client::states`] receiver may fall behind by.
 const STATES_CAPACITY: usize = 64;
@@ -131,7 +131,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.inner.url)
+            .field("connector", &self.inner.connector)
             .field("state", &self.inner.state.with(ClientState::clone))
             .finish_non_exhaustive()
     }
@@ -147,7 +147,7 @@ impl Drop for Owner {
 }
 
 struct Inner {
-    url: String,
+    connector: Connector,
     secret: Secret,
     suite: Suite,
     mode: Mode,
@@ -181,7 +181,7 @@ impl Inner {
 
     async fn establish(self: &Arc<Self>) -> Result<Handle, Error> {
         let established = establish::client(ClientSetup {
-            url: &self.url,
+            connector: &self.connector,
             secret: &self.secret,
             suite: self.suite,
             mode: self.mode,
@@ -257,18 +257,25 @@ impl Client {
             .secret
             .ok_or_else(|| Error::Config("no shared secret configured".into()))?;
         builder.config.validate()?;
-        let over_ws = builder
-            .url
-            .get(..5)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("ws://"));
-        if builder.mode == Mode::Plaintext && over_ws && !builder.plaintext_over_ws {
+        let connector = match builder.connector {
+            Some(connector) => connector,
+            None => match Endpoint::parse(&builder.url)? {
+                Endpoint::WebSocket(mut url) => {
+                    url.headers = builder.headers;
+                    Connector::Endpoint(Endpoint::WebSocket(url))
+                }
+                other => Connector::Endpoint(other),
+            },
+        };
+        if builder.mode == Mode::Plaintext && connector.unprotected() && !builder.plaintext_over_ws
+        {
             return Err(Error::Config(
                 "plaintext mode needs a wss:// url (or ClientBuilder::plaintext_over_ws for tests and trusted sockets)"
                     .into(),
             ));
         }
         let inner = Arc::new(Inner {
-            url: builder.url,
+            connector,
             secret,
             suite: builder.suite.unwrap_or_else(Suite::preferred),
             mode: builder.mode,

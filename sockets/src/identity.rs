@@ -88,12 +88,61 @@ impl fmt::Debug for Meta {
 }
 
 /// What the server knows of a connecting client when its auth hook runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// The id the connection will keep.
     pub id: ConnectionId,
-    /// The client's address.
+    /// The client's address; the unspecified address `0.0.0.0:0` when it has
+    /// none (a Unix socket, a stream of the application's without one).
     pub addr: SocketAddr,
+    /// The headers of the HTTP request that opened a WebSocket (cookies,
+    /// `Authorization`), for an auth hook that checks them; empty on other
+    /// transports.
+    pub headers: Headers,
+}
+
+/// The headers of an HTTP request, names in lowercase. `Debug` shows the
+/// names only: values often carry credentials, and must not reach a log.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    /// Headers from `(name, value)` pairs; names are lowercased.
+    pub fn new<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name.into().to_ascii_lowercase(), value.into()))
+                .collect(),
+        )
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
 }
 
 /// The auth hook's verdict on a client's credentials.

@@ -72,6 +72,8 @@
 //! `UnknownMethod`, `Unauthorized`, `Rejected`, `Protocol`, ...). Dropping a
 //! call's future cancels it on the other side.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod client;
 pub mod config;
 mod connection;
@@ -86,12 +88,13 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 mod signal;
+pub mod testing;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
 pub use error::{Disconnect, Error, Result};
 pub use heartbeat::Rtt;
-pub use identity::{ConnectionId, Meta, SessionKind};
+pub use identity::{ConnectionId, Headers, Meta, SessionKind};
 pub use server::{
     AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
 };

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, watch};
 
 use limits::{Admission, AdmissionConfig};
@@ -65,7 +65,7 @@ use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::{CloseCode, Reason};
 use crate::service::{CallOptions, Encoded, Peer, ServiceRequest};
-use crate::transport::{HttpOptions, PreAuthBytes, ServerTls};
+use crate::transport::{Conn, Framing, HttpOptions, Io, Listener, PreAuthBytes, ServerTls};
 use registry::Registry;
 
 /// How long the accept loop pauses after a failed accept (out of file
@@ -160,13 +160,16 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("local_addr", &self.inner.local_addr)
+            .field("url", &self.url())
             .finish_non_exhaustive()
     }
 }
 
 pub(crate) struct Inner {
-    local_addr: SocketAddr,
+    /// The first listener's TCP address and url.
+    listening: Mutex<Option<(Option<SocketAddr>, String)>>,
+    /// The permissions of a Unix socket file the server binds.
+    unix_mode: u32,
     config: Arc<ConnectionConfig>,
     services: Arc<Services>,
     acceptor: Acceptor,
@@ -189,7 +192,8 @@ pub(crate) struct Inner {
     open: watch::Sender<usize>,
     stopping: AtomicBool,
     stop: watch::Sender<bool>,
-    accept_task: Mutex<Option<JoinHandle<()>>>,
+    /// The accept loops, one per listener.
+    accept_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Server {
@@ -198,7 +202,7 @@ impl Server {
         ServerBuilder::default()
     }
 
-    async fn start(builder: ServerBuilder) -> Result<Self, Error> {
+    fn build(builder: ServerBuilder) -> Result<Self, Error> {
         if let Some(error) = builder.error {
             return Err(error);
         }
@@ -222,11 +226,10 @@ impl Server {
             ..AcceptorConfig::default()
         })
         .map_err(|e| Error::Config(e.to_string()))?;
-        let listener = TcpListener::bind(builder.address.as_str()).await?;
-        let local_addr = listener.local_addr()?;
         let handshake_timeout = builder.config.handshake_timeout;
         let inner = Arc::new(Inner {
-            local_addr,
+            listening: Mutex::new(None),
+            unix_mode: builder.unix_mode,
             config: Arc::new(builder.config),
             services: Arc::new(builder.services),
             acceptor,
@@ -246,17 +249,122 @@ impl Server {
             open: watch::Sender::new(0),
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
-            accept_task: Mutex::new(None),
+            accept_tasks: Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(accept::accept_loop(Arc::clone(&inner), listener));
-        *inner.accept_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-        tracing::info!(%local_addr, "server listening");
         Ok(Self { inner })
     }
 
-    /// The address the server listens on.
+    async fn start(builder: ServerBuilder) -> Result<Self, Error> {
+        let address = builder.address.clone();
+        let server = Self::build(builder)?;
+        let listener = Listener::bind(&address, server.inner.unix_mode)
+            .await
+            .map_err(Error::from)?;
+        server.listen(listener);
+        Ok(server)
+    }
+
+    /// Starts accepting on `listener` (the first one names the server).
+    fn listen(&self, listener: Listener) {
+        let inner = &self.inner;
+        let url = listener.url();
+        tracing::info!(%url, "server listening");
+        inner
+            .listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert((listener.local_addr(), url));
+        let task = tokio::spawn(accept::accept_loop(Arc::clone(inner), listener));
+        inner
+            .accept_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Also accepts WebSocket connections on `listener`, a TCP listener the
+    /// application bound: everything else (limits, handshake, services) is
+    /// the server's. Stops with the server.
+    ///
+    /// ```no_run
+    /// # async fn run(server: sockets::Server) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+    /// server.serve_listener(listener);
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_listener(&self, listener: tokio::net::TcpListener) {
+        self.listen(Listener::Tcp(listener, Framing::WebSocket));
+    }
+
+    /// Serves one connection on `stream`, any byte stream that carries a
+    /// WebSocket from its HTTP upgrade on (the server answers the upgrade).
+    /// `peer_addr`, when known, is what the per-address limits and handlers
+    /// see; without it the connection counts under the global limits only.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let secret = sockets::crypto::Secret::from_key(&[7; 32]);
+    /// let server = sockets::Server::builder().secret(secret.clone()).build()?;
+    /// let (near, far) = tokio::io::duplex(64 * 1024);
+    /// server.serve_connection(far, None);
+    /// let client = sockets::Client::builder().secret(secret).connect_with(near).await?;
+    /// assert!(client.is_connected());
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_connection<S>(&self, stream: S, peer_addr: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.serve_stream(Box::new(stream), Framing::WebSocket, peer_addr);
+    }
+
+    /// Serves one connection on `io`, whose WebSocket upgrade (with
+    /// `headers`) someone else answered.
+    #[cfg(feature = "axum")]
+    pub(crate) fn serve_upgraded(
+        &self,
+        io: Box<dyn Io>,
+        headers: crate::identity::Headers,
+        peer_addr: Option<SocketAddr>,
+    ) {
+        accept::offer(&self.inner, Conn::upgraded(io, headers), peer_addr);
+    }
+
+    /// Serves one connection on `io`, framed as `framing`.
+    pub(crate) fn serve_stream(
+        &self,
+        io: Box<dyn Io>,
+        framing: Framing,
+        peer_addr: Option<SocketAddr>,
+    ) {
+        accept::offer(&self.inner, Conn::io(io, framing), peer_addr);
+    }
+
+    /// The TCP address of the server's first listener: the one
+    /// [`ServerBuilder::start`] bound, or the first given to
+    /// [`Server::serve_listener`]. The unspecified address `0.0.0.0:0` for a
+    /// server listening on a Unix socket, or on nothing of its own (made with
+    /// [`ServerBuilder::build`]); see [`Server::url`].
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.listening()
+            .and_then(|(addr, _)| addr)
+            .unwrap_or(accept::NO_ADDRESS)
+    }
+
+    /// The url a client connects to: `ws://host:port/`, `tcp://host:port` or
+    /// `unix:///path`, of the server's first listener; `None` for a server
+    /// that listens on nothing of its own.
+    pub fn url(&self) -> Option<String> {
+        self.listening().map(|(_, url)| url)
+    }
+
+    fn listening(&self) -> Option<(Option<SocketAddr>, String)> {
+        self.inner
+            .listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Counters of the server's connections and of what connections before
@@ -490,14 +598,11 @@ impl Server {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::Release);
         inner.stop.send_replace(true);
-        let task = inner
-            .accept_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        let tasks =
+            std::mem::take(&mut *inner.accept_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        // Each loop ends at the stop signal, and drops its listener (a Unix
+        // socket's file goes with it).
+        join_all(tasks).await;
         let handles = inner.registry.all();
         for handle in &handles {
             handle.drain();
@@ -509,6 +614,6 @@ impl Server {
         let mut open = inner.open.subscribe();
         let wait = inner.config.handshake_timeout + Duration::from_secs(2);
         let _ = tokio::time::timeout(wait, open.wait_for(|n| *n == 0)).await;
-        tracing::info!(local_addr = %inner.local_addr, "server stopped");
+        tracing::info!(url = ?self.url(), "server stopped");
     }
 }

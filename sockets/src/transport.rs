@@ -2,9 +2,11 @@
 //! nothing of what they carry.
 //!
 //! Every handshake message and every sealed frame is exactly one binary
-//! message. [`Transport`] is what the layers above see; [`WebSocketTransport`]
-//! implements it with our own RFC 6455 framing ([`ws`]) after an HTTP/1.1
-//! upgrade ([`http`]), over TCP or, with the `tls` feature, TLS over TCP.
+//! message. [`Transport`] is what the layers above see; [`Framed`]
+//! implements it over any byte stream with a [`Codec`]: our own RFC 6455
+//! framing ([`ws`]) after an HTTP/1.1 upgrade ([`http`]), over TCP or, with
+//! the `tls` feature, TLS over TCP; or length-prefixed frames ([`prefixed`])
+//! over raw TCP, Unix domain sockets or an in-process pair.
 //!
 //! A transport starts **unauthenticated**: it accepts messages only up to
 //! the small limit its owner gives (the largest AUTH frame, which also
@@ -21,7 +23,10 @@
 //! session: a relay between two different TLS sessions makes the handshake fail.
 
 pub(crate) mod http;
+mod prefixed;
 mod queue;
+#[cfg(unix)]
+mod unix;
 pub(crate) mod ws;
 
 use std::future::{Future, poll_fn};
@@ -30,19 +35,24 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::task::{Context, Poll, Waker, ready};
+use tokio::net::TcpListener;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::error::Error;
+use crate::identity::Headers;
 use crate::protocol::Reason;
 use tokio::net::TcpStream;
 
 pub(crate) use http::HttpOptions;
-use http::{Request, Url};
+use http::Request;
+pub(crate) use http::Url;
+use prefixed::Prefixed;
 use queue::{MAX_SLICES, WriteQueue};
-use ws::{Frame, Role, WebSocket, WsError};
+use ws::{Role, WebSocket, WsError};
 
 /// The read buffer's first allocation, and the most a read asks for beyond
 /// the frame being received. Small, because idle connections are the common
@@ -97,7 +107,7 @@ impl TransportError {
             Self::NotBinary => Some(Reason::NonBinary),
             Self::TooLarge => Some(Reason::FrameTooLarge),
             Self::TooManyControlFrames => Some(Reason::TooManyPings),
-            Self::Protocol(_) => Some(Reason::MalformedWebSocket),
+            Self::Protocol(_) => Some(Reason::MalformedTransport),
             _ => None,
         }
     }
@@ -132,6 +142,52 @@ impl From<WsError> for TransportError {
             WsError::Protocol(what) => Self::Protocol(what),
         }
     }
+}
+
+/// One decoded unit of a framing, as far as [`Framed`] needs to know.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A whole binary message.
+    Binary(Bytes),
+    /// A ping to answer with this payload (WebSocket only).
+    Ping(Bytes),
+    /// A pong: nothing to do.
+    Pong,
+    /// The peer's close: its code and reason, if it gave them.
+    Close(Option<(u16, String)>),
+}
+
+/// A framing of binary messages over a byte stream, sans-IO: bytes in,
+/// frames out, and the other way round. [`ws::WebSocket`] (after an HTTP
+/// upgrade) and [`prefixed::Prefixed`] (TCP, Unix sockets, in-process pairs)
+/// implement it; [`Framed`] drives either over a stream.
+pub(crate) trait Codec: Send + 'static {
+    /// Decodes the next frame from the front of `buf`, consuming it.
+    /// `Ok(None)`: more bytes are needed.
+    ///
+    /// # Errors
+    /// The peer broke the framing or sent too much.
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, TransportError>;
+
+    /// How many bytes the buffer must hold for the frame being received,
+    /// once its header is known (0 otherwise), so they are reserved at once.
+    fn need(&self) -> usize;
+
+    /// Appends a binary message.
+    fn encode_binary(&mut self, message: Bytes, out: &mut WriteQueue);
+
+    /// Appends a pong for a ping with `payload` (a framing without pings never asks).
+    fn encode_pong(&mut self, payload: Bytes, out: &mut WriteQueue);
+
+    /// Appends the framing's close, with `code` and `reason`.
+    fn encode_close(&mut self, code: u16, reason: &str, out: &mut WriteQueue);
+
+    /// The peer authenticated: accept messages up to `max_message`, and
+    /// answer pings.
+    fn authenticated(&mut self, max_message: usize);
+
+    /// Whether pings are answered now.
+    fn answers_pings(&self) -> bool;
 }
 
 /// What the peer sent.
@@ -303,10 +359,10 @@ fn poll_read(
     read.poll(cx)
 }
 
-/// Binary messages over a WebSocket.
-pub(crate) struct WebSocketTransport {
+/// Binary messages over a byte stream, in a framing `C`.
+pub(crate) struct Framed<C> {
     io: Box<dyn Io>,
-    ws: WebSocket,
+    codec: C,
     read: BytesMut,
     out: WriteQueue,
     /// A ping to answer; a newer ping replaces it, so one pong at most waits.
@@ -319,27 +375,22 @@ pub(crate) struct WebSocketTransport {
     gauge: Option<Gauge>,
 }
 
-impl std::fmt::Debug for WebSocketTransport {
+impl<C: std::fmt::Debug> std::fmt::Debug for Framed<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSocketTransport")
-            .field("ws", &self.ws)
+        f.debug_struct("Framed")
+            .field("codec", &self.codec)
             .field("buffered", &self.read.len())
             .field("queued", &self.out.len())
             .finish_non_exhaustive()
     }
 }
 
-impl WebSocketTransport {
-    fn new(
-        io: Box<dyn Io>,
-        role: Role,
-        early: BytesMut,
-        pre_auth_limit: usize,
-        gauge: Option<Gauge>,
-    ) -> Self {
+impl<C: Codec> Framed<C> {
+    /// Drives `codec` over `io`; `early` holds bytes already read from it.
+    fn new(io: Box<dyn Io>, codec: C, early: BytesMut, gauge: Option<Gauge>) -> Self {
         let mut transport = Self {
             io,
-            ws: WebSocket::new(role, pre_auth_limit),
+            codec,
             read: early,
             out: WriteQueue::default(),
             pong: None,
@@ -361,7 +412,7 @@ impl WebSocketTransport {
     /// Writes what is queued (and the pending pong) until done or blocked.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
         if let Some(payload) = self.pong.take() {
-            self.ws.encode_pong(payload, &mut self.out);
+            self.codec.encode_pong(payload, &mut self.out);
         }
         while !self.out.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -380,13 +431,13 @@ impl WebSocketTransport {
     }
 }
 
-impl Transport for WebSocketTransport {
+impl<C: Codec> Transport for Framed<C> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, TransportError>> {
         loop {
-            match self.ws.decode(&mut self.read)? {
+            match self.codec.decode(&mut self.read)? {
                 Some(Frame::Binary(message)) => return Poll::Ready(Ok(Incoming::Binary(message))),
                 Some(Frame::Ping(payload)) => {
-                    if self.ws.answers_pings() && !self.close_sent {
+                    if self.codec.answers_pings() && !self.close_sent {
                         self.pong = Some(payload);
                         // Written with the next flush; the owner is woken for it.
                         cx.waker().wake_by_ref();
@@ -407,7 +458,7 @@ impl Transport for WebSocketTransport {
             }
             // The rest of the frame in progress (its size was checked against
             // the limit on its header), or a small chunk.
-            let need = self.ws.need().saturating_sub(self.read.len());
+            let need = self.codec.need().saturating_sub(self.read.len());
             self.read.reserve(need.max(READ_CHUNK));
             self.account();
             let read = ready!(poll_read(&mut *self.io, &mut self.read, cx));
@@ -437,7 +488,7 @@ impl Transport for WebSocketTransport {
         if self.close_sent {
             return;
         }
-        self.ws.encode_binary(message, &mut self.out);
+        self.codec.encode_binary(message, &mut self.out);
         self.account();
     }
 
@@ -460,7 +511,7 @@ impl Transport for WebSocketTransport {
             1000..=1003 | 1007..=1011 | 3000..=4999 => code,
             _ => 1000,
         };
-        self.ws.encode_close(code, reason, &mut self.out);
+        self.codec.encode_close(code, reason, &mut self.out);
         self.account();
     }
 
@@ -470,7 +521,7 @@ impl Transport for WebSocketTransport {
     }
 
     fn authenticated(&mut self, max_message: usize) {
-        self.ws.authenticated(max_message);
+        self.codec.authenticated(max_message);
         self.gauge = None;
     }
 }
@@ -512,95 +563,481 @@ fn exporter<D>(connection: &tokio_rustls::rustls::ConnectionCommon<D>) -> Export
         .ok()
 }
 
-/// What came of an accepted socket.
+/// How messages are framed on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// An HTTP/1.1 upgrade, then WebSocket frames (`ws://`, `wss://`).
+    WebSocket,
+    /// WebSocket frames on a stream whose upgrade someone else answered (axum).
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    Upgraded,
+    /// Length-prefixed frames (`tcp://`, `unix://`, in-process pairs).
+    Prefixed,
+}
+
+/// Where a client connects, or a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `ws://host:port/path` or `wss://…`.
+    WebSocket(Url),
+    /// `tcp://host:port`: length-prefixed frames on raw TCP.
+    Tcp { host: String, port: u16 },
+    /// `unix:///path`: length-prefixed frames on a Unix domain socket.
+    Unix(std::path::PathBuf),
+}
+
+impl Endpoint {
+    /// Parses `ws://`, `wss://`, `tcp://host:port` or `unix:///path`.
+    ///
+    /// # Errors
+    /// [`TransportError::BadUrl`] with what is wrong.
+    pub(crate) fn parse(url: &str) -> Result<Self, TransportError> {
+        let bad = |why: &str| TransportError::BadUrl(why.to_owned());
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("the url must start with ws://, wss://, tcp:// or unix://"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "wss" => Ok(Self::WebSocket(Url::parse(url)?)),
+            "tcp" => {
+                let (host, port) = rest
+                    .trim_end_matches('/')
+                    .rsplit_once(':')
+                    .ok_or_else(|| bad("a tcp:// url needs a port"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() {
+                    return Err(bad("the url has no host"));
+                }
+                let port = port
+                    .parse()
+                    .map_err(|_| bad("the url's port is not a number"))?;
+                Ok(Self::Tcp {
+                    host: host.to_owned(),
+                    port,
+                })
+            }
+            "unix" if !rest.is_empty() => Ok(Self::Unix(rest.into())),
+            "unix" => Err(bad("a unix:// url needs a path")),
+            _ => Err(bad(
+                "the url must start with ws://, wss://, tcp:// or unix://",
+            )),
+        }
+    }
+
+    /// A server's listening address: a url, or `host:port` for a WebSocket.
+    ///
+    /// # Errors
+    /// As [`Endpoint::parse`].
+    pub(crate) fn parse_listen(address: &str) -> Result<Self, TransportError> {
+        if address.contains("://") {
+            Self::parse(address)
+        } else {
+            Self::parse(&format!("ws://{address}/"))
+        }
+    }
+}
+
+/// An accepted stream, before it is known to be a session.
+pub(crate) struct Conn {
+    stream: ConnStream,
+    framing: Framing,
+    /// The upgrade request's headers, when someone else answered it.
+    headers: Headers,
+}
+
+enum ConnStream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+    Io(Box<dyn Io>),
+}
+
+impl Conn {
+    /// An accepted TCP stream, in `framing`.
+    #[cfg(test)]
+    pub(crate) fn tcp(tcp: TcpStream, framing: Framing) -> Self {
+        Self {
+            stream: ConnStream::Tcp(tcp),
+            framing,
+            headers: Headers::default(),
+        }
+    }
+
+    /// A stream the application brought, in `framing`.
+    pub(crate) fn io(io: Box<dyn Io>, framing: Framing) -> Self {
+        Self {
+            stream: ConnStream::Io(io),
+            framing,
+            headers: Headers::default(),
+        }
+    }
+
+    /// A stream whose WebSocket upgrade someone else answered, with the
+    /// upgrade request's headers.
+    #[cfg(feature = "axum")]
+    pub(crate) fn upgraded(io: Box<dyn Io>, headers: Headers) -> Self {
+        Self {
+            stream: ConnStream::Io(io),
+            framing: Framing::Upgraded,
+            headers,
+        }
+    }
+
+    /// Tells the peer why it is refused, writing only what the socket takes
+    /// at once (never waiting): an HTTP 503 on a WebSocket port, a close on a
+    /// length-prefixed one. A TLS socket or a stream of the application's
+    /// gets nothing (a reset).
+    pub(crate) fn refuse_now(self, tls: &ServerTls, reason: &str) {
+        let stream = match &self.stream {
+            ConnStream::Tcp(tcp) => tcp,
+            #[cfg(unix)]
+            ConnStream::Unix(unix) => {
+                let _ = unix.try_write(&prefixed_refusal(reason));
+                return;
+            }
+            ConnStream::Io(_) => return,
+        };
+        match self.framing {
+            Framing::WebSocket if !tls.is_on() => http::refuse_now(stream, reason),
+            Framing::Prefixed => {
+                let _ = stream.try_write(&prefixed_refusal(reason));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A preamble and a close 4007 with `reason`, as one write.
+fn prefixed_refusal(reason: &str) -> Vec<u8> {
+    let mut codec = Prefixed::new(0);
+    let mut out = WriteQueue::default();
+    codec.encode_close(4007, reason, &mut out);
+    let mut bytes = Vec::with_capacity(out.len());
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let count = out.slices(&mut slices);
+    for slice in &slices[..count] {
+        bytes.extend_from_slice(slice);
+    }
+    bytes
+}
+
+/// A server's listening socket.
+pub(crate) enum Listener {
+    /// TCP, with WebSocket or length-prefixed framing.
+    Tcp(TcpListener, Framing),
+    /// A Unix domain socket (length-prefixed framing), and its file.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    /// Binds `address` (`host:port`, `ws://…`, `tcp://…` or `unix:///…`);
+    /// a Unix socket file gets the permissions `unix_mode`.
+    ///
+    /// # Errors
+    /// A bad address, or the bind failed.
+    pub(crate) async fn bind(address: &str, unix_mode: u32) -> Result<Self, TransportError> {
+        match Endpoint::parse_listen(address)? {
+            Endpoint::WebSocket(url) => {
+                if url.secure {
+                    return Err(TransportError::BadUrl(
+                        "a server listens on ws:// (TLS comes from ServerBuilder::tls)".into(),
+                    ));
+                }
+                let listener = TcpListener::bind((url.host.as_str(), url.port)).await?;
+                Ok(Self::Tcp(listener, Framing::WebSocket))
+            }
+            Endpoint::Tcp { host, port } => {
+                let listener = TcpListener::bind((host.as_str(), port)).await?;
+                Ok(Self::Tcp(listener, Framing::Prefixed))
+            }
+            #[cfg(unix)]
+            Endpoint::Unix(path) => Ok(Self::Unix(unix::bind(&path, unix_mode).await?, path)),
+            #[cfg(not(unix))]
+            Endpoint::Unix(_) => {
+                let _ = unix_mode;
+                Err(TransportError::BadUrl(
+                    "unix:// needs a Unix platform".into(),
+                ))
+            }
+        }
+    }
+
+    /// The TCP address it listens on; `None` for a Unix socket.
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(listener, _) => listener.local_addr().ok(),
+            #[cfg(unix)]
+            Self::Unix(..) => None,
+        }
+    }
+
+    /// The url a client connects to.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            Self::Tcp(listener, framing) => {
+                let addr = listener
+                    .local_addr()
+                    .map_or_else(|_| "?".into(), |addr| addr.to_string());
+                match framing {
+                    Framing::Prefixed => format!("tcp://{addr}"),
+                    _ => format!("ws://{addr}/"),
+                }
+            }
+            #[cfg(unix)]
+            Self::Unix(_, path) => format!("unix://{}", path.display()),
+        }
+    }
+
+    /// The next connection, and the peer's address if it has one.
+    ///
+    /// # Errors
+    /// The accept failed (out of file descriptors, say).
+    pub(crate) async fn accept(&self) -> std::io::Result<(Conn, Option<SocketAddr>)> {
+        match self {
+            Self::Tcp(listener, framing) => {
+                let (tcp, addr) = listener.accept().await?;
+                let _ = tcp.set_nodelay(true);
+                let conn = Conn {
+                    stream: ConnStream::Tcp(tcp),
+                    framing: *framing,
+                    headers: Headers::default(),
+                };
+                Ok((conn, Some(addr)))
+            }
+            #[cfg(unix)]
+            Self::Unix(listener, _) => {
+                let (unix, _) = listener.accept().await?;
+                let conn = Conn {
+                    stream: ConnStream::Unix(unix),
+                    framing: Framing::Prefixed,
+                    headers: Headers::default(),
+                };
+                Ok((conn, None))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Self::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What came of an accepted stream.
 pub(crate) enum Accepted {
-    /// A WebSocket, with the TLS channel binding if TLS is on.
-    Upgraded(Box<dyn Transport>, Exporter),
+    /// A transport, with the TLS channel binding if TLS is on, and the
+    /// upgrade request's headers (empty on other transports).
+    Upgraded(Box<dyn Transport>, Exporter, Headers),
     /// A plain HTTP request, answered with this status and closed.
     Answered(u16),
 }
 
-/// The server side of an accepted socket: TLS (if configured), then the
-/// HTTP request, answered with an upgrade or a plain response. Messages are
+/// The server side of an accepted stream: TLS (if configured, for a
+/// WebSocket on TCP), then the HTTP request answered with an upgrade or a
+/// plain response, or straight to length-prefixed frames. Messages are
 /// limited to `pre_auth_limit` bytes until [`Transport::authenticated`].
 ///
 /// # Errors
 /// I/O and TLS failures.
 pub(crate) async fn accept(
-    tcp: TcpStream,
+    conn: Conn,
     tls: &ServerTls,
     options: &HttpOptions,
     pre_auth_limit: usize,
     mut gauge: Option<Gauge>,
 ) -> Result<Accepted, TransportError> {
-    let _ = tcp.set_nodelay(true);
-    let (mut io, exporter): (Box<dyn Io>, Exporter) = match tls {
+    let Conn {
+        stream,
+        framing,
+        mut headers,
+    } = conn;
+    let (mut io, exporter): (Box<dyn Io>, Exporter) = match stream {
         #[cfg(feature = "tls")]
-        ServerTls {
-            acceptor: Some(acceptor),
-        } => {
+        ConnStream::Tcp(tcp) if framing == Framing::WebSocket && tls.is_on() => {
+            let Some(acceptor) = &tls.acceptor else {
+                return Err(TransportError::Http("no TLS acceptor"));
+            };
             let stream = acceptor.accept(tcp).await?;
             let exporter = exporter(stream.get_ref().1);
             (Box::new(stream), exporter)
         }
-        _ => (Box::new(tcp), None),
+        ConnStream::Tcp(tcp) => (Box::new(tcp), None),
+        #[cfg(unix)]
+        ConnStream::Unix(unix) => (Box::new(unix), None),
+        ConnStream::Io(io) => (io, None),
     };
-    match http::serve(&mut *io, options, &mut gauge).await? {
-        Request::Upgraded(early) => {
-            let transport = WebSocketTransport::new(io, Role::Server, early, pre_auth_limit, gauge);
-            Ok(Accepted::Upgraded(Box::new(transport), exporter))
+    let _ = tls;
+    let early = match framing {
+        Framing::WebSocket => match http::serve(&mut *io, options, &mut gauge).await? {
+            Request::Upgraded(request, early) => {
+                headers = request;
+                early
+            }
+            Request::Answered(status) => {
+                let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
+                return Ok(Accepted::Answered(status));
+            }
+        },
+        Framing::Upgraded | Framing::Prefixed => BytesMut::new(),
+    };
+    let transport: Box<dyn Transport> = match framing {
+        Framing::Prefixed => Box::new(Framed::new(io, Prefixed::new(pre_auth_limit), early, gauge)),
+        Framing::WebSocket | Framing::Upgraded => {
+            let codec = WebSocket::new(Role::Server, pre_auth_limit);
+            Box::new(Framed::new(io, codec, early, gauge))
         }
-        Request::Answered(status) => {
-            let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
-            Ok(Accepted::Answered(status))
-        }
-    }
+    };
+    Ok(Accepted::Upgraded(transport, exporter, headers))
 }
 
-/// Refuses an accepted socket with `code` and `reason` in a WebSocket close,
-/// after the upgrade (how browsers can read a reason). Plain HTTP requests
-/// get their plain answer instead.
+/// Refuses an accepted stream with `code` and `reason` in the transport's
+/// close: after the upgrade, for a WebSocket (how browsers can read a
+/// reason). Plain HTTP requests get their plain answer instead.
 pub(crate) async fn refuse(
-    tcp: TcpStream,
+    conn: Conn,
     tls: &ServerTls,
     options: &HttpOptions,
     code: u16,
     reason: &str,
 ) {
     // Nothing is read after the upgrade: the smallest limit will do.
-    if let Ok(Accepted::Upgraded(mut transport, _)) = accept(tcp, tls, options, 0, None).await {
+    if let Ok(Accepted::Upgraded(mut transport, ..)) = accept(conn, tls, options, 0, None).await {
         let _ = transport.close(code, reason).await;
     }
 }
 
-pub(crate) use http::refuse_now;
+/// How a client reaches its server.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    /// A url, connected to afresh each time.
+    Endpoint(Endpoint),
+    /// A stream the application connected, for the first connection only
+    /// (`ClientBuilder::connect_with`), carrying a WebSocket upgrade to `url`.
+    Stream(Arc<std::sync::Mutex<Option<Box<dyn Io>>>>, Url),
+    /// A function that opens a new stream each time (the in-process pairs of
+    /// `sockets::testing`), in the given framing.
+    Open(OpenStream, Framing),
+}
 
-/// Connects to `url`: TCP, TLS for `wss://`, the upgrade. Returns the
-/// transport, the server's address and the TLS channel binding. Messages
-/// are limited to `pre_auth_limit` bytes until [`Transport::authenticated`].
+/// Opens a stream to the server, for [`Connector::Open`].
+pub(crate) type OpenStream = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = std::io::Result<Box<dyn Io>>> + Send>> + Send + Sync,
+>;
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Endpoint(endpoint) => write!(f, "{endpoint:?}"),
+            Self::Stream(..) => f.write_str("a stream of the application"),
+            Self::Open(..) => f.write_str("an in-process stream"),
+        }
+    }
+}
+
+impl Connector {
+    /// Whether frames travel in clear on the way: plaintext mode is refused
+    /// on such a connector unless the client allows it explicitly.
+    pub(crate) fn unprotected(&self) -> bool {
+        match self {
+            Self::Endpoint(Endpoint::WebSocket(url)) => !url.secure,
+            Self::Endpoint(Endpoint::Tcp { .. }) => true,
+            Self::Stream(..) => true,
+            Self::Endpoint(Endpoint::Unix(_)) | Self::Open(..) => false,
+        }
+    }
+}
+
+/// Connects: TCP (with TLS for `wss://`) and the upgrade, raw TCP, a Unix
+/// socket, or the connector's own stream. Returns the transport, the
+/// server's address if it has one, and the TLS channel binding. Messages are
+/// limited to `pre_auth_limit` bytes until [`Transport::authenticated`].
 ///
 /// # Errors
 /// [`TransportError::BadUrl`], I/O and TLS failures, a refused or invalid upgrade.
 pub(crate) async fn connect(
-    url: &str,
+    connector: &Connector,
     tls: &ClientTls,
     pre_auth_limit: usize,
-) -> Result<(Box<dyn Transport>, SocketAddr, Exporter), TransportError> {
-    let url = Url::parse(url)?;
-    if url.secure {
-        tls_ready(tls)?;
-    }
-    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-    let _ = tcp.set_nodelay(true);
-    let addr = tcp.peer_addr()?;
-    let (mut io, exporter): (Box<dyn Io>, Exporter) = if url.secure {
-        secure_stream(tcp, &url.host, tls).await?
-    } else {
-        (Box::new(tcp), None)
+) -> Result<(Box<dyn Transport>, Option<SocketAddr>, Exporter), TransportError> {
+    let prefixed = |io: Box<dyn Io>| -> Box<dyn Transport> {
+        Box::new(Framed::new(
+            io,
+            Prefixed::new(pre_auth_limit),
+            BytesMut::new(),
+            None,
+        ))
     };
-    let early = http::upgrade(&mut *io, &url).await?;
-    let transport = WebSocketTransport::new(io, Role::Client, early, pre_auth_limit, None);
-    Ok((Box::new(transport), addr, exporter))
+    match connector {
+        Connector::Endpoint(Endpoint::WebSocket(url)) => {
+            if url.secure {
+                tls_ready(tls)?;
+            }
+            let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let addr = tcp.peer_addr()?;
+            let (io, exporter): (Box<dyn Io>, Exporter) = if url.secure {
+                secure_stream(tcp, &url.host, tls).await?
+            } else {
+                (Box::new(tcp), None)
+            };
+            let transport = upgrade(io, url, pre_auth_limit).await?;
+            Ok((transport, Some(addr), exporter))
+        }
+        Connector::Endpoint(Endpoint::Tcp { host, port }) => {
+            let tcp = TcpStream::connect((host.as_str(), *port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let addr = tcp.peer_addr()?;
+            Ok((prefixed(Box::new(tcp)), Some(addr), None))
+        }
+        #[cfg(unix)]
+        Connector::Endpoint(Endpoint::Unix(path)) => {
+            let unix = tokio::net::UnixStream::connect(path).await?;
+            Ok((prefixed(Box::new(unix)), None, None))
+        }
+        #[cfg(not(unix))]
+        Connector::Endpoint(Endpoint::Unix(_)) => Err(TransportError::BadUrl(
+            "unix:// needs a Unix platform".into(),
+        )),
+        Connector::Stream(stream, url) => {
+            let io = stream
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the stream given to connect_with is used up: a client on it cannot reconnect",
+                    )
+                })?;
+            Ok((upgrade(io, url, pre_auth_limit).await?, None, None))
+        }
+        Connector::Open(open, framing) => {
+            let io = open().await?;
+            let transport = match framing {
+                Framing::Prefixed => prefixed(io),
+                _ => {
+                    let url = Url::parse("ws://localhost/")?;
+                    upgrade(io, &url, pre_auth_limit).await?
+                }
+            };
+            Ok((transport, None, None))
+        }
+    }
+}
+
+/// The client side of a WebSocket upgrade on `io`.
+async fn upgrade(
+    mut io: Box<dyn Io>,
+    url: &Url,
+    pre_auth_limit: usize,
+) -> Result<Box<dyn Transport>, TransportError> {
+    let early = http::upgrade(&mut *io, url).await?;
+    let codec = WebSocket::new(Role::Client, pre_auth_limit);
+    Ok(Box::new(Framed::new(io, codec, early, None)))
 }
 
 #[cfg(feature = "tls")]
@@ -658,14 +1095,14 @@ mod tests {
 
     /// A server and a client transport over a loopback socket.
     async fn pair() -> (Box<dyn Transport>, Box<dyn Transport>, Arc<PreAuthBytes>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/", listener.local_addr().unwrap());
         let total = Arc::new(PreAuthBytes::default());
         let gauge = Gauge::new(Arc::clone(&total));
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             match accept(
-                tcp,
+                Conn::tcp(tcp, Framing::WebSocket),
                 &ServerTls::default(),
                 &HttpOptions::default(),
                 LIMIT,
@@ -673,11 +1110,14 @@ mod tests {
             )
             .await
             {
-                Ok(Accepted::Upgraded(transport, _)) => transport,
+                Ok(Accepted::Upgraded(transport, ..)) => transport,
                 _ => panic!("an upgrade"),
             }
         });
-        let (client, _, _) = connect(&url, &ClientTls::default(), LIMIT).await.unwrap();
+        let connector = Connector::Endpoint(Endpoint::parse(&url).unwrap());
+        let (client, _, _) = connect(&connector, &ClientTls::default(), LIMIT)
+            .await
+            .unwrap();
         (server.await.unwrap(), client, total)
     }
 
@@ -730,12 +1170,12 @@ mod tests {
 
     #[tokio::test]
     async fn pings_are_answered_only_after_authentication() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepting = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             match accept(
-                tcp,
+                Conn::tcp(tcp, Framing::WebSocket),
                 &ServerTls::default(),
                 &HttpOptions::default(),
                 LIMIT,
@@ -743,7 +1183,7 @@ mod tests {
             )
             .await
             {
-                Ok(Accepted::Upgraded(transport, _)) => transport,
+                Ok(Accepted::Upgraded(transport, ..)) => transport,
                 _ => panic!("an upgrade"),
             }
         });
@@ -774,5 +1214,127 @@ mod tests {
         let mut rest = Vec::new();
         tcp.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, [0x88, 0x02, 0x03, 0xe8], "only the close followed");
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use bytes::{BufMut, Bytes, BytesMut};
+    use proptest::prelude::*;
+
+    use super::prefixed::{PREAMBLE, Prefixed};
+    use super::queue::WriteQueue;
+    use super::ws::{Role, WebSocket};
+    use super::{Codec, Frame, TransportError};
+
+    const LIMIT: usize = 4096;
+
+    fn codecs() -> Vec<(&'static str, Box<dyn Codec>)> {
+        vec![
+            ("websocket", Box::new(WebSocket::new(Role::Server, LIMIT))),
+            ("prefixed", Box::new(Prefixed::new(LIMIT))),
+        ]
+    }
+
+    /// A valid stream for each codec: the preamble (prefixed), three messages
+    /// and a close, as a client of that framing sends them.
+    fn valid_streams(payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut client_ws = WebSocket::new(Role::Client, LIMIT);
+        let mut client_prefixed = Prefixed::new(LIMIT);
+        let mut out = Vec::new();
+        for codec in [&mut client_ws as &mut dyn Codec, &mut client_prefixed] {
+            let mut queue = WriteQueue::default();
+            for payload in payloads {
+                codec.encode_binary(Bytes::from(payload.clone()), &mut queue);
+            }
+            codec.encode_close(1000, "bye", &mut queue);
+            out.push(queue.to_vec());
+        }
+        out
+    }
+
+    /// Feeds `bytes` in pieces of the given sizes; what came out, and whether
+    /// it ended in an error. Checks on the way that the codec never asks
+    /// for more than a frame at the limit.
+    fn feed(
+        codec: &mut dyn Codec,
+        bytes: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<Frame>, Option<TransportError>) {
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        let mut cut = cuts.iter().cycle();
+        while at < bytes.len() {
+            let take = (*cut.next().unwrap_or(&1)).min(bytes.len() - at);
+            buf.put_slice(&bytes[at..at + take]);
+            at += take;
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(error) => return (frames, Some(error)),
+                }
+                assert!(codec.need() <= LIMIT + 14 + PREAMBLE.len());
+            }
+            assert!(
+                codec.need() <= LIMIT + 14 + PREAMBLE.len(),
+                "asks for {}",
+                codec.need()
+            );
+        }
+        (frames, None)
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_ask_past_the_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(1usize..200, 1..16),
+        ) {
+            for (_, mut codec) in codecs() {
+                let (frames, _) = feed(&mut *codec, &bytes, &cuts);
+                for frame in frames {
+                    if let Frame::Binary(message) = frame {
+                        prop_assert!(message.len() <= LIMIT);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn valid_streams_in_any_pieces_decode_whole_and_mutations_are_caught_or_harmless(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..600), 1..4),
+            cuts in proptest::collection::vec(1usize..300, 1..16),
+            flip in any::<usize>(),
+            bit in 0u8..8,
+        ) {
+            let streams = valid_streams(&payloads);
+            for ((name, mut codec), stream) in codecs().into_iter().zip(&streams) {
+                let (frames, error) = feed(&mut *codec, stream, &cuts);
+                prop_assert!(error.is_none(), "{name}: {error:?}");
+                let messages: Vec<Vec<u8>> = frames
+                    .iter()
+                    .filter_map(|f| match f {
+                        Frame::Binary(m) => Some(m.to_vec()),
+                        _ => None,
+                    })
+                    .collect();
+                prop_assert_eq!(&messages, &payloads);
+                prop_assert_eq!(frames.last(), Some(&Frame::Close(Some((1000, "bye".into())))));
+            }
+            // One bit flipped anywhere: an error, or frames within the limit.
+            for ((_, mut codec), stream) in codecs().into_iter().zip(&streams) {
+                let mut stream = stream.clone();
+                let at = flip % stream.len();
+                stream[at] ^= 1 << bit;
+                let (frames, _) = feed(&mut *codec, &stream, &cuts);
+                for frame in frames {
+                    if let Frame::Binary(message) = frame {
+                        prop_assert!(message.len() <= LIMIT);
+                    }
+                }
+            }
+        }
     }
 }

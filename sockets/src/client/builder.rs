@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, Reconnect};
 use crate::config::{ConnectionConfig, Vars, process_env};
@@ -10,7 +11,7 @@ use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::protocol::codec;
-use crate::transport::ClientTls;
+use crate::transport::{ClientTls, Connector, Endpoint, Framing, Io, OpenStream, Url};
 
 /// How long one connection's keys serve before the client renews them.
 const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -18,6 +19,10 @@ const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Configures a [`Client`] and connects it. See [`Client::builder`].
 pub struct ClientBuilder {
     pub(super) url: String,
+    /// How to reach the server, when it is not the url.
+    pub(super) connector: Option<Connector>,
+    /// More headers for a WebSocket upgrade request.
+    pub(super) headers: Vec<(String, String)>,
     pub(super) secret: Option<Secret>,
     pub(super) suite: Option<Suite>,
     pub(super) mode: Mode,
@@ -47,6 +52,8 @@ impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
             url: "ws://127.0.0.1:7878/".into(),
+            connector: None,
+            headers: Vec::new(),
             secret: None,
             suite: None,
             mode: Mode::Encrypted,
@@ -95,10 +102,63 @@ impl ClientBuilder {
         Ok(builder)
     }
 
-    /// The server's URL, `ws://host:port/`, or `wss://host:port/` with the
-    /// `tls` feature and `ClientBuilder::tls`. Default `ws://127.0.0.1:7878/`.
+    /// The server's URL: `ws://host:port/path` (or `wss://` with the `tls`
+    /// feature and [`ClientBuilder::tls`]) for a WebSocket, `tcp://host:port`
+    /// for length-prefixed frames on raw TCP, `unix:///path` for a Unix
+    /// domain socket. Default `ws://127.0.0.1:7878/`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// Sends `name: value` with the WebSocket upgrade request, for a server
+    /// (or a proxy in front of it) that checks a cookie or a bearer token
+    /// there; the server's auth hook reads them in
+    /// [`PeerInfo::headers`](crate::PeerInfo::headers). On `tcp://` and
+    /// `unix://` there is no HTTP request, and they are not sent. Unlike
+    /// credentials, headers travel before the handshake: in clear on `ws://`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        if crate::transport::http::valid_header(&name, &value) {
+            self.headers.push((name, value));
+        } else {
+            self.error
+                .get_or_insert(Error::Config(format!("`{name}` is not a valid header")));
+        }
+        self
+    }
+
+    /// Connects over `stream`, a byte stream the application opened (a
+    /// socket through a proxy, one end of an in-process pipe): the client
+    /// sends a WebSocket upgrade on it (for [`ClientBuilder::url`]'s host
+    /// and path) and runs the handshake as usual. A stream can be used once:
+    /// a client made this way does not reconnect when it ends.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect_with<S>(mut self, stream: S) -> Result<Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let mut url = match Endpoint::parse(&self.url)? {
+            Endpoint::WebSocket(url) => url,
+            _ => Url::parse("ws://localhost/")?,
+        };
+        url.headers.clone_from(&self.headers);
+        let stream: Box<dyn Io> = Box::new(stream);
+        self.connector = Some(Connector::Stream(
+            std::sync::Arc::new(std::sync::Mutex::new(Some(stream))),
+            url,
+        ));
+        self.reconnect = Reconnect::disabled();
+        Client::connect(self).await
+    }
+
+    /// Connects through `open`, which opens a new stream to the server for
+    /// each connection, framed as `framing` (the in-process pairs of
+    /// [`testing`](crate::testing)).
+    pub(crate) fn open_with(mut self, open: OpenStream, framing: Framing) -> Self {
+        self.connector = Some(Connector::Open(open, framing));
         self
     }
 

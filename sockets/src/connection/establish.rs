@@ -25,12 +25,12 @@ use crate::crypto::{
     Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
 };
 use crate::error::{Disconnect, Error};
-use crate::identity::{AuthDecision, PeerInfo};
+use crate::identity::{AuthDecision, Headers, PeerInfo};
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::payloads::{AuthResult, Close};
 use crate::protocol::{CloseCode, Reason, codec};
 use crate::service::BoxFuture;
-use crate::transport::{self, ClientTls, Exporter, Incoming, Transport};
+use crate::transport::{self, ClientTls, Connector, Exporter, Incoming, Transport};
 
 /// The type-erased hook the server runs: encoded credentials in, verdict out.
 pub(crate) type AuthHook =
@@ -50,7 +50,7 @@ pub(crate) struct Established {
 
 /// What a client needs to connect.
 pub(crate) struct ClientSetup<'a> {
-    pub(crate) url: &'a str,
+    pub(crate) connector: &'a Connector,
     pub(crate) secret: &'a Secret,
     pub(crate) suite: Suite,
     pub(crate) mode: Mode,
@@ -95,8 +95,10 @@ pub(crate) async fn client(setup: ClientSetup<'_>) -> Result<Established, Error>
 
 async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let config = setup.config;
-    let connected = transport::connect(setup.url, setup.tls, AUTH_MAX_FRAME).await;
+    let connected = transport::connect(setup.connector, setup.tls, AUTH_MAX_FRAME).await;
     let (mut transport, peer_addr, exporter) = connected.map_err(Error::from)?;
+    // A Unix socket or a stream of the application's has no address.
+    let peer_addr = peer_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let (handshake, hs1) =
         ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -169,6 +171,8 @@ pub(crate) struct ServerSetup<'a> {
     pub(crate) config: &'a ConnectionConfig,
     /// The TLS session's channel binding, if the server terminates TLS itself.
     pub(crate) tls_exporter: Exporter,
+    /// The upgrade request's headers, for the auth hook.
+    pub(crate) headers: Headers,
     /// When everything before authentication must be done (counted from the
     /// TCP accept, so a slow upgrade leaves less time for the handshake).
     pub(crate) deadline: tokio::time::Instant,
@@ -299,6 +303,7 @@ async fn server_steps(
     let peer = PeerInfo {
         id: setup.id,
         addr: setup.peer_addr,
+        headers: setup.headers.clone(),
     };
     let decision = (setup.auth)(credentials, peer).await;
     let (session, meta, rejected) = match decision {

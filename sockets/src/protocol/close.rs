@@ -192,8 +192,9 @@ reasons! {
     MalformedClose = ProtocolError, "malformed CLOSE";
     /// A text (or otherwise non-binary) WebSocket message.
     NonBinary = ProtocolError, "non-binary websocket message";
-    /// A WebSocket frame that breaks RFC 6455.
-    MalformedWebSocket = ProtocolError, "malformed websocket frame";
+    /// A WebSocket frame that breaks RFC 6455, or a length-prefixed stream
+    /// that breaks its framing (docs/PROTOCOL.md §2).
+    MalformedTransport = ProtocolError, "malformed transport framing";
     /// More than 8 WebSocket pings and pongs before authentication.
     TooManyPings = ProtocolError, "too many websocket pings before authentication";
 

@@ -1,11 +1,10 @@
 //! The accept loop and admitting one connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::limits::{Attempt, Outcome};
@@ -17,82 +16,88 @@ use crate::error::Disconnect;
 use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::{CloseCode, Reason};
 use crate::service::Origin;
-use crate::transport::{self, Accepted, Gauge, TransportError};
+use crate::transport::{self, Accepted, Conn, Gauge, Listener, TransportError};
 
 /// The longest a refused peer is given to send its upgrade request and read
 /// the close that tells it why.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The address a peer without one (a Unix socket, a stream of the
+/// application's) is known by: the unspecified address.
+pub(super) const NO_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
 /// Accepts until the server stops; each connection is admitted in a task of its own.
-pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener) {
     let mut stop = inner.stop.subscribe();
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
             accepted = listener.accept() => accepted,
         };
-        let (tcp, addr) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok((conn, addr)) => offer(&inner, conn, addr),
             Err(error) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
             }
-        };
-        // Every bound before authentication counts from here.
-        let now = Instant::now();
-        let deadline = now + inner.config.handshake_timeout;
-        let attempt = match inner.admission.try_admit(addr.ip(), now) {
-            Ok(attempt) => attempt,
-            Err(refusal) => {
-                tracing::debug!(%addr, ?refusal, "refused at the accept");
-                refuse(&inner, tcp, refusal.reason());
-                continue;
-            }
-        };
-        let admitted = inner.open.send_if_modified(|open| {
-            if *open >= inner.max_connections {
-                return false;
-            }
-            *open += 1;
-            true
-        });
-        if !admitted {
-            tracing::debug!(%addr, "refused: too many connections");
-            attempt.finish(Outcome::Settled);
-            refuse(&inner, tcp, Reason::TooManyConnections.text().into());
-            continue;
         }
-        let id = ConnectionId::next();
-        let _ = inner.events.send(ServerEvent::Connected { id, addr });
-        tokio::spawn(admit(
-            Arc::clone(&inner),
-            tcp,
-            id,
-            addr,
-            (deadline, attempt),
-        ));
     }
 }
 
-/// Tells a refused peer why: after the upgrade, with a WebSocket close 4007
-/// carrying `reason` (what a browser can read). Past the refusals being
-/// answered that way at once, with an HTTP 503 carrying the reason, written
-/// only if the socket takes it at once: a flood past the limits costs no
-/// task, and nobody is dropped without a word.
-fn refuse(inner: &Arc<Inner>, tcp: TcpStream, reason: String) {
-    let Ok(permit) = Arc::clone(&inner.refusals).try_acquire_owned() else {
-        if !inner.tls.is_on() {
-            transport::refuse_now(&tcp, &reason);
+/// Admits an accepted stream into the handshake, or refuses it, telling it why.
+pub(super) fn offer(inner: &Arc<Inner>, conn: Conn, addr: Option<SocketAddr>) {
+    // Every bound before authentication counts from here.
+    let now = Instant::now();
+    let deadline = now + inner.config.handshake_timeout;
+    let attempt = match inner.admission.try_admit(addr.map(|a| a.ip()), now) {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            tracing::debug!(?addr, ?refusal, "refused at the accept");
+            refuse(inner, conn, refusal.reason());
+            return;
         }
+    };
+    let admitted = inner.open.send_if_modified(|open| {
+        if *open >= inner.max_connections {
+            return false;
+        }
+        *open += 1;
+        true
+    });
+    if !admitted {
+        tracing::debug!(?addr, "refused: too many connections");
+        attempt.finish(Outcome::Settled);
+        refuse(inner, conn, Reason::TooManyConnections.text().into());
+        return;
+    }
+    let id = ConnectionId::next();
+    let addr = addr.unwrap_or(NO_ADDRESS);
+    let _ = inner.events.send(ServerEvent::Connected { id, addr });
+    tokio::spawn(admit(
+        Arc::clone(inner),
+        conn,
+        id,
+        addr,
+        (deadline, attempt),
+    ));
+}
+
+/// Tells a refused peer why: after the upgrade, with a WebSocket close 4007
+/// carrying `reason` (what a browser can read), or the length-prefixed
+/// close. Past the refusals being answered that way at once, with what the
+/// socket takes at once (an HTTP 503 carrying the reason, or the close): a
+/// flood past the limits costs no task, and nobody is dropped without a word.
+fn refuse(inner: &Arc<Inner>, conn: Conn, reason: String) {
+    let Ok(permit) = Arc::clone(&inner.refusals).try_acquire_owned() else {
+        conn.refuse_now(&inner.tls, &reason);
         return;
     };
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
         let timeout = REFUSE_TIMEOUT.min(inner.config.handshake_timeout);
         let code = CloseCode::TooManyConnections.to_u16();
-        let refuse = transport::refuse(tcp, &inner.tls, &inner.http, code, &reason);
+        let refuse = transport::refuse(conn, &inner.tls, &inner.http, code, &reason);
         let _ = tokio::time::timeout(timeout, refuse).await;
         drop(permit);
     });
@@ -125,20 +130,20 @@ fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
 
 async fn admit(
     inner: Arc<Inner>,
-    tcp: TcpStream,
+    conn: Conn,
     id: ConnectionId,
     addr: SocketAddr,
     (deadline, mut attempt): (Instant, Attempt),
 ) {
     let config = &inner.config;
     let gauge = Gauge::new(Arc::clone(&inner.pre_auth));
-    let upgrade = transport::accept(tcp, &inner.tls, &inner.http, AUTH_MAX_FRAME, Some(gauge));
+    let upgrade = transport::accept(conn, &inner.tls, &inner.http, AUTH_MAX_FRAME, Some(gauge));
     let upgraded = tokio::select! {
         upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
         () = attempt.preempted() => Ok(Err(TransportError::Http("server busy"))),
     };
-    let (transport, tls_exporter) = match upgraded {
-        Ok(Ok(Accepted::Upgraded(transport, exporter))) => (transport, exporter),
+    let (transport, tls_exporter, headers) = match upgraded {
+        Ok(Ok(Accepted::Upgraded(transport, exporter, headers))) => (transport, exporter, headers),
         Ok(Ok(Accepted::Answered(status))) => {
             attempt.finish(Outcome::Settled);
             let reason = format!("a plain HTTP request, answered with {status}");
@@ -164,6 +169,7 @@ async fn admit(
         auth: &inner.auth,
         config,
         tls_exporter,
+        headers,
         deadline,
     };
     let established = establish::server(setup, transport, attempt.preempted()).await;

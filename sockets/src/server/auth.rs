@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connection::establish::AuthHook;
 use crate::identity::Meta;
-pub use crate::identity::{AuthDecision, PeerInfo};
+pub use crate::identity::{AuthDecision, Headers, PeerInfo};
 use crate::protocol::codec;
 
 /// Wraps a typed hook: credentials that do not decode as `C` are rejected.

@@ -18,7 +18,7 @@ use crate::transport::{HttpOptions, ServerTls};
 /// Configures and starts a [`Server`]. See [`Server::builder`].
 pub struct ServerBuilder {
     pub(super) address: String,
-    pub(super) secret: Option<Secret>,
+    pub(crate) secret: Option<Secret>,
     pub(super) suites: Vec<Suite>,
     pub(super) allow_plaintext: bool,
     pub(super) config: ConnectionConfig,
@@ -29,6 +29,7 @@ pub struct ServerBuilder {
     pub(super) auth: AuthHook,
     pub(super) tls: ServerTls,
     pub(super) http: HttpOptions,
+    pub(super) unix_mode: u32,
     pub(super) error: Option<Error>,
 }
 
@@ -61,6 +62,7 @@ impl Default for ServerBuilder {
             auth: auth::accept_all(),
             tls: ServerTls::default(),
             http: HttpOptions::default(),
+            unix_mode: 0o600,
             error: None,
         }
     }
@@ -114,8 +116,10 @@ impl ServerBuilder {
         Ok(builder)
     }
 
-    /// The address to listen on, `host:port`; port 0 picks a free one
-    /// (see [`Server::local_addr`]). Default `127.0.0.1:7878`.
+    /// Where [`ServerBuilder::start`] listens: `host:port` (or `ws://host:port`)
+    /// for WebSocket, `tcp://host:port` for length-prefixed frames on raw
+    /// TCP, `unix:///path` for a Unix domain socket. Port 0 picks a free one
+    /// (see [`Server::local_addr`], [`Server::url`]). Default `127.0.0.1:7878`.
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = address.into();
         self
@@ -233,6 +237,13 @@ impl ServerBuilder {
         self
     }
 
+    /// The permissions of the socket file when the address is `unix://…`.
+    /// Default `0o600`: only the server's user may connect.
+    pub fn unix_permissions(mut self, mode: u32) -> Self {
+        self.unix_mode = mode;
+        self
+    }
+
     /// Binds the address and starts accepting connections.
     ///
     /// # Errors
@@ -240,6 +251,17 @@ impl ServerBuilder {
     /// service; [`Error::Io`] when the address cannot be bound.
     pub async fn start(self) -> Result<Server, Error> {
         Server::start(self).await
+    }
+
+    /// A server that listens on nothing of its own: it serves what it is
+    /// given ([`Server::serve_listener`], [`Server::serve_connection`], a
+    /// route of an axum application with the `axum` feature). The address is
+    /// not used.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a missing secret, bad settings or a duplicate service.
+    pub fn build(self) -> Result<Server, Error> {
+        Server::build(self)
     }
 }
 

@@ -307,15 +307,22 @@ impl Admission {
     }
 
     /// Gives a connection from `ip` a slot, or refuses it.
+    ///
+    /// A peer without an IP address (a Unix socket, a stream of the
+    /// application's) is admitted untracked: under the global cap alone.
     pub(crate) fn try_admit(
         self: &Arc<Self>,
-        ip: IpAddr,
+        ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<Attempt, Refusal> {
         let per_ip = &self.config.per_ip;
-        let key = Key::of(ip);
         let mut table = self.lock();
         let table = &mut *table;
+        let Some(ip) = ip else {
+            self.take_slot(table, 0, 0.0, now)?;
+            return Ok(self.attempt(None, 0, now, None));
+        };
+        let key = Key::of(ip);
         if !table.entries.contains_key(&key) && table.entries.len() >= self.capacity {
             if now >= table.next_sweep {
                 table.entries.retain(|_, entry| {
@@ -576,16 +583,16 @@ mod tests {
     async fn concurrent_handshakes_are_capped_per_address() {
         let limits = Admission::new(config(2, 10, 60));
         let now = Instant::now();
-        let a = limits.try_admit(v4(1), now).unwrap();
-        let _b = limits.try_admit(v4(1), now).unwrap();
+        let a = limits.try_admit(Some(v4(1)), now).unwrap();
+        let _b = limits.try_admit(Some(v4(1)), now).unwrap();
         assert_eq!(
-            limits.try_admit(v4(1), now).unwrap_err(),
+            limits.try_admit(Some(v4(1)), now).unwrap_err(),
             Refusal::Handshakes
         );
         // Another address is not affected.
-        let _c = limits.try_admit(v4(2), now).unwrap();
+        let _c = limits.try_admit(Some(v4(2)), now).unwrap();
         a.finish(Outcome::Settled);
-        let _d = limits.try_admit(v4(1), now).unwrap();
+        let _d = limits.try_admit(Some(v4(1)), now).unwrap();
         assert_eq!(limits.in_progress(), 3);
     }
 
@@ -595,7 +602,7 @@ mod tests {
         let limits = Admission::new(config(0, 10, 60));
         let now = Instant::now();
         let held: Vec<_> = (0..200)
-            .map(|_| limits.try_admit(v4(1), now).unwrap())
+            .map(|_| limits.try_admit(Some(v4(1)), now).unwrap())
             .collect();
         assert_eq!(limits.in_progress(), 200);
         for attempt in held {
@@ -609,10 +616,10 @@ mod tests {
     async fn failures_block_for_the_window_and_say_how_long() {
         let limits = Admission::new(config(8, 3, 60));
         for _ in 0..3 {
-            let attempt = limits.try_admit(v4(1), Instant::now()).unwrap();
+            let attempt = limits.try_admit(Some(v4(1)), Instant::now()).unwrap();
             attempt.finish(Outcome::Failed);
         }
-        let refusal = limits.try_admit(v4(1), Instant::now()).unwrap_err();
+        let refusal = limits.try_admit(Some(v4(1)), Instant::now()).unwrap_err();
         assert_eq!(
             refusal,
             Refusal::Failures {
@@ -625,7 +632,7 @@ mod tests {
         );
         // Tokens regained meanwhile do not lift the block.
         tokio::time::advance(Duration::from_millis(30_500)).await;
-        let refusal = limits.try_admit(v4(1), Instant::now()).unwrap_err();
+        let refusal = limits.try_admit(Some(v4(1)), Instant::now()).unwrap_err();
         assert_eq!(
             refusal.reason(),
             "too many failed handshakes from this address; retry in 30 s"
@@ -633,11 +640,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         for _ in 0..3 {
             limits
-                .try_admit(v4(1), Instant::now())
+                .try_admit(Some(v4(1)), Instant::now())
                 .unwrap()
                 .finish(Outcome::Failed);
         }
-        assert!(limits.try_admit(v4(1), Instant::now()).is_err());
+        assert!(limits.try_admit(Some(v4(1)), Instant::now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -645,7 +652,7 @@ mod tests {
         let limits = Admission::new(config(4, 2, 60));
         let now = Instant::now();
         let held: Vec<_> = (0..4)
-            .map(|_| limits.try_admit(v4(1), now).unwrap())
+            .map(|_| limits.try_admit(Some(v4(1)), now).unwrap())
             .collect();
         for attempt in held {
             attempt.finish(Outcome::Failed);
@@ -654,10 +661,10 @@ mod tests {
         // still being repaid when it ends.
         tokio::time::advance(Duration::from_secs(61)).await;
         limits
-            .try_admit(v4(1), Instant::now())
+            .try_admit(Some(v4(1)), Instant::now())
             .unwrap()
             .finish(Outcome::Failed);
-        assert!(limits.try_admit(v4(1), Instant::now()).is_err());
+        assert!(limits.try_admit(Some(v4(1)), Instant::now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -665,29 +672,29 @@ mod tests {
         let limits = Admission::new(config(8, 2, 60));
         // Probes that connect and hang up at once: a hundred cost nothing much.
         for _ in 0..100 {
-            drop(limits.try_admit(v4(1), Instant::now()).unwrap());
+            drop(limits.try_admit(Some(v4(1)), Instant::now()).unwrap());
             tokio::time::advance(Duration::from_millis(1)).await;
         }
-        assert!(limits.try_admit(v4(1), Instant::now()).is_ok());
+        assert!(limits.try_admit(Some(v4(1)), Instant::now()).is_ok());
         // Peers that sit out the timeout cost a token each: two exhaust
         // the budget of two (the 1/3 token refilled meanwhile is not a
         // whole failure).
         for _ in 0..2 {
-            let attempt = limits.try_admit(v4(2), Instant::now()).unwrap();
+            let attempt = limits.try_admit(Some(v4(2)), Instant::now()).unwrap();
             tokio::time::advance(TIMEOUT).await;
             attempt.finish(Outcome::Abandoned);
         }
         assert!(matches!(
-            limits.try_admit(v4(2), Instant::now()),
+            limits.try_admit(Some(v4(2)), Instant::now()),
             Err(Refusal::Failures { .. })
         ));
         // Settled ones (sessions, plain HTTP) cost nothing, however long.
         for _ in 0..10 {
-            let attempt = limits.try_admit(v4(3), Instant::now()).unwrap();
+            let attempt = limits.try_admit(Some(v4(3)), Instant::now()).unwrap();
             tokio::time::advance(TIMEOUT).await;
             attempt.finish(Outcome::Settled);
         }
-        assert!(limits.try_admit(v4(3), Instant::now()).is_ok());
+        assert!(limits.try_admit(Some(v4(3)), Instant::now()).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -698,11 +705,11 @@ mod tests {
         });
         let now = Instant::now();
         let mut hog: Vec<_> = (0..3)
-            .map(|_| limits.try_admit(v4(1), now).unwrap())
+            .map(|_| limits.try_admit(Some(v4(1)), now).unwrap())
             .collect();
-        let _other = limits.try_admit(v4(2), now).unwrap();
+        let _other = limits.try_admit(Some(v4(2)), now).unwrap();
         // Full. A newcomer takes the oldest slot of address 1.
-        let newcomer = limits.try_admit(v4(3), now).unwrap();
+        let newcomer = limits.try_admit(Some(v4(3)), now).unwrap();
         let oldest = hog.remove(0);
         let mut oldest = oldest;
         tokio::time::timeout(Duration::from_secs(1), oldest.preempted())
@@ -711,9 +718,12 @@ mod tests {
         assert_eq!(limits.in_progress(), 4, "the slot changed hands");
         // Address 1 now holds two, address 3 one: 2 >= 1 + 2 is false, so
         // another newcomer from address 3 is refused...
-        assert_eq!(limits.try_admit(v4(3), now).unwrap_err(), Refusal::Busy);
+        assert_eq!(
+            limits.try_admit(Some(v4(3)), now).unwrap_err(),
+            Refusal::Busy
+        );
         // ...but one from a fresh address still gets in.
-        let _fresh = limits.try_admit(v4(4), now).unwrap();
+        let _fresh = limits.try_admit(Some(v4(4)), now).unwrap();
         assert_eq!(limits.in_progress(), 4);
         // The preempted attempt ends without a charge or a second release.
         oldest.finish(Outcome::Abandoned);
@@ -721,8 +731,11 @@ mod tests {
         drop(newcomer);
         assert_eq!(limits.in_progress(), 3);
         // Every slot held by a different address: nobody gives one up.
-        let _a = limits.try_admit(v4(5), now).unwrap();
-        assert_eq!(limits.try_admit(v4(6), now).unwrap_err(), Refusal::Busy);
+        let _a = limits.try_admit(Some(v4(5)), now).unwrap();
+        assert_eq!(
+            limits.try_admit(Some(v4(6)), now).unwrap_err(),
+            Refusal::Busy
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -734,11 +747,11 @@ mod tests {
         // Four addresses, one slot each: fairness by count frees nothing.
         let mut held = Vec::new();
         for n in 1..=4 {
-            held.push(limits.try_admit(v4(n), Instant::now()).unwrap());
+            held.push(limits.try_admit(Some(v4(n)), Instant::now()).unwrap());
             tokio::time::advance(Duration::from_millis(10)).await;
         }
         assert_eq!(
-            limits.try_admit(v4(5), Instant::now()).unwrap_err(),
+            limits.try_admit(Some(v4(5)), Instant::now()).unwrap_err(),
             Refusal::Busy
         );
         // Once they have lasted a quarter of the timeout, they give way,
@@ -746,7 +759,7 @@ mod tests {
         tokio::time::advance(TIMEOUT / STALLED_SHARE).await;
         let mut newcomers = Vec::new();
         for (n, old) in (5..=8).zip(&mut held) {
-            newcomers.push(limits.try_admit(v4(n), Instant::now()).unwrap());
+            newcomers.push(limits.try_admit(Some(v4(n)), Instant::now()).unwrap());
             tokio::time::timeout(Duration::from_secs(1), old.preempted())
                 .await
                 .expect("the oldest is told to go");
@@ -754,7 +767,7 @@ mod tests {
         assert_eq!(limits.in_progress(), 4);
         // Fresh handshakes do not give way to each other.
         assert_eq!(
-            limits.try_admit(v4(9), Instant::now()).unwrap_err(),
+            limits.try_admit(Some(v4(9)), Instant::now()).unwrap_err(),
             Refusal::Busy
         );
         drop(newcomers);
@@ -766,19 +779,19 @@ mod tests {
             max_handshakes: 1,
             ..config(0, 100, 600)
         });
-        let _quiet = limits.try_admit(v4(1), Instant::now()).unwrap();
+        let _quiet = limits.try_admit(Some(v4(1)), Instant::now()).unwrap();
         for _ in 0..20 {
             assert_eq!(
-                limits.try_admit(v4(2), Instant::now()).unwrap_err(),
+                limits.try_admit(Some(v4(2)), Instant::now()).unwrap_err(),
                 Refusal::Busy
             );
         }
         tokio::time::advance(TIMEOUT / STALLED_SHARE).await;
         assert_eq!(
-            limits.try_admit(v4(2), Instant::now()).unwrap_err(),
+            limits.try_admit(Some(v4(2)), Instant::now()).unwrap_err(),
             Refusal::Busy
         );
-        let _newcomer = limits.try_admit(v4(3), Instant::now()).unwrap();
+        let _newcomer = limits.try_admit(Some(v4(3)), Instant::now()).unwrap();
 
         // Each eviction costs the evicted address the quarter token it held.
         let limits = Admission::new(AdmissionConfig {
@@ -786,15 +799,15 @@ mod tests {
             ..config(0, 2, 600)
         });
         for round in 1..=5 {
-            let stalling = limits.try_admit(v4(1), Instant::now()).unwrap();
+            let stalling = limits.try_admit(Some(v4(1)), Instant::now()).unwrap();
             tokio::time::advance(TIMEOUT / STALLED_SHARE).await;
             limits
-                .try_admit(v4(2), Instant::now())
+                .try_admit(Some(v4(2)), Instant::now())
                 .unwrap()
                 .finish(Outcome::Settled);
             // Already charged; finishing the evicted attempt adds nothing.
             stalling.finish(Outcome::Failed);
-            let refused = limits.try_admit(v4(1), Instant::now());
+            let refused = limits.try_admit(Some(v4(1)), Instant::now());
             // Two tokens: four quarters leave one, the fifth leaves less.
             assert_eq!(refused.is_err(), round == 5, "round {round}");
         }
@@ -805,22 +818,22 @@ mod tests {
         let limits = Admission::new(config(8, 2, 60));
         let now = Instant::now();
         limits
-            .try_admit(v4(1), now)
+            .try_admit(Some(v4(1)), now)
             .unwrap()
             .finish(Outcome::Failed);
         limits
-            .try_admit(v4(1), now)
+            .try_admit(Some(v4(1)), now)
             .unwrap()
             .finish(Outcome::Settled);
         assert_eq!(limits.tracked(), 1, "one failure is remembered");
         limits
-            .try_admit(v4(1), now)
+            .try_admit(Some(v4(1)), now)
             .unwrap()
             .finish(Outcome::Failed);
-        assert!(limits.try_admit(v4(1), now).is_err());
+        assert!(limits.try_admit(Some(v4(1)), now).is_err());
         // A clean address leaves the table as soon as its handshake ends.
         limits
-            .try_admit(v4(2), now)
+            .try_admit(Some(v4(2)), now)
             .unwrap()
             .finish(Outcome::Settled);
         assert_eq!(limits.tracked(), 1);
@@ -831,13 +844,16 @@ mod tests {
         let limits = Admission::new(config(1, 10, 60));
         let now = Instant::now();
         let host = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
-        let _a = limits.try_admit(host(1), now).unwrap();
-        assert!(limits.try_admit(host(2), now).is_err(), "same /64");
+        let _a = limits.try_admit(Some(host(1)), now).unwrap();
+        assert!(limits.try_admit(Some(host(2)), now).is_err(), "same /64");
         let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
-        let _b = limits.try_admit(other, now).unwrap();
-        let _c = limits.try_admit(v4(0x7f00_0001), now).unwrap();
+        let _b = limits.try_admit(Some(other), now).unwrap();
+        let _c = limits.try_admit(Some(v4(0x7f00_0001)), now).unwrap();
         let mapped = IpAddr::V6(Ipv4Addr::from(0x7f00_0001).to_ipv6_mapped());
-        assert!(limits.try_admit(mapped, now).is_err(), "mapped v4 is v4");
+        assert!(
+            limits.try_admit(Some(mapped), now).is_err(),
+            "mapped v4 is v4"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -847,7 +863,7 @@ mod tests {
         // Many addresses each fail once: each is remembered.
         for n in 0..5 * capacity {
             let n = u32::try_from(n).unwrap();
-            if let Ok(attempt) = limits.try_admit(v4(n), Instant::now()) {
+            if let Ok(attempt) = limits.try_admit(Some(v4(n)), Instant::now()) {
                 attempt.finish(Outcome::Failed);
             }
             assert!(limits.tracked() <= capacity);
@@ -857,21 +873,21 @@ mod tests {
         let fresh = v4(u32::MAX);
         for _ in 0..5 {
             limits
-                .try_admit(fresh, Instant::now())
+                .try_admit(Some(fresh), Instant::now())
                 .expect("a full table refuses nobody new")
                 .finish(Outcome::Failed);
         }
         assert_eq!(limits.in_progress(), 0);
         // The tracked ones stay limited: address 0 failed once, may fail once more.
         limits
-            .try_admit(v4(0), Instant::now())
+            .try_admit(Some(v4(0)), Instant::now())
             .unwrap()
             .finish(Outcome::Failed);
-        assert!(limits.try_admit(v4(0), Instant::now()).is_err());
+        assert!(limits.try_admit(Some(v4(0)), Instant::now()).is_err());
         // Once the failures have refilled, a sweep frees the table for new addresses.
         tokio::time::advance(Duration::from_secs(61)).await;
         limits
-            .try_admit(fresh, Instant::now())
+            .try_admit(Some(fresh), Instant::now())
             .unwrap()
             .finish(Outcome::Failed);
         assert_eq!(limits.tracked(), 1, "only the fresh address is remembered");
@@ -889,12 +905,15 @@ mod tests {
         });
         let now = Instant::now();
         let held: Vec<_> = (0..100)
-            .map(|_| limits.try_admit(v4(1), now).unwrap())
+            .map(|_| limits.try_admit(Some(v4(1)), now).unwrap())
             .collect();
-        assert_eq!(limits.try_admit(v4(1), now).unwrap_err(), Refusal::Busy);
+        assert_eq!(
+            limits.try_admit(Some(v4(1)), now).unwrap_err(),
+            Refusal::Busy
+        );
         for attempt in held {
             attempt.finish(Outcome::Failed);
         }
-        assert!(limits.try_admit(v4(1), now).is_ok());
+        assert!(limits.try_admit(Some(v4(1)), now).is_ok());
     }
 }

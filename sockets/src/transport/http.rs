@@ -19,6 +19,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Gauge, Io, TransportError};
+use crate::identity::Headers;
 
 /// The largest request or response head read, bytes: room for the cookies a
 /// browser may send along, and no more.
@@ -43,15 +44,20 @@ pub(crate) struct HttpOptions {
 /// What came of a request on a server.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// A WebSocket upgrade was accepted (`101` sent); bytes the client sent
-    /// after its request are in the buffer.
-    Upgraded(BytesMut),
+    /// A WebSocket upgrade was accepted (`101` sent): the request's headers,
+    /// and the bytes the client sent after its request.
+    Upgraded(Headers, BytesMut),
     /// A plain HTTP request, answered with this status.
     Answered(u16),
 }
 
+/// Whether a `Sec-WebSocket-Key` is what RFC 6455 §4.1 asks: 16 bytes in base64.
+pub(crate) fn valid_key(key: &[u8]) -> bool {
+    BASE64.decode(key.trim_ascii()).is_ok_and(|k| k.len() == 16)
+}
+
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
-fn accept_key(key: &[u8]) -> String {
+pub(crate) fn accept_key(key: &[u8]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
     context.update(key);
     context.update(ACCEPT_GUID);
@@ -60,16 +66,22 @@ fn accept_key(key: &[u8]) -> String {
 
 /// Reads a request or response head (through the blank line) into `buf`;
 /// returns its length. `Ok(None)`: the peer closed first. The buffer's
-/// size is reported to `gauge`, if there is one.
+/// size is reported to `gauge`, if there is one. `plausible` looks at what
+/// has arrived so far: bytes that cannot start a head are refused at once,
+/// not when the limit or the deadline is reached.
 async fn read_head(
     io: &mut dyn Io,
     buf: &mut BytesMut,
     gauge: &mut Option<Gauge>,
+    plausible: fn(&[u8]) -> bool,
 ) -> Result<Option<usize>, TransportError> {
     let mut searched = 0;
     loop {
         if let Some(end) = find_end(buf, searched) {
             return Ok(Some(end));
+        }
+        if !plausible(buf) {
+            return Err(TransportError::Http("not an HTTP request"));
         }
         searched = buf.len().saturating_sub(3);
         if buf.len() >= MAX_HEAD {
@@ -87,6 +99,16 @@ async fn read_head(
     }
 }
 
+/// Whether `buf` can be the start of an HTTP request.
+fn plausible_request(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Anything that fails to parse now would be answered 400 when complete.
+    !matches!(
+        httparse::Request::new(&mut headers).parse(buf),
+        Err(error) if error != httparse::Error::TooManyHeaders
+    )
+}
+
 fn find_end(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?
         .windows(4)
@@ -102,7 +124,7 @@ fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> 
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
-fn lists(value: Option<&[u8]>, token: &str) -> bool {
+pub(crate) fn lists(value: Option<&[u8]>, token: &str) -> bool {
     value.is_some_and(|value| {
         value
             .split(|b| *b == b',')
@@ -148,7 +170,7 @@ pub(crate) async fn serve(
     gauge: &mut Option<Gauge>,
 ) -> Result<Request, TransportError> {
     let mut buf = BytesMut::new();
-    let end = match read_head(io, &mut buf, gauge).await {
+    let end = match read_head(io, &mut buf, gauge, plausible_request).await {
         Ok(Some(end)) => end,
         Ok(None) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
         Err(TransportError::Http(reason)) => {
@@ -198,7 +220,7 @@ pub(crate) async fn serve(
         return Ok(Request::Answered(426));
     }
     let key = header(headers, "sec-websocket-key").map(<[u8]>::trim_ascii);
-    let Some(key) = key.filter(|key| BASE64.decode(key).is_ok_and(|k| k.len() == 16)) else {
+    let Some(key) = key.filter(|key| valid_key(key)) else {
         respond(
             io,
             400,
@@ -215,8 +237,13 @@ pub(crate) async fn serve(
     );
     io.write_all(response.as_bytes()).await?;
     io.flush().await?;
+    let headers = Headers::new(
+        headers
+            .iter()
+            .filter_map(|h| Some((h.name, std::str::from_utf8(h.value).ok()?))),
+    );
     buf.advance(end);
-    Ok(Request::Upgraded(buf))
+    Ok(Request::Upgraded(headers, buf))
 }
 
 /// Tells a client that the server refuses it, without an upgrade:
@@ -244,6 +271,8 @@ pub(crate) struct Url {
     pub(crate) target: String,
     /// What the `Host` header says: the host, and the port unless it is the default.
     pub(crate) authority: String,
+    /// More headers for the upgrade request (`Authorization`, `Cookie`).
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Url {
@@ -301,8 +330,16 @@ impl Url {
             port,
             target,
             authority: authority.to_owned(),
+            headers: Vec::new(),
         })
     }
+}
+
+/// Whether `name: value` can be sent as a header: a token name, and a value
+/// without line breaks (which would smuggle more headers in).
+pub(crate) fn valid_header(name: &str, value: &str) -> bool {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    !name.is_empty() && name.chars().all(token) && !value.contains(['\r', '\n', '\0'])
 }
 
 /// The client side: sends the upgrade request for `url` and checks the
@@ -316,14 +353,18 @@ pub(crate) async fn upgrade(io: &mut dyn Io, url: &Url) -> Result<BytesMut, Tran
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|_| TransportError::Http("no entropy for the key"))?;
     let key = BASE64.encode(nonce);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
         url.target, url.authority
     );
+    for (name, value) in &url.headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     io.write_all(request.as_bytes()).await?;
     io.flush().await?;
     let mut buf = BytesMut::new();
-    let Some(end) = read_head(io, &mut buf, &mut None).await? else {
+    let Some(end) = read_head(io, &mut buf, &mut None, |_| true).await? else {
         return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
     };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -435,7 +476,7 @@ mod tests {
         client.read_to_string(&mut response).await.unwrap();
         let status = match served {
             Request::Answered(status) => Some(status),
-            Request::Upgraded(_) => None,
+            Request::Upgraded(..) => None,
         };
         (status, response)
     }
@@ -451,6 +492,23 @@ mod tests {
         assert_eq!(status, None);
         assert!(response.starts_with("HTTP/1.1 101 "), "{response}");
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        let (mut client, mut server) = duplex(64 * 1024);
+        client
+            .write_all(
+                UPGRADE
+                    .replace("Host: h", "Host: h\r\nAuthorization: Bearer t0k3n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let Ok(Request::Upgraded(headers, _)) = serve(&mut server, &health, &mut None).await else {
+            panic!("an upgrade")
+        };
+        assert_eq!(headers.get("authorization"), Some("Bearer t0k3n"));
+        assert!(
+            !format!("{headers:?}").contains("t0k3n"),
+            "values stay out of Debug"
+        );
         let (status, response) = answer("GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", &health).await;
         assert_eq!(status, Some(200));
         assert!(response.starts_with("HTTP/1.1 200 OK") && response.ends_with("\r\n\r\nok\n"));
@@ -507,7 +565,7 @@ mod tests {
         });
         let early = upgrade(&mut client, &url).await.unwrap();
         let (served, _server) = server_side.await.unwrap();
-        assert!(matches!(served, Request::Upgraded(ref rest) if rest.is_empty()));
+        assert!(matches!(served, Request::Upgraded(_, ref rest) if rest.is_empty()));
         let mut early = early;
         while early.len() < 5 {
             client.read_buf(&mut early).await.unwrap();
@@ -521,7 +579,9 @@ mod tests {
         let url = Url::parse("ws://example.com/").unwrap();
         let refuse = tokio::spawn(async move {
             let mut head = BytesMut::new();
-            read_head(&mut server, &mut head, &mut None).await.unwrap();
+            read_head(&mut server, &mut head, &mut None, plausible_request)
+                .await
+                .unwrap();
             respond(&mut server, 503, "", "server busy", false)
                 .await
                 .unwrap();

@@ -37,6 +37,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::queue::WriteQueue;
+use super::{Codec, Frame, TransportError};
 
 /// Control frames (pings, pongs) a peer may send before it has
 /// authenticated. None are answered; past this many the connection closes.
@@ -82,19 +83,6 @@ pub(crate) enum WsError {
     /// A framing rule was broken.
     #[error("websocket framing: {0}")]
     Protocol(&'static str),
-}
-
-/// One decoded frame, as far as the owner needs to know.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Frame {
-    /// A whole binary message (reassembled when it came in fragments).
-    Binary(Bytes),
-    /// A ping the owner may answer with this payload.
-    Ping(Bytes),
-    /// A pong: nothing to do.
-    Pong,
-    /// The peer's close: its code and reason, if it gave them.
-    Close(Option<(u16, String)>),
 }
 
 /// A parsed frame header.
@@ -305,6 +293,36 @@ impl WebSocket {
                 out.put_bytes(payload);
             }
         }
+    }
+}
+
+impl Codec for WebSocket {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, TransportError> {
+        Ok(WebSocket::decode(self, buf)?)
+    }
+
+    fn need(&self) -> usize {
+        WebSocket::need(self)
+    }
+
+    fn encode_binary(&mut self, message: Bytes, out: &mut WriteQueue) {
+        WebSocket::encode_binary(self, message, out);
+    }
+
+    fn encode_pong(&mut self, payload: Bytes, out: &mut WriteQueue) {
+        WebSocket::encode_pong(self, payload, out);
+    }
+
+    fn encode_close(&mut self, code: u16, reason: &str, out: &mut WriteQueue) {
+        WebSocket::encode_close(self, code, reason, out);
+    }
+
+    fn authenticated(&mut self, max_message: usize) {
+        WebSocket::authenticated(self, max_message);
+    }
+
+    fn answers_pings(&self) -> bool {
+        WebSocket::answers_pings(self)
     }
 }
 
