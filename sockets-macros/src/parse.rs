@@ -10,6 +10,8 @@ use syn::{Attribute, FnArg, Ident, Item, ItemMod, ItemTrait, Meta, Pat, Token, T
 
 mod method;
 mod names;
+mod options;
+mod types;
 
 use crate::errors::Errors;
 use crate::model::{Kind, Service};
