@@ -4,7 +4,7 @@
 //! spans; no `#[sockets(...)]` attribute is left to interpret.
 
 use proc_macro2::{Span, TokenStream};
-use syn::{Attribute, Ident, Type, TypeParamBound, Visibility};
+use syn::{Attribute, Ident, Path, Type, TypeParamBound, Visibility};
 
 /// A service: a trait of methods or an inline module of handler functions.
 pub(crate) struct Service {
@@ -15,6 +15,9 @@ pub(crate) struct Service {
     pub vis: Visibility,
     /// The trait's or the module's identifier.
     pub ident: Ident,
+    /// The path generated code names the runtime by: `::sockets`, or the
+    /// `crate = "..."` argument.
+    pub krate: Path,
     /// The wire name: the prefix of every method's wire name.
     pub wire_name: String,
     /// The generated items' names.

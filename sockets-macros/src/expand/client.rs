@@ -8,6 +8,7 @@ use crate::model::{Method, Service};
 
 /// `struct CalculatorClient`: typed calls through a `Peer`.
 pub(super) fn client_struct(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let vis = vis(service);
     let cfgs = &service.cfgs;
     let client = &service.names.client;
@@ -19,48 +20,49 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
     quote! {
         #(#cfgs)*
         #[doc = #doc]
-        #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+        #[derive(#krate::__private::Clone, #krate::__private::Debug)]
         #vis struct #client {
-            peer: ::sockets::Peer,
-            options: ::sockets::CallOptions,
+            peer: #krate::Peer,
+            options: #krate::CallOptions,
         }
     }
 }
 
 /// The client's constructor, per-call options, and one method per service method.
 pub(super) fn client_impl(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let client = &service.names.client;
-    let methods = service.methods.iter().map(client_method);
+    let methods = service.methods.iter().map(|m| client_method(krate, m));
     quote! {
         #(#cfgs)*
         impl #client {
             /// A client that calls through `peer` with default options.
-            pub fn new(peer: ::sockets::Peer) -> Self {
+            pub fn new(peer: #krate::Peer) -> Self {
                 Self {
                     peer,
-                    options: ::sockets::__private::Default::default(),
+                    options: #krate::__private::Default::default(),
                 }
             }
 
             /// A copy of this client that sends its calls with `options`.
-            pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
+            pub fn with_options(&self, options: #krate::CallOptions) -> Self {
                 Self {
-                    peer: ::sockets::__private::Clone::clone(&self.peer),
+                    peer: #krate::__private::Clone::clone(&self.peer),
                     options,
                 }
             }
 
             /// A copy of this client whose calls wait at most `timeout` for their reply.
-            pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
-                self.with_options(::sockets::CallOptions {
-                    timeout: ::sockets::__private::Some(timeout),
+            pub fn with_timeout(&self, timeout: #krate::__private::Duration) -> Self {
+                self.with_options(#krate::CallOptions {
+                    timeout: #krate::__private::Some(timeout),
                     ..self.options
                 })
             }
 
             /// The peer this client calls.
-            pub fn peer(&self) -> &::sockets::Peer {
+            pub fn peer(&self) -> &#krate::Peer {
                 &self.peer
             }
 
@@ -68,8 +70,8 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
         }
 
         #(#cfgs)*
-        impl ::sockets::__private::From<::sockets::Peer> for #client {
-            fn from(peer: ::sockets::Peer) -> Self {
+        impl #krate::__private::From<#krate::Peer> for #client {
+            fn from(peer: #krate::Peer) -> Self {
                 Self::new(peer)
             }
         }
@@ -77,7 +79,7 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
 }
 
 /// `pub async fn add(&self, a: i64, b: i64) -> Result<i64, sockets::Error>`.
-fn client_method(m: &Method) -> TokenStream {
+fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
     let (cfgs, ident, wire) = (&m.cfgs, &m.ident, &m.wire_name);
     let default_doc = if m.notify {
         format!("Sends `{wire}` as a notification: no reply; resolves once it is queued.")
@@ -89,13 +91,13 @@ fn client_method(m: &Method) -> TokenStream {
         let (ident, ty) = (&a.ident, &a.ty);
         quote!(#ident: #ty)
     });
-    let tuple = args_tuple(m);
+    let tuple = args_tuple(krate, m);
     let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
     if m.notify {
         quote! {
             #(#cfgs)*
             #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
+            pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<(), #krate::Error> {
                 self.peer.#notify(#wire, &#tuple).await
             }
         }
@@ -104,7 +106,7 @@ fn client_method(m: &Method) -> TokenStream {
         quote! {
             #(#cfgs)*
             #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
+            pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<#output, #krate::Error> {
                 self.peer.#call(#wire, &#tuple, self.options).await
             }
         }

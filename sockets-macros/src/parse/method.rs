@@ -7,7 +7,7 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
-use syn::{Attribute, FnArg, Ident, Pat, PatType, ReturnType, Signature, Type};
+use syn::{Attribute, FnArg, Ident, Pat, PatType, Path, ReturnType, Signature, Type};
 
 use super::names::upper_camel_case;
 use super::options::options;
@@ -43,12 +43,14 @@ const SIGNATURE_RULES: &[SignatureRule] = &[
     receiver,
 ];
 
-/// Parses one method; `None` (with errors pushed) when it has any mistake.
+/// Parses one method of the service `service` served by the runtime
+/// `krate`; `None` (with errors pushed) when it has any mistake.
 pub(crate) fn method(
     attrs: &[Attribute],
     sig: &Signature,
     service: &str,
     rule: Rule,
+    krate: &Path,
     errors: &mut Errors,
 ) -> Option<Method> {
     let reported = errors.count();
@@ -64,7 +66,7 @@ pub(crate) fn method(
     }
 
     let ident = &sig.ident;
-    let (docs, cfgs, kept) = sort_attrs(attrs);
+    let (docs, cfgs, kept) = sort_attrs(attrs, krate);
     let name = ident.unraw().to_string();
     let inputs = &sig.inputs;
     Some(Method {
@@ -340,8 +342,11 @@ fn notify_returns_nothing(ty: &Type, notify: bool, errors: &mut Errors) {
 }
 
 /// Splits a method's attributes into docs, cfgs, and everything to keep on the method.
-fn sort_attrs(attrs: &[Attribute]) -> (Vec<Attribute>, Vec<Attribute>, Vec<Attribute>) {
-    let kept = strip(attrs, true);
+fn sort_attrs(
+    attrs: &[Attribute],
+    krate: &Path,
+) -> (Vec<Attribute>, Vec<Attribute>, Vec<Attribute>) {
+    let kept = strip(attrs, Some(krate));
     let docs = kept
         .iter()
         .filter(|a| a.path().is_ident("doc"))
