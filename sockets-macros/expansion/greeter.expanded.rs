@@ -233,24 +233,21 @@ impl GreeterClient {
         &self,
         name: String,
     ) -> ::sockets::__private::Result<Result<String, Refusal>, ::sockets::Error> {
-        self.peer
-            .call("greeter.hello", &(name,), self.options)
-            .await
+        ::sockets::__private::call(&self.peer, "greeter.hello", &(name,), self.options).await
     }
     #[doc = " Who is asking, from the call's context."]
     pub async fn whoami(&self) -> ::sockets::__private::Result<u64, ::sockets::Error> {
-        self.peer
-            .call(
-                "greeter.whoami",
-                &::sockets::__private::NO_ARGS,
-                self.options,
-            )
-            .await
+        ::sockets::__private::call(
+            &self.peer,
+            "greeter.whoami",
+            &::sockets::__private::NO_ARGS,
+            self.options,
+        )
+        .await
     }
     #[doc = "Sends `greeter.wave` as a notification: no reply; resolves once it is queued."]
     pub async fn wave(&self) -> ::sockets::__private::Result<(), ::sockets::Error> {
-        self.peer
-            .notify("greeter.wave", &::sockets::__private::NO_ARGS)
+        ::sockets::__private::notify(&self.peer, "greeter.wave", &::sockets::__private::NO_ARGS)
             .await
     }
 }

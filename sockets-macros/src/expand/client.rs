@@ -1,7 +1,7 @@
 //! The client side: typed calls through a `Peer`.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 
 use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis};
 use crate::model::{Method, Service};
@@ -92,13 +92,24 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
         quote!(#ident: #ty)
     });
     let tuple = args_tuple(krate, m);
-    let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
+    // Through `__private`, which hands the `&'static str` wire name to the
+    // peer's `Caller` borrowed (`Peer::call` takes any `&str` and copies it).
+    // The whole call is spanned at the method, so rustc reports a return type
+    // that cannot be decoded there.
+    let span = ident.span();
+    let send = if m.notify {
+        let notify = at_method(m, quote!(#krate::__private::notify));
+        quote_spanned!(span=> #notify(&self.peer, #wire, &#tuple))
+    } else {
+        let call = at_method(m, quote!(#krate::__private::call));
+        quote_spanned!(span=> #call(&self.peer, #wire, &#tuple, self.options))
+    };
     if m.notify {
         quote! {
             #(#cfgs)*
             #docs
             pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<(), #krate::Error> {
-                self.peer.#notify(#wire, &#tuple).await
+                #send.await
             }
         }
     } else {
@@ -107,7 +118,7 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
             #(#cfgs)*
             #docs
             pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<#output, #krate::Error> {
-                self.peer.#call(#wire, &#tuple, self.options).await
+                #send.await
             }
         }
     }
