@@ -231,9 +231,15 @@ impl GreeterClient {
     #[doc = " Says hello to `name`."]
     pub async fn hello(
         &self,
-        name: String,
+        name: impl ::sockets::__private::Into<String>,
     ) -> ::sockets::__private::Result<Result<String, Refusal>, ::sockets::Error> {
-        ::sockets::__private::call(&self.peer, "greeter.hello", &(name,), self.options).await
+        ::sockets::__private::call(
+            &self.peer,
+            "greeter.hello",
+            &(::sockets::__private::Into::<String>::into(name),),
+            self.options,
+        )
+        .await
     }
     #[doc = " Who is asking, from the call's context."]
     pub async fn whoami(&self) -> ::sockets::__private::Result<u64, ::sockets::Error> {

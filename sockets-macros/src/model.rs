@@ -109,4 +109,17 @@ pub(crate) struct Arg {
     pub ident: Ident,
     /// Its type, as written.
     pub ty: Type,
+    /// What its type is spelled as, where that changes the generated code.
+    pub shape: Shape,
+}
+
+/// A parameter's or return type's spelling, where it changes the generated
+/// code. Decided from the tokens alone: an alias of `String` is `Other`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `String`, `std::string::String` or `::std::string::String`: the
+    /// client method takes `impl Into<String>`.
+    String,
+    /// Any other type, taken and encoded as written.
+    Other,
 }

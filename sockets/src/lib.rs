@@ -120,7 +120,7 @@ pub mod __private {
     pub use crate::macro_support::*;
 
     pub use core::clone::Clone;
-    pub use core::convert::From;
+    pub use core::convert::{From, Into};
     pub use core::default::Default;
     pub use core::fmt::{self, Debug};
     pub use core::future::Future;

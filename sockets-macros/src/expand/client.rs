@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis};
-use crate::model::{Method, Service};
+use crate::model::{Arg, Method, Service, Shape};
 
 /// `struct CalculatorClient`: typed calls through a `Peer`.
 pub(super) fn client_struct(service: &Service) -> TokenStream {
@@ -87,11 +87,8 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
         format!("Calls `{wire}` on the peer.")
     };
     let docs = docs_or(&m.docs, &default_doc);
-    let params = m.args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        quote!(#ident: #ty)
-    });
-    let tuple = args_tuple(krate, m);
+    let params = m.args.iter().map(|a| client_param(krate, a));
+    let tuple = args_tuple(krate, m.args.iter().map(|a| client_arg(krate, a)).collect());
     // Through `__private`, which hands the `&'static str` wire name to the
     // peer's `Caller` borrowed (`Peer::call` takes any `&str` and copies it).
     // The whole call is spanned at the method, so rustc reports a return type
@@ -121,5 +118,24 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
                 #send.await
             }
         }
+    }
+}
+
+/// `a: i64`, or `name: impl Into<String>` for a `String`: `"ada"` and a
+/// `String` both fit, and the conversion leaves nothing to infer.
+fn client_param(krate: &syn::Path, arg: &Arg) -> TokenStream {
+    let (ident, ty) = (&arg.ident, &arg.ty);
+    match arg.shape {
+        Shape::String => quote!(#ident: impl #krate::__private::Into<#ty>),
+        Shape::Other => quote!(#ident: #ty),
+    }
+}
+
+/// The argument's element of the tuple the client sends.
+fn client_arg(krate: &syn::Path, arg: &Arg) -> TokenStream {
+    let (ident, ty) = (&arg.ident, &arg.ty);
+    match arg.shape {
+        Shape::String => quote!(#krate::__private::Into::<#ty>::into(#ident)),
+        Shape::Other => quote!(#ident),
     }
 }

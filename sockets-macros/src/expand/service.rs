@@ -168,7 +168,10 @@ fn request_impl(service: &Service) -> TokenStream {
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
         let pattern = variant_pattern(quote!(Self), m);
-        let tuple = args_tuple(krate, m);
+        let tuple = args_tuple(
+            krate,
+            m.args.iter().map(|a| a.ident.to_token_stream()).collect(),
+        );
         let encode_args = at_method(m, quote!(#krate::__private::encode_args));
         quote! {
             #(#cfgs)*
@@ -451,10 +454,10 @@ fn variant_wildcard(m: &Method) -> TokenStream {
     }
 }
 
-/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
-pub(super) fn args_tuple(krate: &syn::Path, m: &Method) -> TokenStream {
-    let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
-    match idents.as_slice() {
+/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one
+/// MessagePack array, one element per argument.
+pub(super) fn args_tuple(krate: &syn::Path, elements: Vec<TokenStream>) -> TokenStream {
+    match elements.as_slice() {
         [] => quote!(#krate::__private::NO_ARGS),
         [one] => quote!((#one,)),
         many => quote!((#(#many),*)),

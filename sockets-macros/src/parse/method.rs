@@ -12,7 +12,7 @@ use syn::{Attribute, FnArg, Ident, Pat, PatType, Path, ReturnType, Signature, Ty
 use super::names::upper_camel_case;
 use super::options::options;
 use super::strip;
-use super::types::{ContextRef, Position, check_type, context_type, is_unit};
+use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape};
 use crate::errors::Errors;
 use crate::model::{Arg, ContextParam, Method};
 
@@ -223,6 +223,7 @@ fn parameters(
             args.push(Arg {
                 ident,
                 ty: (*input.ty).clone(),
+                shape: shape(&input.ty),
             });
         }
     }

@@ -8,6 +8,7 @@ use quote::ToTokens;
 use syn::{GenericArgument, Lifetime, PathArguments, Type};
 
 use crate::errors::Errors;
+use crate::model::Shape;
 
 /// Where a type appears, for the wording of its errors.
 #[derive(Clone, Copy)]
@@ -152,4 +153,35 @@ pub(super) fn context_type(ty: &Type) -> Option<(ContextRef, Span)> {
         }
         ty => context_ident(ty).map(|span| (ContextRef::Owned, span)),
     }
+}
+
+/// What `ty` is spelled as, where that changes the generated code.
+pub(super) fn shape(ty: &Type) -> Shape {
+    if is_path(ty, &[&["String"], &["std", "string", "String"]]) {
+        Shape::String
+    } else {
+        Shape::Other
+    }
+}
+
+/// Whether `ty` is a plain path (no generic arguments) spelled as one of
+/// `spellings`; only the full, three-segment spelling may start with `::`.
+fn is_path(ty: &Type, spellings: &[&[&str]]) -> bool {
+    let ty = match ty {
+        Type::Group(g) => &*g.elem,
+        ty => ty,
+    };
+    let Type::Path(p) = ty else { return false };
+    if p.qself.is_some() || p.path.segments.iter().any(|s| !s.arguments.is_none()) {
+        return false;
+    }
+    let segments: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    spellings.iter().any(|spelling| {
+        segments == *spelling && (p.path.leading_colon.is_none() || spelling.len() > 1)
+    })
 }
