@@ -88,6 +88,8 @@ pub(crate) struct Method {
     pub args: Vec<Arg>,
     /// The declared return type; `None` for `()`.
     pub output: Option<Type>,
+    /// What the return type is spelled as: `Bytes` travels as `bin`.
+    pub output_shape: Shape,
     /// The parameters as written, receiver included (trait methods re-emit them).
     pub inputs: TokenStream,
     /// The whole item as written (minus our attributes), for when a later
@@ -114,12 +116,16 @@ pub(crate) struct Arg {
 }
 
 /// A parameter's or return type's spelling, where it changes the generated
-/// code. Decided from the tokens alone: an alias of `String` is `Other`.
+/// code. Decided from the tokens alone: an alias of `String` or `Vec<u8>`,
+/// or either nested in another type, is `Other`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
     /// `String`, `std::string::String` or `::std::string::String`: the
     /// client method takes `impl Into<String>`.
     String,
+    /// `Vec<u8>`, `std::vec::Vec<u8>` or `::std::vec::Vec<u8>`: travels as
+    /// MessagePack `bin` (through `serde_bytes`), not as an array of integers.
+    Bytes,
     /// Any other type, taken and encoded as written.
     Other,
 }

@@ -94,6 +94,17 @@ pub use server::{
 };
 pub use service::{CallOptions, ConnectionId, Context, Meta, Peer, Rtt, Service, SessionKind};
 
+/// The `bytes` crate, with its `serde` feature: a [`bytes::Bytes`] field of
+/// your own argument or return types travels as MessagePack `bin`.
+pub use bytes;
+
+/// The `serde_bytes` crate: `#[serde(with = "sockets::serde_bytes")]` on a
+/// `Vec<u8>` field of your own types, or a [`serde_bytes::ByteBuf`], makes
+/// it travel as MessagePack `bin` instead of an array of integers. Service
+/// parameters and return types declared `Vec<u8>` need neither: see
+/// [`service`](macro@service).
+pub use serde_bytes;
+
 /// The rustls crate, to build the TLS configurations that
 /// [`ServerBuilder::tls`] and [`ClientBuilder::tls`] take.
 #[cfg(feature = "tls")]

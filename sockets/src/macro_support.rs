@@ -76,6 +76,26 @@ pub const fn assert_arg<T: Arg>() {}
 /// Compiles only if `T` may be returned.
 pub const fn assert_reply<T: Reply>() {}
 
+/// How a `Vec<u8>` argument or return value is decoded: from MessagePack
+/// `bin` (or, as serde_bytes also accepts, an array of integers).
+pub type Bin = serde_bytes::ByteBuf;
+
+/// A `Vec<u8>` argument, borrowed to encode as MessagePack `bin` rather than
+/// as an array of integers (which takes up to twice the room).
+pub fn bin(bytes: &[u8]) -> &serde_bytes::Bytes {
+    serde_bytes::Bytes::new(bytes)
+}
+
+/// A `Vec<u8>` return value, to encode as MessagePack `bin` (no copy).
+pub fn to_bin(bytes: Vec<u8>) -> Bin {
+    Bin::from(bytes)
+}
+
+/// The `Vec<u8>` a [`Bin`] decoded (no copy).
+pub fn from_bin(bin: Bin) -> Vec<u8> {
+    bin.into_vec()
+}
+
 /// Boxes a running handler and encodes its return value when it completes.
 pub fn handler<F>(future: F) -> HandlerFuture
 where

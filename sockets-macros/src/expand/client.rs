@@ -111,11 +111,14 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
         }
     } else {
         let output = output_type(m);
+        // A `Vec<u8>` reply arrives as `bin`.
+        let from_bin =
+            (m.output_shape == Shape::Bytes).then(|| quote!(.map(#krate::__private::from_bin)));
         quote! {
             #(#cfgs)*
             #docs
             pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<#output, #krate::Error> {
-                #send.await
+                #send.await #from_bin
             }
         }
     }
@@ -127,15 +130,17 @@ fn client_param(krate: &syn::Path, arg: &Arg) -> TokenStream {
     let (ident, ty) = (&arg.ident, &arg.ty);
     match arg.shape {
         Shape::String => quote!(#ident: impl #krate::__private::Into<#ty>),
-        Shape::Other => quote!(#ident: #ty),
+        Shape::Bytes | Shape::Other => quote!(#ident: #ty),
     }
 }
 
-/// The argument's element of the tuple the client sends.
+/// The argument's element of the tuple the client sends: converted into a
+/// `String`, borrowed as `bin` for a `Vec<u8>`, or as it is.
 fn client_arg(krate: &syn::Path, arg: &Arg) -> TokenStream {
     let (ident, ty) = (&arg.ident, &arg.ty);
     match arg.shape {
         Shape::String => quote!(#krate::__private::Into::<#ty>::into(#ident)),
+        Shape::Bytes => quote!(#krate::__private::bin(&#ident)),
         Shape::Other => quote!(#ident),
     }
 }

@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::Ident;
 
 use super::service::{krate_at, variant_pattern, vis};
-use crate::model::{Kind, Service};
+use crate::model::{Kind, Service, Shape};
 
 /// `struct CalculatorServer<T>` wrapping an implementation, or a unit
 /// `struct EchoServer` for a module of functions.
@@ -111,8 +111,13 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         // Spanned at the method: a handler whose future is not `Send` is
         // reported there.
         let krate = krate_at(service, method.span());
+        // A `Vec<u8>` return value is sent as `bin`.
+        let reply = match m.output_shape {
+            Shape::Bytes => quote_spanned!(method.span()=> #krate::__private::to_bin(#call.await)),
+            Shape::String | Shape::Other => quote_spanned!(method.span()=> #call.await),
+        };
         let handler = quote_spanned! {method.span()=>
-            #krate::__private::handler(async move { #call.await })
+            #krate::__private::handler(async move { #reply })
         };
         quote! {
             #(#cfgs)*

@@ -11,7 +11,7 @@ use syn::Attribute;
 
 use super::client::{client_impl, client_struct};
 use super::server::{server_impl, server_struct, service_impl};
-use crate::model::{Kind, Method, Service};
+use crate::model::{Kind, Method, Service, Shape};
 
 /// Everything `#[sockets::service]` emits for one service.
 pub(super) fn generate(service: &Service) -> TokenStream {
@@ -168,10 +168,15 @@ fn request_impl(service: &Service) -> TokenStream {
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
         let pattern = variant_pattern(quote!(Self), m);
-        let tuple = args_tuple(
-            krate,
-            m.args.iter().map(|a| a.ident.to_token_stream()).collect(),
-        );
+        // The pattern binds each argument by reference; a `Vec<u8>` goes as `bin`.
+        let elements = m.args.iter().map(|a| {
+            let ident = &a.ident;
+            match a.shape {
+                Shape::Bytes => quote!(#krate::__private::bin(#ident)),
+                Shape::String | Shape::Other => quote!(#ident),
+            }
+        });
+        let tuple = args_tuple(krate, elements.collect());
         let encode_args = at_method(m, quote!(#krate::__private::encode_args));
         quote! {
             #(#cfgs)*
@@ -183,17 +188,29 @@ fn request_impl(service: &Service) -> TokenStream {
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
         let construct = variant_pattern(quote!(Self), m);
         let decode_args = at_method(m, quote!(#krate::__private::decode_args));
+        // A `Vec<u8>` arrives as `bin`: decoded as `Bin`, then unwrapped.
+        let has_bytes = m.args.iter().any(|a| a.shape == Shape::Bytes);
+        let types = m.args.iter().map(|a| match a.shape {
+            Shape::Bytes => quote!(#krate::__private::Bin),
+            Shape::String | Shape::Other => quote!(_),
+        });
+        let annotation = has_bytes.then(|| quote!(: (#(#types,)*)));
         let decode = match idents.as_slice() {
             [] => quote! {
                 #krate::__private::decode_args::<#krate::__private::NoArgs>(method, args)?;
             },
-            [one] => quote!(let (#one,) = #decode_args(method, args)?;),
-            many => quote!(let (#(#many),*) = #decode_args(method, args)?;),
+            [one] => quote!(let (#one,) #annotation = #decode_args(method, args)?;),
+            many => quote!(let (#(#many),*) #annotation = #decode_args(method, args)?;),
         };
+        let unwrap = m.args.iter().filter(|a| a.shape == Shape::Bytes).map(|a| {
+            let ident = &a.ident;
+            quote!(let #ident = #krate::__private::from_bin(#ident);)
+        });
         quote! {
             #(#cfgs)*
             #wire => {
                 #decode
+                #(#unwrap)*
                 #krate::__private::Ok(#construct)
             }
         }
@@ -280,9 +297,12 @@ fn response_impl(service: &Service) -> TokenStream {
     let arms = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
         let decode_reply = at_method(m, quote!(#krate::__private::decode_reply));
+        // A `Vec<u8>` reply arrives as `bin`.
+        let from_bin =
+            (m.output_shape == Shape::Bytes).then(|| quote!(.map(#krate::__private::from_bin)));
         quote! {
             #(#cfgs)*
-            #wire => #decode_reply(method, value).map(Self::#variant),
+            #wire => #decode_reply(method, value) #from_bin .map(Self::#variant),
         }
     });
     quote! {

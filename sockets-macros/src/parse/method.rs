@@ -14,7 +14,7 @@ use super::options::options;
 use super::strip;
 use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape};
 use crate::errors::Errors;
-use crate::model::{Arg, ContextParam, Method};
+use crate::model::{Arg, ContextParam, Method, Shape};
 
 /// Serde handles tuples of up to 16 elements; arguments travel as one tuple.
 const MAX_ARGS: usize = 16;
@@ -61,6 +61,7 @@ pub(crate) fn method(
     let (context, args) = parameters(sig, rule, errors);
     at_most_max_args(&args, errors);
     let output = output(sig, notify, errors);
+    let output_shape = output.as_ref().map_or(Shape::Other, shape);
     if errors.count() > reported {
         return None;
     }
@@ -81,6 +82,7 @@ pub(crate) fn method(
         context,
         args,
         output,
+        output_shape,
         inputs: quote!(#inputs),
         original: TokenStream::new(),
     })

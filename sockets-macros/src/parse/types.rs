@@ -157,31 +157,55 @@ pub(super) fn context_type(ty: &Type) -> Option<(ContextRef, Span)> {
 
 /// What `ty` is spelled as, where that changes the generated code.
 pub(super) fn shape(ty: &Type) -> Shape {
-    if is_path(ty, &[&["String"], &["std", "string", "String"]]) {
-        Shape::String
-    } else {
-        Shape::Other
+    let Some((path, argument)) = path_of(ty) else {
+        return Shape::Other;
+    };
+    match argument {
+        None if is_spelled(path, &["std", "string", "String"]) => Shape::String,
+        Some(argument) if is_spelled(path, &["std", "vec", "Vec"]) && is_u8(argument) => {
+            Shape::Bytes
+        }
+        _ => Shape::Other,
     }
 }
 
-/// Whether `ty` is a plain path (no generic arguments) spelled as one of
-/// `spellings`; only the full, three-segment spelling may start with `::`.
-fn is_path(ty: &Type, spellings: &[&[&str]]) -> bool {
+/// The path `ty` is, and the one type argument of its last segment if it
+/// has one; `None` for any other type or other generic arguments.
+fn path_of(ty: &Type) -> Option<(&syn::Path, Option<&Type>)> {
     let ty = match ty {
         Type::Group(g) => &*g.elem,
         ty => ty,
     };
-    let Type::Path(p) = ty else { return false };
-    if p.qself.is_some() || p.path.segments.iter().any(|s| !s.arguments.is_none()) {
-        return false;
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let init = p.path.segments.iter().rev().skip(1);
+    if p.qself.is_some() || init.into_iter().any(|s| !s.arguments.is_none()) {
+        return None;
     }
-    let segments: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    spellings.iter().any(|spelling| {
-        segments == *spelling && (p.path.leading_colon.is_none() || spelling.len() > 1)
-    })
+    match &last.arguments {
+        PathArguments::None => Some((&p.path, None)),
+        PathArguments::AngleBracketed(args) => match args.args.first() {
+            Some(GenericArgument::Type(argument)) if args.args.len() == 1 => {
+                Some((&p.path, Some(argument)))
+            }
+            _ => None,
+        },
+        PathArguments::Parenthesized(_) => None,
+    }
+}
+
+/// Whether `path` is spelled as the last segment of `full` alone, or as
+/// `full` with or without a leading `::` (`String`, `std::string::String`,
+/// `::std::string::String`).
+fn is_spelled(path: &syn::Path, full: &[&str]) -> bool {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [only] => path.leading_colon.is_none() && full.last().is_some_and(|last| only == last),
+        segments => segments == full,
+    }
+}
+
+/// `u8`, spelled so.
+fn is_u8(ty: &Type) -> bool {
+    matches!(path_of(ty), Some((path, None)) if path.leading_colon.is_none() && path.is_ident("u8"))
 }
