@@ -15,6 +15,12 @@ pub trait Greeter: ::sockets::__private::Send + ::sockets::__private::Sync + 'st
         cx: &sockets::Context,
     ) -> impl ::sockets::__private::Future<Output = u64> + ::sockets::__private::Send;
     fn wave(&self) -> impl ::sockets::__private::Future<Output = ()> + ::sockets::__private::Send;
+    #[doc = " A smaller copy of `image`; both travel as MessagePack `bin`."]
+    fn thumbnail(
+        &self,
+        width: u32,
+        image: Vec<u8>,
+    ) -> impl ::sockets::__private::Future<Output = Vec<u8>> + ::sockets::__private::Send;
 }
 #[doc = "A call to a method of [`Greeter`], with its arguments: one variant per method. `Debug` prints the variant only, never the arguments."]
 pub enum GreeterRequest {
@@ -27,6 +33,13 @@ pub enum GreeterRequest {
     Whoami,
     #[doc = "Calls `greeter.wave`."]
     Wave,
+    #[doc = " A smaller copy of `image`; both travel as MessagePack `bin`."]
+    Thumbnail {
+        #[doc = "The argument `width`."]
+        width: u32,
+        #[doc = "The argument `image`."]
+        image: Vec<u8>,
+    },
 }
 impl GreeterRequest {
     #[doc = r" The service's wire name and methods, as the runtime sees them."]
@@ -48,6 +61,11 @@ impl GreeterRequest {
                 open: false,
                 notify: true,
             },
+            ::sockets::service::MethodInfo {
+                name: "greeter.thumbnail",
+                open: false,
+                notify: false,
+            },
         ],
     };
 }
@@ -58,6 +76,7 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Hello { .. } => "greeter.hello",
             Self::Whoami => "greeter.whoami",
             Self::Wave => "greeter.wave",
+            Self::Thumbnail { .. } => "greeter.thumbnail",
         }
     }
     fn is_notify(&self) -> bool {
@@ -65,6 +84,7 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Hello { .. } => false,
             Self::Whoami => false,
             Self::Wave => true,
+            Self::Thumbnail { .. } => false,
         }
     }
     fn encode_args(
@@ -75,6 +95,9 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Hello { name } => ::sockets::__private::encode_args(&(name,), out),
             Self::Whoami => ::sockets::__private::encode_args(&::sockets::__private::NO_ARGS, out),
             Self::Wave => ::sockets::__private::encode_args(&::sockets::__private::NO_ARGS, out),
+            Self::Thumbnail { width, image } => {
+                ::sockets::__private::encode_args(&(width, ::sockets::__private::bin(image)), out)
+            }
         }
     }
     fn decode(
@@ -94,6 +117,12 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
                 ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
                 ::sockets::__private::Ok(Self::Wave)
             }
+            "greeter.thumbnail" => {
+                let (width, image): (_, ::sockets::__private::Bin) =
+                    ::sockets::__private::decode_args(method, args)?;
+                let image = ::sockets::__private::from_bin(image);
+                ::sockets::__private::Ok(Self::Thumbnail { width, image })
+            }
             _ => ::sockets::__private::Err(::sockets::__private::unknown_method(method)),
         }
     }
@@ -107,6 +136,7 @@ impl ::sockets::__private::Debug for GreeterRequest {
             Self::Hello { .. } => f.debug_struct("Hello").finish_non_exhaustive(),
             Self::Whoami => f.write_str("Whoami"),
             Self::Wave => f.write_str("Wave"),
+            Self::Thumbnail { .. } => f.debug_struct("Thumbnail").finish_non_exhaustive(),
         }
     }
 }
@@ -119,6 +149,8 @@ pub enum GreeterResponse {
     Whoami(u64),
     #[doc = "What `greeter.wave` returned."]
     Wave(()),
+    #[doc = "What `greeter.thumbnail` returned."]
+    Thumbnail(Vec<u8>),
 }
 impl ::sockets::service::ServiceResponse for GreeterResponse {
     fn decode(method: &str, value: &[u8]) -> ::sockets::__private::Result<Self, ::sockets::Error> {
@@ -126,6 +158,9 @@ impl ::sockets::service::ServiceResponse for GreeterResponse {
             "greeter.hello" => ::sockets::__private::decode_reply(method, value).map(Self::Hello),
             "greeter.whoami" => ::sockets::__private::decode_reply(method, value).map(Self::Whoami),
             "greeter.wave" => ::sockets::__private::decode_reply(method, value).map(Self::Wave),
+            "greeter.thumbnail" => ::sockets::__private::decode_reply(method, value)
+                .map(::sockets::__private::from_bin)
+                .map(Self::Thumbnail),
             _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
         }
     }
@@ -139,6 +174,7 @@ impl ::sockets::__private::Debug for GreeterResponse {
             Self::Hello(_) => f.debug_tuple("Hello").finish_non_exhaustive(),
             Self::Whoami(_) => f.debug_tuple("Whoami").finish_non_exhaustive(),
             Self::Wave(_) => f.debug_tuple("Wave").finish_non_exhaustive(),
+            Self::Thumbnail(_) => f.debug_tuple("Thumbnail").finish_non_exhaustive(),
         }
     }
 }
@@ -193,6 +229,11 @@ impl<T: Greeter> ::sockets::Service for GreeterServer<T> {
                     self.inner.wave().await
                 }))
             }
+            GreeterRequest::Thumbnail { width, image } => {
+                ::sockets::__private::Ok(::sockets::__private::handler(async move {
+                    ::sockets::__private::to_bin(self.inner.thumbnail(width, image).await)
+                }))
+            }
         }
     }
 }
@@ -231,27 +272,45 @@ impl GreeterClient {
     #[doc = " Says hello to `name`."]
     pub async fn hello(
         &self,
-        name: String,
+        name: impl ::sockets::__private::Into<String>,
     ) -> ::sockets::__private::Result<Result<String, Refusal>, ::sockets::Error> {
-        self.peer
-            .call("greeter.hello", &(name,), self.options)
-            .await
+        ::sockets::__private::call(
+            &self.peer,
+            "greeter.hello",
+            &(::sockets::__private::Into::<String>::into(name),),
+            self.options,
+        )
+        .await
     }
     #[doc = " Who is asking, from the call's context."]
     pub async fn whoami(&self) -> ::sockets::__private::Result<u64, ::sockets::Error> {
-        self.peer
-            .call(
-                "greeter.whoami",
-                &::sockets::__private::NO_ARGS,
-                self.options,
-            )
-            .await
+        ::sockets::__private::call(
+            &self.peer,
+            "greeter.whoami",
+            &::sockets::__private::NO_ARGS,
+            self.options,
+        )
+        .await
     }
     #[doc = "Sends `greeter.wave` as a notification: no reply; resolves once it is queued."]
     pub async fn wave(&self) -> ::sockets::__private::Result<(), ::sockets::Error> {
-        self.peer
-            .notify("greeter.wave", &::sockets::__private::NO_ARGS)
+        ::sockets::__private::notify(&self.peer, "greeter.wave", &::sockets::__private::NO_ARGS)
             .await
+    }
+    #[doc = " A smaller copy of `image`; both travel as MessagePack `bin`."]
+    pub async fn thumbnail(
+        &self,
+        width: u32,
+        image: Vec<u8>,
+    ) -> ::sockets::__private::Result<Vec<u8>, ::sockets::Error> {
+        ::sockets::__private::call(
+            &self.peer,
+            "greeter.thumbnail",
+            &(width, ::sockets::__private::bin(&image)),
+            self.options,
+        )
+        .await
+        .map(::sockets::__private::from_bin)
     }
 }
 impl ::sockets::__private::From<::sockets::Peer> for GreeterClient {
@@ -266,5 +325,10 @@ const _: () = {
     }
     {
         ::sockets::__private::assert_reply::<u64>();
+    }
+    {
+        ::sockets::__private::assert_arg::<u32>();
+        ::sockets::__private::assert_arg::<Vec<u8>>();
+        ::sockets::__private::assert_reply::<Vec<u8>>();
     }
 };

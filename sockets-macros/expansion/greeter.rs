@@ -7,4 +7,6 @@ pub trait Greeter {
     async fn whoami(&self, cx: &sockets::Context) -> u64;
     #[sockets(notify)]
     async fn wave(&self);
+    /// A smaller copy of `image`; both travel as MessagePack `bin`.
+    async fn thumbnail(&self, width: u32, image: Vec<u8>) -> Vec<u8>;
 }

@@ -11,7 +11,7 @@ mod service;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{Item, TraitItem};
+use syn::{Item, Path, TraitItem};
 
 use crate::errors::{self, Errors};
 use crate::{check, parse};
@@ -19,9 +19,7 @@ use crate::{check, parse};
 /// `#[sockets::service]`.
 pub(crate) fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     errors::collect(|errors| {
-        if !args.is_empty() {
-            errors.at(&args, "`#[sockets::service]` takes no arguments");
-        }
+        let krate = parse::service_args(args, errors);
         let item = match syn::parse2::<Item>(item.clone()) {
             Ok(item) => item,
             Err(error) => {
@@ -29,15 +27,15 @@ pub(crate) fn service(args: TokenStream, item: TokenStream) -> TokenStream {
                 return item;
             }
         };
-        match parse::service(&item, errors) {
+        match parse::service(&item, krate.clone(), errors) {
             Some(mut model) => {
                 if check::service(&mut model, errors) {
                     service::generate(&model)
                 } else {
-                    fallback(item)
+                    fallback(item, &krate)
                 }
             }
-            None => fallback(item),
+            None => fallback(item, &krate),
         }
     })
 }
@@ -48,22 +46,23 @@ pub(crate) fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     errors::collect(|errors: &mut Errors| handler::standalone(&args, item, errors))
 }
 
-/// The item as written, minus the attributes only our macros understand.
-fn fallback(mut item: Item) -> TokenStream {
+/// The item as written, minus the attributes only our macros understand
+/// (the handler markers of the runtime `krate` among them).
+fn fallback(mut item: Item, krate: &Path) -> TokenStream {
     match &mut item {
         Item::Trait(t) => {
-            t.attrs = parse::strip(&t.attrs, false);
+            t.attrs = parse::strip(&t.attrs, None);
             for inner in &mut t.items {
                 if let TraitItem::Fn(f) = inner {
-                    f.attrs = parse::strip(&f.attrs, false);
+                    f.attrs = parse::strip(&f.attrs, None);
                 }
             }
         }
         Item::Mod(m) => {
-            m.attrs = parse::strip(&m.attrs, false);
+            m.attrs = parse::strip(&m.attrs, None);
             for inner in m.content.iter_mut().flat_map(|(_, items)| items) {
                 if let Item::Fn(f) = inner {
-                    f.attrs = parse::strip(&f.attrs, true);
+                    f.attrs = parse::strip(&f.attrs, Some(krate));
                 }
             }
         }
@@ -161,6 +160,55 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    /// The crates the absolute paths of `service`'s expansion under `args` name.
+    fn crates_named(args: &str, service: &str) -> Vec<String> {
+        let expanded = super::service(
+            args.parse().expect("arguments"),
+            service.parse().expect("service"),
+        );
+        let mut found = Vec::new();
+        check_absolute_paths(expanded, &mut found);
+        found
+    }
+
+    #[test]
+    fn a_crate_path_replaces_sockets_in_every_generated_path() {
+        let module = "mod echo {
+            #[rpc::handler]
+            async fn echo(cx: &Context, text: String) -> Vec<u8> { text.into() }
+            #[handler]
+            #[sockets(notify)]
+            async fn poke() {}
+        }";
+        let input = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("expansion/greeter.rs"),
+        )
+        .expect("input exists");
+        let mut file: syn::File = syn::parse_str(&input).expect("the input parses");
+        let mut greeter = file.items.remove(0);
+        if let syn::Item::Trait(t) = &mut greeter {
+            t.attrs
+                .retain(|a| !a.path().segments.iter().any(|s| s.ident == "service"));
+        }
+        let greeter = greeter.into_token_stream().to_string();
+        for service in [module, greeter.as_str()] {
+            let found = crates_named(r#"crate = "::rpc""#, service);
+            assert!(found.len() > 20, "the check sees the paths: {found:?}");
+            assert!(found.iter().all(|krate| krate == "rpc"), "{found:?}");
+        }
+        let expanded = super::service(
+            r#"crate = "crate::reexports::rpc""#.parse().expect("arguments"),
+            module.parse().expect("service"),
+        )
+        .to_string();
+        assert!(!expanded.contains("sockets ::"), "{expanded}");
+        assert!(
+            !expanded.contains("handler ]"),
+            "the markers are consumed: {expanded}"
+        );
+        assert!(expanded.contains("crate :: reexports :: rpc :: __private ::"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Procedural macros for `sockets`. Use them through the `sockets` crate,
 //! which re-exports them and documents them for users (`sockets::service`,
-//! `sockets::handler`); the generated code names only `::sockets` paths.
+//! `sockets::handler`); the generated code names only `::sockets` paths, or
+//! paths under the one given as `#[sockets::service(crate = "...")]`.
 //!
 //! # Pipeline
 //!

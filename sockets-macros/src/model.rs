@@ -4,7 +4,7 @@
 //! spans; no `#[sockets(...)]` attribute is left to interpret.
 
 use proc_macro2::{Span, TokenStream};
-use syn::{Attribute, Ident, Type, TypeParamBound, Visibility};
+use syn::{Attribute, Ident, Path, Type, TypeParamBound, Visibility};
 
 /// A service: a trait of methods or an inline module of handler functions.
 pub(crate) struct Service {
@@ -15,6 +15,9 @@ pub(crate) struct Service {
     pub vis: Visibility,
     /// The trait's or the module's identifier.
     pub ident: Ident,
+    /// The path generated code names the runtime by: `::sockets`, or the
+    /// `crate = "..."` argument.
+    pub krate: Path,
     /// The wire name: the prefix of every method's wire name.
     pub wire_name: String,
     /// The generated items' names.
@@ -85,6 +88,8 @@ pub(crate) struct Method {
     pub args: Vec<Arg>,
     /// The declared return type; `None` for `()`.
     pub output: Option<Type>,
+    /// What the return type is spelled as: `Bytes` travels as `bin`.
+    pub output_shape: Shape,
     /// The parameters as written, receiver included (trait methods re-emit them).
     pub inputs: TokenStream,
     /// The whole item as written (minus our attributes), for when a later
@@ -106,4 +111,21 @@ pub(crate) struct Arg {
     pub ident: Ident,
     /// Its type, as written.
     pub ty: Type,
+    /// What its type is spelled as, where that changes the generated code.
+    pub shape: Shape,
+}
+
+/// A parameter's or return type's spelling, where it changes the generated
+/// code. Decided from the tokens alone: an alias of `String` or `Vec<u8>`,
+/// or either nested in another type, is `Other`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `String`, `std::string::String` or `::std::string::String`: the
+    /// client method takes `impl Into<String>`.
+    String,
+    /// `Vec<u8>`, `std::vec::Vec<u8>` or `::std::vec::Vec<u8>`: travels as
+    /// MessagePack `bin` (through `serde_bytes`), not as an array of integers.
+    Bytes,
+    /// Any other type, taken and encoded as written.
+    Other,
 }

@@ -6,22 +6,27 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Ident, Item, ItemMod, ItemTrait, Meta, Pat, Token, TraitItem};
+use syn::{Attribute, FnArg, Ident, Item, ItemMod, ItemTrait, Meta, Pat, Path, Token, TraitItem};
 
+mod args;
 mod method;
 mod names;
+mod options;
+mod types;
 
 use crate::errors::Errors;
 use crate::model::{Kind, Service};
+pub(crate) use args::service_args;
 use method::{Rule, method};
 use names::{names, snake_case};
 
-/// Parses the item under `#[sockets::service]`; `None` when it cannot be a
-/// service at all (the caller then re-emits it as written).
-pub(crate) fn service(item: &Item, errors: &mut Errors) -> Option<Service> {
+/// Parses the item under `#[sockets::service]`, whose generated code names
+/// the runtime `krate`; `None` when it cannot be a service at all (the caller
+/// then re-emits it as written).
+pub(crate) fn service(item: &Item, krate: Path, errors: &mut Errors) -> Option<Service> {
     match item {
-        Item::Trait(item) => trait_service(item, errors),
-        Item::Mod(item) => module_service(item, errors),
+        Item::Trait(item) => trait_service(item, krate, errors),
+        Item::Mod(item) => module_service(item, krate, errors),
         other => {
             errors.at(
                 item_head(other),
@@ -32,7 +37,7 @@ pub(crate) fn service(item: &Item, errors: &mut Errors) -> Option<Service> {
     }
 }
 
-fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
+fn trait_service(item: &ItemTrait, krate: Path, errors: &mut Errors) -> Option<Service> {
     let mut fatal = false;
     if let Some(unsafety) = &item.unsafety {
         errors.at(unsafety, "a service trait cannot be `unsafe`");
@@ -63,14 +68,21 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
             TraitItem::Fn(original) => {
                 has_fn = true;
                 let mut f = original.clone();
-                f.attrs = strip(&f.attrs, false);
+                f.attrs = strip(&f.attrs, None);
                 if let Some(body) = &f.default {
                     errors.at(
                         body,
                         "a service method cannot have a default body; implement it in the `impl` instead",
                     );
                 }
-                let parsed = method(&original.attrs, &f.sig, &wire_name, Rule::Method, errors);
+                let parsed = method(
+                    &original.attrs,
+                    &f.sig,
+                    &wire_name,
+                    Rule::Method,
+                    &krate,
+                    errors,
+                );
                 match parsed {
                     Some(mut m) if f.default.is_none() => {
                         m.original = f.to_token_stream();
@@ -105,6 +117,7 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
         vis: item.vis.clone(),
         names: names(&item.ident),
         ident: item.ident.clone(),
+        krate,
         cfgs: item
             .attrs
             .iter()
@@ -116,7 +129,7 @@ fn trait_service(item: &ItemTrait, errors: &mut Errors) -> Option<Service> {
     })
 }
 
-fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
+fn module_service(item: &ItemMod, krate: Path, errors: &mut Errors) -> Option<Service> {
     let Some((_, content)) = &item.content else {
         errors.at(
             quote!(#item),
@@ -132,9 +145,13 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
     let mut has_handler = false;
     for inner in content {
         match inner {
-            Item::Fn(original) if original.attrs.iter().any(is_handler_marker) => {
+            Item::Fn(original) if original.attrs.iter().any(|a| is_handler_marker(a, &krate)) => {
                 has_handler = true;
-                for marker in original.attrs.iter().filter(|a| is_handler_marker(a)) {
+                for marker in original
+                    .attrs
+                    .iter()
+                    .filter(|a| is_handler_marker(a, &krate))
+                {
                     if !matches!(marker.meta, Meta::Path(_)) {
                         errors.at(
                             &marker.meta,
@@ -143,9 +160,15 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
                     }
                 }
                 let mut f = original.clone();
-                f.attrs = strip(&f.attrs, true);
-                if let Some(m) = method(&original.attrs, &f.sig, &wire_name, Rule::Handler, errors)
-                {
+                f.attrs = strip(&f.attrs, Some(&krate));
+                if let Some(m) = method(
+                    &original.attrs,
+                    &f.sig,
+                    &wire_name,
+                    Rule::Handler,
+                    &krate,
+                    errors,
+                ) {
                     methods.push(m);
                 }
                 items.push(f.to_token_stream());
@@ -158,7 +181,7 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
                     );
                 }
                 let mut f = f.clone();
-                f.attrs = strip(&f.attrs, false);
+                f.attrs = strip(&f.attrs, None);
                 items.push(f.to_token_stream());
             }
             other => {
@@ -184,6 +207,7 @@ fn module_service(item: &ItemMod, errors: &mut Errors) -> Option<Service> {
         vis: item.vis.clone(),
         names: names(&item.ident),
         ident: item.ident.clone(),
+        krate,
         // The generated items live inside the module, under its own `#[cfg]`s.
         cfgs: Vec::new(),
         wire_name,
@@ -199,7 +223,7 @@ fn service_attrs(attrs: &[Attribute], errors: &mut Errors) -> Vec<Attribute> {
             "`#[sockets(...)]` options go on methods, not on the service",
         );
     }
-    strip(attrs, false)
+    strip(attrs, None)
 }
 
 /// `f` with every parameter pattern that is not a plain name replaced by `_`,
@@ -218,24 +242,30 @@ fn without_patterns(mut f: syn::TraitItemFn) -> syn::TraitItemFn {
     f
 }
 
-/// The attributes minus `#[sockets(...)]` (and, if `markers`, minus `#[sockets::handler]`).
-pub(crate) fn strip(attrs: &[Attribute], markers: bool) -> Vec<Attribute> {
+/// The attributes minus `#[sockets(...)]` (and, with `markers` naming the
+/// runtime's path, minus the handler markers of that runtime).
+pub(crate) fn strip(attrs: &[Attribute], markers: Option<&Path>) -> Vec<Attribute> {
     attrs
         .iter()
-        .filter(|a| !(a.path().is_ident("sockets") || (markers && is_handler_marker(a))))
+        .filter(|a| {
+            !(a.path().is_ident("sockets") || markers.is_some_and(|k| is_handler_marker(a, k)))
+        })
         .cloned()
         .collect()
 }
 
-/// `#[handler]`, `#[sockets::handler]` or `#[::sockets::handler]`: the
-/// marker the service macro reads (and removes) inside a service module.
-pub(crate) fn is_handler_marker(attr: &Attribute) -> bool {
+/// `#[handler]`, `#[sockets::handler]`, `#[::sockets::handler]`, or the
+/// `handler` of the runtime's path `krate` (`#[rpc::handler]` under
+/// `crate = "::rpc"`): the marker the service macro reads (and removes)
+/// inside a service module.
+pub(crate) fn is_handler_marker(attr: &Attribute, krate: &Path) -> bool {
     let path = attr.path();
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    match segments.as_slice() {
-        [only] => only == "handler" && path.leading_colon.is_none(),
-        [krate, name] => krate == "sockets" && name == "handler",
-        _ => false,
+    let krate: Vec<String> = krate.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.split_last() {
+        Some((name, [])) => name == "handler" && path.leading_colon.is_none(),
+        Some((name, prefix)) => name == "handler" && (prefix == ["sockets"] || prefix == krate),
+        None => false,
     }
 }
 

@@ -100,6 +100,17 @@ pub use server::{
 };
 pub use service::{CallOptions, Context, ContextBuilder, Peer, Service};
 
+/// The `bytes` crate, with its `serde` feature: a [`bytes::Bytes`] field of
+/// your own argument or return types travels as MessagePack `bin`.
+pub use bytes;
+
+/// The `serde_bytes` crate: `#[serde(with = "sockets::serde_bytes")]` on a
+/// `Vec<u8>` field of your own types, or a [`serde_bytes::ByteBuf`], makes
+/// it travel as MessagePack `bin` instead of an array of integers. Service
+/// parameters and return types declared `Vec<u8>` need neither: see
+/// [`service`](macro@service).
+pub use serde_bytes;
+
 /// The rustls crate, to build the TLS configurations that
 /// [`ServerBuilder::tls`] and [`ClientBuilder::tls`] take.
 #[cfg(feature = "tls")]
@@ -167,7 +178,7 @@ pub mod __private {
     pub use crate::macro_support::*;
 
     pub use core::clone::Clone;
-    pub use core::convert::From;
+    pub use core::convert::{From, Into};
     pub use core::default::Default;
     pub use core::fmt::{self, Debug};
     pub use core::future::Future;

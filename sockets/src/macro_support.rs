@@ -5,6 +5,7 @@
 //! paths, so a user crate needs no dependency beyond `sockets` and may shadow
 //! any prelude name (`Result`, `Option`, `Box`, `String`, …).
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
-use crate::service::{Context, DispatchError, HandlerFuture};
+use crate::service::{CallOptions, Context, DispatchError, HandlerFuture, Peer};
 
 /// The argument tuple of a method without arguments: encodes as an empty array.
 pub type NoArgs = [(); 0];
@@ -75,6 +76,26 @@ pub const fn assert_arg<T: Arg>() {}
 /// Compiles only if `T` may be returned.
 pub const fn assert_reply<T: Reply>() {}
 
+/// How a `Vec<u8>` argument or return value is decoded: from MessagePack
+/// `bin` (or, as serde_bytes also accepts, an array of integers).
+pub type Bin = serde_bytes::ByteBuf;
+
+/// A `Vec<u8>` argument, borrowed to encode as MessagePack `bin` rather than
+/// as an array of integers (which takes up to twice the room).
+pub fn bin(bytes: &[u8]) -> &serde_bytes::Bytes {
+    serde_bytes::Bytes::new(bytes)
+}
+
+/// A `Vec<u8>` return value, to encode as MessagePack `bin` (no copy).
+pub fn to_bin(bytes: Vec<u8>) -> Bin {
+    Bin::from(bytes)
+}
+
+/// The `Vec<u8>` a [`Bin`] decoded (no copy).
+pub fn from_bin(bin: Bin) -> Vec<u8> {
+    bin.into_vec()
+}
+
 /// Boxes a running handler and encodes its return value when it completes.
 pub fn handler<F>(future: F) -> HandlerFuture
 where
@@ -99,6 +120,48 @@ pub fn encode_args<A: Serialize + ?Sized>(args: &A, out: &mut Vec<u8>) -> Result
 pub fn decode_args<A: DeserializeOwned>(method: &str, args: &[u8]) -> Result<A, DispatchError> {
     codec::decode_value(args)
         .map_err(|e| DispatchError::BadRequest(format!("arguments of `{method}`: {e}")))
+}
+
+/// Calls `method` through `peer` and decodes the reply as `R`: what
+/// [`Peer::call`] does, except that the wire name is the `&'static str` the
+/// macro generated and reaches the peer's [`Caller`](crate::service::Caller)
+/// borrowed, so no call copies it.
+///
+/// # Errors
+/// As [`Peer::call`].
+///
+/// # Cancel safety
+/// As [`Peer::call`]: dropping the future before it completes sends a cancel to the peer.
+pub async fn call<A, R>(
+    peer: &Peer,
+    method: &'static str,
+    args: &A,
+    options: CallOptions,
+) -> Result<R, Error>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+{
+    let args = codec::to_vec(args)?;
+    let reply = peer
+        .caller()
+        .call(Cow::Borrowed(method), args, options)
+        .await?;
+    decode_reply(method, &reply)
+}
+
+/// Sends `method` through `peer` as a notification: what [`Peer::notify`]
+/// does, with the wire name borrowed as in [`call`].
+///
+/// # Errors
+/// As [`Peer::notify`].
+pub async fn notify<A: Serialize + ?Sized>(
+    peer: &Peer,
+    method: &'static str,
+    args: &A,
+) -> Result<(), Error> {
+    let args = codec::to_vec(args)?;
+    peer.caller().notify(Cow::Borrowed(method), args).await
 }
 
 /// The error for a call of a method the service does not have.

@@ -34,7 +34,7 @@
 //! )?;
 //! let client = harness.client().credentials("ada").connect().await?;
 //! let greeter = GreeterClient::new(client.peer());
-//! assert_eq!(greeter.greet("ada".into()).await?, "hello, ada");
+//! assert_eq!(greeter.greet("ada").await?, "hello, ada");
 //! # Ok(()) }
 //! ```
 //!

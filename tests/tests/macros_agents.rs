@@ -235,10 +235,7 @@ async fn the_master_calls_one_agent() {
 
     // Through a generated client on the master's peer for one connection.
     let to_alpha = AgentClient::new(server.peer(alpha).unwrap());
-    assert_eq!(
-        within(to_alpha.run("uptime".into())).await.unwrap(),
-        up("alpha")
-    );
+    assert_eq!(within(to_alpha.run("uptime")).await.unwrap(), up("alpha"));
     let quick = to_alpha.with_timeout(Duration::from_secs(5));
     assert_eq!(within(quick.status()).await.unwrap().jobs_run, 1);
 

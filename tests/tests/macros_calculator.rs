@@ -204,12 +204,12 @@ async fn the_context_carries_the_auth_hooks_meta_and_notifications_arrive() {
 
     // A notification resolves once queued; the handler runs on the server
     // and knows who sent it.
-    within(alice_calc.log("first".into())).await.unwrap();
+    within(alice_calc.log("first")).await.unwrap();
     assert_eq!(
         next(&mut seen).await,
         Seen::Log("alice".into(), "first".into())
     );
-    within(bob_calc.log("second".into())).await.unwrap();
+    within(bob_calc.log("second")).await.unwrap();
     assert_eq!(
         next(&mut seen).await,
         Seen::Log("bob".into(), "second".into())
@@ -238,12 +238,12 @@ async fn a_guest_may_call_open_methods_only() {
     // A guest's notification to a closed method is dropped without a word:
     // the first line the server logs is the one an authenticated user sent
     // after it.
-    within(calc.log("from the guest".into())).await.unwrap();
+    within(calc.log("from the guest")).await.unwrap();
     // A round trip on the guest's connection: the notification, read
     // before this call, has been handled (dropped) by now.
     assert_eq!(within(calc.version()).await.unwrap(), "1.0");
     let alice = login(&server, "alice").await;
-    within(CalculatorClient::new(alice.peer()).log("from alice".into()))
+    within(CalculatorClient::new(alice.peer()).log("from alice"))
         .await
         .unwrap();
     assert_eq!(
@@ -297,7 +297,7 @@ async fn methods_the_server_does_not_serve_are_unknown_and_harmless() {
 
     // A whole service the server does not serve.
     let weather = WeatherClient::new(alice.peer());
-    let outcome = within(weather.forecast("Lisbon".into())).await;
+    let outcome = within(weather.forecast("Lisbon")).await;
     assert!(
         matches!(&outcome, Err(Error::UnknownMethod(m)) if m == "weather.forecast"),
         "{outcome:?}"

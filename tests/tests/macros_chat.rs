@@ -143,13 +143,11 @@ impl Member {
     }
 
     async fn join(&self, room: &str) {
-        within(self.chat.join(room.into())).await.unwrap().unwrap();
+        within(self.chat.join(room)).await.unwrap().unwrap();
     }
 
     async fn say(&self, room: &str, text: &str) -> Result<usize, ChatError> {
-        within(self.chat.say(room.into(), text.into()))
-            .await
-            .unwrap()
+        within(self.chat.say(room, text)).await.unwrap()
     }
 }
 
@@ -235,7 +233,7 @@ async fn broadcasts_skip_guests_and_notify_reaches_one() {
     assert_eq!(guest.client.session(), Some(sockets::SessionKind::Guest));
 
     // A guest may not join a room itself...
-    let refused = within(guest.chat.join("rust".into())).await;
+    let refused = within(guest.chat.join("rust")).await;
     assert!(
         matches!(refused, Err(sockets::Error::Unauthorized)),
         "{refused:?}"

@@ -68,7 +68,7 @@ impl Calculator for Calc {
         let user = cx.meta::<User>().map_or("nobody", |u| u.0.as_str());
         // Call the same peer back, through the context's peer.
         let name = echo::EchoClient::new(cx.peer().clone())
-            .echo("your name?".into())
+            .echo("your name?")
             .await
             .unwrap_or_else(|e| e.to_string());
         format!("{} {} {user} {name}", cx.connection_id(), cx.peer_addr())
@@ -254,8 +254,8 @@ async fn typed_calls_reach_the_implementation_and_return_typed_values() {
     assert_eq!(calc.divide(10, 2).await.unwrap(), Ok(5));
     assert_eq!(calc.divide(1, 0).await.unwrap(), Err(DivideError::ByZero));
 
-    calc.log("first".into()).await.unwrap();
-    calc.log("second".into()).await.unwrap();
+    calc.log("first").await.unwrap();
+    calc.log("second").await.unwrap();
     assert_eq!(*server.inner().log.lock().unwrap(), ["first", "second"]);
 }
 
@@ -468,11 +468,7 @@ async fn two_services_share_one_connection() {
     );
     let calc = CalculatorClient::new(peer.clone());
     let echo = echo::EchoClient::from(peer);
-    let (sum, loud, same) = tokio::join!(
-        calc.add(1, 2),
-        echo.loud("hi".into()),
-        echo.echo("x".into())
-    );
+    let (sum, loud, same) = tokio::join!(calc.add(1, 2), echo.loud("hi"), echo.echo("x"));
     assert_eq!(
         (sum.unwrap(), loud.unwrap(), same.unwrap()),
         (3, "HI".into(), "x".into())

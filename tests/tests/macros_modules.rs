@@ -121,14 +121,14 @@ async fn a_module_service_and_a_trait_service_share_a_server_and_a_connection() 
     let text = text::TextClient::new(alice.peer());
     let counter = CounterClient::from(alice.peer());
 
-    assert_eq!(within(text.upper("hello".into())).await.unwrap(), "HELLO");
+    assert_eq!(within(text.upper("hello")).await.unwrap(), "HELLO");
     assert_eq!(
-        within(text.split("a,b,,c".into(), ',')).await.unwrap(),
+        within(text.split("a,b,,c", ',')).await.unwrap(),
         ["a", "b", "", "c"]
     );
-    assert_eq!(within(text.parse(" 42 ".into())).await.unwrap(), Ok(42));
+    assert_eq!(within(text.parse(" 42 ")).await.unwrap(), Ok(42));
     assert_eq!(
-        within(text.parse("forty".into())).await.unwrap(),
+        within(text.parse("forty")).await.unwrap(),
         Err(ParseError::NotANumber("forty".into()))
     );
     assert_eq!(within(text.caller()).await.unwrap(), Some("alice".into()));
@@ -136,10 +136,10 @@ async fn a_module_service_and_a_trait_service_share_a_server_and_a_connection() 
     // Calls to both services at once, on the one connection.
     let (up, first, second, parsed) = within(async {
         tokio::join!(
-            text.upper("mixed".into()),
+            text.upper("mixed"),
             counter.add(2),
             counter.add(3),
-            text.parse("-7".into()),
+            text.parse("-7"),
         )
     })
     .await;
@@ -180,7 +180,7 @@ async fn open_handlers_serve_guests_and_the_rest_refuse_them() {
     // Open handlers answer, and see a guest's context: no metadata.
     assert_eq!(within(text.caller()).await.unwrap(), None);
     assert_eq!(within(counter.total()).await.unwrap(), 0);
-    let refused = within(text.upper("x".into())).await;
+    let refused = within(text.upper("x")).await;
     assert!(matches!(refused, Err(Error::Unauthorized)), "{refused:?}");
     let refused = within(counter.add(1)).await;
     assert!(matches!(refused, Err(Error::Unauthorized)), "{refused:?}");

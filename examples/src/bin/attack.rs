@@ -258,7 +258,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = CallOptions::timeout(Duration::from_secs(5));
     while Instant::now() < until {
         let call = Instant::now();
-        match greeter.with_options(options).greet("good".into()).await {
+        match greeter.with_options(options).greet("good").await {
             Ok(Ok(_)) => {
                 good.calls_ok += 1;
                 good.latencies_us.push(call.elapsed().as_micros() as u64);

@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .connect()
             .await?;
         let greeter = GreeterClient::new(client.peer());
-        println!("ws /rpc greet -> {:?}", greeter.greet("axum".into()).await?);
+        println!("ws /rpc greet -> {:?}", greeter.greet("axum").await?);
         println!("ws /rpc whoami -> {}", greeter.whoami().await?);
         client.close().await;
     }

@@ -213,7 +213,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .connect()
             .await?;
         let chat = ChatClient::new(client.peer());
-        let members = chat.join(room(i).into()).await?;
+        let members = chat.join(room(i)).await?;
         println!(
             "{}: joined #{} with {}",
             name(i),
@@ -226,14 +226,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Everyone says one line in their room, in turn.
     for (i, (_, chat, _)) in people.iter().enumerate() {
         let reached = chat
-            .say(room(i).into(), format!("hi, I am {}", name(i)))
+            .say(room(i), format!("hi, I am {}", name(i)))
             .await?
             .map_err(|e| format!("{e:?}"))?;
         println!("{}: said hi in #{} (reached {reached})", name(i), room(i));
     }
     // Speaking in a room one has not joined is the service's own error.
     if let Some((_, chat, _)) = people.get(1) {
-        match chat.say("rust".into(), "psst".into()).await? {
+        match chat.say("rust", "psst").await? {
             Err(ChatError::NotInRoom(room)) => println!("{}: may not speak in #{room}", name(1)),
             other => return Err(format!("expected NotInRoom, got {other:?}").into()),
         }

@@ -134,9 +134,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("client: connected; handshake and authentication done");
 
     let shop = ShopClient::new(client.peer());
-    println!("client: price(tea) = {:?}", shop.price("tea".into()).await?);
+    println!("client: price(tea) = {:?}", shop.price("tea").await?);
     // The outer `?` is the call (network, timeout...); the inner Result is the shop's answer.
-    match shop.price("caviar".into()).await? {
+    match shop.price("caviar").await? {
         Ok(cents) => println!("client: caviar costs {cents}"),
         Err(ShopError::UnknownItem(item)) => {
             println!("client: price(caviar) is the shop's own error: unknown item {item:?}")
@@ -161,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("the client stopped")?;
     println!("client: notice received: {notice:?}");
 
-    let receipt = shop.buy("cake".into()).await?;
+    let receipt = shop.buy("cake").await?;
     println!("client: buy(cake) = {receipt:?}");
 
     client.close().await;

@@ -1,13 +1,14 @@
 //! The client side: typed calls through a `Peer`.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 
 use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis};
-use crate::model::{Method, Service};
+use crate::model::{Arg, Method, Service, Shape};
 
 /// `struct CalculatorClient`: typed calls through a `Peer`.
 pub(super) fn client_struct(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let vis = vis(service);
     let cfgs = &service.cfgs;
     let client = &service.names.client;
@@ -19,48 +20,49 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
     quote! {
         #(#cfgs)*
         #[doc = #doc]
-        #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+        #[derive(#krate::__private::Clone, #krate::__private::Debug)]
         #vis struct #client {
-            peer: ::sockets::Peer,
-            options: ::sockets::CallOptions,
+            peer: #krate::Peer,
+            options: #krate::CallOptions,
         }
     }
 }
 
 /// The client's constructor, per-call options, and one method per service method.
 pub(super) fn client_impl(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let client = &service.names.client;
-    let methods = service.methods.iter().map(client_method);
+    let methods = service.methods.iter().map(|m| client_method(krate, m));
     quote! {
         #(#cfgs)*
         impl #client {
             /// A client that calls through `peer` with default options.
-            pub fn new(peer: ::sockets::Peer) -> Self {
+            pub fn new(peer: #krate::Peer) -> Self {
                 Self {
                     peer,
-                    options: ::sockets::__private::Default::default(),
+                    options: #krate::__private::Default::default(),
                 }
             }
 
             /// A copy of this client that sends its calls with `options`.
-            pub fn with_options(&self, options: ::sockets::CallOptions) -> Self {
+            pub fn with_options(&self, options: #krate::CallOptions) -> Self {
                 Self {
-                    peer: ::sockets::__private::Clone::clone(&self.peer),
+                    peer: #krate::__private::Clone::clone(&self.peer),
                     options,
                 }
             }
 
             /// A copy of this client whose calls wait at most `timeout` for their reply.
-            pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
-                self.with_options(::sockets::CallOptions {
-                    timeout: ::sockets::__private::Some(timeout),
+            pub fn with_timeout(&self, timeout: #krate::__private::Duration) -> Self {
+                self.with_options(#krate::CallOptions {
+                    timeout: #krate::__private::Some(timeout),
                     ..self.options
                 })
             }
 
             /// The peer this client calls.
-            pub fn peer(&self) -> &::sockets::Peer {
+            pub fn peer(&self) -> &#krate::Peer {
                 &self.peer
             }
 
@@ -68,8 +70,8 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
         }
 
         #(#cfgs)*
-        impl ::sockets::__private::From<::sockets::Peer> for #client {
-            fn from(peer: ::sockets::Peer) -> Self {
+        impl #krate::__private::From<#krate::Peer> for #client {
+            fn from(peer: #krate::Peer) -> Self {
                 Self::new(peer)
             }
         }
@@ -77,7 +79,7 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
 }
 
 /// `pub async fn add(&self, a: i64, b: i64) -> Result<i64, sockets::Error>`.
-fn client_method(m: &Method) -> TokenStream {
+fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
     let (cfgs, ident, wire) = (&m.cfgs, &m.ident, &m.wire_name);
     let default_doc = if m.notify {
         format!("Sends `{wire}` as a notification: no reply; resolves once it is queued.")
@@ -85,28 +87,60 @@ fn client_method(m: &Method) -> TokenStream {
         format!("Calls `{wire}` on the peer.")
     };
     let docs = docs_or(&m.docs, &default_doc);
-    let params = m.args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        quote!(#ident: #ty)
-    });
-    let tuple = args_tuple(m);
-    let (call, notify) = (at_method(m, quote!(call)), at_method(m, quote!(notify)));
+    let params = m.args.iter().map(|a| client_param(krate, a));
+    let tuple = args_tuple(krate, m.args.iter().map(|a| client_arg(krate, a)).collect());
+    // Through `__private`, which hands the `&'static str` wire name to the
+    // peer's `Caller` borrowed (`Peer::call` takes any `&str` and copies it).
+    // The whole call is spanned at the method, so rustc reports a return type
+    // that cannot be decoded there.
+    let span = ident.span();
+    let send = if m.notify {
+        let notify = at_method(m, quote!(#krate::__private::notify));
+        quote_spanned!(span=> #notify(&self.peer, #wire, &#tuple))
+    } else {
+        let call = at_method(m, quote!(#krate::__private::call));
+        quote_spanned!(span=> #call(&self.peer, #wire, &#tuple, self.options))
+    };
     if m.notify {
         quote! {
             #(#cfgs)*
             #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<(), ::sockets::Error> {
-                self.peer.#notify(#wire, &#tuple).await
+            pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<(), #krate::Error> {
+                #send.await
             }
         }
     } else {
         let output = output_type(m);
+        // A `Vec<u8>` reply arrives as `bin`.
+        let from_bin =
+            (m.output_shape == Shape::Bytes).then(|| quote!(.map(#krate::__private::from_bin)));
         quote! {
             #(#cfgs)*
             #docs
-            pub async fn #ident(&self, #(#params),*) -> ::sockets::__private::Result<#output, ::sockets::Error> {
-                self.peer.#call(#wire, &#tuple, self.options).await
+            pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<#output, #krate::Error> {
+                #send.await #from_bin
             }
         }
+    }
+}
+
+/// `a: i64`, or `name: impl Into<String>` for a `String`: `"ada"` and a
+/// `String` both fit, and the conversion leaves nothing to infer.
+fn client_param(krate: &syn::Path, arg: &Arg) -> TokenStream {
+    let (ident, ty) = (&arg.ident, &arg.ty);
+    match arg.shape {
+        Shape::String => quote!(#ident: impl #krate::__private::Into<#ty>),
+        Shape::Bytes | Shape::Other => quote!(#ident: #ty),
+    }
+}
+
+/// The argument's element of the tuple the client sends: converted into a
+/// `String`, borrowed as `bin` for a `Vec<u8>`, or as it is.
+fn client_arg(krate: &syn::Path, arg: &Arg) -> TokenStream {
+    let (ident, ty) = (&arg.ident, &arg.ty);
+    match arg.shape {
+        Shape::String => quote!(#krate::__private::Into::<#ty>::into(#ident)),
+        Shape::Bytes => quote!(#krate::__private::bin(&#ident)),
+        Shape::Other => quote!(#ident),
     }
 }

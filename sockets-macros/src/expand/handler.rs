@@ -47,6 +47,6 @@ pub(super) fn standalone(
             ),
         );
     }
-    function.attrs = parse::strip(&function.attrs, false);
+    function.attrs = parse::strip(&function.attrs, None);
     function.into_token_stream()
 }

@@ -4,12 +4,13 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::Ident;
 
-use super::service::{variant_pattern, vis};
-use crate::model::{Kind, Service};
+use super::service::{krate_at, variant_pattern, vis};
+use crate::model::{Kind, Service, Shape};
 
 /// `struct CalculatorServer<T>` wrapping an implementation, or a unit
 /// `struct EchoServer` for a module of functions.
 pub(super) fn server_struct(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let vis = vis(service);
     let cfgs = &service.cfgs;
     let server = &service.names.server;
@@ -22,7 +23,7 @@ pub(super) fn server_struct(service: &Service) -> TokenStream {
             quote! {
                 #(#cfgs)*
                 #[doc = #doc]
-                #[derive(::sockets::__private::Clone, ::sockets::__private::Debug)]
+                #[derive(#krate::__private::Clone, #krate::__private::Debug)]
                 #vis struct #server<T> {
                     inner: T,
                 }
@@ -37,10 +38,10 @@ pub(super) fn server_struct(service: &Service) -> TokenStream {
                 #(#cfgs)*
                 #[doc = #doc]
                 #[derive(
-                    ::sockets::__private::Clone,
-                    ::sockets::__private::Copy,
-                    ::sockets::__private::Debug,
-                    ::sockets::__private::Default,
+                    #krate::__private::Clone,
+                    #krate::__private::Copy,
+                    #krate::__private::Debug,
+                    #krate::__private::Default,
                 )]
                 #vis struct #server;
             }
@@ -78,6 +79,7 @@ pub(super) fn server_impl(service: &Service) -> TokenStream {
 
 /// `impl Service for CalculatorServer<T>`: decode the request, then run the handler.
 pub(super) fn service_impl(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let request = &service.names.request;
     let uses_context = service.methods.iter().any(|m| m.context.is_some());
@@ -89,10 +91,11 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         let context = m.context.as_ref().map(|c| {
             // Through `CallContext`, so a type merely named `Context` is
             // reported at that type.
+            let krate = krate_at(service, c.span);
             if c.by_ref {
-                quote_spanned!(c.span=> ::sockets::__private::CallContext::by_ref(&#cx),)
+                quote_spanned!(c.span=> #krate::__private::CallContext::by_ref(&#cx),)
             } else {
-                quote_spanned!(c.span=> ::sockets::__private::CallContext::owned(#cx),)
+                quote_spanned!(c.span=> #krate::__private::CallContext::owned(#cx),)
             }
         });
         let pattern = variant_pattern(quote!(#request), m);
@@ -107,12 +110,18 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         };
         // Spanned at the method: a handler whose future is not `Send` is
         // reported there.
+        let krate = krate_at(service, method.span());
+        // A `Vec<u8>` return value is sent as `bin`.
+        let reply = match m.output_shape {
+            Shape::Bytes => quote_spanned!(method.span()=> #krate::__private::to_bin(#call.await)),
+            Shape::String | Shape::Other => quote_spanned!(method.span()=> #call.await),
+        };
         let handler = quote_spanned! {method.span()=>
-            ::sockets::__private::handler(async move { #call.await })
+            #krate::__private::handler(async move { #reply })
         };
         quote! {
             #(#cfgs)*
-            #pattern => ::sockets::__private::Ok(#handler),
+            #pattern => #krate::__private::Ok(#handler),
         }
     });
     let (impl_head, self_name, allow) = match service.kind {
@@ -129,22 +138,22 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
     };
     quote! {
         #(#cfgs)*
-        #impl_head ::sockets::Service for #self_name {
-            fn info(&self) -> &'static ::sockets::service::ServiceInfo {
+        #impl_head #krate::Service for #self_name {
+            fn info(&self) -> &'static #krate::service::ServiceInfo {
                 &#request::INFO
             }
 
             #allow
             fn dispatch(
-                self: ::sockets::__private::Arc<Self>,
-                #cx: ::sockets::Context,
+                self: #krate::__private::Arc<Self>,
+                #cx: #krate::Context,
                 method: &str,
                 args: &[u8],
-            ) -> ::sockets::__private::Result<
-                ::sockets::service::HandlerFuture,
-                ::sockets::service::DispatchError,
+            ) -> #krate::__private::Result<
+                #krate::service::HandlerFuture,
+                #krate::service::DispatchError,
             > {
-                let request = <#request as ::sockets::service::ServiceRequest>::decode(method, args)?;
+                let request = <#request as #krate::service::ServiceRequest>::decode(method, args)?;
                 match request {
                     #(#arms)*
                 }

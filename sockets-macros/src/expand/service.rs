@@ -1,16 +1,17 @@
 //! One function per generated item, assembled in [`generate`]'s one list;
 //! the server side lives in `server.rs`, the client in `client.rs`.
 //!
-//! Generated code names only `::sockets::…` paths, so the user's crate needs
-//! no other dependency and may shadow any prelude name.
+//! Generated code names only paths under the runtime's path (`::sockets`, or
+//! the service's `crate = "..."`), so the user's crate needs no other
+//! dependency and may shadow any prelude name.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::Attribute;
 
 use super::client::{client_impl, client_struct};
 use super::server::{server_impl, server_struct, service_impl};
-use crate::model::{Kind, Method, Service};
+use crate::model::{Kind, Method, Service, Shape};
 
 /// Everything `#[sockets::service]` emits for one service.
 pub(super) fn generate(service: &Service) -> TokenStream {
@@ -58,6 +59,7 @@ pub(super) fn generate(service: &Service) -> TokenStream {
 /// The user's trait, its methods rewritten to return `Send` futures so the
 /// runtime can spawn them; implementors still write `async fn`.
 fn trait_definition(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let Kind::Trait {
         attrs,
         supertraits,
@@ -77,12 +79,12 @@ fn trait_definition(service: &Service) -> TokenStream {
         let fn_token = quote_spanned!(ident.span()=> fn);
         quote! {
             #(#attrs)*
-            #fn_token #ident(#inputs) -> impl ::sockets::__private::Future<Output = #output> + ::sockets::__private::Send;
+            #fn_token #ident(#inputs) -> impl #krate::__private::Future<Output = #output> + #krate::__private::Send;
         }
     });
     quote! {
         #(#attrs)*
-        #vis trait #ident: #(#supertraits +)* ::sockets::__private::Send + ::sockets::__private::Sync + 'static {
+        #vis trait #ident: #(#supertraits +)* #krate::__private::Send + #krate::__private::Sync + 'static {
             #(#methods)*
             #(#verbatim)*
         }
@@ -124,6 +126,7 @@ fn request_enum(service: &Service) -> TokenStream {
 
 /// `CalculatorRequest::INFO`: the static description the runtime routes by.
 fn request_info(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let request = &service.names.request;
     let name = &service.wire_name;
@@ -132,14 +135,14 @@ fn request_info(service: &Service) -> TokenStream {
         let (wire, open, notify) = (&m.wire_name, m.open, m.notify);
         quote! {
             #(#cfgs)*
-            ::sockets::service::MethodInfo { name: #wire, open: #open, notify: #notify }
+            #krate::service::MethodInfo { name: #wire, open: #open, notify: #notify }
         }
     });
     quote! {
         #(#cfgs)*
         impl #request {
             /// The service's wire name and methods, as the runtime sees them.
-            pub const INFO: ::sockets::service::ServiceInfo = ::sockets::service::ServiceInfo {
+            pub const INFO: #krate::service::ServiceInfo = #krate::service::ServiceInfo {
                 name: #name,
                 methods: &[#(#methods,)*],
             };
@@ -149,6 +152,7 @@ fn request_info(service: &Service) -> TokenStream {
 
 /// `impl ServiceRequest for CalculatorRequest`: wire names and the argument tuple.
 fn request_impl(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let (request, response) = (&service.names.request, &service.names.response);
     let methods = service.methods.iter().map(|m| {
@@ -164,8 +168,16 @@ fn request_impl(service: &Service) -> TokenStream {
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
         let pattern = variant_pattern(quote!(Self), m);
-        let tuple = args_tuple(m);
-        let encode_args = at_method(m, quote!(::sockets::__private::encode_args));
+        // The pattern binds each argument by reference; a `Vec<u8>` goes as `bin`.
+        let elements = m.args.iter().map(|a| {
+            let ident = &a.ident;
+            match a.shape {
+                Shape::Bytes => quote!(#krate::__private::bin(#ident)),
+                Shape::String | Shape::Other => quote!(#ident),
+            }
+        });
+        let tuple = args_tuple(krate, elements.collect());
+        let encode_args = at_method(m, quote!(#krate::__private::encode_args));
         quote! {
             #(#cfgs)*
             #pattern => #encode_args(&#tuple, out),
@@ -175,19 +187,31 @@ fn request_impl(service: &Service) -> TokenStream {
         let (cfgs, wire) = (&m.cfgs, &m.wire_name);
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
         let construct = variant_pattern(quote!(Self), m);
-        let decode_args = at_method(m, quote!(::sockets::__private::decode_args));
+        let decode_args = at_method(m, quote!(#krate::__private::decode_args));
+        // A `Vec<u8>` arrives as `bin`: decoded as `Bin`, then unwrapped.
+        let has_bytes = m.args.iter().any(|a| a.shape == Shape::Bytes);
+        let types = m.args.iter().map(|a| match a.shape {
+            Shape::Bytes => quote!(#krate::__private::Bin),
+            Shape::String | Shape::Other => quote!(_),
+        });
+        let annotation = has_bytes.then(|| quote!(: (#(#types,)*)));
         let decode = match idents.as_slice() {
             [] => quote! {
-                ::sockets::__private::decode_args::<::sockets::__private::NoArgs>(method, args)?;
+                #krate::__private::decode_args::<#krate::__private::NoArgs>(method, args)?;
             },
-            [one] => quote!(let (#one,) = #decode_args(method, args)?;),
-            many => quote!(let (#(#many),*) = #decode_args(method, args)?;),
+            [one] => quote!(let (#one,) #annotation = #decode_args(method, args)?;),
+            many => quote!(let (#(#many),*) #annotation = #decode_args(method, args)?;),
         };
+        let unwrap = m.args.iter().filter(|a| a.shape == Shape::Bytes).map(|a| {
+            let ident = &a.ident;
+            quote!(let #ident = #krate::__private::from_bin(#ident);)
+        });
         quote! {
             #(#cfgs)*
             #wire => {
                 #decode
-                ::sockets::__private::Ok(#construct)
+                #(#unwrap)*
+                #krate::__private::Ok(#construct)
             }
         }
     });
@@ -200,7 +224,7 @@ fn request_impl(service: &Service) -> TokenStream {
     };
     quote! {
         #(#cfgs)*
-        impl ::sockets::service::ServiceRequest for #request {
+        impl #krate::service::ServiceRequest for #request {
             type Response = #response;
 
             fn method(&self) -> &'static str {
@@ -217,8 +241,8 @@ fn request_impl(service: &Service) -> TokenStream {
 
             fn encode_args(
                 &self,
-                out: &mut ::sockets::__private::Vec<u8>,
-            ) -> ::sockets::__private::Result<(), ::sockets::error::CodecError> {
+                out: &mut #krate::__private::Vec<u8>,
+            ) -> #krate::__private::Result<(), #krate::error::CodecError> {
                 match #scrutinee {
                     #(#encode)*
                 }
@@ -227,10 +251,10 @@ fn request_impl(service: &Service) -> TokenStream {
             fn decode(
                 method: &str,
                 args: &[u8],
-            ) -> ::sockets::__private::Result<Self, ::sockets::service::DispatchError> {
+            ) -> #krate::__private::Result<Self, #krate::service::DispatchError> {
                 match method {
                     #(#decode)*
-                    _ => ::sockets::__private::Err(::sockets::__private::unknown_method(method)),
+                    _ => #krate::__private::Err(#krate::__private::unknown_method(method)),
                 }
             }
         }
@@ -267,26 +291,30 @@ fn response_enum(service: &Service) -> TokenStream {
 
 /// `impl ServiceResponse for CalculatorResponse`.
 fn response_impl(service: &Service) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     let response = &service.names.response;
     let arms = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        let decode_reply = at_method(m, quote!(::sockets::__private::decode_reply));
+        let decode_reply = at_method(m, quote!(#krate::__private::decode_reply));
+        // A `Vec<u8>` reply arrives as `bin`.
+        let from_bin =
+            (m.output_shape == Shape::Bytes).then(|| quote!(.map(#krate::__private::from_bin)));
         quote! {
             #(#cfgs)*
-            #wire => #decode_reply(method, value).map(Self::#variant),
+            #wire => #decode_reply(method, value) #from_bin .map(Self::#variant),
         }
     });
     quote! {
         #(#cfgs)*
-        impl ::sockets::service::ServiceResponse for #response {
+        impl #krate::service::ServiceResponse for #response {
             fn decode(
                 method: &str,
                 value: &[u8],
-            ) -> ::sockets::__private::Result<Self, ::sockets::Error> {
+            ) -> #krate::__private::Result<Self, #krate::Error> {
                 match method {
                     #(#arms)*
-                    _ => ::sockets::__private::Err(::sockets::__private::unknown_reply(method)),
+                    _ => #krate::__private::Err(#krate::__private::unknown_reply(method)),
                 }
             }
         }
@@ -327,6 +355,7 @@ fn debug_impl(
     ty: &syn::Ident,
     arms: impl Iterator<Item = TokenStream>,
 ) -> TokenStream {
+    let krate = &service.krate;
     let cfgs = &service.cfgs;
     // An empty enum (every method had a mistake) is matched by value.
     let scrutinee = if service.methods.is_empty() {
@@ -336,11 +365,11 @@ fn debug_impl(
     };
     quote! {
         #(#cfgs)*
-        impl ::sockets::__private::Debug for #ty {
+        impl #krate::__private::Debug for #ty {
             fn fmt(
                 &self,
-                f: &mut ::sockets::__private::fmt::Formatter<'_>,
-            ) -> ::sockets::__private::fmt::Result {
+                f: &mut #krate::__private::fmt::Formatter<'_>,
+            ) -> #krate::__private::fmt::Result {
                 match #scrutinee {
                     #(#arms)*
                 }
@@ -357,12 +386,13 @@ fn type_checks(service: &Service) -> TokenStream {
         let cfgs = &m.cfgs;
         let args = m.args.iter().map(|a| {
             let ty = &a.ty;
-            quote_spanned!(span_of(ty)=> ::sockets::__private::assert_arg::<#ty>();)
+            let krate = krate_at(service, span_of(ty));
+            quote_spanned!(span_of(ty)=> #krate::__private::assert_arg::<#ty>();)
         });
-        let output = m
-            .output
-            .as_ref()
-            .map(|ty| quote_spanned!(span_of(ty)=> ::sockets::__private::assert_reply::<#ty>();));
+        let output = m.output.as_ref().map(|ty| {
+            let krate = krate_at(service, span_of(ty));
+            quote_spanned!(span_of(ty)=> #krate::__private::assert_reply::<#ty>();)
+        });
         if m.args.is_empty() && output.is_none() {
             return TokenStream::new();
         }
@@ -396,6 +426,30 @@ pub(super) fn at_method(m: &Method, tokens: TokenStream) -> TokenStream {
         .collect()
 }
 
+/// The runtime's path with every token at `span`, for `quote_spanned!`: a
+/// path whose first tokens sat elsewhere would move rustc's error there.
+pub(super) fn krate_at(service: &Service, span: Span) -> TokenStream {
+    respan(service.krate.to_token_stream(), span)
+}
+
+/// `tokens` with every token, nested ones too, at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                TokenTree::Group(respanned)
+            }
+            mut token => {
+                token.set_span(span);
+                token
+            }
+        })
+        .collect()
+}
+
 pub(super) fn span_of(ty: &syn::Type) -> Span {
     syn::spanned::Spanned::span(ty)
 }
@@ -420,11 +474,11 @@ fn variant_wildcard(m: &Method) -> TokenStream {
     }
 }
 
-/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one MessagePack array.
-pub(super) fn args_tuple(m: &Method) -> TokenStream {
-    let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
-    match idents.as_slice() {
-        [] => quote!(::sockets::__private::NO_ARGS),
+/// `(a, b)`, `(a,)`, or the empty array for no arguments: always one
+/// MessagePack array, one element per argument.
+pub(super) fn args_tuple(krate: &syn::Path, elements: Vec<TokenStream>) -> TokenStream {
+    match elements.as_slice() {
+        [] => quote!(#krate::__private::NO_ARGS),
         [one] => quote!((#one,)),
         many => quote!((#(#many),*)),
     }

@@ -28,7 +28,7 @@ pub trait Wide {
 fn main() {
     fn client_call(client: &WideClient) -> impl std::future::Future + '_ {
         client.sixteen(
-            1, 2, 3, 4, 5, 6, 7, 8, 9.0, 10.0, true, 'l', "m".into(), vec![], None, HashMap::new(),
+            1, 2, 3, 4, 5, 6, 7, 8, 9.0, 10.0, true, 'l', "m", vec![], None, HashMap::new(),
         )
     }
     let _ = client_call;
