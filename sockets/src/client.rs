@@ -19,14 +19,43 @@
 //! A [`Client`] is a cheap handle: clones share the connection. Its
 //! [`Client::peer`] follows reconnects. While the connection is down, calls
 //! fail at once with [`Error::Disconnected`] unless they ask to wait
-//! ([`CallOptions::wait_for_connection`]). [`Client::states`] reports
-//! `Connecting`, `Ready`, `Disconnected(reason)`, `Reconnected` and `Closed`.
+//! ([`CallOptions::wait_for_connection`]). [`Client::states`] reports every
+//! [`ClientState`]:
+//!
+//! ```text
+//!                  connect()
+//!                      │
+//!                      ▼
+//!   ┌──────────► Connecting{attempt} ──(fails)──► AttemptFailed{attempt, error} ──┐
+//!   │                  │                               │ auth rejected            │ backoff,
+//!   │                  │ up (hooks done)               ▼                          │ next attempt
+//!   │                  │                          Rejected(reason) ──► Closed      │
+//!   │                  ▼                                                          │
+//!   │   first: Ready   │   later: Resumed{missed} | SessionLost ◄─────────────────┘
+//!   │                  │         ▲
+//!   │                  │         └──── renewal (session lifetime): a new connection
+//!   │                  ▼
+//!   └──────── Disconnected(reason) ──(reconnect disabled, gave up, or closed)──► Closed
+//! ```
+//!
+//! After a loss the client reconnects and asks the server to **resume** its
+//! session: within the server's resumption window it comes back with the
+//! same server-side id ([`Client::server_connection_id`]), its rooms, and
+//! the notifications sent to it meanwhile, delivered in order before
+//! anything else (`Resumed { missed }` counts those the server's bounded
+//! buffer dropped). Otherwise (the window passed, the server restarted, or
+//! it does not resume sessions) the client gets a new session and
+//! `SessionLost`: what the application built on the server is gone, and
+//! [`ClientBuilder::on_reconnected`] is where to rebuild it. An auth
+//! rejection ends reconnecting (`Rejected`) unless [`Reconnect::retry_rejected`].
 //!
 //! After [`ClientBuilder::session_lifetime`] (default 24 h) the client renews
-//! its connection: a new handshake with fresh ephemeral keys takes over new
-//! calls, and the old connection closes once its pending calls have ended.
+//! its connection: a new handshake with fresh ephemeral keys, which resumes
+//! the session, takes over new calls, and the old connection closes once
+//! its pending calls have ended.
 
 mod builder;
+mod hooks;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,23 +68,40 @@ use tokio::time::Instant;
 pub use builder::ClientBuilder;
 
 use crate::config::ConnectionConfig;
-use crate::connection::establish::{self, ClientSetup};
-use crate::connection::{self, Handle, Params, Shared};
+use crate::connection::establish::{self, ClientSetup, Ticket};
+use crate::connection::{self, Handle, Params, Shared, Start};
 use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
+use crate::protocol::CloseCode;
 use crate::protocol::Reason;
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
 use crate::transport::{ClientTls, Connector, Endpoint};
+use hooks::Hooks;
 
 /// State changes a [`Client::states`] receiver may fall behind by.
 const STATES_CAPACITY: usize = 64;
 
 /// How a client reconnects: exponential backoff from `initial_delay` up to
 /// `max_delay`, each delay drawn at random from its upper half (jitter).
+///
+/// Build it from [`Reconnect::default`] and change what you need, so new
+/// settings keep their defaults:
+///
+/// ```
+/// use std::time::Duration;
+/// use sockets::client::Reconnect;
+///
+/// let reconnect = Reconnect {
+///     max_attempts: Some(20),
+///     retry_first_connect: true,
+///     ..Reconnect::default()
+/// };
+/// # let _ = reconnect;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reconnect {
     /// Reconnect at all.
@@ -66,6 +112,17 @@ pub struct Reconnect {
     pub max_delay: Duration,
     /// Attempts per outage before giving up; `None`: never give up.
     pub max_attempts: Option<u32>,
+    /// [`ClientBuilder::connect`] retries too, with this policy, instead of
+    /// failing at the first attempt (a server that is not up yet). It then
+    /// fails only when the attempts run out, or at an error that retrying
+    /// cannot fix (an auth rejection, a refused handshake, a bad setting).
+    /// Default `false`.
+    pub retry_first_connect: bool,
+    /// Keep reconnecting after the server's auth hook rejected the
+    /// credentials. Default `false`: a rejection ends reconnecting with
+    /// [`ClientState::Rejected`], since the same credentials will be
+    /// rejected again (and every attempt spends the address's rejection budget).
+    pub retry_rejected: bool,
 }
 
 impl Default for Reconnect {
@@ -75,6 +132,8 @@ impl Default for Reconnect {
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(10),
             max_attempts: None,
+            retry_first_connect: false,
+            retry_rejected: false,
         }
     }
 }
@@ -99,24 +158,59 @@ impl Reconnect {
         let half = full / 2;
         half + half.mul_f64(f64::from(random) / f64::from(u32::MAX))
     }
+
+    /// Whether `error` ends the attempts: retrying cannot fix it.
+    fn gives_up_at(&self, error: &Error) -> bool {
+        match error {
+            Error::AuthRejected(_) => !self.retry_rejected,
+            Error::HandshakeRefused(_) | Error::Config(_) => true,
+            _ => false,
+        }
+    }
 }
 
-/// Where the client's connection stands.
+/// Where the client's connection stands; see the diagram in the
+/// [module docs](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientState {
-    /// Reconnect attempt `attempt` of the current outage is under way.
+    /// Attempt `attempt` of the current outage (or of the first connect) is under way.
     Connecting {
         /// 1 for the first attempt.
         attempt: u32,
     },
-    /// The first connection is up (handshake and authentication done).
+    /// Attempt `attempt` failed; the next follows after a backoff delay,
+    /// unless the error ends the attempts.
+    AttemptFailed {
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// What went wrong, as the server said it where it said it: "rejected:
+        /// too many failed handshakes from this address; retry in 42 s".
+        error: String,
+    },
+    /// The first connection is up (handshake, authentication and
+    /// [`ClientBuilder::on_connected`] done).
     Ready,
     /// The connection was lost, with the close code and reason.
     Disconnected(Disconnect),
-    /// A new connection is up after a loss.
-    Reconnected,
-    /// The client stopped: closed by the application, or reconnecting gave up.
+    /// A new connection is up (after a loss, or a renewal) and the server
+    /// kept the session: same server-side id, same rooms, and the
+    /// notifications sent meanwhile delivered first, in order.
+    Resumed {
+        /// Notifications the server's buffer dropped while it waited (the
+        /// oldest first); 0 when nothing was lost.
+        missed: u64,
+    },
+    /// A new connection is up, in a new session: the server no longer had
+    /// the old one (its resumption window passed, it restarted, it is
+    /// another node, or it does not resume sessions). Rooms and anything
+    /// else the application built on the server for the old session are
+    /// gone; [`ClientBuilder::on_reconnected`] ran with `resumed == false`.
+    SessionLost,
+    /// The server's auth hook rejected the credentials, with its reason;
+    /// reconnecting stopped (see [`Reconnect::retry_rejected`]). `Closed` follows.
+    Rejected(String),
+    /// The client stopped: closed by the application, or reconnecting ended.
     Closed,
 }
 
@@ -156,7 +250,12 @@ struct Inner {
     services: Arc<Services>,
     reconnect: Reconnect,
     session_lifetime: Option<Duration>,
+    /// Ask the server to resume the session on each new connection.
+    resume: bool,
+    hooks: Hooks,
     tls: ClientTls,
+    /// What resumes the session on the next connection, if the server keeps it.
+    ticket: Mutex<Option<Ticket>>,
     current: Signal<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: Signal<ClientState>,
@@ -164,6 +263,35 @@ struct Inner {
     /// receiver is dropped anyway, and its 64 slots cost 3.5 KiB per client.
     states: OnceLock<broadcast::Sender<ClientState>>,
     user_closed: Signal<bool>,
+}
+
+/// Which connection of the client an attempt makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    /// The first one ([`ClientBuilder::connect`]).
+    First,
+    /// One after a loss, or a renewal.
+    Later,
+}
+
+/// A new connection, up: authenticated, and the hooks ran on it.
+struct Fresh {
+    handle: Handle,
+    resumed: bool,
+    missed: u64,
+}
+
+impl Fresh {
+    /// The state it brings, after the first connection.
+    fn state(&self) -> ClientState {
+        if self.resumed {
+            ClientState::Resumed {
+                missed: self.missed,
+            }
+        } else {
+            ClientState::SessionLost
+        }
+    }
 }
 
 impl Inner {
@@ -179,7 +307,19 @@ impl Inner {
         }
     }
 
-    async fn establish(self: &Arc<Self>) -> Result<Handle, Error> {
+    fn ticket(&self) -> std::sync::MutexGuard<'_, Option<Ticket>> {
+        self.ticket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes one connection: the handshake and authentication (resuming the
+    /// session when the client holds a ticket), then the hooks, on the new
+    /// connection before anyone else may use it.
+    async fn attempt(self: &Arc<Self>, which: Attempt) -> Result<Fresh, Error> {
+        let ticket = if self.resume {
+            self.ticket().take()
+        } else {
+            None
+        };
         let established = establish::client(ClientSetup {
             connector: &self.connector,
             secret: &self.secret,
@@ -188,8 +328,33 @@ impl Inner {
             credentials: &self.credentials,
             config: &self.config,
             tls: &self.tls,
+            resume: ticket.as_ref(),
         })
-        .await?;
+        .await;
+        let established = match established {
+            Ok(established) => established,
+            Err(error) => {
+                // A server that broke off at our resumption request (one
+                // that does not know it) gets none next time; otherwise the
+                // ticket was not spent.
+                if !matches!(error, Error::Protocol(_)) && !is_protocol_close(&error) {
+                    let mut slot = self.ticket();
+                    if slot.is_none() {
+                        *slot = ticket;
+                    }
+                }
+                return Err(error);
+            }
+        };
+        let resumption = established.resumption;
+        let server_id = established.server_id;
+        *self.ticket() = match server_id {
+            Some(id) if resumption.resumable => Some(Ticket {
+                id: id.get(),
+                secret: resumption.secret,
+            }),
+            _ => None,
+        };
         let shared = Shared::new(Params {
             id: ConnectionId::next(),
             peer_addr: established.peer_addr,
@@ -200,14 +365,79 @@ impl Inner {
             config: Arc::clone(&self.config),
             services: Arc::clone(&self.services),
             origin: None,
-            server_id: established.server_id,
+            server_id,
         });
-        Ok(connection::spawn(
+        let handle = connection::spawn(
             shared,
             established.transport,
             (established.sealer, established.opener),
+            Start::default(),
             |_reason| {},
-        ))
+        );
+        let hooked = match which {
+            Attempt::First => self.hooks.connected(&handle).await,
+            Attempt::Later => self.hooks.reconnected(&handle, resumption.resumed).await,
+        };
+        if let Err(error) = hooked {
+            tracing::warn!(%error, "a connection hook failed; the connection is dropped");
+            // After the first connection, the session stays resumable.
+            handle.close(match which {
+                Attempt::First => Disconnect::from(Reason::ClientClosed),
+                Attempt::Later => {
+                    Disconnect::new(CloseCode::InternalError, "connection hook failed")
+                }
+            });
+            return Err(error);
+        }
+        Ok(Fresh {
+            handle,
+            resumed: resumption.resumed,
+            missed: resumption.missed,
+        })
+    }
+
+    /// Attempts connections with the reconnect policy until one is up, the
+    /// attempts run out, an error ends them, or the application closes the
+    /// client. The first attempt of a first connect goes at once; every
+    /// other waits its backoff delay.
+    async fn retry(self: &Arc<Self>, which: Attempt) -> Result<Fresh, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if attempt > 1 || which == Attempt::Later {
+                let delay = self.reconnect.delay(attempt);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stopped(&self.user_closed) => return Err(self.disconnected()),
+                }
+            }
+            self.set_state(ClientState::Connecting { attempt });
+            // Boxed: the supervisor lives as long as the client, and a set-up
+            // future inline would make every idle client's task several KiB larger.
+            let attempted = tokio::select! {
+                attempted = Box::pin(self.attempt(which)) => attempted,
+                () = stopped(&self.user_closed) => return Err(self.disconnected()),
+            };
+            let error = match attempted {
+                Ok(fresh) => return Ok(fresh),
+                Err(error) => error,
+            };
+            tracing::debug!(attempt, %error, "connection attempt failed");
+            self.set_state(ClientState::AttemptFailed {
+                attempt,
+                error: error.to_string(),
+            });
+            let out_of_attempts = self
+                .reconnect
+                .max_attempts
+                .is_some_and(|max| attempt >= max);
+            if self.reconnect.gives_up_at(&error) || out_of_attempts {
+                if let Error::AuthRejected(reason) = &error {
+                    self.set_state(ClientState::Rejected(reason.clone()));
+                }
+                return Err(error);
+            }
+        }
     }
 
     fn disconnected(&self) -> Error {
@@ -236,6 +466,11 @@ impl Inner {
             .await
             .map_err(|_| Error::Timeout)
     }
+}
+
+/// Whether the server closed the set-up with a protocol error.
+fn is_protocol_close(error: &Error) -> bool {
+    matches!(error, Error::Disconnected(reason) if reason.code == CloseCode::ProtocolError)
 }
 
 /// The connection in `current`, if it is up.
@@ -274,6 +509,8 @@ impl Client {
                     .into(),
             ));
         }
+        let reconnect = builder.reconnect;
+        let retry_first = reconnect.enabled && reconnect.retry_first_connect;
         let inner = Arc::new(Inner {
             connector,
             secret,
@@ -282,19 +519,26 @@ impl Client {
             credentials: builder.credentials,
             config: Arc::new(builder.config),
             services: Arc::new(builder.services),
-            reconnect: builder.reconnect,
+            reconnect,
             session_lifetime: builder.session_lifetime,
+            resume: builder.resume,
+            hooks: builder.hooks,
             tls: builder.tls,
+            ticket: Mutex::new(None),
             current: Signal::new(None),
             last_reason: Mutex::new(None),
             state: Signal::new(ClientState::Connecting { attempt: 1 }),
             states: OnceLock::new(),
             user_closed: Signal::new(false),
         });
-        let handle = inner.establish().await?;
-        inner.current.replace(Some(handle.clone()));
+        let fresh = if retry_first {
+            inner.retry(Attempt::First).await?
+        } else {
+            inner.attempt(Attempt::First).await?
+        };
+        inner.current.replace(Some(fresh.handle.clone()));
         inner.set_state(ClientState::Ready);
-        tokio::spawn(supervise(Arc::clone(&inner), handle));
+        tokio::spawn(supervise(Arc::clone(&inner), fresh.handle));
         Ok(Self {
             _owner: Arc::new(Owner(Arc::clone(&inner))),
             inner,
@@ -326,6 +570,14 @@ impl Client {
             .with_current(|h| h.is_some_and(|h| !h.is_closed()))
     }
 
+    /// Notifications from the server that no handler of this client ran
+    /// for (no such method served, undecodable arguments, too many running),
+    /// since the client started. Each is logged at DEBUG: a notification has
+    /// no reply to say so.
+    pub fn dropped_notifications(&self) -> u64 {
+        self.inner.services.dropped_notifications()
+    }
+
     /// The current connection's id on this side (a new one after each
     /// reconnect): what handlers this client serves see as
     /// [`Context::connection_id`](crate::Context::connection_id), and what
@@ -335,12 +587,13 @@ impl Client {
         self.inner.with_current(|h| h.map(Handle::id))
     }
 
-    /// The id the server gave the current connection (a new one after each
-    /// reconnect): what the server's handlers see as
-    /// [`Context::connection_id`](crate::Context::connection_id) and what
-    /// [`Server::send_to`](crate::Server::send_to), `join` or `disconnect`
-    /// take. `None` while disconnected, or when the server did not say
-    /// (AUTH_RESULT's optional `id`, docs/PROTOCOL.md §9.2).
+    /// The id of this client's session on the server: what the server's
+    /// handlers see as [`Context::connection_id`](crate::Context::connection_id)
+    /// and what [`Server::send_to`](crate::Server::send_to), `join` or
+    /// `disconnect` take. It stays the same while the session is resumed
+    /// ([`ClientState::Resumed`]), and changes with a new session
+    /// ([`ClientState::SessionLost`]). `None` while disconnected, or when the
+    /// server did not say (AUTH_RESULT's optional `id`, docs/PROTOCOL.md §9.2).
     pub fn server_connection_id(&self) -> Option<ConnectionId> {
         self.inner.with_current(|h| h.and_then(Handle::server_id))
     }
@@ -416,7 +669,8 @@ impl Caller for Client {
     }
 }
 
-/// Watches the connection; reconnects after a loss until told to stop.
+/// Watches the connection; renews it when its lifetime ends, reconnects
+/// after a loss, until told to stop.
 async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
     loop {
         let mut renew_at = inner.session_lifetime.map(|l| Instant::now() + l);
@@ -432,12 +686,13 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
                     // Boxed, here and below: the supervisor lives as long as the
                     // client, and a set-up future inline would make every idle
                     // client's task several KiB larger.
-                    match Box::pin(inner.establish()).await {
+                    match Box::pin(inner.attempt(Attempt::Later)).await {
                         Ok(fresh) => {
-                            let old = std::mem::replace(&mut handle, fresh);
+                            let old = std::mem::replace(&mut handle, fresh.handle.clone());
                             inner.current.replace(Some(handle.clone()));
                             old.retire();
-                            tracing::debug!(old = %old.id(), new = %handle.id(), "session renewed");
+                            tracing::debug!(old = %old.id(), new = %handle.id(), resumed = fresh.resumed, "session renewed");
+                            inner.set_state(fresh.state());
                         }
                         Err(error) => {
                             tracing::warn!(%error, "could not renew the session; keeping the current one");
@@ -453,38 +708,13 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
         if !inner.reconnect.enabled || stop {
             break;
         }
-        let mut attempt = 0;
-        let reconnected = loop {
-            attempt += 1;
-            if inner
-                .reconnect
-                .max_attempts
-                .is_some_and(|max| attempt > max)
-            {
-                break None;
-            }
-            let delay = inner.reconnect.delay(attempt);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stopped(&inner.user_closed) => break None,
-            }
-            inner.set_state(ClientState::Connecting { attempt });
-            let attempted = tokio::select! {
-                attempted = Box::pin(inner.establish()) => attempted,
-                () = stopped(&inner.user_closed) => break None,
-            };
-            match attempted {
-                Ok(handle) => break Some(handle),
-                Err(error) => tracing::debug!(attempt, %error, "reconnect failed"),
-            }
-        };
-        match reconnected {
-            Some(new) => {
-                handle = new;
+        match inner.retry(Attempt::Later).await {
+            Ok(fresh) => {
+                handle = fresh.handle.clone();
                 inner.current.replace(Some(handle.clone()));
-                inner.set_state(ClientState::Reconnected);
+                inner.set_state(fresh.state());
             }
-            None => break,
+            Err(_) => break,
         }
     }
     inner.set_state(ClientState::Closed);

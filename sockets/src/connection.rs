@@ -28,7 +28,7 @@ mod queue;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -43,7 +43,7 @@ use crate::protocol::{Call, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
 
-pub(crate) use io::spawn;
+pub(crate) use io::{Start, spawn};
 use outbound::Outbound;
 use queue::TrySendError;
 
@@ -71,7 +71,9 @@ pub(crate) struct Shared {
     id: ConnectionId,
     peer_addr: SocketAddr,
     session: SessionKind,
-    meta: Meta,
+    /// What the auth hook stored; the application may replace it
+    /// (`Server::set_meta`). Each handler's context takes a snapshot.
+    meta: RwLock<Meta>,
     rtt: Rtt,
     connected_since: SystemTime,
     config: Arc<ConnectionConfig>,
@@ -110,7 +112,7 @@ impl Shared {
             id: params.id,
             peer_addr: params.peer_addr,
             session: params.session,
-            meta: params.meta,
+            meta: RwLock::new(params.meta),
             rtt: Rtt::default(),
             connected_since: SystemTime::now(),
             outbound: Outbound::new(config.queue_capacity),
@@ -169,6 +171,14 @@ impl Shared {
         }
     }
 
+    /// The metadata now.
+    fn meta(&self) -> Meta {
+        self.meta
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// A handle to call this peer, made once per connection: every handler's
     /// context shares it. It holds the connection weakly (the connection
     /// holds it), so a peer kept past the connection's end fails its calls
@@ -185,7 +195,7 @@ impl Shared {
             self.id,
             self.peer_addr,
             self.session,
-            self.meta.clone(),
+            self.meta(),
             self.rtt.clone(),
             deadline,
             self.peer(),
@@ -256,9 +266,29 @@ impl Handle {
         self.0.session
     }
 
-    /// What the auth hook stored (none on a client).
-    pub(crate) fn meta(&self) -> &Meta {
-        &self.0.meta
+    /// What the auth hook stored, or the application since (none on a client).
+    pub(crate) fn meta(&self) -> Meta {
+        self.0.meta()
+    }
+
+    /// Replaces the metadata; handlers that start from now on see `meta`.
+    pub(crate) fn set_meta(&self, meta: Meta) {
+        *self
+            .0
+            .meta
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = meta;
+    }
+
+    /// A context on this connection, as a handler serving the peer gets it
+    /// (without a deadline): for lifecycle hooks.
+    pub(crate) fn context(&self) -> Context {
+        self.0.context(None)
+    }
+
+    /// Whether `other` is a handle on this same connection.
+    pub(crate) fn same(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The heartbeat's measurement.

@@ -85,6 +85,7 @@ pub(crate) mod handshake;
 mod keys;
 pub(crate) mod mode;
 mod replay;
+pub(crate) mod resumption;
 mod schedule;
 pub(crate) mod session;
 
@@ -96,6 +97,7 @@ mod vectors;
 pub(crate) use handshake::{Acceptor, AcceptorConfig, ClientHandshake};
 pub use keys::{KeyError, Secret, generate_key};
 pub(crate) use mode::Mode;
+pub(crate) use resumption::ResumptionSecret;
 pub(crate) use session::{FrameKind, Limits, Opened, Opener, Sealer};
 
 /// The label that opens every key-schedule input and every frame's associated data.

@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,6 +52,10 @@ pub(crate) type PendingNotification = crate::service::BoxFuture<'static, ()>;
 #[derive(Default)]
 pub(crate) struct Services {
     by_name: HashMap<&'static str, Arc<dyn Service>>,
+    /// Notifications from peers that no handler ran for (no such method,
+    /// closed to guests, a method that replies, undecodable arguments, too
+    /// many running): a notification has no reply to say so.
+    dropped_notifications: AtomicU64,
 }
 
 impl Services {
@@ -65,6 +69,15 @@ impl Services {
             return Err(Error::Config(format!("service `{name}` is served twice")));
         }
         Ok(())
+    }
+
+    /// Notifications dropped so far, on every connection these services serve.
+    pub(crate) fn dropped_notifications(&self) -> u64 {
+        self.dropped_notifications.load(Ordering::Relaxed)
+    }
+
+    fn dropped(&self) {
+        self.dropped_notifications.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The service and method a wire name (`service.method`) refers to.
@@ -312,12 +325,16 @@ impl Inbound {
         context: impl FnOnce() -> Context,
     ) -> Option<PendingNotification> {
         let Notify { method, args } = notify;
+        let dropped = |why: &str| {
+            tracing::debug!(%method, why, "notification dropped");
+            self.services.dropped();
+        };
         let Some((service, info)) = self.services.route(&method) else {
-            tracing::debug!(%method, "notification for an unknown method");
+            dropped("no such method is served");
             return None;
         };
         if self.peer_is_guest && !info.open {
-            tracing::debug!(%method, "guest notification for a closed method");
+            dropped("the method is not open to guests");
             return None;
         }
         if !info.notify {
@@ -325,12 +342,13 @@ impl Inbound {
                 %method,
                 "notification dropped: the method replies, so it must be called"
             );
+            self.services.dropped();
             return None;
         }
         let handler = match Arc::clone(service).dispatch(context(), &method, &args) {
             Ok(handler) => handler,
             Err(error) => {
-                tracing::debug!(%error, "notification not dispatched");
+                dropped(&error.to_string());
                 return None;
             }
         };
@@ -347,6 +365,7 @@ impl Inbound {
         let mut running = self.running();
         if running.notifications.len() >= self.max_in_flight {
             tracing::warn!("notification dropped: too many running");
+            self.services.dropped();
             return;
         }
         let key = running.next_notification;

@@ -24,6 +24,13 @@ pub enum Error {
         "handshake failed: the peer does not know the shared secret, or a man in the middle answered"
     )]
     HandshakeFailed,
+    /// The server refused the handshake for a reason it named: the client's
+    /// settings do not match the server's ("plaintext mode not allowed",
+    /// "unsupported suite", "tls channel binding unavailable") or its clock
+    /// is too far off ("stale handshake"). Unlike [`Error::HandshakeFailed`],
+    /// both sides know the secret; retrying with the same settings fails again.
+    #[error("handshake refused by the server: {0}")]
+    HandshakeRefused(String),
     /// The server's auth hook rejected the credentials, with its reason.
     #[error("authentication rejected: {0}")]
     AuthRejected(String),
@@ -133,9 +140,10 @@ impl From<Reason> for Disconnect {
 
 impl Disconnect {
     /// The connection ended without a close frame (the socket reset, or the
-    /// peer's process died): 1006, which no close ever carries.
+    /// peer's process died): [`CloseCode::ConnectionLost`], which no close
+    /// ever carries.
     pub(crate) fn lost(detail: impl Into<String>) -> Self {
-        Self::new(CloseCode::Other(1006), detail)
+        Self::new(CloseCode::ConnectionLost, detail)
     }
 }
 
@@ -199,7 +207,14 @@ impl Error {
             ));
         };
         match CloseCode::from_u16(code) {
-            CloseCode::PolicyViolation | CloseCode::StaleHandshake => Error::HandshakeFailed,
+            // The empty reason of a secret that did not verify reveals nothing;
+            // any other reason names a setting the two sides disagree on.
+            CloseCode::PolicyViolation | CloseCode::StaleHandshake if reason.is_empty() => {
+                Error::HandshakeFailed
+            }
+            CloseCode::PolicyViolation | CloseCode::StaleHandshake => {
+                Error::HandshakeRefused(reason)
+            }
             CloseCode::AuthRejected => Error::AuthRejected(reason),
             CloseCode::TooManyConnections => Error::Rejected(if reason.is_empty() {
                 Reason::TooManyConnections.text().into()

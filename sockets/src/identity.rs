@@ -57,8 +57,25 @@ pub enum SessionKind {
 }
 
 /// What the auth hook stored for a connection, shared by all its handlers.
+///
+/// It holds one value of the application's type, chosen by the auth hook
+/// ([`AuthDecision::accept`]); [`Meta::get`] gives it back as that type.
+/// Asking for another type is a bug in the application, not a condition
+/// to handle: it is logged at ERROR with both type names and fails a
+/// debug assertion, rather than reading as a quiet `None` that looks like
+/// an anonymous session. ([`Meta::peek`] asks without that, for code that
+/// really does not know the type.) A server generic over its metadata type
+/// would catch the mistake at compile time, but every handler, context and
+/// generated service would carry the parameter; one type per server, named
+/// in the auth hook, checked loudly at the first wrong read, costs users nothing.
 #[derive(Clone)]
-pub struct Meta(Option<Arc<dyn Any + Send + Sync>>);
+pub struct Meta(Option<Stored>);
+
+#[derive(Clone)]
+struct Stored {
+    value: Arc<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
 
 impl Meta {
     /// No metadata (a guest session, or an auth hook that stores none).
@@ -68,22 +85,59 @@ impl Meta {
 
     /// Metadata holding `value`.
     pub fn new<T: Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Arc::new(value)))
+        Self(Some(Stored {
+            value: Arc::new(value),
+            type_name: std::any::type_name::<T>(),
+        }))
     }
 
-    /// The metadata, if it is a `T`.
+    /// The metadata as a `T`; `None` when there is none.
+    ///
+    /// # Panics
+    /// In debug builds, when the metadata is of another type than `T` (in
+    /// release builds: an ERROR log line naming both types, and `None`).
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.0.as_deref().and_then(|any| any.downcast_ref())
+        let stored = self.0.as_ref()?;
+        let value = stored.value.downcast_ref();
+        if value.is_none() {
+            let asked = std::any::type_name::<T>();
+            tracing::error!(
+                stored = stored.type_name,
+                asked,
+                "connection metadata read as the wrong type"
+            );
+            debug_assert!(
+                false,
+                "connection metadata is a `{}`, read as a `{asked}`",
+                stored.type_name
+            );
+        }
+        value
+    }
+
+    /// The metadata, if it is a `T`, without complaint if it is not.
+    pub fn peek<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.as_ref()?.value.downcast_ref()
+    }
+
+    /// Whether there is metadata.
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The name of the stored value's type, if there is one.
+    pub fn type_name(&self) -> Option<&'static str> {
+        self.0.as_ref().map(|stored| stored.type_name)
     }
 }
 
 impl fmt::Debug for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Meta(..)"
-        } else {
-            "Meta(none)"
-        })
+        match &self.0 {
+            // The type, never the value: it may hold a user's secrets.
+            Some(stored) => write!(f, "Meta({})", stored.type_name),
+            None => f.write_str("Meta(none)"),
+        }
     }
 }
 

@@ -35,15 +35,18 @@
 mod accept;
 pub mod auth;
 mod builder;
+mod hooks;
 mod limits;
 mod registry;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -53,6 +56,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{AuthDecision, PeerInfo};
 pub use builder::ServerBuilder;
+use hooks::Hooks;
 pub use registry::ConnectionInfo;
 
 use crate::config::ConnectionConfig;
@@ -62,11 +66,11 @@ use crate::crypto::{Acceptor, AcceptorConfig};
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
-use crate::identity::{ConnectionId, SessionKind};
+use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::{CloseCode, Reason};
-use crate::service::{CallOptions, Encoded, Peer, ServiceRequest};
+use crate::service::{BoxFuture, CallOptions, Caller, Encoded, Peer, ServiceRequest};
 use crate::transport::{Conn, Framing, HttpOptions, Io, Listener, PreAuthBytes, ServerTls};
-use registry::Registry;
+use registry::{Delivery, Registry};
 
 /// How long the accept loop pauses after a failed accept (out of file
 /// descriptors, say) before it tries again.
@@ -88,20 +92,44 @@ pub enum ServerEvent {
         /// The client's address.
         addr: SocketAddr,
     },
-    /// The handshake and the auth hook admitted the connection; it is now in
-    /// [`Server::connections`].
+    /// The handshake and the auth hook admitted the connection: a new
+    /// session with the connection's id, now in [`Server::connections`].
     Authenticated {
         /// The connection.
         id: ConnectionId,
         /// Authenticated or guest.
         session: SessionKind,
     },
-    /// The connection ended (or never got through the handshake), and why.
+    /// The handshake and the auth hook admitted the connection, and it
+    /// resumed session `id` (after a lost connection, or a client renewing
+    /// its keys): the connection goes by the session's id from now on, with
+    /// the session's rooms; the notifications buffered for it go first.
+    Resumed {
+        /// The session, in [`Server::connections`] again.
+        id: ConnectionId,
+        /// The id the connection was accepted with ([`ServerEvent::Connected`]).
+        connection: ConnectionId,
+        /// Notifications the session's buffer dropped while it waited.
+        missed: u64,
+    },
+    /// A connection ended (or never got through the handshake), and why. If
+    /// it served a session, the session may wait for its client to resume it
+    /// ([`ServerBuilder::resumption_window`]) or live on in a newer
+    /// connection ([`ServerEvent::Resumed`]); [`ServerEvent::SessionEnded`]
+    /// says when it is gone.
     Disconnected {
         /// The connection.
         id: ConnectionId,
         /// The close code and reason.
         reason: Disconnect,
+    },
+    /// A session is gone for good: its connection closed on purpose, or it
+    /// was lost and the resumption window passed without the client. Its
+    /// rooms and buffered notifications are dropped; a client that comes
+    /// back gets a new session (and `ClientState::SessionLost`).
+    SessionEnded {
+        /// The session.
+        id: ConnectionId,
     },
 }
 
@@ -118,6 +146,15 @@ pub struct ServerStats {
     pub pre_auth_bytes: usize,
     /// The most [`pre_auth_bytes`](Self::pre_auth_bytes) ever was.
     pub pre_auth_bytes_peak: usize,
+    /// Sessions whose connection was lost, waiting for their client to resume them.
+    pub waiting_sessions: usize,
+    /// The bytes (method names and arguments) of the notifications those
+    /// sessions buffer.
+    pub waiting_bytes: usize,
+    /// Notifications from clients that no handler ran for (no such method,
+    /// closed to guests, undecodable arguments, too many running): a
+    /// notification has no reply to say so. Each is logged at DEBUG.
+    pub dropped_notifications: u64,
 }
 
 /// The ids and peers of the open, authenticated (not guest) connections among `handles`.
@@ -187,6 +224,7 @@ pub(crate) struct Inner {
     /// What connections before authentication hold in their transports.
     pre_auth: Arc<PreAuthBytes>,
     registry: Registry,
+    hooks: Hooks,
     events: broadcast::Sender<ServerEvent>,
     /// Connections open, including those in the handshake.
     open: watch::Sender<usize>,
@@ -244,7 +282,8 @@ impl Server {
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             http: builder.http,
             pre_auth: Arc::new(PreAuthBytes::default()),
-            registry: Registry::default(),
+            registry: Registry::new(builder.resumption),
+            hooks: builder.hooks,
             events: broadcast::Sender::new(1024),
             open: watch::Sender::new(0),
             stopping: AtomicBool::new(false),
@@ -371,11 +410,15 @@ impl Server {
     /// authentication hold.
     pub fn stats(&self) -> ServerStats {
         let inner = &self.inner;
+        let (waiting_sessions, waiting_bytes) = inner.registry.waiting();
         ServerStats {
             connections: inner.registry.len(),
             handshakes: inner.admission.in_progress(),
             pre_auth_bytes: inner.pre_auth.now(),
             pre_auth_bytes_peak: inner.pre_auth.peak(),
+            waiting_sessions,
+            waiting_bytes,
+            dropped_notifications: inner.services.dropped_notifications(),
         }
     }
 
@@ -396,6 +439,32 @@ impl Server {
             .collect()
     }
 
+    /// The open connections whose metadata is a `T` that `select` picks,
+    /// ordered by id: the connections of one user, say. Scans every
+    /// connection; connections whose metadata is of another type (or none)
+    /// are skipped silently.
+    ///
+    /// ```
+    /// # fn run(server: &sockets::Server) {
+    /// // The auth hook stored the user's name: AuthDecision::accept(String::from("ada")).
+    /// let ada = server.connections_of(|user: &String| user == "ada");
+    /// # let _ = ada; }
+    /// ```
+    pub fn connections_of<T, F>(&self, select: F) -> Vec<ConnectionId>
+    where
+        T: std::any::Any + Send + Sync,
+        F: Fn(&T) -> bool,
+    {
+        self.inner
+            .registry
+            .all()
+            .iter()
+            .filter(|handle| !handle.is_closed())
+            .filter(|handle| handle.meta().peek::<T>().is_some_and(&select))
+            .map(Handle::id)
+            .collect()
+    }
+
     /// One open connection.
     pub fn get(&self, id: ConnectionId) -> Option<ConnectionInfo> {
         self.handle(id)
@@ -411,6 +480,18 @@ impl Server {
             .ok_or(Error::UnknownConnection(id))
     }
 
+    /// Replaces a connection's metadata (what the auth hook stored): the
+    /// handlers that start from now on see `meta`. A resumed session gets
+    /// the auth hook's metadata again; [`ServerBuilder::on_resume`] may set
+    /// it anew.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn set_meta(&self, id: ConnectionId, meta: Meta) -> Result<(), Error> {
+        self.handle(id)?.set_meta(meta);
+        Ok(())
+    }
+
     /// A connection's round-trip time handle, to wait for a heartbeat
     /// measurement ([`Rtt::measured`], [`Rtt::subscribe`]);
     /// [`ConnectionInfo::rtt`] is a snapshot of it.
@@ -421,7 +502,9 @@ impl Server {
         Ok(self.handle(id)?.rtt().clone())
     }
 
-    /// Closes a connection with an authenticated CLOSE (code `Disconnected`) carrying `reason`.
+    /// Closes a connection with an authenticated CLOSE (code `Disconnected`)
+    /// carrying `reason`. Its session ends with it (the client may connect
+    /// again, to a new session).
     ///
     /// # Errors
     /// [`Error::UnknownConnection`] when no such connection is open.
@@ -431,12 +514,31 @@ impl Server {
         Ok(())
     }
 
-    /// A handle to call or notify one client; bound to that connection.
+    /// A handle to call or notify one client, by its session: it follows
+    /// the session to the connection that resumes it. While the session
+    /// waits for its client, notifications are buffered for it and calls
+    /// fail with [`Error::Disconnected`]. Wrap it in a generated client for
+    /// typed calls:
+    ///
+    /// ```
+    /// # #[sockets::service]
+    /// # pub trait Greeter { async fn hello(&self, name: String) -> String; }
+    /// # async fn run(server: sockets::Server, id: sockets::ConnectionId) -> Result<(), sockets::Error> {
+    /// let greeter = GreeterClient::new(server.peer(id)?);
+    /// let greeting = greeter.hello("ada").await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::UnknownConnection`] when no such connection is open.
+    /// [`Error::UnknownConnection`] when no such session exists.
     pub fn peer(&self, id: ConnectionId) -> Result<Peer, Error> {
-        Ok(Peer::new(Arc::new(self.handle(id)?)))
+        if !self.inner.registry.contains(id) {
+            return Err(Error::UnknownConnection(id));
+        }
+        Ok(Peer::new(Arc::new(SessionCaller {
+            server: Arc::downgrade(&self.inner),
+            id,
+        })))
     }
 
     /// Calls a method on one client and waits for its typed reply, with the
@@ -487,32 +589,42 @@ impl Server {
         self.peer(id)?.notify_encoded(&encoded).await
     }
 
-    /// Notifies every authenticated connection (guests excluded). Returns
-    /// how many connections it was queued for.
+    /// Notifies every authenticated session (guests excluded); sessions
+    /// waiting for their client buffer it. Returns how many sessions it was
+    /// queued or buffered for.
     ///
     /// # Errors
     /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
     /// that replies: call those with [`Server::call_all`].
     /// [`Error::Codec`] when the request does not encode.
     pub async fn broadcast<Q: ServiceRequest>(&self, request: &Q) -> Result<usize, Error> {
-        let targets = self.inner.registry.all();
-        self.notify_all(targets, request).await
+        self.notify_all(None, request).await
     }
 
     async fn notify_all<Q: ServiceRequest>(
         &self,
-        targets: Vec<Handle>,
+        ids: Option<&[ConnectionId]>,
         request: &Q,
     ) -> Result<usize, Error> {
         let encoded = Encoded::notification(request)?;
+        let args = Bytes::from(encoded.args().to_vec());
+        let (targets, buffered) = self.inner.registry.fan_out(ids, encoded.method(), &args);
         let encoded = &encoded;
-        let sends = authenticated(targets)
-            .map(|(_, peer)| async move { peer.notify_encoded(encoded).await.is_ok() });
-        Ok(join_all(sends)
+        let sends = targets
+            .into_iter()
+            .filter(|handle| !handle.is_closed())
+            .map(|handle| async move {
+                Peer::new(Arc::new(handle))
+                    .notify_encoded(encoded)
+                    .await
+                    .is_ok()
+            });
+        let sent = join_all(sends)
             .await
             .into_iter()
             .filter(|sent| *sent)
-            .count())
+            .count();
+        Ok(sent + buffered)
     }
 
     /// Calls a method on every authenticated connection at once and collects
@@ -550,10 +662,11 @@ impl Server {
         Ok(join_all(calls).await.into_iter().collect())
     }
 
-    /// Adds a connection to a room (created on first join).
+    /// Adds a session to a room (created on first join). A session keeps
+    /// its rooms while it waits for its client and when it is resumed.
     ///
     /// # Errors
-    /// [`Error::UnknownConnection`] when no such connection is open.
+    /// [`Error::UnknownConnection`] when no such session exists.
     pub fn join(&self, id: ConnectionId, room: &str) -> Result<(), Error> {
         if self.inner.registry.join(id, room) {
             Ok(())
@@ -562,18 +675,19 @@ impl Server {
         }
     }
 
-    /// Takes a connection out of a room; `true` if it was a member.
-    /// Connections leave all their rooms when they close.
+    /// Takes a session out of a room; `true` if it was a member. Sessions
+    /// leave all their rooms when they end ([`ServerEvent::SessionEnded`]).
     pub fn leave(&self, id: ConnectionId, room: &str) -> bool {
         self.inner.registry.leave(id, room)
     }
 
-    /// The connections in a room, ordered by id.
+    /// The sessions in a room, ordered by id (those waiting for their client included).
     pub fn members(&self, room: &str) -> Vec<ConnectionId> {
         self.inner.registry.members(room)
     }
 
-    /// Notifies every authenticated member of a room; returns how many it was queued for.
+    /// Notifies every authenticated member of a room (members waiting for
+    /// their client buffer it); returns how many it was queued or buffered for.
     ///
     /// # Errors
     /// [`Error::KindMismatch`] (nothing sent) when the request is for a method
@@ -583,12 +697,8 @@ impl Server {
         room: &str,
         request: &Q,
     ) -> Result<usize, Error> {
-        let targets = self
-            .members(room)
-            .into_iter()
-            .filter_map(|id| self.inner.registry.get(id))
-            .collect();
-        self.notify_all(targets, request).await
+        let members = self.members(room);
+        self.notify_all(Some(&members), request).await
     }
 
     /// Shuts down gracefully: stops accepting, answers new calls with
@@ -611,9 +721,70 @@ impl Server {
         for handle in &handles {
             handle.close(Reason::ServerShuttingDown);
         }
+        for id in inner.registry.end_waiting() {
+            let _ = inner.events.send(ServerEvent::SessionEnded { id });
+        }
         let mut open = inner.open.subscribe();
         let wait = inner.config.handshake_timeout + Duration::from_secs(2);
         let _ = tokio::time::timeout(wait, open.wait_for(|n| *n == 0)).await;
         tracing::info!(url = ?self.url(), "server stopped");
+    }
+}
+
+/// Calls one session's client through whichever connection serves it now.
+struct SessionCaller {
+    server: Weak<Inner>,
+    id: ConnectionId,
+}
+
+impl SessionCaller {
+    fn server(&self) -> Result<Arc<Inner>, Error> {
+        self.server
+            .upgrade()
+            .ok_or_else(|| Error::Disconnected(Reason::ServerShuttingDown.into()))
+    }
+}
+
+impl Caller for SessionCaller {
+    fn call(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let handle = self
+            .server()
+            .and_then(|inner| match inner.registry.get(self.id) {
+                Some(handle) => Ok(handle),
+                None if inner.registry.contains(self.id) => Err(Error::Disconnected(
+                    Disconnect::lost("the session waits for its client to reconnect"),
+                )),
+                None => Err(Error::UnknownConnection(self.id)),
+            });
+        match handle {
+            Ok(handle) => Caller::call(&handle, method, args, options),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn notify(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let inner = match self.server() {
+            Ok(inner) => inner,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let args = Bytes::from(args);
+        match inner.registry.notify(self.id, &method, &args) {
+            Delivery::Live(handle) => {
+                Box::pin(async move { handle.notify(method, args.into()).await })
+            }
+            Delivery::Buffered => Box::pin(std::future::ready(Ok(()))),
+            Delivery::Unknown => {
+                Box::pin(std::future::ready(Err(Error::UnknownConnection(self.id))))
+            }
+        }
     }
 }

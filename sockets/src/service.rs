@@ -285,6 +285,16 @@ impl Encoded {
         Self::encode(request)
     }
 
+    /// The method's wire name.
+    pub(crate) fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The encoded arguments.
+    pub(crate) fn args(&self) -> &[u8] {
+        &self.args
+    }
+
     fn encode<Q: ServiceRequest>(request: &Q) -> Result<Self, Error> {
         let mut args = Vec::with_capacity(64);
         request.encode_args(&mut args)?;
@@ -420,7 +430,12 @@ impl Context {
         self.session
     }
 
-    /// The auth hook's metadata, if it is a `T`.
+    /// The auth hook's metadata as a `T`; `None` when there is none (a
+    /// guest, or a hook that stores nothing). Reading it as another type
+    /// than the hook stored is a bug: see [`Meta::get`].
+    ///
+    /// # Panics
+    /// In debug builds, when the metadata is of another type than `T`.
     pub fn meta<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.meta.get()
     }

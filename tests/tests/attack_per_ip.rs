@@ -101,7 +101,7 @@ async fn attack_handshakes_past_the_per_address_cap_are_refused_until_one_authen
     // A peer that hangs up frees its slot too (and is no failure).
     drop(pending.pop());
     let reason = next_disconnect(&mut events).await;
-    assert_eq!(reason.code, CloseCode::Other(1006), "{reason:?}");
+    assert_eq!(reason.code, CloseCode::ConnectionLost, "{reason:?}");
     let fourth = within(client(addr).connect()).await.unwrap();
     for session in [&admitted, &third, &fourth] {
         assert_eq!(add(session).await.unwrap(), 42);
@@ -153,12 +153,13 @@ async fn attack_wrong_secrets_past_the_budget_refuse_the_address_alike() {
 }
 
 #[tokio::test]
-async fn attack_timeouts_malformed_handshakes_and_auth_rejections_count_as_failures() {
+async fn attack_timeouts_and_malformed_handshakes_count_as_failures_auth_rejections_do_not() {
     let (calc, _control) = Calc::new();
     let server = server()
         .serve(calc)
         .handshake_timeout(Duration::from_millis(500))
         .handshake_failures_per_ip(3, Duration::from_secs(600))
+        .auth_rejections_per_ip(0, Duration::from_secs(60))
         .auth(|token: String, _peer| async move {
             if token == "open sesame" {
                 AuthDecision::accept(token)
@@ -180,15 +181,64 @@ async fn attack_timeouts_malformed_handshakes_and_auth_rejections_count_as_failu
         .await
         .unwrap();
     assert!(closed(&mut garbage).await.is_some());
-    // Wrong credentials: the auth hook rejects them.
-    let rejected = within(client(addr).credentials(&"guess").connect()).await;
-    assert!(
-        matches!(&rejected, Err(Error::AuthRejected(r)) if r == "bad token"),
-        "{rejected:?}"
-    );
-    // Three failures: even the right credentials are refused now.
+    // Wrong credentials, many times: the auth hook rejects them, and the
+    // client proved the secret, so the failure budget is not touched.
+    for _ in 0..5 {
+        let rejected = within(client(addr).credentials(&"revoked").connect()).await;
+        assert!(
+            matches!(&rejected, Err(Error::AuthRejected(r)) if r == "bad token"),
+            "{rejected:?}"
+        );
+    }
+    let right = within(client(addr).credentials(&"open sesame").connect()).await;
+    assert!(right.is_ok(), "{right:?}");
+    // A third failed handshake spends the budget: now even the right
+    // credentials are refused.
+    let mut garbage = socket(addr).await;
+    garbage
+        .send(Ws::Binary(vec![0xAB; 64].into()))
+        .await
+        .unwrap();
+    assert!(closed(&mut garbage).await.is_some());
     let right = within(client(addr).credentials(&"open sesame").connect()).await;
     assert!(locked_out(&right, 600), "{right:?}");
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn attack_auth_rejections_past_their_budget_refuse_the_address_and_say_for_how_long() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .auth_rejections_per_ip(3, Duration::from_secs(300))
+        .auth(|token: String, _peer| async move {
+            if token == "open sesame" {
+                AuthDecision::accept(token)
+            } else {
+                AuthDecision::reject("bad token")
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    for _ in 0..3 {
+        let rejected = within(client(addr).credentials(&"guess").connect()).await;
+        assert!(
+            matches!(&rejected, Err(Error::AuthRejected(_))),
+            "{rejected:?}"
+        );
+    }
+    let right = within(client(addr).credentials(&"open sesame").connect()).await;
+    let Err(Error::Rejected(reason)) = &right else {
+        panic!("{right:?}");
+    };
+    let left = reason
+        .strip_prefix("too many rejected credentials from this address; retry in ")
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .and_then(|seconds| seconds.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the time left is in the reason: {reason}"));
+    assert!((250..=300).contains(&left), "{reason}");
     assert_eq!(panics(), 0);
 }
 

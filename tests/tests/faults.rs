@@ -100,7 +100,8 @@ async fn fault_cut_mid_frame_is_a_clean_error_then_the_client_reconnects() {
     proxy.cut_mid_frame();
     let cut = echo(&client, &big).await;
     assert!(matches!(cut, Err(Error::Disconnected(_))), "{cut:?}");
-    wait_for_state(&client, |s| *s == ClientState::Reconnected).await;
+    // The same server: the session is resumed.
+    wait_for_state(&client, |s| *s == ClientState::Resumed { missed: 0 }).await;
     assert_eq!(echo(&client, &big).await.unwrap(), big);
     assert_eq!(echo(&client, "after").await.unwrap(), "after");
     assert_eq!(tests::panics(), 0, "nothing panics");
@@ -128,7 +129,7 @@ async fn fault_reset_fails_pending_calls_then_the_client_reconnects() {
     );
     // The server noticed too: the handler was dropped.
     assert_eq!(control.next().await, Event::Dropped(3));
-    wait_for_state(&client, |s| *s == ClientState::Reconnected).await;
+    wait_for_state(&client, |s| *s == ClientState::Resumed { missed: 0 }).await;
     assert_eq!(echo(&client, "back").await.unwrap(), "back");
     assert_eq!(tests::panics(), 0, "nothing panics");
 }
@@ -255,7 +256,7 @@ async fn fault_server_restart_during_a_burst_gives_every_call_exactly_one_outcom
     assert!(ok >= 100, "{ok} ok, {disconnected} disconnected");
     // After the restart, calls succeed again.
     wait_for_state(&client, |s| {
-        *s == ClientState::Reconnected || *s == ClientState::Ready
+        *s == ClientState::SessionLost || *s == ClientState::Ready
     })
     .await;
     let sum: i64 = within(

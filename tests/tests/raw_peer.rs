@@ -200,7 +200,7 @@ async fn a_text_message_closes_with_a_protocol_error() {
 }
 
 #[tokio::test]
-async fn a_socket_closed_without_close_is_reported_as_truncation() {
+async fn a_socket_closed_without_close_is_reported_as_a_lost_connection() {
     let (calc, _control) = Calc::new();
     let server = server().serve(calc).start().await.unwrap();
     let mut events = server.events();
@@ -208,7 +208,35 @@ async fn a_socket_closed_without_close_is_reported_as_truncation() {
     drop(raw);
     loop {
         if let ServerEvent::Disconnected { reason, .. } = within(events.recv()).await.unwrap() {
-            assert!(reason.reason.contains("truncated"), "{reason}");
+            assert_eq!(reason.code, CloseCode::ConnectionLost, "{reason}");
+            assert!(reason.reason.starts_with("connection lost"), "{reason}");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_close_without_close_is_told_apart_from_a_loss() {
+    let (calc, _control) = Calc::new();
+    let server = server().serve(calc).start().await.unwrap();
+    let mut events = server.events();
+    let mut raw = Raw::connect(server.local_addr()).await;
+    raw.ws
+        .send(Ws::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: 1001.into(),
+                reason: "proxy restarting".into(),
+            },
+        )))
+        .await
+        .unwrap();
+    loop {
+        if let ServerEvent::Disconnected { reason, .. } = within(events.recv()).await.unwrap() {
+            assert_eq!(reason.code, CloseCode::GoingAway, "{reason}");
+            assert_eq!(
+                reason.reason,
+                "closed by the transport without an authenticated CLOSE: proxy restarting"
+            );
             break;
         }
     }

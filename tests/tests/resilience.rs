@@ -64,7 +64,8 @@ async fn killing_the_server_fails_pending_calls_and_the_client_reconnects_after_
     let _restarted = within(server().address(addr.to_string()).serve(calc).start())
         .await
         .unwrap();
-    wait_for_state(&mut states, |s| *s == ClientState::Reconnected).await;
+    // A restarted server knows nothing of the old session.
+    wait_for_state(&mut states, |s| *s == ClientState::SessionLost).await;
     let sum: i64 = peer.call("calc.add", &(20, 22), opts()).await.unwrap();
     assert_eq!(sum, 42);
 }
@@ -99,15 +100,18 @@ async fn reconnecting_gives_up_after_the_configured_attempts() {
         matches!(seen.first(), Some(ClientState::Disconnected(_))),
         "{seen:?}"
     );
-    assert_eq!(
-        seen.get(1..),
-        Some(
-            &[
+    assert!(
+        matches!(
+            seen.get(1..),
+            Some([
                 ClientState::Connecting { attempt: 1 },
+                ClientState::AttemptFailed { attempt: 1, .. },
                 ClientState::Connecting { attempt: 2 },
+                ClientState::AttemptFailed { attempt: 2, .. },
                 ClientState::Closed
-            ][..]
-        )
+            ])
+        ),
+        "{seen:?}"
     );
     let after = client
         .peer()
@@ -338,22 +342,26 @@ async fn the_client_renews_its_session_and_lets_pending_calls_finish_on_the_old_
     )
     .await
     .unwrap();
+    let mut states = client.states();
     let first: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    server.join(first, "watchers").unwrap();
     let pending = tokio::spawn({
         let peer = client.peer();
         async move { peer.call::<_, u32>("calc.gate", &(1,), opts()).await }
     });
-    // The renewal: a new connection is admitted while the old one is still open.
-    let renewed = loop {
+    // The renewal: a new connection resumes the session while the old one is still open.
+    loop {
         match within(events.recv()).await.unwrap() {
-            ServerEvent::Authenticated { id, .. } if id != first => break id,
+            ServerEvent::Resumed { id, missed, .. } => {
+                assert_eq!((id, missed), (first, 0));
+                break;
+            }
             ServerEvent::Disconnected { id, .. } if id == first => {
                 panic!("the old connection closed with a call pending")
             }
             _ => {}
         }
-    };
-    assert!(server.get(first).is_some());
+    }
     control.open_gates(1);
     assert_eq!(within(pending).await.unwrap().unwrap(), 1);
     loop {
@@ -364,12 +372,51 @@ async fn the_client_renews_its_session_and_lets_pending_calls_finish_on_the_old_
             break;
         }
     }
+    // The same session, with its rooms, on the new connection.
+    let now: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    assert_eq!(now, first);
+    assert_eq!(client.server_connection_id(), Some(first));
+    assert_eq!(server.members("watchers"), [first]);
+    assert!(
+        server.get(first).is_some(),
+        "the old connection's end left the session alone"
+    );
+    loop {
+        match within(states.recv()).await.unwrap() {
+            ClientState::Resumed { missed: 0 } => break,
+            ClientState::Disconnected(reason) => panic!("a renewal is not an outage: {reason}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_resumption_a_renewal_is_a_new_session_and_says_so() {
+    let (calc, _control) = Calc::new();
+    let server = server()
+        .serve(calc)
+        .resumption_window(Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let client = within(
+        client(server.local_addr())
+            .session_lifetime(Some(Duration::from_millis(200)))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let mut states = client.states();
+    let first: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
+    server.join(first, "watchers").unwrap();
+    loop {
+        match within(states.recv()).await.unwrap() {
+            ClientState::SessionLost => break,
+            ClientState::Disconnected(reason) => panic!("a renewal is not an outage: {reason}"),
+            _ => {}
+        }
+    }
     let now: sockets::ConnectionId = client.peer().call("calc.my_id", &(), opts()).await.unwrap();
     assert_ne!(now, first);
-    assert!(now >= renewed);
-    assert_eq!(
-        client.state(),
-        ClientState::Ready,
-        "a renewal is not an outage"
-    );
+    assert!(!server.members("watchers").contains(&now));
 }

@@ -167,7 +167,8 @@ async fn reconnect(kind: Kind) {
     let first = client.server_connection_id().unwrap();
     setup.server().disconnect(first, "go away").unwrap();
     loop {
-        if within(states.recv()).await.unwrap() == ClientState::Reconnected {
+        // Disconnected on purpose: the session ended, the client gets a new one.
+        if within(states.recv()).await.unwrap() == ClientState::SessionLost {
             break;
         }
     }

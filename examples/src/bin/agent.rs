@@ -171,15 +171,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     await_agents(&first, count).await?;
     roll_call(&first).await?;
 
-    // One agent, by the connection its auth hook named.
-    let target = first
-        .connections()
-        .into_iter()
-        .find(|info| info.meta.get::<String>().map(String::as_str) == Some("agent-1"))
+    // One agent, by the name its auth hook stored.
+    let target = *first
+        .connections_of(|name: &String| name == "agent-1")
+        .first()
         .ok_or("agent-1 is not connected")?;
     match first
         .send_to(
-            target.id,
+            target,
             &AgentRequest::Run {
                 job: "rotate-logs".into(),
             },
@@ -191,7 +190,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match first
         .send_to(
-            target.id,
+            target,
             &AgentRequest::Run {
                 job: "format-disk".into(),
             },
@@ -215,8 +214,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let second = master(&address, &secret).await?;
     println!("master: restarted on {}", second.local_addr());
     for ((name, _), states) in agents.iter().zip(&mut states) {
-        wait_for(states, |s| *s == ClientState::Reconnected).await?;
-        println!("{name}: reconnected (new handshake and authentication)");
+        // A restarted master knows nothing of the old sessions: a new one.
+        wait_for(states, |s| *s == ClientState::SessionLost).await?;
+        println!("{name}: reconnected in a new session (new handshake and authentication)");
     }
     await_agents(&second, count).await?;
     roll_call(&second).await?;

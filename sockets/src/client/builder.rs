@@ -1,16 +1,19 @@
 //! Configuring a client.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::hooks::Hooks;
 use super::{Client, Reconnect};
 use crate::config::{ConnectionConfig, Vars, process_env};
 use crate::crypto::{Mode, Secret, Suite};
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::protocol::codec;
+use crate::service::Peer;
 use crate::transport::{ClientTls, Connector, Endpoint, Framing, Io, OpenStream, Url};
 
 /// How long one connection's keys serve before the client renews them.
@@ -32,6 +35,8 @@ pub struct ClientBuilder {
     pub(super) services: Services,
     pub(super) reconnect: Reconnect,
     pub(super) session_lifetime: Option<Duration>,
+    pub(super) resume: bool,
+    pub(super) hooks: Hooks,
     pub(super) tls: ClientTls,
     pub(super) error: Option<Error>,
 }
@@ -44,6 +49,8 @@ impl std::fmt::Debug for ClientBuilder {
             .field("suite", &self.suite)
             .field("mode", &self.mode)
             .field("reconnect", &self.reconnect)
+            .field("resume", &self.resume)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +71,8 @@ impl Default for ClientBuilder {
             services: Services::default(),
             reconnect: Reconnect::default(),
             session_lifetime: Some(DEFAULT_SESSION_LIFETIME),
+            resume: true,
+            hooks: Hooks::default(),
             tls: ClientTls::default(),
             error: None,
         }
@@ -209,9 +218,60 @@ impl ClientBuilder {
         self
     }
 
-    /// How to reconnect after the connection is lost. Default: unlimited attempts.
+    /// How to reconnect after the connection is lost, and whether
+    /// [`connect`](Self::connect) retries too. Default: unlimited attempts
+    /// after a loss; `connect` tries once; an auth rejection stops.
     pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
         self.reconnect = reconnect;
+        self
+    }
+
+    /// Asks the server to resume the session on each new connection (after
+    /// a loss, or a renewal), so that the client keeps its server-side id,
+    /// rooms and the notifications sent while it was away. Default `true`;
+    /// the server decides (its resumption window).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Runs `hook` on the first connection, once it is authenticated and
+    /// before [`connect`](Self::connect) returns: with a [`Peer`] on that
+    /// connection, to register or subscribe. An error fails `connect`.
+    ///
+    /// ```
+    /// # #[sockets::service]
+    /// # pub trait Feed { async fn subscribe(&self, topic: String) -> bool; }
+    /// # let secret = sockets::crypto::Secret::from_key(&[7; 32]);
+    /// let builder = sockets::Client::builder()
+    ///     .secret(secret)
+    ///     .on_connected(|peer| async move {
+    ///         FeedClient::new(peer).subscribe("prices").await?;
+    ///         Ok(())
+    ///     });
+    /// ```
+    pub fn on_connected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Peer) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.set_on_connected(hook);
+        self
+    }
+
+    /// Runs `hook` on every later connection (after a loss, or a renewal),
+    /// with a [`Peer`] on it and whether the server resumed the session,
+    /// before the connection is published: calls that wait for a connection
+    /// ([`CallOptions::wait_for_connection`](crate::CallOptions::wait_for_connection))
+    /// go out only after it. `resumed == false` means a new session on the
+    /// server: rebuild there what the old one had (subscriptions, rooms).
+    /// An error drops the connection and counts as a failed attempt.
+    pub fn on_reconnected<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Peer, bool) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.set_on_reconnected(hook);
         self
     }
 
@@ -232,7 +292,12 @@ impl ClientBuilder {
     /// # Errors
     /// [`Error::Config`], [`Error::Io`] (connect failed), [`Error::HandshakeFailed`]
     /// (the server does not know the secret; no credentials were sent),
-    /// [`Error::AuthRejected`], [`Error::Rejected`] (server full), [`Error::Timeout`].
+    /// [`Error::HandshakeRefused`] (the server refused our settings, with
+    /// its reason), [`Error::AuthRejected`], [`Error::Rejected`] (server
+    /// full, or this address limited, with the server's reason),
+    /// [`Error::Timeout`], or the error of the
+    /// [`on_connected`](Self::on_connected) hook. With
+    /// [`Reconnect::retry_first_connect`], the error of the last attempt.
     pub async fn connect(self) -> Result<Client, Error> {
         Client::connect(self).await
     }

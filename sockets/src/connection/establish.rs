@@ -6,12 +6,18 @@
 //!    │◄── HS2 (proof of psk, echo of HS1) ────│
 //!    │   verify HS2, or fail: HandshakeFailed │
 //!    │── AUTH (credentials, sealed) ─────────►│  auth hook → accept(meta) / guest / reject(reason)
-//!    │◄── AUTH_RESULT {ok, guest, reason} ────│  reject: CLOSE {4002, reason}
+//!    │    [+ resumption request]              │  (the server layer resolves a resumption)
+//!    │◄── AUTH_RESULT {ok, guest, reason,  ───│  reject: CLOSE {4002, reason}
+//!    │      id, resumable, resumed, missed}   │
 //! ```
 //!
 //! Nothing reaches a handler before the handshake proved the secret and the
 //! auth hook admitted the peer; both steps together are bounded by the
-//! handshake timeout.
+//! handshake timeout. A client that holds a [`Ticket`] from an earlier
+//! connection asks to resume its session (HS1 flags bit 1, the proof in
+//! AUTH; docs/PROTOCOL.md §9.5). On the server, [`server`] hands the request
+//! up with the admitted connection; the server decides, and the admitting
+//! AUTH_RESULT is the connection task's first frame (`Start::auth_result`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,12 +28,13 @@ use bytes::Bytes;
 use crate::config::ConnectionConfig;
 use crate::crypto::session::AUTH_MAX_FRAME;
 use crate::crypto::{
-    Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, Sealer, Secret, Suite,
+    Acceptor, ClientHandshake, FrameKind, Mode, Opened, Opener, ResumptionSecret, Sealer, Secret,
+    Suite,
 };
 use crate::error::{Disconnect, Error};
 use crate::identity::{AuthDecision, Headers, PeerInfo};
 use crate::identity::{ConnectionId, Meta, SessionKind};
-use crate::protocol::payloads::{AuthResult, Close};
+use crate::protocol::payloads::{AuthResult, Close, Resume};
 use crate::protocol::{CloseCode, Reason, codec};
 use crate::service::BoxFuture;
 use crate::transport::{self, ClientTls, Connector, Exporter, Incoming, Transport};
@@ -46,6 +53,31 @@ pub(crate) struct Established {
     pub(crate) meta: Meta,
     /// On a client: the id the server gave the connection, if it said.
     pub(crate) server_id: Option<ConnectionId>,
+    pub(crate) resumption: Resumption,
+}
+
+/// How a connection stands to sessions before and after it (docs/PROTOCOL.md §9.5).
+pub(crate) struct Resumption {
+    /// This connection's resumption secret: the key of a later connection's proof.
+    pub(crate) secret: ResumptionSecret,
+    /// This connection's handshake hash: what a proof on it is bound to.
+    pub(crate) handshake_hash: [u8; 32],
+    /// On a server: the session the client asked to resume, with its proof.
+    pub(crate) request: Option<Resume>,
+    /// On a client: the server keeps the session for resumption.
+    pub(crate) resumable: bool,
+    /// On a client: the connection resumed the ticket's session.
+    pub(crate) resumed: bool,
+    /// On a client, when resumed: notifications the session's buffer dropped.
+    pub(crate) missed: u64,
+}
+
+/// What a client keeps to resume its session on a later connection: the
+/// session's id and the last connection's resumption secret (never sent).
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    pub(crate) id: u64,
+    pub(crate) secret: ResumptionSecret,
 }
 
 /// What a client needs to connect.
@@ -57,6 +89,8 @@ pub(crate) struct ClientSetup<'a> {
     pub(crate) credentials: &'a [u8],
     pub(crate) config: &'a ConnectionConfig,
     pub(crate) tls: &'a ClientTls,
+    /// The session to resume, if the client holds a ticket.
+    pub(crate) resume: Option<&'a Ticket>,
 }
 
 async fn seal_and_send(
@@ -99,9 +133,13 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
     let (mut transport, peer_addr, exporter) = connected.map_err(Error::from)?;
     // A Unix socket or a stream of the application's has no address.
     let peer_addr = peer_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (handshake, hs1) =
-        ClientHandshake::start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
-            .map_err(|e| Error::Config(e.to_string()))?;
+    let start = if setup.resume.is_some() {
+        ClientHandshake::start_resuming
+    } else {
+        ClientHandshake::start
+    };
+    let (handshake, hs1) = start(setup.secret, setup.suite, setup.mode, exporter.as_ref())
+        .map_err(|e| Error::Config(e.to_string()))?;
     transport
         .send(Bytes::from(hs1))
         .await
@@ -116,14 +154,14 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
         tracing::warn!("the server did not prove knowledge of the shared secret");
         return Err(Error::HandshakeFailed);
     };
+    let secret = session.resumption_secret();
+    let handshake_hash = session.handshake_hash();
     let (mut sealer, mut opener) = session.split();
-    seal_and_send(
-        &mut *transport,
-        &mut sealer,
-        FrameKind::Auth,
-        setup.credentials,
-    )
-    .await?;
+    let auth = match setup.resume {
+        None => setup.credentials.to_vec(),
+        Some(ticket) => resuming_auth(setup.credentials, ticket, &handshake_hash)?,
+    };
+    seal_and_send(&mut *transport, &mut sealer, FrameKind::Auth, &auth).await?;
     loop {
         let wire = match transport.recv().await.map_err(Error::from)? {
             Incoming::Binary(wire) => wire,
@@ -158,8 +196,34 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
             },
             meta: Meta::none(),
             server_id: result.id.map(ConnectionId::from_u64),
+            resumption: Resumption {
+                secret,
+                handshake_hash,
+                request: None,
+                resumable: result.resumable && result.id.is_some(),
+                resumed: result.resumed && setup.resume.is_some(),
+                missed: result.missed,
+            },
         });
     }
+}
+
+/// AUTH's plaintext when resuming: `[credentials, {"id", "proof"}]`, the
+/// proof bound to this connection's handshake.
+fn resuming_auth(
+    credentials: &[u8],
+    ticket: &Ticket,
+    handshake_hash: &[u8; 32],
+) -> Result<Vec<u8>, Error> {
+    let request = Resume {
+        id: ticket.id,
+        proof: serde_bytes::ByteBuf::from(ticket.secret.proof(handshake_hash, ticket.id).to_vec()),
+    };
+    let mut auth = Vec::with_capacity(1 + credentials.len() + 48);
+    auth.push(0x92);
+    auth.extend_from_slice(credentials);
+    codec::encode_value(&request, &mut auth)?;
+    Ok(auth)
 }
 
 /// What the server side needs to admit a connection.
@@ -199,7 +263,7 @@ pub(crate) async fn server(
         }
     })
     .await;
-    let (sealer, opener, session, meta) = match outcome {
+    let (sealer, opener, admitted) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(failure)) => {
             let close = async {
@@ -227,10 +291,18 @@ pub(crate) async fn server(
         sealer,
         opener,
         peer_addr: setup.peer_addr,
-        session,
-        meta,
+        session: admitted.session,
+        meta: admitted.meta,
         server_id: Some(setup.id),
+        resumption: admitted.resumption,
     })
+}
+
+/// What the server side learnt before admitting the client.
+struct Admitted {
+    session: SessionKind,
+    meta: Meta,
+    resumption: Resumption,
 }
 
 /// Why set-up failed, and the WebSocket close to send for it (if one is still due).
@@ -269,7 +341,7 @@ async fn recv_binary(transport: &mut dyn Transport) -> Result<Bytes, SetupFailur
 async fn server_steps(
     setup: &ServerSetup<'_>,
     transport: &mut dyn Transport,
-) -> Result<(Sealer, Opener, SessionKind, Meta), SetupFailure> {
+) -> Result<(Sealer, Opener, Admitted), SetupFailure> {
     let hs1 = recv_binary(transport).await?;
     let (session, hs2) =
         match setup
@@ -286,8 +358,11 @@ async fn server_steps(
         .send(Bytes::from(hs2))
         .await
         .map_err(|e| SetupFailure::gone(e.to_string()))?;
+    let resuming = session.resuming();
+    let secret = session.resumption_secret();
+    let handshake_hash = session.handshake_hash();
     let (mut sealer, mut opener) = session.split();
-    let credentials = loop {
+    let auth = loop {
         let wire = recv_binary(transport).await?;
         match opener.open(wire) {
             Ok(Some(Opened {
@@ -300,47 +375,94 @@ async fn server_steps(
             Err(error) => return Err(SetupFailure::close(error.reason())),
         }
     };
+    let (credentials, request) = if resuming {
+        let (credentials, request) = resumption_request(&auth)
+            .ok_or_else(|| SetupFailure::close(Reason::MalformedResume))?;
+        (credentials, Some(request))
+    } else {
+        (auth, None)
+    };
     let peer = PeerInfo {
         id: setup.id,
         addr: setup.peer_addr,
         headers: setup.headers.clone(),
     };
     let decision = (setup.auth)(credentials, peer).await;
-    let (session, meta, rejected) = match decision {
-        AuthDecision::Accept(meta) => (SessionKind::Authenticated, meta, None),
-        AuthDecision::Guest => (SessionKind::Guest, Meta::none(), None),
-        AuthDecision::Reject(reason) => (SessionKind::Guest, Meta::none(), Some(reason)),
+    let (session, meta) = match decision {
+        AuthDecision::Accept(meta) => (SessionKind::Authenticated, meta),
+        AuthDecision::Guest => (SessionKind::Guest, Meta::none()),
+        AuthDecision::Reject(reason) => {
+            return Err(reject(transport, &mut sealer, reason).await);
+        }
     };
+    opener.set_authenticated();
+    let resumption = Resumption {
+        secret,
+        handshake_hash,
+        request,
+        resumable: false,
+        resumed: false,
+        missed: 0,
+    };
+    Ok((
+        sealer,
+        opener,
+        Admitted {
+            session,
+            meta,
+            resumption,
+        },
+    ))
+}
+
+/// The credentials and the resumption request of a resuming AUTH, or `None`
+/// if it is not `[credentials, {"id", "proof"}]`.
+fn resumption_request(auth: &Bytes) -> Option<(Bytes, Resume)> {
+    let (credentials, request) = codec::split_pair(auth).ok()?;
+    let request: Resume = codec::decode_value(request).ok()?;
+    Some((auth.slice_ref(credentials), request))
+}
+
+/// Tells a client its credentials were rejected: AUTH_RESULT, CLOSE 4002
+/// with the reason, then the WebSocket close.
+async fn reject(
+    transport: &mut dyn Transport,
+    sealer: &mut Sealer,
+    reason: String,
+) -> SetupFailure {
     let result = AuthResult {
-        ok: rejected.is_none(),
-        guest: rejected.is_none() && session == SessionKind::Guest,
-        reason: rejected.clone().unwrap_or_default(),
-        id: rejected.is_none().then_some(setup.id.get()),
+        ok: false,
+        guest: false,
+        reason: reason.clone(),
+        id: None,
+        resumable: false,
+        resumed: false,
+        missed: 0,
     };
-    let body = codec::to_vec(&result).map_err(|e| SetupFailure::gone(e.to_string()))?;
-    let send = |e: Error| SetupFailure::gone(e.to_string());
-    seal_and_send(transport, &mut sealer, FrameKind::AuthResult, &body)
-        .await
-        .map_err(send)?;
-    if let Some(reason) = rejected {
+    let sent = match codec::to_vec(&result) {
+        Ok(body) => seal_and_send(transport, sealer, FrameKind::AuthResult, &body).await,
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = sent {
+        return SetupFailure::gone(error.to_string());
+    }
+    {
         let close = Close {
             code: CloseCode::AuthRejected.to_u16(),
             reason: reason.clone(),
         };
         if let Ok(body) = codec::to_vec(&close) {
-            let _ = seal_and_send(transport, &mut sealer, FrameKind::Close, &body).await;
+            let _ = seal_and_send(transport, sealer, FrameKind::Close, &body).await;
         }
-        // The WebSocket close after a CLOSE carries the same code, no reason.
-        let _ = transport
-            .close(CloseCode::AuthRejected.websocket(), "")
-            .await;
-        return Err(SetupFailure {
-            reason: Disconnect::new(CloseCode::AuthRejected, reason),
-            websocket_close: None,
-        });
     }
-    opener.set_authenticated();
-    Ok((sealer, opener, session, meta))
+    // The WebSocket close after a CLOSE carries the same code, no reason.
+    let _ = transport
+        .close(CloseCode::AuthRejected.websocket(), "")
+        .await;
+    SetupFailure {
+        reason: Disconnect::new(CloseCode::AuthRejected, reason),
+        websocket_close: None,
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +490,9 @@ mod tests {
             guest: false,
             reason: String::new(),
             id: Some(42),
+            resumable: false,
+            resumed: false,
+            missed: 0,
         };
         let bytes = codec::to_vec(&new).unwrap();
         assert_eq!(codec::decode_value::<AuthResult>(&bytes).unwrap(), new);
@@ -382,9 +507,45 @@ mod tests {
             guest: false,
             reason: "no".into(),
             id: None,
+            resumable: false,
+            resumed: false,
+            missed: 0,
         };
         // Without an id the body is the three keys of §9.2, as before.
         let bytes = codec::to_vec(&rejected).unwrap();
         assert_eq!(bytes.first(), Some(&0x83));
+    }
+
+    /// docs/PROTOCOL.md §9.5's examples of AUTH_RESULT with the resumption keys.
+    #[test]
+    fn resumption_keys_are_sent_only_when_they_say_something() {
+        let resumed = AuthResult {
+            ok: true,
+            guest: false,
+            reason: String::new(),
+            id: Some(5),
+            resumable: true,
+            resumed: true,
+            missed: 3,
+        };
+        let bytes = codec::to_vec(&resumed).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            "87a26f6bc3a56775657374c2a6726561736f6ea0a2696405a9726573756d61626c65c3a7726573756d6564c3a66d697373656403"
+        );
+        assert_eq!(codec::decode_value::<AuthResult>(&bytes).unwrap(), resumed);
+        let fresh = AuthResult {
+            resumed: false,
+            missed: 0,
+            ..resumed
+        };
+        assert_eq!(
+            hex(&codec::to_vec(&fresh).unwrap()),
+            "85a26f6bc3a56775657374c2a6726561736f6ea0a2696405a9726573756d61626c65c3"
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -54,17 +54,33 @@ const ROUNDS_PER_WAKE: usize = 16;
 /// How long the last CLOSE may take to leave when closing.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
+/// What a connection's task sends before anything from its queue.
+#[derive(Default)]
+pub(crate) struct Start {
+    /// On a server: the AUTH_RESULT that admits the client (its payload),
+    /// the session's first frame.
+    pub(crate) auth_result: Option<Vec<u8>>,
+    /// Envelopes sent first, in order: a resumed session's notifications
+    /// buffered while it waited.
+    pub(crate) backlog: Vec<Message>,
+}
+
 /// Starts the task of an established connection. `on_done` runs once it has
 /// ended, with the reason the connection closed.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     transport: Box<dyn Transport>,
     (sealer, opener): (Sealer, Opener),
+    start: Start,
     on_done: impl FnOnce(Disconnect) + Send + 'static,
 ) -> Handle {
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
         let mut link = Link::new(&task_shared, transport, (sealer, opener));
+        link.queued.extend(start.backlog);
+        if let Some(body) = start.auth_result {
+            link.greet(&body);
+        }
         link.run().await;
         link.farewell().await;
         task_shared.outbound.queue().close();
@@ -100,20 +116,29 @@ fn run_notification(shared: &Arc<Shared>, key: u64, pending: PendingNotification
     task.abort_handle()
 }
 
-fn truncated(frame: Option<(u16, String)>) -> Disconnect {
-    let code = frame.map_or(CloseCode::Other(1006), |(code, _)| {
-        CloseCode::from_u16(code)
-    });
-    Disconnect::new(
-        code,
-        "connection truncated: closed without an authenticated CLOSE",
-    )
+/// The socket ended before the peer's CLOSE. With no close at all (the
+/// socket reached its end or was reset: the peer's process died, the network
+/// failed), the connection was lost. A WebSocket close without the
+/// authenticated CLOSE came from the transport alone (a proxy going away, or
+/// someone in the middle): its code is kept and the reason says so.
+fn ended_without_close(frame: Option<(u16, String)>) -> Disconnect {
+    match frame {
+        None => Disconnect::lost("connection lost: the socket closed without a close"),
+        Some((code, reason)) => {
+            let mut text = String::from("closed by the transport without an authenticated CLOSE");
+            if !reason.is_empty() {
+                text.push_str(": ");
+                text.push_str(&reason);
+            }
+            Disconnect::new(CloseCode::from_u16(code), text)
+        }
+    }
 }
 
 fn transport_failed(error: &TransportError) -> Disconnect {
     match error.reason() {
         Some(reason) => reason.into(),
-        None => Disconnect::lost(format!("connection truncated: {error}")),
+        None => Disconnect::lost(format!("connection lost: {error}")),
     }
 }
 
@@ -197,6 +222,21 @@ impl<'a> Link<'a> {
             deadline_armed: false,
             max_message: config.max_message,
             write_timeout: config.write_timeout,
+        }
+    }
+
+    /// Seals the AUTH_RESULT that opens the session, to be written first; a
+    /// failure closes the connection.
+    fn greet(&mut self, body: &[u8]) {
+        match self
+            .sealer
+            .seal(FrameKind::AuthResult, body, &mut self.sealed)
+        {
+            Ok(()) => self.frames.extend(self.sealed.drain(..)),
+            Err(error) => {
+                tracing::warn!(id = %self.shared.id, %error, "could not seal AUTH_RESULT");
+                self.shared.close(Reason::Internal.into(), false);
+            }
         }
     }
 
@@ -354,7 +394,7 @@ impl<'a> Link<'a> {
     fn on_frame(&mut self, incoming: Result<Incoming, TransportError>) -> Result<(), Closing> {
         let wire = match incoming {
             Ok(Incoming::Binary(wire)) => wire,
-            Ok(Incoming::Closed(frame)) => return Err(ending(truncated(frame), false)),
+            Ok(Incoming::Closed(frame)) => return Err(ending(ended_without_close(frame), false)),
             Err(error) => return Err(socket_failed(&error)),
         };
         let received = Instant::now();

@@ -40,6 +40,8 @@ const TYPE_HS1: u8 = 0x01;
 const TYPE_HS2: u8 = 0x02;
 /// Flags bit 0: the TLS exporter is in the prologue.
 const FLAG_TLS_BINDING: u8 = 0x01;
+/// Flags bit 1: the AUTH frame carries a resumption request.
+const FLAG_RESUME: u8 = 0x02;
 /// The smallest `mf` a server may announce.
 pub const MIN_MAX_FRAME: u32 = 1024;
 /// The largest `mf` a server may announce (16 MiB).
@@ -171,6 +173,20 @@ impl ClientHandshake {
         ClientHandshake::start_with(secret, suite, mode, tls_exporter, &Seam::REAL)
     }
 
+    /// As [`ClientHandshake::start`], announcing (flags bit 1) that the
+    /// AUTH frame will carry a resumption request (docs/PROTOCOL.md §9.5).
+    ///
+    /// # Errors
+    /// As [`ClientHandshake::start`].
+    pub fn start_resuming(
+        secret: &Secret,
+        suite: Suite,
+        mode: Mode,
+        tls_exporter: Option<&[u8; 32]>,
+    ) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+        ClientHandshake::start_flagged(secret, suite, mode, tls_exporter, true, &Seam::REAL)
+    }
+
     pub(crate) fn start_with(
         secret: &Secret,
         suite: Suite,
@@ -178,11 +194,25 @@ impl ClientHandshake {
         tls_exporter: Option<&[u8; 32]>,
         seam: &Seam,
     ) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
-        let flags = if tls_exporter.is_some() {
+        ClientHandshake::start_flagged(secret, suite, mode, tls_exporter, false, seam)
+    }
+
+    pub(crate) fn start_flagged(
+        secret: &Secret,
+        suite: Suite,
+        mode: Mode,
+        tls_exporter: Option<&[u8; 32]>,
+        resume: bool,
+        seam: &Seam,
+    ) -> Result<(ClientHandshake, Vec<u8>), HandshakeError> {
+        let mut flags = if tls_exporter.is_some() {
             FLAG_TLS_BINDING
         } else {
             0
         };
+        if resume {
+            flags |= FLAG_RESUME;
+        }
         let hh1 = header(TYPE_HS1, suite, mode, flags);
         let prologue = prologue(&hh1, tls_exporter);
         let builder = snow::Builder::new(noise_params(suite)?)
@@ -244,7 +274,7 @@ impl ClientHandshake {
         let (h, schedule) = finish_noise(noise)?;
         let mf = hello.mf as usize;
         let send_max = mf.min(limits.max_frame);
-        let session = Session::new(
+        let mut session = Session::new(
             Role::Client,
             self.suite,
             self.mode,
@@ -253,6 +283,7 @@ impl ClientHandshake {
             limits,
             (send_max, mf),
         );
+        session.set_resuming(self.hh1[4] & FLAG_RESUME != 0);
         Ok((
             session,
             ServerHello {
@@ -419,7 +450,8 @@ impl Acceptor {
         hs2.truncate(HH_LEN + len);
         let (h, schedule) = finish_noise(noise)?;
         let mf = mf as usize;
-        let session = Session::new(Role::Server, suite, mode, h, schedule, limits, (mf, mf));
+        let mut session = Session::new(Role::Server, suite, mode, h, schedule, limits, (mf, mf));
+        session.set_resuming(hh1[4] & FLAG_RESUME != 0);
         Ok((session, hs2))
     }
 
@@ -446,7 +478,7 @@ impl Acceptor {
         if [r0, r1, r2] != [0, 0, 0] {
             return Err(HandshakeError::Malformed(Reason::HandshakeReserved));
         }
-        if flags & !FLAG_TLS_BINDING != 0 {
+        if flags & !(FLAG_TLS_BINDING | FLAG_RESUME) != 0 {
             return Err(HandshakeError::Malformed(Reason::UnknownFlags));
         }
         let suite = Suite::from_id(suite)

@@ -6,6 +6,7 @@
 //! ts_s2c_0 = HKDF-Expand(PRK, "rpcws1 s2c", 32)
 //! exporter = HKDF-Expand(PRK, "rpcws1 exporter", 32)
 //! fin_c    = HKDF-Expand(PRK, "rpcws1 client finished", 32)
+//! rs       = HKDF-Expand(PRK, "rpcws1 resumption", 32)
 //! key_j    = HKDF-Expand(ts_j, "rpcws1 key", 32)
 //! ts_j+1   = HKDF-Expand(ts_j, "rpcws1 update", 32)
 //! ```
@@ -36,6 +37,9 @@ pub(crate) struct Schedule {
     pub(crate) s2c: Key32,
     pub(crate) exporter: Key32,
     pub(crate) fin_c: Key32,
+    /// The resumption secret: what proves, on a later connection, that one
+    /// took part in this one (see [`super::resumption`]).
+    pub(crate) resumption: Key32,
 }
 
 impl Schedule {
@@ -47,6 +51,7 @@ impl Schedule {
             s2c: expand(&prk, b"rpcws1 s2c"),
             exporter: expand(&prk, b"rpcws1 exporter"),
             fin_c: expand(&prk, b"rpcws1 client finished"),
+            resumption: expand(&prk, b"rpcws1 resumption"),
         }
     }
 }

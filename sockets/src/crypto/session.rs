@@ -19,6 +19,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use super::aead::TAG_LEN;
+use super::resumption::ResumptionSecret;
 use super::schedule::{self, Key32, Schedule, Traffic};
 use super::{LABEL, Mode, Suite};
 use crate::protocol::Reason;
@@ -185,6 +186,9 @@ pub struct Session {
     recv: Traffic,
     /// Mode P only: the MAC the client sends / the server expects on AUTH.
     finished: Option<Key32>,
+    resumption: Key32,
+    /// HS1 said that AUTH carries a resumption request (flags bit 1).
+    resuming: bool,
     limits: Limits,
     send_max_frame: usize,
     recv_max_frame: usize,
@@ -217,6 +221,7 @@ impl Session {
             s2c,
             exporter,
             fin_c,
+            resumption,
         } = schedule;
         let finished = (mode == Mode::Plaintext).then(|| schedule::finished_mac(&fin_c, &h));
         drop(fin_c);
@@ -233,6 +238,8 @@ impl Session {
             send: Traffic::new(suite, send),
             recv: Traffic::new(suite, recv),
             finished,
+            resumption,
+            resuming: false,
             limits,
             send_max_frame: frames.0,
             recv_max_frame: frames.1,
@@ -273,6 +280,24 @@ impl Session {
         self.h
     }
 
+    /// Marks the session as one whose AUTH carries a resumption request.
+    pub(crate) fn set_resuming(&mut self, resuming: bool) {
+        self.resuming = resuming;
+    }
+
+    /// Whether HS1 announced a resumption request in AUTH (flags bit 1,
+    /// docs/PROTOCOL.md §4.1): AUTH's plaintext is then
+    /// `[credentials, {"id", "proof"}]`.
+    pub fn resuming(&self) -> bool {
+        self.resuming
+    }
+
+    /// This connection's resumption secret: the key of the proof that
+    /// resumes its session on a later connection (§9.5). Never sent.
+    pub fn resumption_secret(&self) -> ResumptionSecret {
+        ResumptionSecret::new(self.resumption.clone())
+    }
+
     /// The suite this session runs.
     pub fn suite(&self) -> Suite {
         self.suite
@@ -283,13 +308,14 @@ impl Session {
         self.mode
     }
 
-    /// Every secret this session holds: exporter, both traffic secrets and
+    /// Every secret this session holds: exporter, resumption secret, both traffic secrets and
     /// both AEAD keys (tests look for them on the wire and in Debug output).
     /// Not the finished MAC: mode P sends it, by design.
     #[cfg(test)]
     pub(crate) fn secrets_for_test(&self) -> Vec<[u8; 32]> {
         vec![
             *self.exporter,
+            *self.resumption,
             *self.send.secret(),
             *self.recv.secret(),
             *schedule::expand(self.send.secret(), b"rpcws1 key"),

@@ -399,6 +399,7 @@ fn handshake_negatives(secret: &Secret, input: &Input, hs1: &[u8], hs2: &[u8]) -
         ("HS1 suite byte rewritten", rewrite(hs1, 2, other_suite)),
         ("HS1 mode byte rewritten", rewrite(hs1, 3, other_mode)),
         ("HS1 TLS-binding flag toggled", rewrite(hs1, 4, hs1[4] ^ 1)),
+        ("HS1 resumption flag toggled", rewrite(hs1, 4, hs1[4] ^ 2)),
         ("HS1 version rewritten to 2", rewrite(hs1, 0, 2)),
         ("HS1 ephemeral key bit flipped", rewrite(hs1, 8, hs1[8] ^ 1)),
         (
@@ -438,6 +439,55 @@ fn handshake_negatives(secret: &Secret, input: &Input, hs1: &[u8], hs2: &[u8]) -
         out.push(json!({"description": description, "hs2": hex::encode(&message), "error": handshake_error_name(&error)}));
     }
     Value::Array(out)
+}
+
+/// The resumption of docs/PROTOCOL.md §9.5: the first case's connection is
+/// resumed on a second one (same inputs, flags bit 1 set) as session 5.
+fn resumption(secret: &Secret) -> Value {
+    let input = &inputs()[0];
+    let (first, first_server, _, _) = handshake(secret, input);
+    let rs = first.resumption_secret();
+    assert_eq!(rs.bytes(), first_server.resumption_secret().bytes());
+    let (client, hs1) =
+        ClientHandshake::start_flagged(secret, input.suite, input.mode, None, true, &seam(E_C))
+            .unwrap();
+    let (server, hs2) = acceptor(secret)
+        .accept_with(&hs1, None, limits(), &seam(E_S))
+        .unwrap();
+    let (client, _) = client.finish(&hs2, limits()).unwrap();
+    assert!(server.resuming() && client.resuming());
+    let h_new = client.handshake_hash();
+    assert_eq!(h_new, server.handshake_hash());
+    let id = 5;
+    let proof = rs.proof(&h_new, id);
+    assert!(rs.verify(&h_new, id, &proof));
+    let request = crate::protocol::payloads::Resume {
+        id,
+        proof: serde_bytes::ByteBuf::from(proof.to_vec()),
+    };
+    // [credentials, {"id": 5, "proof": bin}]
+    let auth = [
+        &[0x92][..],
+        &unhex(AUTH),
+        &crate::protocol::codec::to_vec(&request).unwrap(),
+    ]
+    .concat();
+    let (credentials, resume) = crate::protocol::codec::split_pair(&auth).unwrap();
+    assert_eq!(credentials, unhex(AUTH));
+    assert_eq!(
+        crate::protocol::codec::decode_value::<crate::protocol::payloads::Resume>(resume).unwrap(),
+        request
+    );
+    json!({
+        "about": "The connection of the first case, resumed on a second connection with the same ephemerals and clock and flags bit 1 set in HS1, as session id 5.",
+        "rs": hex::encode(rs.bytes()),
+        "hs1": hex::encode(&hs1),
+        "h_new": hex::encode(h_new),
+        "id": id,
+        "proof": hex::encode(proof),
+        "auth_plaintext": hex::encode(&auth),
+        "rs_new": hex::encode(client.resumption_secret().bytes()),
+    })
 }
 
 /// The whole file's content, computed.
@@ -484,6 +534,7 @@ fn generate() -> Value {
         "psk": hex::encode(secret.psk()),
         "key_mode": {"key": hex::encode(key), "psk": hex::encode(Secret::from_key(&key).psk())},
         "cases": cases,
+        "resumption": resumption(&secret),
     })
 }
 
@@ -733,7 +784,13 @@ fn vectors_file_matches_the_implementation_and_appendix_c() {
         );
     }
     // The file against this implementation, value for value.
-    for key in ["scrypt_out", "psk", "key_mode", "common_inputs"] {
+    for key in [
+        "scrypt_out",
+        "psk",
+        "key_mode",
+        "common_inputs",
+        "resumption",
+    ] {
         assert_eq!(file[key], computed[key], "{key}");
     }
     let (file_cases, cases) = (

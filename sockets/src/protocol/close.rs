@@ -20,6 +20,10 @@ pub enum CloseCode {
     GoingAway,
     /// 1002: the peer broke the protocol (bad frame, bad envelope, failed decryption).
     ProtocolError,
+    /// 1006: the connection ended without any close: the socket was reset
+    /// or reached its end (the peer's process died, the network failed).
+    /// Never sent; a side reports it locally (RFC 6455 §7.1.5).
+    ConnectionLost,
     /// 1008: the handshake failed; sent with an empty reason so it reveals nothing.
     PolicyViolation,
     /// 1009: a frame or a reassembled message exceeded the configured limit.
@@ -51,6 +55,7 @@ impl CloseCode {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
             Self::ProtocolError => 1002,
+            Self::ConnectionLost => 1006,
             Self::PolicyViolation => 1008,
             Self::TooBig => 1009,
             Self::InternalError => 1011,
@@ -71,6 +76,7 @@ impl CloseCode {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
             1002 => Self::ProtocolError,
+            1006 => Self::ConnectionLost,
             1008 => Self::PolicyViolation,
             1009 => Self::TooBig,
             1011 => Self::InternalError,
@@ -188,6 +194,9 @@ reasons! {
     AuthTwice = ProtocolError, "AUTH and AUTH_RESULT only open a session";
     /// DATA whose plaintext is not a sequence of envelopes.
     MalformedEnvelope = ProtocolError, "malformed envelope";
+    /// An AUTH announced as resuming (HS1 flags bit 1) that is not
+    /// `[credentials, {"id", "proof"}]`.
+    MalformedResume = ProtocolError, "malformed resumption request";
     /// A CLOSE whose payload does not decode.
     MalformedClose = ProtocolError, "malformed CLOSE";
     /// A text (or otherwise non-binary) WebSocket message.
@@ -241,6 +250,9 @@ reasons! {
     TooManyFailures = TooManyConnections, "too many failed handshakes from this address";
     /// This handshake gave its slot up to another address (fair admission).
     ServerBusy = TooManyConnections, "server busy";
+    /// The address spent its budget of credentials rejected by the auth
+    /// hook; sent followed by "; retry in N s".
+    TooManyRejections = TooManyConnections, "too many rejected credentials from this address";
 }
 
 #[cfg(test)]
@@ -252,7 +264,8 @@ mod tests {
     #[test]
     fn close_codes_round_trip() {
         for code in [
-            1000, 1001, 1002, 1008, 1009, 1011, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4999,
+            1000, 1001, 1002, 1006, 1008, 1009, 1011, 4001, 4002, 4003, 4004, 4005, 4006, 4007,
+            4999,
         ] {
             assert_eq!(CloseCode::from_u16(code).to_u16(), code);
         }

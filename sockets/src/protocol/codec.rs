@@ -75,6 +75,27 @@ pub fn decode_value<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Cod
     T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
 }
 
+/// The two elements of a MessagePack array of exactly two values, each as
+/// its own encoding (in any valid array encoding).
+///
+/// # Errors
+/// [`CodecError::Decode`] when `bytes` is not one array of two complete values.
+pub fn split_pair(bytes: &[u8]) -> Result<(&[u8], &[u8]), CodecError> {
+    let not_a_pair = || CodecError::Decode("not an array of two values".into());
+    let body = match bytes {
+        [0x92, body @ ..] => body,
+        [0xdc, 0x00, 0x02, body @ ..] => body,
+        [0xdd, 0x00, 0x00, 0x00, 0x02, body @ ..] => body,
+        _ => return Err(not_a_pair()),
+    };
+    let first = value_len(body).ok_or_else(not_a_pair)?;
+    let (first, second) = body.split_at(first);
+    if value_len(second) != Some(second.len()) {
+        return Err(not_a_pair());
+    }
+    Ok((first, second))
+}
+
 /// The length of the first complete MessagePack value in `bytes`, or `None`
 /// if `bytes` does not start with one. Iterative: nesting costs no stack.
 fn value_len(bytes: &[u8]) -> Option<usize> {

@@ -8,13 +8,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::limits::{Attempt, Outcome};
+use super::registry::{Refused, Released};
 use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
-use crate::connection::establish::{self, ServerSetup};
-use crate::connection::{self, Handle, Params, Shared};
+use crate::connection::establish::{self, Established, ServerSetup};
+use crate::connection::{self, Handle, Params, Shared, Start};
+use crate::crypto::ResumptionSecret;
 use crate::crypto::session::AUTH_MAX_FRAME;
 use crate::error::Disconnect;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::{CloseCode, Reason};
+use crate::protocol::payloads::AuthResult;
+use crate::protocol::{CloseCode, Reason, codec};
 use crate::service::Origin;
 use crate::transport::{self, Accepted, Conn, Gauge, Listener, TransportError};
 
@@ -105,27 +108,92 @@ fn refuse(inner: &Arc<Inner>, conn: Conn, reason: String) {
 
 /// What a connection that ended before authentication costs its address:
 /// a failed handshake (rejected, stale, malformed, too large, too many
-/// pings, rejected by the auth hook), or an abandoned one (the peer hung
-/// up, or the deadline passed), charged for the time it held its slot.
+/// pings) a token of the failure budget, credentials rejected by the auth
+/// hook a token of the rejection budget, an abandoned one (the peer hung
+/// up, or the deadline passed) the time it held its slot.
 fn outcome_of(reason: &Disconnect) -> Outcome {
     match reason.code {
         CloseCode::PolicyViolation
         | CloseCode::StaleHandshake
         | CloseCode::ProtocolError
-        | CloseCode::TooBig
-        | CloseCode::AuthRejected => Outcome::Failed,
+        | CloseCode::TooBig => Outcome::Failed,
+        CloseCode::AuthRejected => Outcome::Rejected,
         // Preempted by fair admission: its slot went elsewhere; not its fault.
         CloseCode::TooManyConnections => Outcome::Settled,
         _ => Outcome::Abandoned,
     }
 }
 
+/// The AUTH_RESULT that admits a client to session `id` (resumed, with
+/// the notifications it missed, when `resumed` is `Some`).
+fn admitting(id: ConnectionId, guest: bool, resumable: bool, resumed: Option<u64>) -> Vec<u8> {
+    let result = AuthResult {
+        ok: true,
+        guest,
+        reason: String::new(),
+        id: Some(id.get()),
+        resumable,
+        resumed: resumed.is_some(),
+        missed: resumed.unwrap_or(0),
+    };
+    // Plain fields always encode; were it not so, the client would report a
+    // malformed AUTH_RESULT rather than wait.
+    codec::to_vec(&result).unwrap_or_default()
+}
+
+/// A connection that never served a session ended.
 fn closed(inner: &Inner, id: ConnectionId, reason: Disconnect) {
-    inner.registry.remove(id);
     inner
         .open
         .send_modify(|open| *open = open.saturating_sub(1));
     let _ = inner.events.send(ServerEvent::Disconnected { id, reason });
+}
+
+/// Whether a session whose connection ended this way waits for its client:
+/// unless it was ended on purpose (the client closed, the application
+/// disconnected it, the server or the client is going away).
+fn worth_waiting(reason: &Disconnect) -> bool {
+    !matches!(
+        reason.code,
+        CloseCode::Normal | CloseCode::Disconnected | CloseCode::GoingAway
+    )
+}
+
+/// The connection serving a session ended: the session waits for its
+/// client, or ends; unless a newer connection serves it already.
+fn connection_ended(inner: &Arc<Inner>, handle: &Handle, reason: Disconnect) {
+    let id = handle.id();
+    closed(inner, id, reason.clone());
+    let wait = worth_waiting(&reason) && !inner.stopping.load(Ordering::Acquire);
+    match inner.registry.release(handle, wait) {
+        Released::Superseded => return,
+        Released::Waiting { generation } => expire_later(inner, id, generation),
+        Released::Ended => {
+            let _ = inner.events.send(ServerEvent::SessionEnded { id });
+        }
+    }
+    inner.hooks.disconnected(handle, reason);
+}
+
+/// Ends wait `generation` of session `id` when the resumption window passes.
+fn expire_later(inner: &Arc<Inner>, id: ConnectionId, generation: u64) {
+    let server = Arc::downgrade(inner);
+    let window = inner.registry.config().window;
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(window).await;
+        if let Some(inner) = server.upgrade()
+            && inner.registry.expire(id, generation)
+        {
+            tracing::debug!(%id, "the resumption window passed: the session ends");
+            let _ = inner.events.send(ServerEvent::SessionEnded { id });
+        }
+    });
+    if !inner
+        .registry
+        .set_expiry(id, generation, task.abort_handle())
+    {
+        task.abort();
+    }
 }
 
 async fn admit(
@@ -186,30 +254,94 @@ async fn admit(
             return;
         }
     };
-    let session = established.session;
-    let shared = Shared::new(Params {
-        id,
-        peer_addr: addr,
+    let Established {
+        transport,
+        sealer,
+        opener,
         session,
-        peer_is_guest: session == SessionKind::Guest,
-        meta: established.meta,
-        config: Arc::clone(config),
-        services: Arc::clone(&inner.services),
-        origin: Some(Origin::new(&inner)),
-        server_id: Some(id),
-    });
+        meta,
+        resumption,
+        ..
+    } = established;
+    let shared_for = |id: ConnectionId| {
+        Shared::new(Params {
+            id,
+            peer_addr: addr,
+            session,
+            peer_is_guest: session == SessionKind::Guest,
+            meta: meta.clone(),
+            config: Arc::clone(config),
+            services: Arc::clone(&inner.services),
+            origin: Some(Origin::new(&inner)),
+            server_id: Some(id),
+        })
+    };
+    let resumable = inner.registry.config().enabled();
+    let guest = session == SessionKind::Guest;
+    let fresh = |secret| {
+        let shared = shared_for(id);
+        inner.registry.insert(Handle::of(&shared), secret);
+        let _ = inner
+            .events
+            .send(ServerEvent::Authenticated { id, session });
+        let start = Start {
+            auth_result: Some(admitting(id, guest, resumable, None)),
+            backlog: Vec::new(),
+        };
+        (shared, start, false)
+    };
+    let (shared, start, resumed) = match resumption.request.filter(|_| resumable) {
+        None => fresh(resumption.secret),
+        Some(request) => {
+            let session_id = ConnectionId::from_u64(request.id);
+            let shared = shared_for(session_id);
+            let h = resumption.handshake_hash;
+            let verify = |held: &ResumptionSecret| held.verify(&h, request.id, &request.proof);
+            let outcome =
+                inner
+                    .registry
+                    .resume(session_id, verify, Handle::of(&shared), resumption.secret);
+            match outcome {
+                Ok(resumed) => {
+                    tracing::debug!(%id, session = %session_id, missed = resumed.missed, renewal = resumed.superseded.is_some(), "session resumed");
+                    let _ = inner.events.send(ServerEvent::Resumed {
+                        id: session_id,
+                        connection: id,
+                        missed: resumed.missed,
+                    });
+                    let start = Start {
+                        auth_result: Some(admitting(
+                            session_id,
+                            guest,
+                            resumable,
+                            Some(resumed.missed),
+                        )),
+                        backlog: resumed.backlog,
+                    };
+                    (shared, start, true)
+                }
+                Err((Refused::BadProof, secret)) => {
+                    tracing::warn!(%id, %addr, session = %session_id, "a resumption proof did not verify: a new session instead");
+                    fresh(secret)
+                }
+                Err((Refused::Unknown, secret)) => {
+                    tracing::debug!(%id, session = %session_id, "no such session to resume: a new session instead");
+                    fresh(secret)
+                }
+            }
+        }
+    };
     let handle = Handle::of(&shared);
-    inner.registry.insert(handle.clone());
-    let _ = inner
-        .events
-        .send(ServerEvent::Authenticated { id, session });
     let done_inner = Arc::clone(&inner);
-    connection::spawn(
-        shared,
-        established.transport,
-        (established.sealer, established.opener),
-        move |reason| closed(&done_inner, id, reason),
-    );
+    let done_handle = handle.clone();
+    connection::spawn(shared, transport, (sealer, opener), start, move |reason| {
+        connection_ended(&done_inner, &done_handle, reason)
+    });
+    if resumed {
+        inner.hooks.resumed(&handle);
+    } else {
+        inner.hooks.connected(&handle);
+    }
     if inner.stopping.load(Ordering::Acquire) {
         handle.close(Reason::ServerShuttingDown);
     }

@@ -7,12 +7,15 @@ use serde::de::DeserializeOwned;
 
 use super::Server;
 use super::auth::{self, AuthDecision, PeerInfo};
+use super::hooks::Hooks;
 use super::limits::{FailureLimit, PerIpConfig};
+use super::registry::ResumptionConfig;
 use crate::config::{ConnectionConfig, MAX_DURATION, Vars, process_env};
 use crate::connection::establish::AuthHook;
 use crate::crypto::{Secret, Suite};
 use crate::dispatch::Services;
-use crate::error::Error;
+use crate::error::{Disconnect, Error};
+use crate::service::Context;
 use crate::transport::{HttpOptions, ServerTls};
 
 /// Configures and starts a [`Server`]. See [`Server::builder`].
@@ -30,6 +33,8 @@ pub struct ServerBuilder {
     pub(super) tls: ServerTls,
     pub(super) http: HttpOptions,
     pub(super) unix_mode: u32,
+    pub(super) resumption: ResumptionConfig,
+    pub(super) hooks: Hooks,
     pub(super) error: Option<Error>,
 }
 
@@ -43,6 +48,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("max_connections", &self.max_connections)
             .field("max_handshakes", &self.max_handshakes)
             .field("per_ip", &self.per_ip)
+            .field("resumption", &self.resumption)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +70,8 @@ impl Default for ServerBuilder {
             tls: ServerTls::default(),
             http: HttpOptions::default(),
             unix_mode: 0o600,
+            resumption: ResumptionConfig::default(),
+            hooks: Hooks::default(),
             error: None,
         }
     }
@@ -112,6 +121,16 @@ impl ServerBuilder {
                 Duration::from_millis,
             );
             builder = builder.handshake_failures_per_ip(count, per);
+        }
+        if let Some(count) = vars.parse("SOCKETS_AUTH_REJECTIONS_PER_IP")? {
+            let per = builder
+                .per_ip
+                .rejections
+                .map_or(Duration::from_secs(60), |limit| limit.per);
+            builder = builder.auth_rejections_per_ip(count, per);
+        }
+        if let Some(window) = vars.parse::<u64>("SOCKETS_RESUMPTION_WINDOW_MS")? {
+            builder = builder.resumption_window(Duration::from_millis(window));
         }
         Ok(builder)
     }
@@ -171,8 +190,9 @@ impl ServerBuilder {
 
     /// At most `count` failed handshakes per `per` from one client address
     /// (a token bucket refilled at `count` per `per`). A failure is a handshake
-    /// rejected (wrong secret, tampered), stale, malformed or timed out, or a
-    /// rejection by the auth hook. When the budget is spent, every connection
+    /// rejected (wrong secret, tampered), stale, malformed or timed out; a
+    /// rejection by the auth hook is not (see
+    /// [`auth_rejections_per_ip`](Self::auth_rejections_per_ip)). When the budget is spent, every connection
     /// from the address is refused at once, whatever it would send (close
     /// `TooManyConnections` "too many failed handshakes from this address"),
     /// for a whole `per`. Connections in the handshake hold a token each, so
@@ -183,15 +203,124 @@ impl ServerBuilder {
         self
     }
 
+    /// At most `count` credentials rejected by the auth hook per `per` from
+    /// one client address (a token bucket refilled at `count` per `per`),
+    /// apart from the failed-handshake budget: a client with a revoked token
+    /// proves the secret, so its rejections do not lock good clients at its
+    /// address out of the handshake. When the budget is spent, connections
+    /// from the address are refused for a whole `per` (close
+    /// `TooManyConnections` "too many rejected credentials from this
+    /// address; retry in N s"). It bounds how fast a holder of the shared
+    /// secret can guess credentials. `count` 0 turns it off. Default 30 per 60 s.
+    pub fn auth_rejections_per_ip(mut self, count: u32, per: Duration) -> Self {
+        self.per_ip.rejections = (count > 0).then_some(FailureLimit { count, per });
+        self
+    }
+
     pub(super) fn validate_per_ip(&self) -> Result<(), Error> {
-        if let Some(limit) = self.per_ip.failures
-            && (limit.per.is_zero() || limit.per > MAX_DURATION)
-        {
+        let windows = [
+            ("the handshake failure window", self.per_ip.failures),
+            ("the auth rejection window", self.per_ip.rejections),
+        ];
+        for (what, limit) in windows {
+            if let Some(limit) = limit
+                && (limit.per.is_zero() || limit.per > MAX_DURATION)
+            {
+                return Err(Error::Config(format!(
+                    "{what} must be between 1 ms and a year"
+                )));
+            }
+        }
+        if self.resumption.window > MAX_DURATION {
             return Err(Error::Config(
-                "the handshake failure window must be between 1 ms and a year".into(),
+                "the resumption window must be at most a year".into(),
             ));
         }
         Ok(())
+    }
+
+    /// How long a session whose connection was lost waits for its client to
+    /// resume it: its id, rooms and the notifications sent to it meanwhile
+    /// (see [`resumption_buffer`](Self::resumption_buffer)) are kept, and a
+    /// client that reconnects within the window carries on in the same
+    /// session (`ClientState::Resumed`). A session closed on purpose (by the
+    /// client, [`Server::disconnect`], shutdown) does not wait. Zero turns
+    /// resumption off: every reconnect is a new session
+    /// (`ClientState::SessionLost`). Default 2 minutes; also
+    /// `SOCKETS_RESUMPTION_WINDOW_MS`.
+    pub fn resumption_window(mut self, window: Duration) -> Self {
+        self.resumption.window = window;
+        self
+    }
+
+    /// What each waiting session buffers: at most `max_messages`
+    /// notifications and `max_bytes` bytes of method names and arguments.
+    /// Past either bound the oldest are dropped, and the client learns how
+    /// many it missed when it resumes (`ClientState::Resumed { missed }`).
+    /// Default 1024 notifications and 256 KiB.
+    pub fn resumption_buffer(mut self, max_messages: usize, max_bytes: usize) -> Self {
+        self.resumption.max_messages = max_messages;
+        self.resumption.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sessions waiting for their client at once, at most; past it a lost
+    /// session ends at once. Default 10 000.
+    pub fn max_waiting_sessions(mut self, sessions: usize) -> Self {
+        self.resumption.max_waiting = sessions;
+        self
+    }
+
+    /// Runs `hook` when a new session starts (the auth hook admitted a
+    /// client that did not resume one), with the connection's context: to
+    /// join rooms, set metadata ([`Server::set_meta`] through
+    /// [`Context::server`]) or call the client. It runs in a task of its
+    /// own, concurrently with the client's first calls.
+    ///
+    /// ```
+    /// # let secret = sockets::crypto::Secret::from_key(&[7; 32]);
+    /// let builder = sockets::Server::builder()
+    ///     .secret(secret)
+    ///     .on_connect(|cx: sockets::Context| async move {
+    ///         if let Some(server) = cx.server() {
+    ///             let _ = server.join(cx.connection_id(), "lobby");
+    ///         }
+    ///     });
+    /// ```
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_on_connect(hook);
+        self
+    }
+
+    /// Runs `hook` when a client resumes its session on a new connection
+    /// (after a loss, or when it renews its keys), once the auth hook has
+    /// run again: the session's rooms are kept, its metadata is the auth
+    /// hook's new one.
+    pub fn on_resume<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_on_resume(hook);
+        self
+    }
+
+    /// Runs `hook` when the connection serving a session ends, with why.
+    /// The session may wait for its client to resume it
+    /// ([`resumption_window`](Self::resumption_window));
+    /// `ServerEvent::SessionEnded` says when it is gone. A connection that a
+    /// newer one of the same session replaced does not run it.
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Context, Disconnect) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_on_disconnect(hook);
+        self
     }
 
     /// Answers `GET path` (and `HEAD`) with `200 ok`, for load balancers and

@@ -14,13 +14,18 @@
 //! **Failure budget.** Each address has a token bucket of `count` tokens,
 //! refilled at `count` per `per`. Only what ends badly costs tokens:
 //! - a failed handshake (wrong secret, tampered or stale HS1, malformed
-//!   frames, too many pings, a rejection by the auth hook) costs one;
+//!   frames, too many pings) costs one;
 //! - an abandoned one (the peer hung up, or its deadline passed, before it
 //!   authenticated) costs the share of the handshake timeout it held its
 //!   slot for: a health check that connects and hangs up costs next to
 //!   nothing, a peer that sits out the whole timeout costs one;
 //! - an authenticated session, or a plain HTTP request (a load balancer's
-//!   probe: it proves nothing about the secret either way) costs nothing.
+//!   probe: it proves nothing about the secret either way) costs nothing;
+//! - a rejection by the auth hook costs nothing here: the peer proved the
+//!   secret, and a revoked token is not an attack on it. Rejections have a
+//!   budget of their own (the **rejection budget**, same rules, its own
+//!   `count` per `per` and its own refusal reason), which bounds how fast a
+//!   holder of the secret can guess at credentials from one address.
 //!
 //! When less than a whole token is left, every connection from the address is refused at
 //! the accept for a whole `per`, with the time left in the reason. Tokens
@@ -95,6 +100,8 @@ pub(crate) struct PerIpConfig {
     pub(crate) max_handshakes: usize,
     /// Failed handshakes per address; `None`: no limit.
     pub(crate) failures: Option<FailureLimit>,
+    /// Credentials rejected by the auth hook per address; `None`: no limit.
+    pub(crate) rejections: Option<FailureLimit>,
 }
 
 impl Default for PerIpConfig {
@@ -103,6 +110,10 @@ impl Default for PerIpConfig {
             max_handshakes: 8,
             failures: Some(FailureLimit {
                 count: 10,
+                per: Duration::from_secs(60),
+            }),
+            rejections: Some(FailureLimit {
+                count: 30,
                 per: Duration::from_secs(60),
             }),
         }
@@ -128,6 +139,8 @@ pub(crate) enum Refusal {
     Handshakes,
     /// The address spent its failure budget; refused for this much longer.
     Failures { retry_after: Duration },
+    /// The address spent its rejection budget; refused for this much longer.
+    Rejections { retry_after: Duration },
 }
 
 impl Refusal {
@@ -136,14 +149,17 @@ impl Refusal {
         match self {
             Self::Busy => Reason::TooManyHandshakes.text().into(),
             Self::Handshakes => Reason::TooManyHandshakesFromAddress.text().into(),
-            Self::Failures { retry_after } => {
-                // Whole seconds, rounded up: "retry in 0 s" would be a lie.
-                let seconds = retry_after.as_millis().div_ceil(1000);
-                let text = Reason::TooManyFailures.text();
-                format!("{text}; retry in {seconds} s")
-            }
+            Self::Failures { retry_after } => retry_in(Reason::TooManyFailures, retry_after),
+            Self::Rejections { retry_after } => retry_in(Reason::TooManyRejections, retry_after),
         }
     }
+}
+
+/// `reason` followed by "; retry in N s".
+fn retry_in(reason: Reason, retry_after: Duration) -> String {
+    // Whole seconds, rounded up: "retry in 0 s" would be a lie.
+    let seconds = retry_after.as_millis().div_ceil(1000);
+    format!("{}; retry in {seconds} s", reason.text())
 }
 
 /// How a connection's time before authentication ended.
@@ -154,6 +170,8 @@ pub(crate) enum Outcome {
     Settled,
     /// A failed handshake: one token.
     Failed,
+    /// Credentials the auth hook rejected: one token of the rejection budget.
+    Rejected,
     /// The peer went away, or its deadline passed, before the end: charged
     /// for the time it held its slot.
     Abandoned,
@@ -192,27 +210,73 @@ struct Held {
     preempt: oneshot::Sender<()>,
 }
 
+/// A token bucket of one budget: `count` tokens refilled at `count` per `per`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    /// Once less than a whole token is left: refused until then.
+    blocked_until: Option<Instant>,
+}
+
+impl Bucket {
+    fn full(limit: Option<FailureLimit>) -> Self {
+        Self {
+            tokens: limit.map_or(0.0, FailureLimit::capacity),
+            blocked_until: None,
+        }
+    }
+
+    fn refill(&mut self, elapsed: f64, now: Instant, limit: Option<FailureLimit>) {
+        if let Some(limit) = limit {
+            self.tokens = (self.tokens + elapsed * limit.rate()).min(limit.capacity());
+        }
+        if self.blocked_until.is_some_and(|until| now >= until) {
+            self.blocked_until = None;
+        }
+    }
+
+    /// Spends `charge` tokens; blocks for a window once less than a whole
+    /// token is left (call after `refill`).
+    fn charge(&mut self, charge: f64, now: Instant, limit: Option<FailureLimit>) {
+        if let Some(limit) = limit
+            && charge > 0.0
+        {
+            self.tokens -= charge;
+            if self.tokens < 1.0 && self.blocked_until.is_none() {
+                self.blocked_until = Some(now + limit.per);
+            }
+        }
+    }
+
+    /// Full and not blocking (call after `refill`).
+    fn idle(&self, limit: Option<FailureLimit>) -> bool {
+        self.blocked_until.is_none() && limit.is_none_or(|limit| self.tokens >= limit.capacity())
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     /// The slots this address holds, oldest first.
     held: VecDeque<Held>,
-    tokens: f64,
+    /// The failure budget.
+    failures: Bucket,
+    /// The rejection budget.
+    rejections: Bucket,
     /// How often the address asked for a slot while all were taken, fading
     /// with [`PRESSURE_HALF_LIFE`]: a client retrying with backoff stays
     /// low, a flood runs high.
     pressure: f64,
     refilled: Instant,
-    blocked_until: Option<Instant>,
 }
 
 impl Entry {
     fn new(now: Instant, config: &PerIpConfig) -> Self {
         Self {
             held: VecDeque::new(),
-            tokens: config.failures.map_or(0.0, FailureLimit::capacity),
+            failures: Bucket::full(config.failures),
+            rejections: Bucket::full(config.rejections),
             pressure: 0.0,
             refilled: now,
-            blocked_until: None,
         }
     }
 
@@ -223,38 +287,39 @@ impl Entry {
     }
 
     fn refill(&mut self, now: Instant, config: &PerIpConfig) {
-        if let Some(limit) = config.failures {
-            let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * limit.rate()).min(limit.capacity());
-        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.failures.refill(elapsed, now, config.failures);
+        self.rejections.refill(elapsed, now, config.rejections);
         self.pressure = self.pressure_at(now);
         self.refilled = now;
-        if self.blocked_until.is_some_and(|until| now >= until) {
-            self.blocked_until = None;
-        }
     }
 
-    /// Spends `charge` tokens; refuses the address for a window once less
-    /// than a whole failure is left (call after `refill`).
+    /// Spends `charge` tokens of the failure budget (call after `refill`).
     fn charge(&mut self, charge: f64, now: Instant, config: &PerIpConfig) {
-        if let Some(limit) = config.failures
-            && charge > 0.0
-        {
-            self.tokens -= charge;
-            if self.tokens < 1.0 && self.blocked_until.is_none() {
-                self.blocked_until = Some(now + limit.per);
-            }
+        self.failures.charge(charge, now, config.failures);
+    }
+
+    /// Why the address is refused now, if it is (call after `refill`).
+    fn refusal(&self, now: Instant) -> Option<Refusal> {
+        let left = |until: Instant| until.saturating_duration_since(now);
+        if let Some(until) = self.failures.blocked_until {
+            return Some(Refusal::Failures {
+                retry_after: left(until),
+            });
         }
+        self.rejections
+            .blocked_until
+            .map(|until| Refusal::Rejections {
+                retry_after: left(until),
+            })
     }
 
     /// Holds nothing worth remembering (call after `refill`).
     fn idle(&self, config: &PerIpConfig) -> bool {
         self.held.is_empty()
-            && self.blocked_until.is_none()
             && self.pressure < 0.5
-            && config
-                .failures
-                .is_none_or(|limit| self.tokens >= limit.capacity())
+            && self.failures.idle(config.failures)
+            && self.rejections.idle(config.rejections)
     }
 }
 
@@ -342,10 +407,8 @@ impl Admission {
             .entry(key)
             .or_insert_with(|| Entry::new(now, per_ip));
         entry.refill(now, per_ip);
-        if let Some(until) = entry.blocked_until {
-            return Err(Refusal::Failures {
-                retry_after: until.saturating_duration_since(now),
-            });
+        if let Some(refusal) = entry.refusal(now) {
+            return Err(refusal);
         }
         let holds = entry.held.len();
         if per_ip.max_handshakes > 0 && holds >= per_ip.max_handshakes {
@@ -486,12 +549,12 @@ impl Admission {
         };
         entry.held.remove(at);
         entry.refill(now, per_ip);
-        let charge = match outcome {
-            Outcome::Settled => 0.0,
-            Outcome::Failed => 1.0,
-            Outcome::Abandoned => self.abandoned_charge(started, now),
-        };
-        entry.charge(charge, now, per_ip);
+        match outcome {
+            Outcome::Settled => {}
+            Outcome::Failed => entry.charge(1.0, now, per_ip),
+            Outcome::Abandoned => entry.charge(self.abandoned_charge(started, now), now, per_ip),
+            Outcome::Rejected => entry.rejections.charge(1.0, now, per_ip.rejections),
+        }
         if entry.held.is_empty() {
             table.holders.remove(&key);
         }
@@ -570,6 +633,7 @@ mod tests {
                     count,
                     per: Duration::from_secs(per_secs),
                 }),
+                rejections: None,
             },
             handshake_timeout: TIMEOUT,
         }
@@ -900,6 +964,7 @@ mod tests {
             per_ip: PerIpConfig {
                 max_handshakes: 0,
                 failures: None,
+                rejections: None,
             },
             handshake_timeout: TIMEOUT,
         });
@@ -913,6 +978,62 @@ mod tests {
         );
         for attempt in held {
             attempt.finish(Outcome::Failed);
+        }
+        assert!(limits.try_admit(Some(v4(1)), now).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_rejections_spend_their_own_budget_not_the_failure_budget() {
+        let mut config = config(8, 2, 60);
+        config.per_ip.rejections = Some(FailureLimit {
+            count: 3,
+            per: Duration::from_secs(30),
+        });
+        let limits = Admission::new(config);
+        let now = Instant::now();
+        // Two rejections: the failure budget (2) would be spent by now.
+        for _ in 0..2 {
+            limits
+                .try_admit(Some(v4(1)), now)
+                .unwrap()
+                .finish(Outcome::Rejected);
+        }
+        // The failure budget is whole: a failure still gets through.
+        limits
+            .try_admit(Some(v4(1)), now)
+            .unwrap()
+            .finish(Outcome::Settled);
+        // The third rejection leaves less than a token: refused, saying for how long.
+        limits
+            .try_admit(Some(v4(1)), now)
+            .unwrap()
+            .finish(Outcome::Rejected);
+        let refusal = limits.try_admit(Some(v4(1)), now).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::Rejections {
+                retry_after: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            refusal.reason(),
+            "too many rejected credentials from this address; retry in 30 s"
+        );
+        // Another address is not affected; the window lifts the refusal.
+        assert!(limits.try_admit(Some(v4(2)), now).is_ok());
+        let later = now + Duration::from_secs(30);
+        assert!(limits.try_admit(Some(v4(1)), later).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_rejection_budget_rejections_cost_nothing() {
+        let limits = Admission::new(config(8, 1, 60));
+        let now = Instant::now();
+        for _ in 0..50 {
+            limits
+                .try_admit(Some(v4(1)), now)
+                .unwrap()
+                .finish(Outcome::Rejected);
         }
         assert!(limits.try_admit(Some(v4(1)), now).is_ok());
     }
