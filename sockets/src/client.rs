@@ -374,9 +374,24 @@ impl Inner {
             Start::default(),
             |_reason| {},
         );
-        let hooked = match which {
-            Attempt::First => self.hooks.connected(&handle).await,
-            Attempt::Later => self.hooks.reconnected(&handle, resumption.resumed).await,
+        // Closed by the application meanwhile: a session the server admitted
+        // is closed properly, so that it ends there rather than waits.
+        let closed = || {
+            handle.close(Reason::ClientClosed);
+            Err(self.disconnected())
+        };
+        if self.user_closed.with(|closed| *closed) {
+            return closed();
+        }
+        let hooks = async {
+            match which {
+                Attempt::First => self.hooks.connected(&handle).await,
+                Attempt::Later => self.hooks.reconnected(&handle, resumption.resumed).await,
+            }
+        };
+        let hooked = tokio::select! {
+            hooked = hooks => hooked,
+            () = stopped(&self.user_closed) => return closed(),
         };
         if let Err(error) = hooked {
             tracing::warn!(%error, "a connection hook failed; the connection is dropped");
@@ -414,9 +429,15 @@ impl Inner {
             self.set_state(ClientState::Connecting { attempt });
             // Boxed: the supervisor lives as long as the client, and a set-up
             // future inline would make every idle client's task several KiB larger.
+            let mut attempting = Box::pin(self.attempt(which));
             let attempted = tokio::select! {
-                attempted = Box::pin(self.attempt(which)) => attempted,
-                () = stopped(&self.user_closed) => return Err(self.disconnected()),
+                attempted = &mut attempting => attempted,
+                () = stopped(&self.user_closed) => {
+                    // Let the set-up end (within the handshake timeout): a
+                    // session the server admitted is then closed, not dropped.
+                    let _ = attempting.await;
+                    return Err(self.disconnected());
+                }
             };
             let error = match attempted {
                 Ok(fresh) => return Ok(fresh),
@@ -694,6 +715,7 @@ async fn supervise(inner: Arc<Inner>, mut handle: Handle) {
                             tracing::debug!(old = %old.id(), new = %handle.id(), resumed = fresh.resumed, "session renewed");
                             inner.set_state(fresh.state());
                         }
+                        Err(_) if inner.user_closed.with(|closed| *closed) => {}
                         Err(error) => {
                             tracing::warn!(%error, "could not renew the session; keeping the current one");
                         }

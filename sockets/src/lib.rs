@@ -138,6 +138,7 @@ pub mod __internal {
             Acceptor, AcceptorConfig, ClientHandshake, HandshakeError, MAX_MAX_FRAME, ServerHello,
         };
         pub use crate::crypto::mode::Mode;
+        pub use crate::crypto::resumption::ResumptionSecret;
         pub use crate::crypto::session::{
             AUTH_MAX_FRAME, FrameKind, HEADER_LEN, Limits, Opened, Opener, Sealer, Session,
             SessionError,

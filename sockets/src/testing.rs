@@ -6,7 +6,9 @@
 //! `#[tokio::test(start_paused = true)]` runs a 30 s timeout at once). No
 //! port is bound and no file is created, so tests need no network and cannot
 //! collide. A client reconnects as it would over a network: each connection
-//! is a fresh pipe.
+//! is a fresh pipe, and [`Harness::cut_connections`] fails every pipe open
+//! at once, as a network failure would: the way to test what an
+//! application does when its clients reconnect or resume their sessions.
 //!
 //! ```
 //! use sockets::testing::Harness;
@@ -42,7 +44,9 @@
 //! from [`Context::builder`](crate::Context::builder) (re-exported here as
 //! [`context`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::AbortHandle;
 
 use crate::client::ClientBuilder;
 use crate::crypto::{Secret, generate_key};
@@ -60,6 +64,8 @@ const PIPE: usize = 256 * 1024;
 pub struct Harness {
     server: Server,
     secret: Secret,
+    /// The relay of every pipe made so far, to cut them.
+    links: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Harness {
@@ -75,7 +81,11 @@ impl Harness {
                 .map_err(|e| Error::Config(format!("a test secret: {e}")))?,
         };
         let server = builder.secret(secret.clone()).build()?;
-        Ok(Self { server, secret })
+        Ok(Self {
+            server,
+            secret,
+            links: Arc::default(),
+        })
     }
 
     /// The server.
@@ -88,10 +98,22 @@ impl Harness {
     /// services, timeouts) and `connect`.
     pub fn client(&self) -> ClientBuilder {
         let server = self.server.clone();
+        let links = Arc::clone(&self.links);
         let open: OpenStream = Arc::new(move || {
             let server = server.clone();
+            let links = Arc::clone(&links);
             Box::pin(async move {
-                let (near, far) = tokio::io::duplex(PIPE);
+                // client ⇄ relay ⇄ server: the relay is what a cut stops.
+                let (near, mut relay_near) = tokio::io::duplex(PIPE);
+                let (mut relay_far, far) = tokio::io::duplex(PIPE);
+                let relay = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut relay_near, &mut relay_far).await;
+                });
+                {
+                    let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+                    links.retain(|link| !link.is_finished());
+                    links.push(relay.abort_handle());
+                }
                 server.serve_stream(Box::new(far), Framing::Prefixed, None);
                 Ok(Box::new(near) as Box<dyn Io>)
             })
@@ -99,6 +121,21 @@ impl Harness {
         ClientBuilder::default()
             .secret(self.secret.clone())
             .open_with(open, Framing::Prefixed)
+    }
+}
+
+impl Harness {
+    /// Fails every connection open now, as a network failure would: no
+    /// close reaches either side, both see the connection lost. Clients
+    /// reconnect by their policy and resume their sessions if the server
+    /// still keeps them. Returns how many connections were cut.
+    pub fn cut_connections(&self) -> usize {
+        let links = std::mem::take(&mut *self.links.lock().unwrap_or_else(|p| p.into_inner()));
+        links
+            .into_iter()
+            .filter(|link| !link.is_finished())
+            .map(|link| link.abort())
+            .count()
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Proxy {
     downstream: watch::Sender<bool>,
     delay: watch::Sender<Duration>,
     cut: watch::Sender<(u64, Option<Cut>)>,
+    /// New connections are closed at once (the server is unreachable).
+    refusing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,8 +65,14 @@ impl Proxy {
             delay: delay.subscribe(),
             cut: cut.subscribe(),
         };
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse = Arc::clone(&refusing);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -77,8 +85,16 @@ impl Proxy {
             downstream,
             delay,
             cut,
+            refusing,
             task,
         }
+    }
+
+    /// Closes new connections at once while `refuse` (open ones are not
+    /// touched): the server looks unreachable to a client reconnecting.
+    pub fn refuse_new(&self, refuse: bool) {
+        self.refusing
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops forwarding client → server.

@@ -15,7 +15,7 @@
 //! auth hook admitted the peer; both steps together are bounded by the
 //! handshake timeout. A client that holds a [`Ticket`] from an earlier
 //! connection asks to resume its session (HS1 flags bit 1, the proof in
-//! AUTH; docs/PROTOCOL.md §9.5). On the server, [`server`] hands the request
+//! AUTH; docs/PROTOCOL.md §9.6). On the server, [`server`] hands the request
 //! up with the admitted connection; the server decides, and the admitting
 //! AUTH_RESULT is the connection task's first frame (`Start::auth_result`).
 
@@ -56,7 +56,7 @@ pub(crate) struct Established {
     pub(crate) resumption: Resumption,
 }
 
-/// How a connection stands to sessions before and after it (docs/PROTOCOL.md §9.5).
+/// How a connection stands to sessions before and after it (docs/PROTOCOL.md §9.6).
 pub(crate) struct Resumption {
     /// This connection's resumption secret: the key of a later connection's proof.
     pub(crate) secret: ResumptionSecret,
@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(bytes.first(), Some(&0x83));
     }
 
-    /// docs/PROTOCOL.md §9.5's examples of AUTH_RESULT with the resumption keys.
+    /// docs/PROTOCOL.md §9.6's examples of AUTH_RESULT with the resumption keys.
     #[test]
     fn resumption_keys_are_sent_only_when_they_say_something() {
         let resumed = AuthResult {

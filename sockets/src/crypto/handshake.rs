@@ -174,7 +174,7 @@ impl ClientHandshake {
     }
 
     /// As [`ClientHandshake::start`], announcing (flags bit 1) that the
-    /// AUTH frame will carry a resumption request (docs/PROTOCOL.md §9.5).
+    /// AUTH frame will carry a resumption request (docs/PROTOCOL.md §9.6).
     ///
     /// # Errors
     /// As [`ClientHandshake::start`].

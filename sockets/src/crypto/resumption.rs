@@ -14,7 +14,7 @@
 //! handshake only, and a recorded one is worth nothing on another. The
 //! server keeps `rs` per session and replaces it with the new connection's
 //! on every successful resumption, so each secret opens one resumption at
-//! most. Both sides compare in constant time (docs/PROTOCOL.md §9.5).
+//! most. Both sides compare in constant time (docs/PROTOCOL.md §9.6).
 
 use std::fmt;
 

@@ -293,7 +293,7 @@ impl Session {
     }
 
     /// This connection's resumption secret: the key of the proof that
-    /// resumes its session on a later connection (§9.5). Never sent.
+    /// resumes its session on a later connection (§9.6). Never sent.
     pub fn resumption_secret(&self) -> ResumptionSecret {
         ResumptionSecret::new(self.resumption.clone())
     }

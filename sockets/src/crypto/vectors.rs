@@ -441,7 +441,7 @@ fn handshake_negatives(secret: &Secret, input: &Input, hs1: &[u8], hs2: &[u8]) -
     Value::Array(out)
 }
 
-/// The resumption of docs/PROTOCOL.md §9.5: the first case's connection is
+/// The resumption of docs/PROTOCOL.md §9.6: the first case's connection is
 /// resumed on a second one (same inputs, flags bit 1 set) as session 5.
 fn resumption(secret: &Secret) -> Value {
     let input = &inputs()[0];

@@ -7,7 +7,7 @@
 //! payload2 (HS2)   {"mf": u32}                        the server's frame limit
 //! AUTH             any value                          the client's credentials
 //!   resuming       [credentials, {"id": u64,          HS1 flags bit 1: the session to resume
-//!                                 "proof": bin 32}]   and the proof (§9.5)
+//!                                 "proof": bin 32}]   and the proof (§9.6)
 //! AUTH_RESULT      {"ok": bool, "guest": bool,        guest is false when ok is false
 //!                   "reason": str, "id"?: u64,        id: the server's session id
 //!                   "resumable"?: bool,               the server keeps the session for resumption
@@ -47,7 +47,7 @@ pub struct AuthResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
     /// The server keeps this session for a while if the connection is lost,
-    /// so the client may resume it (docs/PROTOCOL.md §9.5). Sent when true.
+    /// so the client may resume it (docs/PROTOCOL.md §9.6). Sent when true.
     #[serde(default, skip_serializing_if = "is_false")]
     pub resumable: bool,
     /// The connection resumed the session the client asked for. Sent when true.
@@ -68,7 +68,7 @@ fn is_zero(value: &u64) -> bool {
 }
 
 /// What a resuming client adds to its credentials in AUTH: the session to
-/// resume and the proof that it took part in it (docs/PROTOCOL.md §9.5).
+/// resume and the proof that it took part in it (docs/PROTOCOL.md §9.6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
     /// The session's id, as the server's AUTH_RESULT gave it.
