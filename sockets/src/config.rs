@@ -21,7 +21,9 @@
 //! | `SOCKETS_MAX_HANDSHAKES_PER_IP` | server: connections from one address (IPv4, or IPv6 /64) not yet authenticated; `0`: no per-address cap | 8 |
 //! | `SOCKETS_HANDSHAKE_FAILURES_PER_IP` | server: failed handshakes one address may make per window; past them it is refused for a window; `0`: no limit | 10 |
 //! | `SOCKETS_HANDSHAKE_FAILURE_WINDOW_MS` | server: that window | 60 000 |
-//! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake) after this; `0`: never | 24 h |
+//! | `SOCKETS_AUTH_REJECTIONS_PER_IP` | server: credentials one address may have rejected by the auth hook per 60 s; past them it is refused for 60 s; `0`: no limit | 30 |
+//! | `SOCKETS_RESUMPTION_WINDOW_MS` | server: how long a session whose connection was lost waits for its client to resume it; `0`: sessions end with their connection | 120 000 |
+//! | `SOCKETS_SESSION_LIFETIME_MS` | client: renew the connection (fresh handshake, same session) after this; `0`: never | 24 h |
 //!
 //! A missing secret is an [`Error::Config`], never a silent default.
 
