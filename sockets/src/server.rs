@@ -608,7 +608,10 @@ impl Server {
     ) -> Result<usize, Error> {
         let encoded = Encoded::notification(request)?;
         let args = Bytes::from(encoded.args().to_vec());
-        let (targets, buffered) = self.inner.registry.fan_out(ids, encoded.method(), &args);
+        let (targets, buffered) =
+            self.inner
+                .registry
+                .fan_out(ids, &Cow::Borrowed(encoded.method()), &args);
         let encoded = &encoded;
         let sends = targets
             .into_iter()

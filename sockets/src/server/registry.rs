@@ -433,7 +433,12 @@ impl Registry {
 
     /// A notification for session `id`: the connection to send it on, or
     /// buffered if the session waits.
-    pub(crate) fn notify(&self, id: ConnectionId, method: &str, args: &Bytes) -> Delivery {
+    pub(crate) fn notify(
+        &self,
+        id: ConnectionId,
+        method: &Cow<'static, str>,
+        args: &Bytes,
+    ) -> Delivery {
         if let Some(Entry::Live { handle, .. }) = self.read().get(&id) {
             return Delivery::Live(handle.clone());
         }
@@ -448,9 +453,12 @@ impl Registry {
         }
     }
 
-    fn buffer(&self, waiting: &mut Waiting, method: &str, args: &Bytes) {
+    /// Buffers a notification for a waiting session; the method name (a
+    /// static one, from a generated request) and the arguments are shared
+    /// by every session that buffers it.
+    fn buffer(&self, waiting: &mut Waiting, method: &Cow<'static, str>, args: &Bytes) {
         let notify = Notify {
-            method: Cow::Owned(method.to_owned()),
+            method: method.clone(),
             args: args.clone(),
         };
         let grown = waiting.push(notify, &self.config);
@@ -469,7 +477,7 @@ impl Registry {
     pub(crate) fn fan_out(
         &self,
         ids: Option<&[ConnectionId]>,
-        method: &str,
+        method: &Cow<'static, str>,
         args: &Bytes,
     ) -> (Vec<Handle>, usize) {
         let live = |entry: &Entry| match entry {
