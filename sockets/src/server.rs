@@ -67,7 +67,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
-use crate::protocol::{CloseCode, Reason};
+use crate::protocol::{CloseCode, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Encoded, Peer, ServiceRequest};
 use crate::transport::{Conn, Framing, HttpOptions, Io, Listener, PreAuthBytes, ServerTls};
 use registry::{Delivery, Registry};
@@ -607,11 +607,11 @@ impl Server {
         request: &Q,
     ) -> Result<usize, Error> {
         let encoded = Encoded::notification(request)?;
-        let args = Bytes::from(encoded.args().to_vec());
-        let (targets, buffered) =
-            self.inner
-                .registry
-                .fan_out(ids, &Cow::Borrowed(encoded.method()), &args);
+        let notify = Notify {
+            method: Cow::Borrowed(encoded.method()),
+            args: Bytes::from(encoded.args().to_vec()),
+        };
+        let (targets, buffered) = self.inner.registry.fan_out(ids, &notify);
         let encoded = &encoded;
         let sends = targets
             .into_iter()
@@ -779,10 +779,13 @@ impl Caller for SessionCaller {
             Ok(inner) => inner,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let args = Bytes::from(args);
-        match inner.registry.notify(self.id, &method, &args) {
+        let notify = Notify {
+            method,
+            args: Bytes::from(args),
+        };
+        match inner.registry.notify(self.id, &notify) {
             Delivery::Live(handle) => {
-                Box::pin(async move { handle.notify(method, args.into()).await })
+                Box::pin(async move { handle.notify(notify.method, notify.args.into()).await })
             }
             Delivery::Buffered => Box::pin(std::future::ready(Ok(()))),
             Delivery::Unknown => {

@@ -18,14 +18,12 @@
 //!   the old connection is superseded and leaves no trace here when it ends
 //! ```
 
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::task::AbortHandle;
 
 use crate::connection::Handle;
@@ -433,12 +431,7 @@ impl Registry {
 
     /// A notification for session `id`: the connection to send it on, or
     /// buffered if the session waits.
-    pub(crate) fn notify(
-        &self,
-        id: ConnectionId,
-        method: &Cow<'static, str>,
-        args: &Bytes,
-    ) -> Delivery {
+    pub(crate) fn notify(&self, id: ConnectionId, notify: &Notify) -> Delivery {
         if let Some(Entry::Live { handle, .. }) = self.read().get(&id) {
             return Delivery::Live(handle.clone());
         }
@@ -446,22 +439,18 @@ impl Registry {
         match sessions.get_mut(&id) {
             Some(Entry::Live { handle, .. }) => Delivery::Live(handle.clone()),
             Some(Entry::Waiting(waiting)) => {
-                self.buffer(waiting, method, args);
+                self.buffer(waiting, notify);
                 Delivery::Buffered
             }
             None => Delivery::Unknown,
         }
     }
 
-    /// Buffers a notification for a waiting session; the method name (a
-    /// static one, from a generated request) and the arguments are shared
-    /// by every session that buffers it.
-    fn buffer(&self, waiting: &mut Waiting, method: &Cow<'static, str>, args: &Bytes) {
-        let notify = Notify {
-            method: method.clone(),
-            args: args.clone(),
-        };
-        let grown = waiting.push(notify, &self.config);
+    /// Buffers a notification for a waiting session; its method name (a
+    /// static one, from a generated request) and arguments are shared by
+    /// every session that buffers it.
+    fn buffer(&self, waiting: &mut Waiting, notify: &Notify) {
+        let grown = waiting.push(notify.clone(), &self.config);
         if grown >= 0 {
             self.waiting_bytes
                 .fetch_add(grown.unsigned_abs(), Ordering::Relaxed);
@@ -477,8 +466,7 @@ impl Registry {
     pub(crate) fn fan_out(
         &self,
         ids: Option<&[ConnectionId]>,
-        method: &Cow<'static, str>,
-        args: &Bytes,
+        notify: &Notify,
     ) -> (Vec<Handle>, usize) {
         let live = |entry: &Entry| match entry {
             Entry::Live { handle, .. } if handle.session() == SessionKind::Authenticated => {
@@ -502,7 +490,7 @@ impl Registry {
             handles = Vec::new();
             let mut visit = |entry: &mut Entry| match entry {
                 Entry::Waiting(waiting) if waiting.session == SessionKind::Authenticated => {
-                    self.buffer(waiting, method, args);
+                    self.buffer(waiting, notify);
                     buffered += 1;
                 }
                 other => handles.extend(live(other)),
@@ -567,6 +555,9 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use bytes::Bytes;
     use zeroize::Zeroizing;
 
     use super::*;
