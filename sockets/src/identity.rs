@@ -222,3 +222,29 @@ impl AuthDecision {
         Self::Reject(reason.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Meta;
+
+    #[test]
+    fn metadata_reads_back_as_its_own_type_and_names_it() {
+        let meta = Meta::new(String::from("ada"));
+        assert_eq!(meta.get::<String>().map(String::as_str), Some("ada"));
+        assert_eq!(meta.type_name(), Some("alloc::string::String"));
+        assert_eq!(format!("{meta:?}"), "Meta(alloc::string::String)");
+        assert!(
+            Meta::none().get::<String>().is_none(),
+            "none is not a mismatch"
+        );
+        assert_eq!(meta.peek::<u64>(), None, "peek asks quietly");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "connection metadata is a `alloc::string::String`, read as a `&str`")]
+    fn reading_metadata_as_another_type_is_loud() {
+        let meta = Meta::new(String::from("ada"));
+        let _ = meta.get::<&'static str>();
+    }
+}

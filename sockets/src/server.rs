@@ -541,6 +541,32 @@ impl Server {
         })))
     }
 
+    /// A handle on every authenticated session that is live now, by id
+    /// (guests excluded, like [`Server::call_all`]): typed calls to all of
+    /// them through a generated client, each with its own outcome.
+    ///
+    /// ```
+    /// # #[sockets::service]
+    /// # pub trait Greeter { async fn hello(&self, name: String) -> String; }
+    /// # async fn run(server: sockets::Server) {
+    /// let calls = server.peers().into_iter().map(|(id, peer)| async move {
+    ///     (id, GreeterClient::new(peer).hello("everyone").await)
+    /// });
+    /// let greetings = futures_util::future::join_all(calls).await;
+    /// # let _ = greetings; }
+    /// ```
+    pub fn peers(&self) -> Vec<(ConnectionId, Peer)> {
+        authenticated(self.inner.registry.all())
+            .map(|(id, _)| {
+                let caller = SessionCaller {
+                    server: Arc::downgrade(&self.inner),
+                    id,
+                };
+                (id, Peer::new(Arc::new(caller)))
+            })
+            .collect()
+    }
+
     /// Calls a method on one client and waits for its typed reply, with the
     /// server's default call timeout.
     ///

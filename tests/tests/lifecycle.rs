@@ -1012,3 +1012,76 @@ async fn a_server_killed_without_a_close_is_a_lost_connection_and_tampering_is_n
     assert_eq!(tampered.code, CloseCode::ProtocolError, "{tampered}");
     assert_eq!(tampered.reason, "decryption failed");
 }
+
+#[tokio::test]
+async fn server_side_peers_follow_sessions_and_find_users_by_their_metadata() {
+    let server = store_server(Arc::new(AtomicUsize::new(0)))
+        .start()
+        .await
+        .unwrap();
+    let proxy = Proxy::start(server.local_addr()).await;
+    let (ada, mut changes, id) = watching_client(&proxy).await;
+    let bob = within(client(server.local_addr()).credentials("bob").connect())
+        .await
+        .unwrap();
+    let bob_id = bob.server_connection_id().unwrap();
+    // By what the auth hook stored.
+    assert_eq!(server.connections_of(|user: &String| user == "ada"), [id]);
+    assert_eq!(server.connections_of(|user: &String| user.len() == 3), {
+        let mut both = vec![id, bob_id];
+        both.sort();
+        both
+    });
+    assert!(
+        server.connections_of(|_: &u64| true).is_empty(),
+        "another type: none, quietly"
+    );
+    // A peer taken before a loss follows the session: notifications wait
+    // for the client, calls fail while it is away.
+    let peer = server.peer(id).unwrap();
+    let mut states = ada.states();
+    lose_connection(&proxy, &server, id).await;
+    WatcherClient::new(peer.clone())
+        .changed("k", 1)
+        .await
+        .unwrap();
+    let away = peer
+        .call::<_, ()>("watcher.nothing", &(), CallOptions::default())
+        .await;
+    assert!(matches!(away, Err(Error::Disconnected(_))), "{away:?}");
+    proxy.refuse_new(false);
+    next_state(&mut states, |s| matches!(s, ClientState::Resumed { .. })).await;
+    WatcherClient::new(peer).changed("k", 2).await.unwrap();
+    assert_eq!(received(&mut changes, 2).await, [1, 2]);
+    // Every live authenticated session, for typed calls to all.
+    let ids: Vec<ConnectionId> = server.peers().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&id) && ids.contains(&bob_id));
+}
+
+#[tokio::test]
+async fn notifications_nobody_handles_are_counted_where_they_arrive() {
+    let server = store_server(Arc::new(AtomicUsize::new(0)))
+        .start()
+        .await
+        .unwrap();
+    // This client serves nothing.
+    let quiet = within(client(server.local_addr()).credentials("ada").connect())
+        .await
+        .unwrap();
+    let peer = server.peer(quiet.server_connection_id().unwrap()).unwrap();
+    peer.notify("watcher.changed", &("k", 1)).await.unwrap();
+    // A call after it, on the same connection, is read after it.
+    let unknown = peer
+        .call::<_, ()>("ghost.call", &(), CallOptions::default())
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::UnknownMethod(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(quiet.dropped_notifications(), 1);
+    // And on the server, for a client's notification to nothing.
+    quiet.peer().notify("store.nothing", &()).await.unwrap();
+    let _ = StoreClient::new(quiet.peer()).whoami().await.unwrap();
+    assert_eq!(server.stats().dropped_notifications, 1);
+}
