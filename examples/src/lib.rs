@@ -6,9 +6,11 @@
 //! | `server`, `client` | two terminals configured by `SOCKETS_*` variables |
 //! | `chat` | rooms, broadcast, per-user tokens (the handler knows who speaks) |
 //! | `agent` | a master calling its agents; agents reconnecting after the master restarts |
-//! | `bench` | workloads W1–W6 against a bare tokio-tungstenite echo |
 //! | `keygen` | a fresh random key for `SOCKETS_SECRET` |
 //! | `crypto_bench` | handshakes and seal + open on one core |
+//!
+//! The benchmark (workloads W1–W6 against bare echoes and peer frameworks) is
+//! its own package, `bench/`: `cargo run --release -p bench`.
 //!
 //! This library holds what several binaries share: the service of the
 //! `server`/`client` pair and the logging set-up.
