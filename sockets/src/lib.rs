@@ -79,6 +79,7 @@ pub mod config;
 mod connection;
 mod correlation;
 pub mod crypto;
+pub mod descriptor;
 mod dispatch;
 pub mod error;
 mod heartbeat;
