@@ -188,6 +188,6 @@ pub mod __private {
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
     pub use std::string::String;
-    pub use std::sync::Arc;
+    pub use std::sync::{Arc, OnceLock};
     pub use std::vec::Vec;
 }
