@@ -42,11 +42,13 @@ use crate::config::ConnectionConfig;
 use crate::connection::establish::{self, ClientSetup};
 use crate::connection::{self, Handle, Params, Shared};
 use crate::crypto::{Mode, Secret, Suite};
+use crate::describe;
+use crate::descriptor::ServiceDescriptor;
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::Reason;
+use crate::protocol::{CloseCode, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
 use crate::transport::{ClientTls, Connector, Endpoint};
@@ -157,6 +159,8 @@ struct Inner {
     reconnect: Reconnect,
     session_lifetime: Option<Duration>,
     tls: ClientTls,
+    /// The services the server must serve compatibly, checked on every connection.
+    expected: Vec<&'static ServiceDescriptor>,
     current: Signal<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: Signal<ClientState>,
@@ -190,6 +194,7 @@ impl Inner {
             tls: &self.tls,
         })
         .await?;
+        let guest = established.session == SessionKind::Guest;
         let shared = Shared::new(Params {
             id: ConnectionId::next(),
             peer_addr: established.peer_addr,
@@ -202,12 +207,20 @@ impl Inner {
             origin: None,
             server_id: established.server_id,
         });
-        Ok(connection::spawn(
+        let handle = connection::spawn(
             shared,
             established.transport,
             (established.sealer, established.opener),
             |_reason| {},
-        ))
+        );
+        if !self.expected.is_empty() {
+            let peer = Peer::new(Arc::new(handle.clone()));
+            if let Err(error) = describe::check(&peer, &self.expected, guest).await {
+                handle.close(Disconnect::new(CloseCode::Disconnected, "incompatible services"));
+                return Err(error);
+            }
+        }
+        Ok(handle)
     }
 
     fn disconnected(&self) -> Error {
@@ -281,10 +294,11 @@ impl Client {
             mode: builder.mode,
             credentials: builder.credentials,
             config: Arc::new(builder.config),
-            services: Arc::new(builder.services),
+            services: Arc::new(builder.services.with_describe(builder.describe)?),
             reconnect: builder.reconnect,
             session_lifetime: builder.session_lifetime,
             tls: builder.tls,
+            expected: builder.expected,
             current: Signal::new(None),
             last_reason: Mutex::new(None),
             state: Signal::new(ClientState::Connecting { attempt: 1 }),

@@ -79,6 +79,7 @@ pub mod config;
 mod connection;
 mod correlation;
 pub mod crypto;
+pub mod describe;
 pub mod descriptor;
 mod dispatch;
 pub mod error;
@@ -93,6 +94,7 @@ pub mod testing;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
+pub use describe::DescribeAccess;
 pub use error::{Disconnect, Error, Result};
 pub use heartbeat::Rtt;
 pub use identity::{ConnectionId, Headers, Meta, SessionKind};
