@@ -73,7 +73,8 @@ pub async fn run(plan: Plan, clients: Vec<Client>, summary_head: String) -> Resu
                         .await;
                     match outcome {
                         Ok(_) => {
-                            let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            let micros =
+                                u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                             let _ = tally.latency.record(micros.max(1));
                             done.fetch_add(1, Ordering::Relaxed);
                         }

@@ -17,16 +17,32 @@ pub struct Connection {
     #[arg(long, env = "SOCKETS_SECRET", hide_env_values = true, global = true)]
     pub secret: Option<String>,
     /// A passphrase instead of a key (needs --salt).
-    #[arg(long, env = "SOCKETS_PASSPHRASE", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SOCKETS_PASSPHRASE",
+        hide_env_values = true,
+        global = true
+    )]
     pub passphrase: Option<String>,
     /// The passphrase's per-deployment salt (at least 16 bytes).
     #[arg(long, env = "SOCKETS_SALT", global = true)]
     pub salt: Option<String>,
     /// Credentials for the server's auth hook, as JSON: `'"token"'`, `'{"user": "ada"}'`.
-    #[arg(long, env = "SOCKETS_CREDENTIALS", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SOCKETS_CREDENTIALS",
+        hide_env_values = true,
+        global = true
+    )]
     pub credentials: Option<String>,
     /// The cipher suite.
-    #[arg(long, env = "SOCKETS_CIPHER", value_enum, default_value = "auto", global = true)]
+    #[arg(
+        long,
+        env = "SOCKETS_CIPHER",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
     pub cipher: Cipher,
     /// Unencrypted frames (behind TLS only; the handshake still proves the secret).
     #[arg(long, env = "SOCKETS_PLAINTEXT", global = true)]
@@ -38,7 +54,12 @@ pub struct Connection {
     #[arg(long, env = "SOCKETS_CA", global = true)]
     pub ca: Option<PathBuf>,
     /// How long a call may take, in milliseconds.
-    #[arg(long, env = "SOCKETS_CALL_TIMEOUT_MS", default_value_t = 30_000, global = true)]
+    #[arg(
+        long,
+        env = "SOCKETS_CALL_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
     pub timeout_ms: u64,
 }
 

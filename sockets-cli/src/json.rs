@@ -40,11 +40,7 @@ pub fn encode_args(method: &MethodDescriptor, args: Option<&Value>) -> Result<Ve
             if items.len() != params.len() {
                 return Err(Mismatch {
                     at: "arguments".into(),
-                    problem: format!(
-                        "{} given, the method takes {}",
-                        items.len(),
-                        params.len()
-                    ),
+                    problem: format!("{} given, the method takes {}", items.len(), params.len()),
                 });
             }
             items.iter().map(Some).collect()
@@ -120,7 +116,11 @@ impl<'a> Cx<'a> {
     }
 
     fn expected<T>(&self, ty: &Type, found: &Value) -> Result<T> {
-        self.fail(format!("expected {}, found {}", expectation(ty), kind(found)))
+        self.fail(format!(
+            "expected {}, found {}",
+            expectation(ty),
+            kind(found)
+        ))
     }
 
     /// Runs `inside` with `suffix` added to the location.
@@ -199,11 +199,11 @@ fn encode<'a>(value: &Value, ty: &'a Type, cx: &mut Cx<'a>, out: &mut Vec<u8>) -
                 .find(|t| t.name() == Some(name.as_str()))
                 .copied()
             else {
-                return generic(value, out, cx);
+                return generic(value, out);
             };
             encode(value, target, cx, out)
         }
-        Type::Any { .. } | Type::Unknown => generic(value, out, cx),
+        Type::Any { .. } | Type::Unknown => generic(value, out),
         Type::Bool => match value {
             Value::Bool(b) => {
                 let _ = rmp::encode::write_bool(out, *b);
@@ -313,7 +313,10 @@ fn encode<'a>(value: &Value, ty: &'a Type, cx: &mut Cx<'a>, out: &mut Vec<u8>) -
             cx.containers.pop();
             result
         }
-        Type::Map { key, value: value_ty } => match value {
+        Type::Map {
+            key,
+            value: value_ty,
+        } => match value {
             Value::Object(entries) => {
                 write_len(out, entries.len(), Len::Map);
                 for (k, v) in entries {
@@ -347,7 +350,7 @@ fn encode<'a>(value: &Value, ty: &'a Type, cx: &mut Cx<'a>, out: &mut Vec<u8>) -
             cx.containers.pop();
             result
         }
-        _ => generic(value, out, cx),
+        _ => generic(value, out),
     }
 }
 
@@ -398,7 +401,10 @@ fn fields_of<'a>(
     cx: &mut Cx<'a>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !fields.iter().any(|f| &f.name == *k))
+    {
         return cx.fail(format!(
             "unknown field `{unknown}` (expected {})",
             names(fields)
@@ -412,13 +418,18 @@ fn fields_of<'a>(
         .iter()
         .find(|f| !object.contains_key(&f.name) && !is_option(&f.ty))
     {
-        return cx.fail(format!("missing field `{}` (a {})", missing.name, missing.ty));
+        return cx.fail(format!(
+            "missing field `{}` (a {})",
+            missing.name, missing.ty
+        ));
     }
     write_len(out, present.len(), Len::Map);
     for field in present {
         write_str(out, &field.name);
         let value = &object[&field.name];
-        cx.at(&format!(".{}", field.name), |cx| encode(value, &field.ty, cx, out))?;
+        cx.at(&format!(".{}", field.name), |cx| {
+            encode(value, &field.ty, cx, out)
+        })?;
     }
     Ok(())
 }
@@ -505,17 +516,14 @@ fn integer(value: &Value, cx: &Cx<'_>, ty: &Type) -> Result<i128> {
                 cx.fail(format!("{n} is not an integer ({ty})"))
             }
         }
-        Value::String(s) => s
-            .trim()
-            .parse::<i128>()
-            .or_else(|_| cx.expected(ty, value)),
+        Value::String(s) => s.trim().parse::<i128>().or_else(|_| cx.expected(ty, value)),
         other => cx.expected(ty, other),
     }
 }
 
 /// A JSON value as it is: numbers as integers where they are, objects as
 /// maps with string keys.
-fn generic(value: &Value, out: &mut Vec<u8>, cx: &mut Cx<'_>) -> Result<()> {
+fn generic(value: &Value, out: &mut Vec<u8>) -> Result<()> {
     match value {
         Value::Null => {
             let _ = rmp::encode::write_nil(out);
@@ -536,14 +544,14 @@ fn generic(value: &Value, out: &mut Vec<u8>, cx: &mut Cx<'_>) -> Result<()> {
         Value::Array(items) => {
             write_len(out, items.len(), Len::Array);
             for item in items {
-                generic(item, out, cx)?;
+                generic(item, out)?;
             }
         }
         Value::Object(entries) => {
             write_len(out, entries.len(), Len::Map);
             for (k, v) in entries {
                 write_str(out, k);
-                generic(v, out, cx)?;
+                generic(v, out)?;
             }
         }
     }
@@ -623,12 +631,30 @@ mod tests {
     fn integers_follow_the_declared_width() {
         let m = method(vec![("a", Type::U8), ("b", Type::I64)]);
         assert_eq!(args(&m, "[1, -2]").unwrap(), [0x92, 0x01, 0xfe]);
-        assert_eq!(args(&m, r#"{"b": 3, "a": 200}"#).unwrap(), [0x92, 0xcc, 200, 0x03]);
+        assert_eq!(
+            args(&m, r#"{"b": 3, "a": 200}"#).unwrap(),
+            [0x92, 0xcc, 200, 0x03]
+        );
         let error = args(&m, "[300, 1]").unwrap_err().to_string();
         assert_eq!(error, "at `a`: 300 does not fit in u8 (0..=255)");
-        assert!(args(&m, "[1.5, 1]").unwrap_err().to_string().contains("not an integer"));
-        assert!(args(&m, "[1]").unwrap_err().to_string().contains("1 given, the method takes 2"));
-        assert!(args(&m, r#"{"c": 1}"#).unwrap_err().to_string().contains("no parameter of that name"));
+        assert!(
+            args(&m, "[1.5, 1]")
+                .unwrap_err()
+                .to_string()
+                .contains("not an integer")
+        );
+        assert!(
+            args(&m, "[1]")
+                .unwrap_err()
+                .to_string()
+                .contains("1 given, the method takes 2")
+        );
+        assert!(
+            args(&m, r#"{"c": 1}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("no parameter of that name")
+        );
     }
 
     #[test]
@@ -642,7 +668,9 @@ mod tests {
         let encoded = args(&m, r#"["AQI=", 1, null, {"7": true}]"#).unwrap();
         assert_eq!(
             encoded,
-            [0x94, 0xc4, 2, 1, 2, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xc0, 0x81, 0x07, 0xc3]
+            [
+                0x94, 0xc4, 2, 1, 2, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xc0, 0x81, 0x07, 0xc3
+            ]
         );
         // The optional parameter may be left out when named.
         let named = args(&m, r#"{"data": [1, 2], "x": 1.0, "m": {}}"#).unwrap();
@@ -666,7 +694,10 @@ mod tests {
             args(&m, r#"[{"Rect": {"w": 1, "h": 2}}]"#).unwrap(),
             b"\x91\x81\xa4Rect\x82\xa1w\x01\xa1h\x02"
         );
-        assert_eq!(args(&m, r#"[{"Pair": [1, 2]}]"#).unwrap(), b"\x91\x81\xa4Pair\x92\x01\x02");
+        assert_eq!(
+            args(&m, r#"[{"Pair": [1, 2]}]"#).unwrap(),
+            b"\x91\x81\xa4Pair\x92\x01\x02"
+        );
         let error = args(&m, r#"["Square"]"#).unwrap_err().to_string();
         assert!(error.contains("no variant `Square`"), "{error}");
         let error = args(&m, r#"[{"Rect": {"w": 1}}]"#).unwrap_err().to_string();
@@ -680,7 +711,10 @@ mod tests {
             decode(b"\x81\xa2Ok\x05").unwrap(),
             serde_json::json!({"Ok": 5})
         );
-        assert_eq!(decode(&[0x81, 0x01, 0xc3]).unwrap(), serde_json::json!({"1": true}));
+        assert_eq!(
+            decode(&[0x81, 0x01, 0xc3]).unwrap(),
+            serde_json::json!({"1": true})
+        );
         assert!(decode(&[0x01, 0x02]).is_err());
     }
 }

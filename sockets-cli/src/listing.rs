@@ -21,8 +21,16 @@ pub fn document(document: &Document) -> String {
 }
 
 fn service(service: &ServiceDescriptor, out: &mut String) {
-    let hash = service.hash.strip_prefix("sha256:").unwrap_or(&service.hash);
-    let _ = writeln!(out, "service {}  (sha256 {})", service.name, &hash[..hash.len().min(16)]);
+    let hash = service
+        .hash
+        .strip_prefix("sha256:")
+        .unwrap_or(&service.hash);
+    let _ = writeln!(
+        out,
+        "service {}  (sha256 {})",
+        service.name,
+        &hash[..hash.len().min(16)]
+    );
     doc(&service.doc, "  ", out);
     for method in &service.methods {
         let _ = writeln!(out, "  {}", signature(method));
@@ -81,7 +89,10 @@ fn collect<'a>(ty: &'a Type, found: &mut Vec<&'a Type>) {
     };
     let named = matches!(
         ty,
-        Type::Struct { .. } | Type::Enum { .. } | Type::Newtype { .. } | Type::Tuple { name: Some(_), .. }
+        Type::Struct { .. }
+            | Type::Enum { .. }
+            | Type::Newtype { .. }
+            | Type::Tuple { name: Some(_), .. }
     );
     if named && !found.iter().any(|t| definition(t) == definition(ty)) {
         found.push(ty);

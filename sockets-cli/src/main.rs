@@ -122,7 +122,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -178,7 +181,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             bench(&connection, &url, &method, args.as_deref(), setup).await
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "sockets", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sockets",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }
@@ -200,8 +208,8 @@ async fn describe(connection: &Connection, url: &str, json: bool) -> Result<(), 
     client.close().await;
     let document = document?;
     if json {
-        let text = serde_json::to_string_pretty(&document)
-            .map_err(|e| CliError::Other(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&document).map_err(|e| CliError::Other(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", listing::document(&document));
@@ -269,7 +277,8 @@ fn plain_args(args: Option<&Value>) -> Result<Vec<u8>, CliError> {
             ));
         }
     };
-    sockets::__internal::protocol::codec::to_vec(&args).map_err(|e| CliError::Arguments(e.to_string()))
+    sockets::__internal::protocol::codec::to_vec(&args)
+        .map_err(|e| CliError::Arguments(e.to_string()))
 }
 
 fn unknown_method(method: &str, document: &Document) -> String {
@@ -342,7 +351,10 @@ async fn call_on(
     let peer = client.peer();
     let (descriptor, encoded) = prepare(&peer, connection, method, args).await?;
     let name = Cow::Owned(method.to_owned());
-    if descriptor.as_ref().is_some_and(|m| m.kind == MethodKind::Notify) {
+    if descriptor
+        .as_ref()
+        .is_some_and(|m| m.kind == MethodKind::Notify)
+    {
         peer.caller().notify(name, encoded).await?;
         return Ok((descriptor, None));
     }
@@ -376,7 +388,8 @@ impl Service for Printer {
         method: &str,
         args: &[u8],
     ) -> Result<HandlerFuture, DispatchError> {
-        let args = json::decode(args).unwrap_or_else(|e| Value::String(format!("undecodable: {e}")));
+        let args =
+            json::decode(args).unwrap_or_else(|e| Value::String(format!("undecodable: {e}")));
         // `method` first, whatever order the JSON library keeps.
         let name = Value::String(method.to_owned());
         println!("{{\"method\":{name},\"args\":{args}}}");
@@ -448,11 +461,16 @@ async fn serve_echo(connection: &Connection, address: &str) -> Result<(), CliErr
         Err(_) if connection.secret.is_none() && connection.passphrase.is_none() => {
             let key = sockets::crypto::generate_key();
             println!("SOCKETS_SECRET={key}");
-            sockets::crypto::Secret::from_base64(&key).map_err(|e| CliError::Other(e.to_string()))?
+            sockets::crypto::Secret::from_base64(&key)
+                .map_err(|e| CliError::Other(e.to_string()))?
         }
         Err(error) => return Err(error),
     };
-    let server = echo::server().secret(secret).address(address).start().await?;
+    let server = echo::server()
+        .secret(secret)
+        .address(address)
+        .start()
+        .await?;
     println!("listening on {}", server.url().unwrap_or_default());
     tokio::signal::ctrl_c().await?;
     println!("shutting down");
@@ -485,7 +503,8 @@ async fn bench(
         let client = connected.map_err(|e| CliError::Other(e.to_string()))??;
         clients.push(client);
     }
-    let (descriptor, encoded) = prepare(&clients[0].peer(), connection, method, args.as_ref()).await?;
+    let (descriptor, encoded) =
+        prepare(&clients[0].peer(), connection, method, args.as_ref()).await?;
     if descriptor.is_some_and(|m| m.kind == MethodKind::Notify) {
         return Err(CliError::Arguments(format!(
             "`{method}` is a notification method: nothing to measure"

@@ -122,7 +122,11 @@ fn describe_lists_signatures_and_the_json_matches_the_snapshot() {
         "    enum Shape { Empty, Circle(f64), Rect { width: f64, height: f64 }, Triangle(f64, f64, f64) }",
         "    struct Record { name: string, tags: [string], point: Point?, blob: bytes, level: Level }",
     ] {
-        assert!(listed.stdout.contains(line), "{line:?} in:\n{}", listed.stdout);
+        assert!(
+            listed.stdout.contains(line),
+            "{line:?} in:\n{}",
+            listed.stdout
+        );
     }
     let json = run(&mut sockets(&["describe", "--json", &echo.url]));
     assert_eq!(json.code, 0, "{}", json.stderr);
@@ -156,7 +160,11 @@ fn call_converts_each_kind_of_argument_through_the_descriptor() {
         ("echo.reverse", r#"["AQID"]"#, r#""AwIB""#),
         ("echo.reverse", "[[1, 2, 3]]", r#""AwIB""#),
         ("echo.area", r#"["Empty"]"#, "0.0"),
-        ("echo.area", r#"[{"Rect": {"width": 2, "height": 3}}]"#, "6.0"),
+        (
+            "echo.area",
+            r#"[{"Rect": {"width": 2, "height": 3}}]"#,
+            "6.0",
+        ),
         ("echo.area", r#"[{"Triangle": [3, 4, 5]}]"#, "6.0"),
         ("echo.words", r#"["b a b"]"#, r#"{"a":1,"b":2}"#),
         (
@@ -185,7 +193,8 @@ fn call_converts_each_kind_of_argument_through_the_descriptor() {
     let mut piped = sockets(&["call", &echo.url, "echo.add", "-"]);
     piped.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = piped.spawn().expect("runs");
-    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), b"[40, 2]").expect("written");
+    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), b"[40, 2]")
+        .expect("written");
     let output = child.wait_with_output().expect("ends");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
 }
@@ -194,7 +203,10 @@ fn call_converts_each_kind_of_argument_through_the_descriptor() {
 fn each_kind_of_error_has_its_own_exit_code_and_message() {
     let echo = start();
     let declared = call(&echo, "echo.double", "[200]");
-    assert_eq!((declared.code, declared.stdout.as_str()), (20, r#"{"TooLarge":{"max":127}}"#));
+    assert_eq!(
+        (declared.code, declared.stdout.as_str()),
+        (20, r#"{"TooLarge":{"max":127}}"#)
+    );
     assert!(declared.stderr.contains("returned its declared error"));
 
     let not_json = call(&echo, "echo.add", "[1,");
@@ -228,20 +240,46 @@ fn each_kind_of_error_has_its_own_exit_code_and_message() {
     assert!(unknown.stderr.contains("no method `echo.nope`"));
     assert!(unknown.stderr.contains("echo.add(a: i64, b: i64) -> i64"));
 
-    let guest = run(&mut sockets(&["call", "--credentials", r#""guest""#, &echo.url, "echo.add", "[1, 2]"]));
+    let guest = run(&mut sockets(&[
+        "call",
+        "--credentials",
+        r#""guest""#,
+        &echo.url,
+        "echo.add",
+        "[1, 2]",
+    ]));
     assert_eq!(guest.code, 11, "{}", guest.stderr);
-    let guest_ping = run(&mut sockets(&["call", "--credentials", r#""guest""#, &echo.url, "echo.ping"]));
+    let guest_ping = run(&mut sockets(&[
+        "call",
+        "--credentials",
+        r#""guest""#,
+        &echo.url,
+        "echo.ping",
+    ]));
     assert_eq!(guest_ping.code, 0, "{}", guest_ping.stderr);
 
-    let slow = run(&mut sockets(&["call", "--timeout-ms", "200", &echo.url, "echo.sleep", "[5000]"]));
+    let slow = run(&mut sockets(&[
+        "call",
+        "--timeout-ms",
+        "200",
+        &echo.url,
+        "echo.sleep",
+        "[5000]",
+    ]));
     assert_eq!(slow.code, 9, "{}", slow.stderr);
     assert!(slow.stderr.contains("timed out"));
 
-    let wrong = run(&mut sockets(&["call", "--secret", "AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", &echo.url, "echo.ping"]));
+    let wrong = run(&mut sockets(&[
+        "call",
+        "--secret",
+        "AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        &echo.url,
+        "echo.ping",
+    ]));
     assert_eq!(wrong.code, 7, "{}", wrong.stderr);
     assert!(wrong.stderr.contains("handshake failed"));
 
-    let no_secret = run(&mut sockets(&["call", &echo.url, "echo.ping"]).env_remove("SOCKETS_SECRET"));
+    let no_secret = run(sockets(&["call", &echo.url, "echo.ping"]).env_remove("SOCKETS_SECRET"));
     assert_eq!(no_secret.code, 5);
     assert!(no_secret.stderr.contains("no shared secret"));
 
@@ -285,19 +323,24 @@ fn bench_measures_for_the_duration_and_prints_a_histogram() {
     ]));
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let out = &ran.stdout;
-    assert!(out.contains("echo.add: 2 connections × 4 in flight, 2.0 s"), "{out}");
+    assert!(
+        out.contains("echo.add: 2 connections × 4 in flight, 2.0 s"),
+        "{out}"
+    );
     assert!(out.contains(" ok, 0 failed in 2."), "{out}");
     assert!(out.contains("calls/s"), "{out}");
     assert!(out.contains("p99 "), "{out}");
     assert!(out.contains("histogram"), "{out}");
     // Bad arguments fail before any load.
-    let bad = run(&mut sockets(&["bench", &echo.url, "echo.add", "[1]", "-d", "1"]));
+    let bad = run(&mut sockets(&[
+        "bench", &echo.url, "echo.add", "[1]", "-d", "1",
+    ]));
     assert_eq!(bad.code, 3);
 }
 
 #[test]
 fn keygen_and_completions() {
-    let key = run(&mut sockets(&["keygen"]).env_remove("SOCKETS_SECRET"));
+    let key = run(sockets(&["keygen"]).env_remove("SOCKETS_SECRET"));
     assert_eq!(key.code, 0);
     assert_eq!(key.stdout.trim().len(), 44);
     let completions = run(&mut sockets(&["completions", "bash"]));

@@ -86,7 +86,7 @@ impl GreeterRequest {
                 false,
                 false,
                 "Says hello to `name`.",
-                ::sockets::__private::Vec::from([(
+                ::sockets::__private::From::from([(
                     "name",
                     (&::sockets::__private::Probe::<String>::new()).trace_type(),
                 )]),
@@ -99,7 +99,7 @@ impl GreeterRequest {
                 false,
                 false,
                 "Who is asking, from the call's context.",
-                ::sockets::__private::Vec::from([]),
+                ::sockets::__private::From::from([]),
                 ::sockets::__private::Some(
                     (&::sockets::__private::Probe::<u64>::new()).trace_type(),
                 ),
@@ -109,7 +109,7 @@ impl GreeterRequest {
                 true,
                 false,
                 "",
-                ::sockets::__private::Vec::from([]),
+                ::sockets::__private::From::from([]),
                 ::sockets::__private::None,
             ));
             methods.push(::sockets::__private::describe_method(
@@ -117,7 +117,7 @@ impl GreeterRequest {
                 false,
                 false,
                 "A smaller copy of `image`; both travel as MessagePack `bin`.",
-                ::sockets::__private::Vec::from([
+                ::sockets::__private::From::from([
                     (
                         "width",
                         (&::sockets::__private::Probe::<u32>::new()).trace_type(),

@@ -216,7 +216,10 @@ impl Inner {
         if !self.expected.is_empty() {
             let peer = Peer::new(Arc::new(handle.clone()));
             if let Err(error) = describe::check(&peer, &self.expected, guest).await {
-                handle.close(Disconnect::new(CloseCode::Disconnected, "incompatible services"));
+                handle.close(Disconnect::new(
+                    CloseCode::Disconnected,
+                    "incompatible services",
+                ));
                 return Err(error);
             }
         }

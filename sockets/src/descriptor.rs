@@ -108,7 +108,11 @@ pub struct ServiceDescriptor {
 
 impl ServiceDescriptor {
     /// A service descriptor, its own and its methods' hashes computed.
-    pub fn new(name: impl Into<String>, doc: impl Into<String>, methods: Vec<MethodDescriptor>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        doc: impl Into<String>,
+        methods: Vec<MethodDescriptor>,
+    ) -> Self {
         let mut methods = methods;
         for method in &mut methods {
             method.hash = canon::hash(&canon::method(method));

@@ -103,13 +103,21 @@ impl Services {
 
     /// The service and method a wire name (`service.method`) refers to, or
     /// the fallback service, as reached by a call or a notification.
-    fn route(&self, method: &str, notify: bool) -> Option<(&Arc<dyn Service>, &'static MethodInfo)> {
+    fn route(
+        &self,
+        method: &str,
+        notify: bool,
+    ) -> Option<(&Arc<dyn Service>, &'static MethodInfo)> {
         let found = method.rsplit_once('.').and_then(|(service, _)| {
             let service = self.by_name.get(service)?;
             Some((service, service.info().method(method)?))
         });
         found.or_else(|| {
-            let info = if notify { &FALLBACK_NOTIFY } else { &FALLBACK_CALL };
+            let info = if notify {
+                &FALLBACK_NOTIFY
+            } else {
+                &FALLBACK_CALL
+            };
             self.fallback.as_ref().map(|service| (service, info))
         })
     }

@@ -159,7 +159,11 @@ async fn the_server_describes_its_services_to_authenticated_sessions() {
         .unwrap();
     let document = within(describe(&client.peer())).await.unwrap();
     assert_eq!(document.version, 1);
-    assert_eq!(document.services.len(), 1, "the reserved service is not listed");
+    assert_eq!(
+        document.services.len(),
+        1,
+        "the reserved service is not listed"
+    );
     let shop = &document.services[0];
     assert_eq!(shop, v1::ShopClient::descriptor());
     assert_eq!(shop.name, "shop");
@@ -269,7 +273,10 @@ async fn compatible_changes_connect() {
     .await
     .unwrap();
     assert_eq!(added, 7);
-    assert!(matches!(within(shop.status()).await, Ok(v1::Status::Closed)));
+    assert!(matches!(
+        within(shop.status()).await,
+        Ok(v1::Status::Closed)
+    ));
     // The same service on both sides: compatible, of course.
     within(
         harness
@@ -377,7 +384,9 @@ async fn a_guest_needs_the_methods_it_expects_open_to_be_open() {
             .expect_services([v1::ShopClient::descriptor()])
             .connect()
     };
-    within(connect("ada")).await.expect("authenticated: open does not matter");
+    within(connect("ada"))
+        .await
+        .expect("authenticated: open does not matter");
     let outcome = within(connect("guest")).await;
     assert!(
         matches!(&outcome, Err(Error::Incompatible(i)) if i.differences[0].at == "shop.ping"),
@@ -424,7 +433,10 @@ async fn the_server_can_require_services_of_its_clients() {
     })
     .await;
     assert_eq!(reason.code.to_u16(), 4006);
-    assert!(reason.reason.starts_with("incompatible services: "), "{reason}");
+    assert!(
+        reason.reason.starts_with("incompatible services: "),
+        "{reason}"
+    );
     // The good one was checked too, and is still connected: a call proves it.
     let server = harness.server().clone();
     let id = good.server_connection_id().unwrap();
@@ -460,7 +472,7 @@ impl Service for Fallback {
             .lock()
             .unwrap()
             .push((method.to_owned(), args.to_vec()));
-        self.0 .1.notify_one();
+        self.0.1.notify_one();
         if method == "any.call" {
             return Ok(Box::pin(async { Ok(vec![0x2a]) }));
         }

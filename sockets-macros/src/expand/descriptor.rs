@@ -62,7 +62,7 @@ fn describe_method(krate: &syn::Path, m: &Method) -> TokenStream {
             #notify,
             #open,
             #doc,
-            #krate::__private::Vec::from([#(#params),*]),
+            #krate::__private::From::from([#(#params),*]),
             #returns,
         )
     }

@@ -126,7 +126,7 @@ fn write<'a>(ty: &'a Type, names: &mut Vec<&'a str>, out: &mut String) {
                         out.push(')');
                     }
                     Variant::Tuple { items, .. } => {
-                        out.push_str("#");
+                        out.push('#');
                         list(items, names, out);
                     }
                     Variant::Struct { fields, .. } => {

@@ -23,7 +23,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::{Document, Field, MethodDescriptor, MethodKind, ServiceDescriptor, Type, VERSION, Variant};
+use super::{
+    Document, Field, MethodDescriptor, MethodKind, ServiceDescriptor, Type, VERSION, Variant,
+};
 
 /// One way a peer's services differ from what this side expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,23 +252,27 @@ impl<'a> Cx<'a> {
                 self.check(reader, of, at);
                 self.writers.pop();
             }
-            (Type::Unknown, _) | (_, Type::Unknown) => self.problem(
-                at,
-                "a type kind this version does not know".into(),
-            ),
+            (Type::Unknown, _) | (_, Type::Unknown) => {
+                self.problem(at, "a type kind this version does not know".into())
+            }
             (Type::Option { of: r }, Type::Option { of: w }) => self.check(r, w, at),
             (Type::Option { of: r }, w) => self.check(r, w, at),
-            (r, Type::Option { .. }) => self.problem(
-                at,
-                format!("{w_side} may send nil, {r_side} requires {r}"),
-            ),
-            (Type::Seq { of: r }, Type::Seq { of: w }) => self.check(r, w, &format!("{at}, element")),
+            (r, Type::Option { .. }) => {
+                self.problem(at, format!("{w_side} may send nil, {r_side} requires {r}"))
+            }
+            (Type::Seq { of: r }, Type::Seq { of: w }) => {
+                self.check(r, w, &format!("{at}, element"))
+            }
             (Type::Bytes, Type::Seq { of }) if matches!(resolve(of, &self.writers), Type::U8) => {}
             (Type::Tuple { items: r, .. }, Type::Tuple { items: w, .. }) => {
                 if r.len() != w.len() {
                     self.problem(
                         at,
-                        format!("{w_side} sends {} elements, {r_side} expects {}", w.len(), r.len()),
+                        format!(
+                            "{w_side} sends {} elements, {r_side} expects {}",
+                            w.len(),
+                            r.len()
+                        ),
                     );
                     return;
                 }
@@ -320,7 +326,10 @@ impl<'a> Cx<'a> {
                 None if matches!(resolve(&field.ty, &self.readers), Type::Option { .. }) => {}
                 None => self.problem(
                     at,
-                    format!("{r_side} requires field `{}`, which {w_side} does not send", field.name),
+                    format!(
+                        "{r_side} requires field `{}`, which {w_side} does not send",
+                        field.name
+                    ),
                 ),
             }
         }
@@ -330,8 +339,12 @@ impl<'a> Cx<'a> {
         let (w_side, r_side) = self.direction.sides();
         match (read, written) {
             (Variant::Unit { .. }, Variant::Unit { .. }) => {}
-            (Variant::Newtype { of: r, .. }, Variant::Newtype { of: w, .. }) => self.check(r, w, at),
-            (Variant::Tuple { items: r, .. }, Variant::Tuple { items: w, .. }) if r.len() == w.len() => {
+            (Variant::Newtype { of: r, .. }, Variant::Newtype { of: w, .. }) => {
+                self.check(r, w, at)
+            }
+            (Variant::Tuple { items: r, .. }, Variant::Tuple { items: w, .. })
+                if r.len() == w.len() =>
+            {
                 for (i, (r, w)) in r.iter().zip(w).enumerate() {
                     self.check(r, w, &format!("{at}, element {i}"));
                 }

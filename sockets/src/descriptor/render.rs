@@ -27,7 +27,9 @@ pub(super) fn compact(ty: &Type) -> String {
         Type::Option { of } => format!("{}?", compact(of)),
         Type::Seq { of } => format!("[{}]", compact(of)),
         Type::Map { key, value } => format!("{{{}: {}}}", compact(key), compact(value)),
-        Type::Tuple { name: Some(name), .. } => name.clone(),
+        Type::Tuple {
+            name: Some(name), ..
+        } => name.clone(),
         Type::Tuple { name: None, items } => {
             let items: Vec<String> = items.iter().map(compact).collect();
             format!("({})", items.join(", "))

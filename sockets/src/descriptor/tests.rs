@@ -65,7 +65,11 @@ fn primitives() {
 fn bytes_option_sequences_maps_tuples() {
     assert_eq!(trace::<serde_bytes::ByteBuf>(), Type::Bytes);
     assert_eq!(trace::<bytes::Bytes>(), Type::Bytes);
-    assert_eq!(trace::<Vec<u8>>(), Type::seq(Type::U8), "plain Vec<u8> is an array");
+    assert_eq!(
+        trace::<Vec<u8>>(),
+        Type::seq(Type::U8),
+        "plain Vec<u8> is an array"
+    );
     assert_eq!(trace::<Option<u32>>(), Type::option(Type::U32));
     assert_eq!(trace::<Vec<String>>(), Type::seq(Type::String));
     assert_eq!(
@@ -110,7 +114,12 @@ fn nested_structs_with_serde_attributes() {
             ]}}
         ]
     });
-    assert_eq!(json(&ty), expected, "{}", serde_json::to_string_pretty(&json(&ty)).unwrap());
+    assert_eq!(
+        json(&ty),
+        expected,
+        "{}",
+        serde_json::to_string_pretty(&json(&ty)).unwrap()
+    );
 }
 
 #[test]
@@ -237,7 +246,10 @@ fn recursive_types_are_references_to_the_enclosing_container() {
             },
         ]
     );
-    assert_eq!(canon::ty(&trace::<Tree>()), "{children:seq<^1>,parent:option<^1>,value:i64}");
+    assert_eq!(
+        canon::ty(&trace::<Tree>()),
+        "{children:seq<^1>,parent:option<^1>,value:i64}"
+    );
 }
 
 #[derive(Serialize, Deserialize)]
@@ -309,10 +321,7 @@ fn a_declared_result_is_split_into_returns_and_error() {
         "call calc.divide(i64)->i64!enum{Circle(f64),Empty,Rect{height:u32,width:u32},Segment#({x:i32,y:i32},{x:i32,y:i32})}"
     );
     assert!(method.hash.starts_with("sha256:") && method.hash.len() == 7 + 64);
-    assert_eq!(
-        method.signature(),
-        "calc.divide(a: i64) -> i64 ! Shape"
-    );
+    assert_eq!(method.signature(), "calc.divide(a: i64) -> i64 ! Shape");
 }
 
 #[test]
@@ -325,7 +334,10 @@ fn documents_round_trip_through_json() {
             MethodKind::Call,
             true,
             "The area.",
-            vec![Field::new("shape", trace::<Shape>()), Field::new("tree", trace::<Tree>())],
+            vec![
+                Field::new("shape", trace::<Shape>()),
+                Field::new("tree", trace::<Tree>()),
+            ],
             Some(trace::<Option<Meters>>()),
         )],
     );
@@ -351,7 +363,14 @@ fn call(name: &str, params: Vec<Type>, returns: Type) -> MethodDescriptor {
         .enumerate()
         .map(|(i, ty)| Field::new(format!("p{i}"), ty))
         .collect();
-    MethodDescriptor::new(format!("calc.{name}"), MethodKind::Call, false, "", params, Some(returns))
+    MethodDescriptor::new(
+        format!("calc.{name}"),
+        MethodKind::Call,
+        false,
+        "",
+        params,
+        Some(returns),
+    )
 }
 
 fn differences(ours: &ServiceDescriptor, theirs: &ServiceDescriptor) -> Vec<String> {
@@ -371,7 +390,10 @@ fn compatible_changes() {
             MethodKind::Call,
             false,
             "docs changed",
-            vec![Field::new("x", Type::I64), Field::new("y", Type::option(Type::I64))],
+            vec![
+                Field::new("x", Type::I64),
+                Field::new("y", Type::option(Type::I64)),
+            ],
             Some(Type::I16),
         ),
         call("sub", vec![Type::I64], Type::I64),
@@ -379,7 +401,11 @@ fn compatible_changes() {
     assert_eq!(differences(&ours, &theirs), Vec::<String>::new());
     // A struct the peer reads with an extra optional field; an enum it reads
     // with an extra variant.
-    let ours = service(vec![call("area", vec![trace::<Shape>(), trace::<Point>()], Type::F64)]);
+    let ours = service(vec![call(
+        "area",
+        vec![trace::<Shape>(), trace::<Point>()],
+        Type::F64,
+    )]);
     let mut shape = trace::<Shape>();
     if let Type::Enum { variants, .. } = &mut shape {
         variants.push(Variant::Unit {

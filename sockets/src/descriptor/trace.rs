@@ -190,7 +190,9 @@ impl Tracer {
                 name: name.clone(),
                 items: items.iter().map(|n| self.resolve(n, enums)).collect(),
             },
-            Node::Map(key, value) => Type::map(self.resolve(key, enums), self.resolve(value, enums)),
+            Node::Map(key, value) => {
+                Type::map(self.resolve(key, enums), self.resolve(value, enums))
+            }
             Node::Newtype(name, of) => Type::Newtype {
                 name: name.clone(),
                 of: Box::new(self.resolve(of, enums)),
@@ -295,7 +297,7 @@ impl De<'_> {
 
     /// Traces a named container's content with `visit`, or, when it is met
     /// inside itself, records a reference and produces a value below it.
-    fn container<'de, R>(
+    fn container<R>(
         self,
         key: &'static str,
         name: &'static str,
@@ -363,7 +365,10 @@ impl<'de> MapAccess<'de> for Elements<'_> {
         self.next_element_seed(seed)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, TraceError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, TraceError> {
         self.next_element_seed(seed)?
             .ok_or(TraceError::Unsupported("a map value without a key"))
     }
@@ -389,11 +394,7 @@ fn elements<'de, V: Visitor<'de>>(
 }
 
 fn named(fields: &'static [&'static str], nodes: Vec<Node>) -> Vec<(String, Node)> {
-    fields
-        .iter()
-        .map(|f| (*f).to_owned())
-        .zip(nodes)
-        .collect()
+    fields.iter().map(|f| (*f).to_owned()).zip(nodes).collect()
 }
 
 macro_rules! numbers {
@@ -683,8 +684,12 @@ impl<'de, 't> EnumAccess<'de> for Access<'t> {
     type Error = TraceError;
     type Variant = Self;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), TraceError> {
-        let name: BorrowedStrDeserializer<'_, TraceError> = BorrowedStrDeserializer::new(self.variant);
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self), TraceError> {
+        let name: BorrowedStrDeserializer<'_, TraceError> =
+            BorrowedStrDeserializer::new(self.variant);
         // A hand-written `Deserialize` that wants variants by index is not traced.
         let value = seed
             .deserialize(name)
@@ -701,7 +706,10 @@ impl<'de> VariantAccess<'de> for Access<'_> {
         Ok(())
     }
 
-    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, TraceError> {
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<S::Value, TraceError> {
         let mut of = Node::Unvisited;
         let value = seed.deserialize(De {
             tracer: self.tracer,
@@ -711,7 +719,11 @@ impl<'de> VariantAccess<'de> for Access<'_> {
         Ok(value)
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, TraceError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, TraceError> {
         let (value, nodes) = elements::<V>(self.tracer, len, |e| visitor.visit_seq(e))?;
         *self.out = Some(VariantNode::Tuple(nodes));
         Ok(value)

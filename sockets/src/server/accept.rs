@@ -216,7 +216,10 @@ async fn admit(
         handle.close(Reason::ServerShuttingDown);
     }
     if !inner.expected_clients.is_empty() {
-        tokio::spawn(require_services(handle, Arc::clone(&inner.expected_clients)));
+        tokio::spawn(require_services(
+            handle,
+            Arc::clone(&inner.expected_clients),
+        ));
     }
 }
 
@@ -230,7 +233,9 @@ async fn require_services(handle: Handle, expected: Arc<[&'static ServiceDescrip
             let reason = format!("incompatible services: {incompatible}");
             handle.close(Disconnect::new(CloseCode::Disconnected, truncate(reason)));
         }
-        Err(error) => tracing::debug!(id = %handle.id(), %error, "could not check the client's services"),
+        Err(error) => {
+            tracing::debug!(id = %handle.id(), %error, "could not check the client's services")
+        }
     }
 }
 
