@@ -15,6 +15,7 @@
 //! | `connection` (private) | handshake + auth, then one task per connection that reads, dispatches and writes |
 //! | `correlation`, `heartbeat`, `dispatch` (private) | in-flight calls, ping/timeout, incoming calls |
 //! | [`service`](mod@service) | the contract generated services implement; handler context; peers |
+//! | [`descriptor`], [`describe`] | what a service offers, for readers outside Rust (docs/DESCRIPTOR.md); the reserved `sockets.describe` and the compatibility check at connect |
 //! | [`server`] | [`Server`]: accept, admit, registry, rooms, calls to clients, shutdown |
 //! | [`client`] | [`Client`]: connect, reconnect, state stream, calls to the server |
 //! | [`config`] | the `SOCKETS_*` environment variables |
