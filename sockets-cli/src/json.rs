@@ -704,6 +704,24 @@ mod tests {
         assert_eq!(error, "at `s.Rect`: missing field `h` (a u8)");
     }
 
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    #[serde(tag = "type")]
+    enum Tagged {
+        Circle { r: u8 },
+    }
+
+    #[test]
+    fn what_the_descriptor_cannot_describe_passes_through_as_it_is() {
+        // An internally tagged enum traces as `any`; its JSON is its
+        // MessagePack shape, so the value still decodes on the other side.
+        let m = method(vec![("shape", trace::<Tagged>())]);
+        assert!(matches!(m.params[0].ty, Type::Any { .. }));
+        let encoded = args(&m, r#"[{"type": "Circle", "r": 2}]"#).unwrap();
+        let (decoded,): (Tagged,) =
+            sockets::__internal::protocol::codec::decode_value(&encoded).unwrap();
+        assert_eq!(decoded, Tagged::Circle { r: 2 });
+    }
+
     #[test]
     fn replies_decode_to_json() {
         assert_eq!(decode(&[0xc4, 2, 1, 2]).unwrap(), serde_json::json!("AQI="));
