@@ -55,6 +55,22 @@ Environment (all optional except the secret):
   SOCKETS_SESSION_LIFETIME_MS     client: renew the connection after this; 0: never     [86400000]
   RUST_LOG                        log filter for stderr                                 [warn]";
 
+/// With `--describe` on the command line, prints the descriptors of
+/// `services` as the JSON document `sockets.describe` answers with
+/// (docs/DESCRIPTOR.md) and returns `true`: the binary then exits. The
+/// snapshot test `examples/tests/descriptors.rs` runs each binary so.
+pub fn describe(services: &[&sockets::descriptor::ServiceDescriptor]) -> bool {
+    if !std::env::args().skip(1).any(|a| a == "--describe") {
+        return false;
+    }
+    let document = sockets::descriptor::Document::new(services.iter().map(|s| (*s).clone()));
+    match serde_json::to_string_pretty(&document) {
+        Ok(json) => println!("{json}"),
+        Err(error) => eprintln!("the descriptors do not print as JSON: {error}"),
+    }
+    true
+}
+
 /// Whether the command line asks for help.
 pub fn wants_help() -> bool {
     std::env::args().skip(1).any(|a| a == "--help" || a == "-h")

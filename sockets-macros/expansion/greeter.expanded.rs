@@ -69,6 +69,73 @@ impl GreeterRequest {
         ],
     };
 }
+impl GreeterRequest {
+    #[doc = r" The service's descriptor: its wire name, docs, and each method's"]
+    #[doc = r" kind, parameters, return and error types as they travel (see"]
+    #[doc = r" `sockets::descriptor`). Traced from the types on first use, then shared."]
+    pub fn descriptor() -> &'static ::sockets::descriptor::ServiceDescriptor {
+        static DESCRIPTOR: ::sockets::__private::OnceLock<
+            ::sockets::descriptor::ServiceDescriptor,
+        > = ::sockets::__private::OnceLock::new();
+        DESCRIPTOR.get_or_init(|| {
+            #[allow(unused_imports)]
+            use ::sockets::__private::{TraceOther as _, TraceSerde as _};
+            let mut methods = ::sockets::__private::Vec::new();
+            methods.push(::sockets::__private::describe_method(
+                "greeter.hello",
+                false,
+                false,
+                "Says hello to `name`.",
+                ::sockets::__private::From::from([(
+                    "name",
+                    (&::sockets::__private::Probe::<String>::new()).trace_type(),
+                )]),
+                ::sockets::__private::Some(
+                    (&::sockets::__private::Probe::<Result<String, Refusal>>::new()).trace_type(),
+                ),
+            ));
+            methods.push(::sockets::__private::describe_method(
+                "greeter.whoami",
+                false,
+                false,
+                "Who is asking, from the call's context.",
+                ::sockets::__private::From::from([]),
+                ::sockets::__private::Some(
+                    (&::sockets::__private::Probe::<u64>::new()).trace_type(),
+                ),
+            ));
+            methods.push(::sockets::__private::describe_method(
+                "greeter.wave",
+                true,
+                false,
+                "",
+                ::sockets::__private::From::from([]),
+                ::sockets::__private::None,
+            ));
+            methods.push(::sockets::__private::describe_method(
+                "greeter.thumbnail",
+                false,
+                false,
+                "A smaller copy of `image`; both travel as MessagePack `bin`.",
+                ::sockets::__private::From::from([
+                    (
+                        "width",
+                        (&::sockets::__private::Probe::<u32>::new()).trace_type(),
+                    ),
+                    (
+                        "image",
+                        (&::sockets::__private::Probe::<::sockets::__private::Bin>::new())
+                            .trace_type(),
+                    ),
+                ]),
+                ::sockets::__private::Some(
+                    (&::sockets::__private::Probe::<::sockets::__private::Bin>::new()).trace_type(),
+                ),
+            ));
+            ::sockets::__private::describe_service("greeter", "Greets people.", methods)
+        })
+    }
+}
 impl ::sockets::service::ServiceRequest for GreeterRequest {
     type Response = GreeterResponse;
     fn method(&self) -> &'static str {
@@ -201,6 +268,11 @@ impl<T: Greeter> ::sockets::Service for GreeterServer<T> {
     fn info(&self) -> &'static ::sockets::service::ServiceInfo {
         &GreeterRequest::INFO
     }
+    fn descriptor(
+        &self,
+    ) -> ::sockets::__private::Option<&'static ::sockets::descriptor::ServiceDescriptor> {
+        ::sockets::__private::Some(GreeterRequest::descriptor())
+    }
     fn dispatch(
         self: ::sockets::__private::Arc<Self>,
         cx: ::sockets::Context,
@@ -268,6 +340,11 @@ impl GreeterClient {
     #[doc = r" The peer this client calls."]
     pub fn peer(&self) -> &::sockets::Peer {
         &self.peer
+    }
+    #[doc = r" The descriptor of the service this client calls, for"]
+    #[doc = r" `ClientBuilder::expect_services`: the server's must be compatible."]
+    pub fn descriptor() -> &'static ::sockets::descriptor::ServiceDescriptor {
+        GreeterRequest::descriptor()
     }
     #[doc = " Says hello to `name`."]
     pub async fn hello(

@@ -10,7 +10,14 @@ use crate::model::{Kind, Method, Service};
 
 /// Method names the generated client defines itself (`clone` too: an
 /// inherent `clone` would silently shadow `Clone::clone` on the client).
-pub(crate) const RESERVED: &[&str] = &["new", "peer", "with_options", "with_timeout", "clone"];
+pub(crate) const RESERVED: &[&str] = &[
+    "new",
+    "peer",
+    "with_options",
+    "with_timeout",
+    "clone",
+    "descriptor",
+];
 
 /// Reports duplicate methods, variant clashes, reserved names and generated
 /// names the module already uses; drops the offending methods from `service`.

@@ -5,6 +5,7 @@
 //! generated from the others.
 
 mod client;
+mod descriptor;
 mod handler;
 mod server;
 mod service;

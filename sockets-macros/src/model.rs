@@ -20,6 +20,8 @@ pub(crate) struct Service {
     pub krate: Path,
     /// The wire name: the prefix of every method's wire name.
     pub wire_name: String,
+    /// The doc comment's text, for the descriptor.
+    pub doc: String,
     /// The generated items' names.
     pub names: Names,
     /// The `#[cfg]`s on the trait, forwarded to every generated item (none for
@@ -74,6 +76,8 @@ pub(crate) struct Method {
     pub wire_name: String,
     /// Doc comments, forwarded to the request variant and the client method.
     pub docs: Vec<Attribute>,
+    /// The doc comment's text, for the descriptor.
+    pub doc: String,
     /// `#[cfg]`s, forwarded to everything generated for this method.
     pub cfgs: Vec<Attribute>,
     /// Attributes to keep on the method itself (docs, cfgs and any others, minus ours).

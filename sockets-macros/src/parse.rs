@@ -124,6 +124,7 @@ fn trait_service(item: &ItemTrait, krate: Path, errors: &mut Errors) -> Option<S
             .filter(|a| a.path().is_ident("cfg"))
             .cloned()
             .collect(),
+        doc: doc_text(&item.attrs),
         wire_name,
         methods,
     })
@@ -210,9 +211,36 @@ fn module_service(item: &ItemMod, krate: Path, errors: &mut Errors) -> Option<Se
         krate,
         // The generated items live inside the module, under its own `#[cfg]`s.
         cfgs: Vec::new(),
+        doc: doc_text(&item.attrs),
         wire_name,
         methods,
     })
+}
+
+/// The text of the doc comments among `attrs` (`///`, `//!` or `#[doc =
+/// "..."]`), one line each, without the space after `///`.
+pub(crate) fn doc_text(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value()),
+            _ => None,
+        })
+        .flat_map(|text| {
+            text.lines()
+                .map(|line| line.strip_prefix(' ').unwrap_or(line).trim_end().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// The attributes of the trait or module, minus any stray `#[sockets(...)]`.

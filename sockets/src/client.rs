@@ -71,12 +71,13 @@ use crate::config::ConnectionConfig;
 use crate::connection::establish::{self, ClientSetup, Ticket};
 use crate::connection::{self, Handle, Params, Shared, Start};
 use crate::crypto::{Mode, Secret, Suite};
+use crate::describe;
+use crate::descriptor::ServiceDescriptor;
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
-use crate::protocol::CloseCode;
-use crate::protocol::Reason;
+use crate::protocol::{CloseCode, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
 use crate::transport::{ClientTls, Connector, Endpoint};
@@ -256,6 +257,8 @@ struct Inner {
     tls: ClientTls,
     /// What resumes the session on the next connection, if the server keeps it.
     ticket: Mutex<Option<Ticket>>,
+    /// The services the server must serve compatibly, checked on every connection.
+    expected: Vec<&'static ServiceDescriptor>,
     current: Signal<Option<Handle>>,
     last_reason: Mutex<Option<Disconnect>>,
     state: Signal<ClientState>,
@@ -355,6 +358,7 @@ impl Inner {
             }),
             _ => None,
         };
+        let guest = established.session == SessionKind::Guest;
         let shared = Shared::new(Params {
             id: ConnectionId::next(),
             peer_addr: established.peer_addr,
@@ -382,6 +386,16 @@ impl Inner {
         };
         if self.user_closed.with(|closed| *closed) {
             return closed();
+        }
+        if !self.expected.is_empty() {
+            let peer = Peer::new(Arc::new(handle.clone()));
+            if let Err(error) = describe::check(&peer, &self.expected, guest).await {
+                handle.close(Disconnect::new(
+                    CloseCode::Disconnected,
+                    "incompatible services",
+                ));
+                return Err(error);
+            }
         }
         let hooks = async {
             match which {
@@ -539,13 +553,14 @@ impl Client {
             mode: builder.mode,
             credentials: builder.credentials,
             config: Arc::new(builder.config),
-            services: Arc::new(builder.services),
+            services: Arc::new(builder.services.with_describe(builder.describe)?),
             reconnect,
             session_lifetime: builder.session_lifetime,
             resume: builder.resume,
             hooks: builder.hooks,
             tls: builder.tls,
             ticket: Mutex::new(None),
+            expected: builder.expected,
             current: Signal::new(None),
             last_reason: Mutex::new(None),
             state: Signal::new(ClientState::Connecting { attempt: 1 }),

@@ -220,6 +220,15 @@ macro_rules! connection_setters {
             self.config.max_in_flight = calls;
             self
         }
+
+        /// Who may call the reserved `sockets.describe`, which answers with
+        /// the descriptors of the services served here (docs/DESCRIPTOR.md):
+        /// authenticated sessions (the default), guests too, or nobody
+        /// ([`DescribeAccess`](crate::DescribeAccess)).
+        pub fn describe(mut self, access: $crate::DescribeAccess) -> Self {
+            self.describe = access;
+            self
+        }
     };
 }
 

@@ -35,6 +35,7 @@ use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::describe::{DescribeAccess, DescribeService};
 use crate::error::Error;
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
@@ -56,7 +57,21 @@ pub(crate) struct Services {
     /// closed to guests, a method that replies, undecodable arguments, too
     /// many running): a notification has no reply to say so.
     dropped_notifications: AtomicU64,
+    /// Serves what no service does (`ClientBuilder::serve_fallback`).
+    fallback: Option<Arc<dyn Service>>,
 }
+
+/// How the fallback service is reached: by a call, or a notification.
+static FALLBACK_CALL: MethodInfo = MethodInfo {
+    name: "*",
+    open: false,
+    notify: false,
+};
+static FALLBACK_NOTIFY: MethodInfo = MethodInfo {
+    name: "*",
+    open: false,
+    notify: true,
+};
 
 impl Services {
     /// Adds a service.
@@ -80,12 +95,44 @@ impl Services {
         self.dropped_notifications.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The service and method a wire name (`service.method`) refers to.
-    fn route(&self, method: &str) -> Option<(&Arc<dyn Service>, &'static MethodInfo)> {
-        let (service, _) = method.rsplit_once('.')?;
-        let service = self.by_name.get(service)?;
-        let info = service.info().method(method)?;
-        Some((service, info))
+    /// Adds the reserved `sockets.describe`, describing the services added
+    /// so far (none when `access` is off).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a user service is named `sockets`.
+    pub(crate) fn with_describe(mut self, access: DescribeAccess) -> Result<Self, Error> {
+        if let Some(describe) = DescribeService::new(self.by_name.values(), access)? {
+            self.add(Arc::new(describe)).map_err(|_| {
+                Error::Config("the service name `sockets` is reserved (sockets.describe)".into())
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// Serves every call and notification no service serves with `service`.
+    pub(crate) fn set_fallback(&mut self, service: Arc<dyn Service>) {
+        self.fallback = Some(service);
+    }
+
+    /// The service and method a wire name (`service.method`) refers to, or
+    /// the fallback service, as reached by a call or a notification.
+    fn route(
+        &self,
+        method: &str,
+        notify: bool,
+    ) -> Option<(&Arc<dyn Service>, &'static MethodInfo)> {
+        let found = method.rsplit_once('.').and_then(|(service, _)| {
+            let service = self.by_name.get(service)?;
+            Some((service, service.info().method(method)?))
+        });
+        found.or_else(|| {
+            let info = if notify {
+                &FALLBACK_NOTIFY
+            } else {
+                &FALLBACK_CALL
+            };
+            self.fallback.as_ref().map(|service| (service, info))
+        })
     }
 }
 
@@ -186,7 +233,7 @@ impl Inbound {
         if self.draining.load(Ordering::Acquire) {
             return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
         }
-        let Some((service, info)) = self.services.route(method) else {
+        let Some((service, info)) = self.services.route(method, false) else {
             return Err(error_reply(id, ErrorCode::UnknownMethod, method));
         };
         if self.peer_is_guest && !info.open {
@@ -329,7 +376,7 @@ impl Inbound {
             tracing::debug!(%method, why, "notification dropped");
             self.services.dropped();
         };
-        let Some((service, info)) = self.services.route(&method) else {
+        let Some((service, info)) = self.services.route(&method, true) else {
             dropped("no such method is served");
             return None;
         };

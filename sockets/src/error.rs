@@ -90,6 +90,13 @@ pub enum Error {
     /// The configuration is invalid (missing secret, bad variable, bad address).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The peer's services are not what this side expects
+    /// ([`ClientBuilder::expect_services`](crate::ClientBuilder::expect_services)):
+    /// a service or method is missing, or a signature differs in a way that
+    /// breaks; each difference is listed. Also when the peer does not answer
+    /// `sockets.describe`.
+    #[error("incompatible services: {0}")]
+    Incompatible(crate::descriptor::Incompatible),
 }
 
 fn kind_mismatch(method: &str, notify: bool) -> String {

@@ -15,6 +15,7 @@
 //! | `connection` (private) | handshake + auth, then one task per connection that reads, dispatches and writes |
 //! | `correlation`, `heartbeat`, `dispatch` (private) | in-flight calls, ping/timeout, incoming calls |
 //! | [`service`](mod@service) | the contract generated services implement; handler context; peers |
+//! | [`descriptor`], [`describe`] | what a service offers, for readers outside Rust (docs/DESCRIPTOR.md); the reserved `sockets.describe` and the compatibility check at connect |
 //! | [`server`] | [`Server`]: accept, admit, registry, rooms, calls to clients, shutdown |
 //! | [`client`] | [`Client`]: connect, reconnect, state stream, calls to the server |
 //! | [`config`] | the `SOCKETS_*` environment variables |
@@ -79,6 +80,8 @@ pub mod config;
 mod connection;
 mod correlation;
 pub mod crypto;
+pub mod describe;
+pub mod descriptor;
 mod dispatch;
 pub mod error;
 mod heartbeat;
@@ -92,6 +95,7 @@ pub mod testing;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
+pub use describe::DescribeAccess;
 pub use error::{Disconnect, Error, Result};
 pub use heartbeat::Rtt;
 pub use identity::{ConnectionId, Headers, Meta, SessionKind};
@@ -188,6 +192,6 @@ pub mod __private {
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
     pub use std::string::String;
-    pub use std::sync::Arc;
+    pub use std::sync::{Arc, OnceLock};
     pub use std::vec::Vec;
 }

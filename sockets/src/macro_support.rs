@@ -7,13 +7,88 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::descriptor::{Field, MethodDescriptor, MethodKind, ServiceDescriptor, Type};
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
 use crate::service::{CallOptions, Context, DispatchError, HandlerFuture, Peer};
+
+/// A type to trace for a descriptor: `(&Probe::<T>::new()).trace_type()`
+/// traces `T` when it is serde's ([`TraceSerde`]), and falls back to `any`
+/// otherwise ([`TraceOther`]), so a type that cannot travel is reported once,
+/// by [`assert_arg`], not again here.
+pub struct Probe<T>(PhantomData<T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Traces a serde type (chosen first by method resolution).
+pub trait TraceSerde {
+    /// The traced type.
+    fn trace_type(&self) -> Type;
+}
+
+impl<T: DeserializeOwned> TraceSerde for Probe<T> {
+    fn trace_type(&self) -> Type {
+        crate::descriptor::trace::<T>()
+    }
+}
+
+/// The fallback for a type that is not serde's (already a compile error elsewhere).
+pub trait TraceOther {
+    /// `any`.
+    fn trace_type(&self) -> Type;
+}
+
+impl<T> TraceOther for &Probe<T> {
+    fn trace_type(&self) -> Type {
+        Type::any("not a serde type")
+    }
+}
+
+/// One method's descriptor, from what the macro knows and the traced types.
+pub fn describe_method(
+    name: &'static str,
+    notify: bool,
+    open: bool,
+    doc: &'static str,
+    params: Vec<(&'static str, Type)>,
+    returns: Option<Type>,
+) -> MethodDescriptor {
+    let kind = if notify {
+        MethodKind::Notify
+    } else {
+        MethodKind::Call
+    };
+    let params = params
+        .into_iter()
+        .map(|(name, ty)| Field::new(name, ty))
+        .collect();
+    MethodDescriptor::new(name, kind, open, doc, params, returns)
+}
+
+/// A service's descriptor, hashes computed.
+pub fn describe_service(
+    name: &'static str,
+    doc: &'static str,
+    methods: Vec<MethodDescriptor>,
+) -> ServiceDescriptor {
+    ServiceDescriptor::new(name, doc, methods)
+}
 
 /// The argument tuple of a method without arguments: encodes as an empty array.
 pub type NoArgs = [(); 0];

@@ -63,6 +63,7 @@ use crate::config::ConnectionConfig;
 use crate::connection::Handle;
 use crate::connection::establish::AuthHook;
 use crate::crypto::{Acceptor, AcceptorConfig};
+use crate::descriptor::ServiceDescriptor;
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
@@ -232,6 +233,8 @@ pub(crate) struct Inner {
     stop: watch::Sender<bool>,
     /// The accept loops, one per listener.
     accept_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The services every client must serve compatibly.
+    expected_clients: Arc<[&'static ServiceDescriptor]>,
 }
 
 impl Server {
@@ -269,7 +272,7 @@ impl Server {
             listening: Mutex::new(None),
             unix_mode: builder.unix_mode,
             config: Arc::new(builder.config),
-            services: Arc::new(builder.services),
+            services: Arc::new(builder.services.with_describe(builder.describe)?),
             acceptor,
             auth: builder.auth,
             tls: builder.tls,
@@ -289,6 +292,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             accept_tasks: Mutex::new(Vec::new()),
+            expected_clients: builder.expected_clients.into(),
         });
         Ok(Self { inner })
     }

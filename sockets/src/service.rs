@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::descriptor::ServiceDescriptor;
 pub use crate::error::DispatchError;
 use crate::error::Error;
 use crate::heartbeat::Rtt;
@@ -69,6 +70,13 @@ pub type HandlerFuture = BoxFuture<'static, Result<Vec<u8>, CodecError>>;
 pub trait Service: Send + Sync + 'static {
     /// The service's name and methods.
     fn info(&self) -> &'static ServiceInfo;
+
+    /// The service's descriptor (its methods' types, docs and hashes), which
+    /// `sockets.describe` answers with; `None` leaves the service out of it.
+    /// `#[sockets::service]` returns its generated one.
+    fn descriptor(&self) -> Option<&'static ServiceDescriptor> {
+        None
+    }
 
     /// Starts one call: decodes `args` for `method` and returns the running handler.
     ///

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run -p examples --bin agent                   # self-contained: a master and 3 agents
 //! cargo run -p examples --bin agent -- --agents 5
+//! cargo run -p examples --bin agent -- --describe   # its services' descriptors, as JSON
 //! ```
 //!
 //! The agents are clients that serve the `Agent` service; the master is a
@@ -141,6 +142,9 @@ fn parse_agents() -> Result<usize, Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if examples::describe(&[AgentClient::descriptor()]) {
+        return Ok(());
+    }
     examples::init_logging();
     let count = parse_agents()?;
     let secret = Secret::from_base64(&generate_key())?;

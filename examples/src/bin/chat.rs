@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run -p examples --bin chat                  # self-contained: a server and 4 clients in one process
 //! cargo run -p examples --bin chat -- --clients 8   # more clients
+//! cargo run -p examples --bin chat -- --describe   # its services' descriptors, as JSON
 //! ```
 //!
 //! Each user presents a token; the server's auth hook maps it to the user's
@@ -156,6 +157,9 @@ async fn next(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if examples::describe(&[ChatClient::descriptor(), ListenerClient::descriptor()]) {
+        return Ok(());
+    }
     examples::init_logging();
     let count = parse_clients()?;
     let secret = Secret::from_base64(&generate_key())?;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run -p examples --bin demo
+//! cargo run -p examples --bin demo -- --describe   # its services' descriptors, as JSON
 //! ```
 //!
 //! It generates a random key in-process, starts a server on `127.0.0.1:0`,
@@ -92,6 +93,9 @@ impl Desk for Inbox {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if examples::describe(&[ShopClient::descriptor(), DeskClient::descriptor()]) {
+        return Ok(());
+    }
     examples::init_logging();
 
     // A fresh random key; in a deployment both sides read it from SOCKETS_SECRET.

@@ -5,6 +5,7 @@
 //! cargo run -p examples --bin server                # terminal 1: listens on 127.0.0.1:7878
 //! cargo run -p examples --bin client -- alice       # terminal 2 (same SOCKETS_SECRET)
 //! cargo run -p examples --bin server -- --help      # every variable
+//! cargo run -p examples --bin server -- --describe   # its services' descriptors, as JSON
 //! ```
 //!
 //! It serves the [`Greeter`](examples::greeter::Greeter) service until
@@ -19,7 +20,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use examples::greeter::{GreeterServer, Greetings};
+use examples::greeter::{GreeterClient, GreeterServer, Greetings};
 use sockets::{AuthDecision, ServerBuilder, ServerEvent};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
@@ -29,6 +30,9 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if examples::describe(&[GreeterClient::descriptor()]) {
+        return Ok(());
+    }
     if examples::wants_help() {
         println!(
             "server: serves the greeter service until Ctrl-C.\n\n{}",

@@ -32,7 +32,7 @@ pub(super) fn client_struct(service: &Service) -> TokenStream {
 pub(super) fn client_impl(service: &Service) -> TokenStream {
     let krate = &service.krate;
     let cfgs = &service.cfgs;
-    let client = &service.names.client;
+    let (client, request) = (&service.names.client, &service.names.request);
     let methods = service.methods.iter().map(|m| client_method(krate, m));
     quote! {
         #(#cfgs)*
@@ -64,6 +64,12 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
             /// The peer this client calls.
             pub fn peer(&self) -> &#krate::Peer {
                 &self.peer
+            }
+
+            /// The descriptor of the service this client calls, for
+            /// `ClientBuilder::expect_services`: the server's must be compatible.
+            pub fn descriptor() -> &'static #krate::descriptor::ServiceDescriptor {
+                #request::descriptor()
             }
 
             #(#methods)*

@@ -143,6 +143,10 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 &#request::INFO
             }
 
+            fn descriptor(&self) -> #krate::__private::Option<&'static #krate::descriptor::ServiceDescriptor> {
+                #krate::__private::Some(#request::descriptor())
+            }
+
             #allow
             fn dispatch(
                 self: #krate::__private::Arc<Self>,

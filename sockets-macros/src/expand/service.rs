@@ -10,6 +10,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::Attribute;
 
 use super::client::{client_impl, client_struct};
+use super::descriptor::request_descriptor;
 use super::server::{server_impl, server_struct, service_impl};
 use crate::model::{Kind, Method, Service, Shape};
 
@@ -18,6 +19,7 @@ pub(super) fn generate(service: &Service) -> TokenStream {
     let generated = [
         request_enum(service),
         request_info(service),
+        request_descriptor(service),
         request_impl(service),
         request_debug(service),
         response_enum(service),

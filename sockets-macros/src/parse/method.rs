@@ -11,8 +11,8 @@ use syn::{Attribute, FnArg, Ident, Pat, PatType, Path, ReturnType, Signature, Ty
 
 use super::names::upper_camel_case;
 use super::options::options;
-use super::strip;
 use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape};
+use super::{doc_text, strip};
 use crate::errors::Errors;
 use crate::model::{Arg, ContextParam, Method, Shape};
 
@@ -74,6 +74,7 @@ pub(crate) fn method(
         ident: ident.clone(),
         variant: Ident::new(&upper_camel_case(&name), ident.span()),
         wire_name: format!("{service}.{name}"),
+        doc: doc_text(&docs),
         docs,
         cfgs,
         attrs: kept,

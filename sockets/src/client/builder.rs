@@ -10,6 +10,8 @@ use super::hooks::Hooks;
 use super::{Client, Reconnect};
 use crate::config::{ConnectionConfig, Vars, process_env};
 use crate::crypto::{Mode, Secret, Suite};
+use crate::describe::DescribeAccess;
+use crate::descriptor::ServiceDescriptor;
 use crate::dispatch::Services;
 use crate::error::Error;
 use crate::protocol::codec;
@@ -38,6 +40,9 @@ pub struct ClientBuilder {
     pub(super) resume: bool,
     pub(super) hooks: Hooks,
     pub(super) tls: ClientTls,
+    pub(super) describe: DescribeAccess,
+    /// The services the server must serve compatibly, checked at connect.
+    pub(super) expected: Vec<&'static ServiceDescriptor>,
     pub(super) error: Option<Error>,
 }
 
@@ -74,6 +79,8 @@ impl Default for ClientBuilder {
             resume: true,
             hooks: Hooks::default(),
             tls: ClientTls::default(),
+            describe: DescribeAccess::default(),
+            expected: Vec::new(),
             error: None,
         }
     }
@@ -215,6 +222,42 @@ impl ClientBuilder {
                 self.error.get_or_insert(error.into());
             }
         }
+        self
+    }
+
+    /// Checks, right after authentication on every connection, that the
+    /// server serves these services compatibly: it calls `sockets.describe`
+    /// and compares the answer with these descriptors (usually
+    /// `CalculatorClient::descriptor()`). A missing service or method, or a
+    /// signature that breaks (docs/DESCRIPTOR.md §5), fails
+    /// [`connect`](Self::connect) with [`Error::Incompatible`] listing each
+    /// difference; a reconnect that finds one is a failed attempt. Methods
+    /// and services the server adds are compatible.
+    ///
+    /// ```no_run
+    /// # #[sockets::service] pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # async fn run(secret: sockets::crypto::Secret) -> Result<(), sockets::Error> {
+    /// let client = sockets::Client::builder()
+    ///     .secret(secret)
+    ///     .expect_services([CalculatorClient::descriptor()])
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn expect_services(
+        mut self,
+        services: impl IntoIterator<Item = &'static ServiceDescriptor>,
+    ) -> Self {
+        self.expected.extend(services);
+        self
+    }
+
+    /// Serves every call and notification from the server that no service
+    /// of this client serves with `service`, which gets the method's wire
+    /// name and its encoded arguments: a generic listener (`sockets listen`)
+    /// or a proxy. It is left out of `sockets.describe`.
+    pub fn serve_fallback<S: crate::Service>(mut self, service: S) -> Self {
+        self.services.set_fallback(std::sync::Arc::new(service));
         self
     }
 

@@ -14,11 +14,13 @@ use crate::connection::establish::{self, Established, ServerSetup};
 use crate::connection::{self, Handle, Params, Shared, Start};
 use crate::crypto::ResumptionSecret;
 use crate::crypto::session::AUTH_MAX_FRAME;
-use crate::error::Disconnect;
+use crate::describe;
+use crate::descriptor::ServiceDescriptor;
+use crate::error::{Disconnect, Error};
 use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::payloads::AuthResult;
 use crate::protocol::{CloseCode, Reason, codec};
-use crate::service::Origin;
+use crate::service::{Origin, Peer};
 use crate::transport::{self, Accepted, Conn, Gauge, Listener, TransportError};
 
 /// The longest a refused peer is given to send its upgrade request and read
@@ -345,4 +347,40 @@ async fn admit(
     if inner.stopping.load(Ordering::Acquire) {
         handle.close(Reason::ServerShuttingDown);
     }
+    if !inner.expected_clients.is_empty() {
+        tokio::spawn(require_services(
+            handle,
+            Arc::clone(&inner.expected_clients),
+        ));
+    }
+}
+
+/// Disconnects the client unless it serves `expected` compatibly.
+async fn require_services(handle: Handle, expected: Arc<[&'static ServiceDescriptor]>) {
+    let peer = Peer::new(Arc::new(handle.clone()));
+    match describe::check(&peer, &expected, false).await {
+        Ok(()) => {}
+        Err(Error::Incompatible(incompatible)) => {
+            tracing::debug!(id = %handle.id(), %incompatible, "client disconnected: incompatible services");
+            let reason = format!("incompatible services: {incompatible}");
+            handle.close(Disconnect::new(CloseCode::Disconnected, truncate(reason)));
+        }
+        Err(error) => {
+            tracing::debug!(id = %handle.id(), %error, "could not check the client's services")
+        }
+    }
+}
+
+/// A close reason short enough for a WebSocket close frame (123 bytes).
+fn truncate(mut reason: String) -> String {
+    const MAX: usize = 120;
+    if reason.len() > MAX {
+        let mut end = MAX - 3;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
+    }
+    reason
 }

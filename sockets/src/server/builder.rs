@@ -13,6 +13,8 @@ use super::registry::ResumptionConfig;
 use crate::config::{ConnectionConfig, MAX_DURATION, Vars, process_env};
 use crate::connection::establish::AuthHook;
 use crate::crypto::{Secret, Suite};
+use crate::describe::DescribeAccess;
+use crate::descriptor::ServiceDescriptor;
 use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::service::Context;
@@ -35,6 +37,9 @@ pub struct ServerBuilder {
     pub(super) unix_mode: u32,
     pub(super) resumption: ResumptionConfig,
     pub(super) hooks: Hooks,
+    pub(super) describe: DescribeAccess,
+    /// The services every client must serve compatibly, checked after auth.
+    pub(super) expected_clients: Vec<&'static ServiceDescriptor>,
     pub(super) error: Option<Error>,
 }
 
@@ -72,6 +77,8 @@ impl Default for ServerBuilder {
             unix_mode: 0o600,
             resumption: ResumptionConfig::default(),
             hooks: Hooks::default(),
+            describe: DescribeAccess::default(),
+            expected_clients: Vec::new(),
             error: None,
         }
     }
@@ -363,6 +370,20 @@ impl ServerBuilder {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
         self.tls.acceptor = Some(tokio_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// Checks that every client admitted serves these services compatibly:
+    /// right after authentication the server calls the client's
+    /// `sockets.describe` and compares (docs/DESCRIPTOR.md §5). A client
+    /// that does not is disconnected (close code 4006, `Disconnected`) with
+    /// a reason listing the differences; its `connect` has already
+    /// succeeded, so it sees the close as a lost connection.
+    pub fn expect_client_services(
+        mut self,
+        services: impl IntoIterator<Item = &'static ServiceDescriptor>,
+    ) -> Self {
+        self.expected_clients.extend(services);
         self
     }
 
