@@ -86,6 +86,10 @@ pub(crate) struct Method {
     pub open: bool,
     /// Fire-and-forget.
     pub notify: bool,
+    /// `#[sockets(validate)]`: the decoded arguments are validated before the handler runs.
+    pub validate: bool,
+    /// `#[sockets(guard = path)]`: checked before the arguments are decoded.
+    pub guard: Option<Path>,
     /// The call-context parameter, if the handler takes one.
     pub context: Option<ContextParam>,
     /// The parameters that travel, in order.

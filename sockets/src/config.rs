@@ -156,6 +156,16 @@ macro_rules! connection_setters {
             self.serve_arc(std::sync::Arc::new(service))
         }
 
+        /// Adds a guard that every call and notification to the services
+        /// this side serves passes before its handler runs (after the
+        /// guards added before it; see [`sockets::guard`](crate::guard)).
+        /// The reserved `sockets.describe` is not guarded: its access is
+        /// set with `describe`.
+        pub fn guard(mut self, guard: impl $crate::Guard) -> Self {
+            self.services.add_guard(std::sync::Arc::new(guard));
+            self
+        }
+
         /// As `serve`, for a service already in an `Arc`.
         pub fn serve_arc(mut self, service: std::sync::Arc<dyn $crate::Service>) -> Self {
             if let Err(error) = self.services.add(service) {

@@ -41,7 +41,7 @@ pub enum DescribeAccess {
 }
 
 /// The service's name: the prefix of the reserved method.
-const SERVICE: &str = "sockets";
+pub(crate) const SERVICE: &str = "sockets";
 
 static CLOSED: ServiceInfo = ServiceInfo {
     name: SERVICE,

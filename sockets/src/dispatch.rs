@@ -4,8 +4,10 @@
 //! A call that cannot start is answered at once: `UNKNOWN_METHOD`,
 //! `BAD_REQUEST` (arguments that do not decode, or a call to a notification
 //! method, which never replies), `UNAUTHORIZED` (a guest calling a method not marked open),
-//! `REJECTED` (the peer already has the maximum number of calls running) or
-//! `SHUTTING_DOWN`. Otherwise the handler is polled once by the connection's
+//! `REJECTED` (the peer already has the maximum number of calls running),
+//! `SHUTTING_DOWN`, or what a guard refused it with (`FORBIDDEN`, or
+//! `REJECTED` for a rate limit): the side's guards run after these checks,
+//! before the arguments are decoded. Otherwise the handler is polled once by the connection's
 //! task: one that is already done (most are) is answered at once, into the
 //! batch being written, without a task of its own. One
 //! that is not runs in its own task until it returns, the caller's deadline
@@ -35,8 +37,10 @@ use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::describe::{DescribeAccess, DescribeService};
+use crate::describe::{self, DescribeAccess, DescribeService};
+use crate::error::DispatchError;
 use crate::error::Error;
+use crate::guard::{Guard, Guards, Refusal};
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::service::{Context, MethodInfo, Service};
@@ -59,6 +63,8 @@ pub(crate) struct Services {
     dropped_notifications: AtomicU64,
     /// Serves what no service does (`ClientBuilder::serve_fallback`).
     fallback: Option<Arc<dyn Service>>,
+    /// The guards every call and notification to a user service passes.
+    guards: Guards,
 }
 
 /// How the fallback service is reached: by a call, or a notification.
@@ -84,6 +90,22 @@ impl Services {
             return Err(Error::Config(format!("service `{name}` is served twice")));
         }
         Ok(())
+    }
+
+    /// Adds a guard that every call and notification to these services
+    /// passes, after the ones added before it.
+    pub(crate) fn add_guard(&mut self, guard: Arc<dyn Guard>) {
+        self.guards.push(guard);
+    }
+
+    /// Runs the guards for a call or notification of `method` on `service`;
+    /// the reserved `sockets.describe` has its own access rule and is not
+    /// guarded.
+    fn guard(&self, service: &dyn Service, cx: &Context, method: &str) -> Result<(), Refusal> {
+        if self.guards.is_empty() || service.info().name == describe::SERVICE {
+            return Ok(());
+        }
+        self.guards.check(cx, method)
     }
 
     /// Notifications dropped so far, on every connection these services serve.
@@ -298,7 +320,12 @@ impl Inbound {
         }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
         let cx = context(deadline.map(Instant::into_std));
-        let handler = match Arc::clone(service).dispatch(cx, &method, &args) {
+        let dispatched = self
+            .services
+            .guard(&**service, &cx, &method)
+            .map_err(DispatchError::from)
+            .and_then(|()| Arc::clone(service).dispatch(cx, &method, &args));
+        let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {
                 return Dispatched::Reply(Message::Reply(Reply {
@@ -392,7 +419,13 @@ impl Inbound {
             self.services.dropped();
             return None;
         }
-        let handler = match Arc::clone(service).dispatch(context(), &method, &args) {
+        let cx = context();
+        let dispatched = self
+            .services
+            .guard(&**service, &cx, &method)
+            .map_err(DispatchError::from)
+            .and_then(|()| Arc::clone(service).dispatch(cx, &method, &args));
+        let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {
                 dropped(&error.to_string());

@@ -55,6 +55,11 @@ pub enum Error {
     /// The connection is a guest session and the method is not open to guests.
     #[error("unauthorized: the method is not open to guest sessions")]
     Unauthorized,
+    /// A guard on the peer refused the call, with its reason: this caller
+    /// may not call the method ([`Guard`](crate::Guard)). Retrying the same
+    /// call on the same connection fails again.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A limit was reached (calls in flight, connections); the call was not run.
     #[error("rejected: {0}")]
     Rejected(String),
@@ -97,6 +102,26 @@ pub enum Error {
     /// `sockets.describe`.
     #[error("incompatible services: {0}")]
     Incompatible(crate::descriptor::Incompatible),
+}
+
+impl Error {
+    /// The field errors of a call refused by the callee's argument
+    /// validation (`#[sockets(validate)]`): `Some` for an
+    /// [`Error::BadRequest`] that lists them, `None` otherwise.
+    ///
+    /// ```
+    /// let error = sockets::Error::BadRequest(
+    ///     r#"{"invalid":[{"path":"user.email","message":"not a valid email"}]}"#.into(),
+    /// );
+    /// let invalid = error.invalid_arguments().unwrap_or_default();
+    /// assert_eq!(invalid[0].path, "user.email");
+    /// ```
+    pub fn invalid_arguments(&self) -> Option<Vec<crate::validate::InvalidArgument>> {
+        match self {
+            Error::BadRequest(message) => crate::validate::parse(message),
+            _ => None,
+        }
+    }
 }
 
 fn kind_mismatch(method: &str, notify: bool) -> String {
@@ -161,9 +186,16 @@ pub enum DispatchError {
     /// The service has no method of that name.
     #[error("unknown method `{0}`")]
     UnknownMethod(String),
-    /// The arguments did not decode as the method's parameters.
+    /// The arguments did not decode as the method's parameters, or did not
+    /// pass the method's validation.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A guard refused the call: the caller may not call the method.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A guard refused the call for now (a rate limit); it did not run.
+    #[error("rejected: {0}")]
+    Rejected(String),
 }
 
 impl From<DispatchError> for RemoteError {
@@ -178,6 +210,14 @@ impl From<DispatchError> for RemoteError {
                 code: ErrorCode::BadRequest,
                 message: detail,
             },
+            DispatchError::Forbidden(reason) => RemoteError {
+                code: ErrorCode::Forbidden,
+                message: reason,
+            },
+            DispatchError::Rejected(reason) => RemoteError {
+                code: ErrorCode::Rejected,
+                message: reason,
+            },
         }
     }
 }
@@ -190,6 +230,7 @@ impl From<RemoteError> for Error {
             ErrorCode::UnknownMethod => Error::UnknownMethod(message),
             ErrorCode::BadRequest => Error::BadRequest(message),
             ErrorCode::Unauthorized => Error::Unauthorized,
+            ErrorCode::Forbidden => Error::Forbidden(message),
             ErrorCode::Rejected => Error::Rejected(message),
             ErrorCode::Timeout => Error::Timeout,
             ErrorCode::Internal => Error::Internal(message),

@@ -84,6 +84,7 @@ pub mod describe;
 pub mod descriptor;
 mod dispatch;
 pub mod error;
+pub mod guard;
 mod heartbeat;
 mod identity;
 mod macro_support;
@@ -93,16 +94,19 @@ pub mod service;
 mod signal;
 pub mod testing;
 mod transport;
+pub mod validate;
 
 pub use client::{Client, ClientBuilder, ClientState, Reconnect};
 pub use describe::DescribeAccess;
 pub use error::{Disconnect, Error, Result};
+pub use guard::{Guard, Refusal, ServiceExt};
 pub use heartbeat::Rtt;
 pub use identity::{ConnectionId, Headers, Meta, SessionKind};
 pub use server::{
     AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
 };
 pub use service::{CallOptions, Context, ContextBuilder, Peer, Service};
+pub use validate::InvalidArgument;
 
 /// The `bytes` crate, with its `serde` feature: a [`bytes::Bytes`] field of
 /// your own argument or return types travels as MessagePack `bin`.

@@ -302,3 +302,88 @@ mod tests {
         assert_eq!(decode_reply::<u8>("s.m", &[0x01]).unwrap(), 1);
     }
 }
+
+/// `#[sockets(guard = path)]`: runs the method's guard, given as a function
+/// so that a guard of another type is reported at its path.
+///
+/// # Errors
+/// The guard's refusal, as the dispatch error that answers the call.
+pub fn guard(
+    cx: &Context,
+    method: &str,
+    guard: fn(&Context, &str) -> Result<(), crate::guard::Refusal>,
+) -> Result<(), DispatchError> {
+    guard(cx, method).map_err(DispatchError::from)
+}
+
+/// `#[sockets(validate)]`: the field errors of a call's arguments, collected
+/// over all of them.
+#[derive(Default)]
+pub struct Invalid(Vec<crate::validate::InvalidArgument>);
+
+impl Invalid {
+    /// Validates the argument `arg`.
+    pub fn check<T: Validated + ?Sized>(&mut self, arg: &'static str, value: &T) {
+        value.validate_arg(arg, &mut self.0);
+    }
+
+    /// Refuses the call with `BAD_REQUEST` listing every field error, if any.
+    ///
+    /// # Errors
+    /// [`DispatchError::BadRequest`] with the field errors.
+    pub fn finish(self) -> Result<(), DispatchError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        Err(DispatchError::BadRequest(crate::validate::message(&self.0)))
+    }
+}
+
+/// An argument type that `#[sockets(validate)]` can check.
+#[cfg(feature = "validate")]
+#[diagnostic::on_unimplemented(
+    message = "`#[sockets(validate)]`: `{Self}` does not implement `garde::Validate` (with a `Default` context)",
+    label = "this argument cannot be validated",
+    note = "derive it with `#[derive(garde::Validate)]`, or leave `validate` off this method"
+)]
+pub trait Validated {
+    /// Appends the field errors of this argument, named `arg`.
+    fn validate_arg(&self, arg: &'static str, out: &mut Vec<crate::validate::InvalidArgument>);
+}
+
+#[cfg(feature = "validate")]
+impl<T> Validated for T
+where
+    T: garde::Validate + ?Sized,
+    T::Context: Default,
+{
+    fn validate_arg(&self, arg: &'static str, out: &mut Vec<crate::validate::InvalidArgument>) {
+        let mut report = garde::Report::new();
+        self.validate_into(
+            &T::Context::default(),
+            &mut || garde::Path::new(arg),
+            &mut report,
+        );
+        out.extend(
+            report
+                .iter()
+                .map(|(path, error)| crate::validate::InvalidArgument {
+                    path: path.to_string(),
+                    message: error.message().to_owned(),
+                }),
+        );
+    }
+}
+
+/// An argument type that `#[sockets(validate)]` can check: none without
+/// the `validate` feature.
+#[cfg(not(feature = "validate"))]
+#[diagnostic::on_unimplemented(
+    message = "`#[sockets(validate)]` needs the `validate` feature of `sockets`",
+    label = "this argument would be validated",
+    note = "enable it: `sockets = {{ version = \"...\", features = [\"validate\"] }}`"
+)]
+pub trait Validated {
+    /// Appends the field errors of this argument, named `arg`.
+    fn validate_arg(&self, arg: &'static str, out: &mut Vec<crate::validate::InvalidArgument>);
+}

@@ -3,6 +3,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::Ident;
+use syn::spanned::Spanned;
 
 use super::service::{krate_at, variant_pattern, vis};
 use crate::model::{Kind, Service, Shape};
@@ -82,7 +83,10 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
     let krate = &service.krate;
     let cfgs = &service.cfgs;
     let request = &service.names.request;
-    let uses_context = service.methods.iter().any(|m| m.context.is_some());
+    let uses_context = service
+        .methods
+        .iter()
+        .any(|m| m.context.is_some() || m.guard.is_some());
     // Hygienic: a user argument named `cx` cannot capture it.
     let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
     let arms = service.methods.iter().map(|m| {
@@ -119,9 +123,51 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         let handler = quote_spanned! {method.span()=>
             #krate::__private::handler(async move { #reply })
         };
+        // `#[sockets(validate)]`: every argument, every field error reported.
+        let validate = m.validate.then(|| {
+            let checks = m.args.iter().map(|a| {
+                let (ident, ty) = (&a.ident, &a.ty);
+                let name = ident.to_string();
+                let krate = krate_at(service, ty.span());
+                quote_spanned! {ty.span()=>
+                    #krate::__private::Invalid::check(&mut invalid, #name, &#ident);
+                }
+            });
+            quote! {
+                let mut invalid = #krate::__private::Invalid::default();
+                #(#checks)*
+                invalid.finish()?;
+            }
+        });
         quote! {
             #(#cfgs)*
-            #pattern => #krate::__private::Ok(#handler),
+            #pattern => {
+                #validate
+                #krate::__private::Ok(#handler)
+            }
+        }
+    });
+    // `#[sockets(guard = path)]`: before the arguments are decoded.
+    let guarded: Vec<_> = service
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let path = m.guard.as_ref()?;
+            let (cfgs, wire) = (&m.cfgs, &m.wire_name);
+            // Spanned at the path: a guard of the wrong type is reported there.
+            let krate = krate_at(service, path.span());
+            Some(quote_spanned! {path.span()=>
+                #(#cfgs)*
+                #wire => #krate::__private::guard(&#cx, method, #path)?,
+            })
+        })
+        .collect();
+    let guards = (!guarded.is_empty()).then(|| {
+        quote! {
+            match method {
+                #(#guarded)*
+                _ => {}
+            }
         }
     });
     let (impl_head, self_name, allow) = match service.kind {
@@ -157,6 +203,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 #krate::service::HandlerFuture,
                 #krate::service::DispatchError,
             > {
+                #guards
                 let request = <#request as #krate::service::ServiceRequest>::decode(method, args)?;
                 match request {
                     #(#arms)*

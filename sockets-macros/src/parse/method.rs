@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::{Attribute, FnArg, Ident, Pat, PatType, Path, ReturnType, Signature, Type};
 
 use super::names::upper_camel_case;
-use super::options::options;
+use super::options::{MethodOptions, options};
 use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape};
 use super::{doc_text, strip};
 use crate::errors::Errors;
@@ -54,7 +54,12 @@ pub(crate) fn method(
     errors: &mut Errors,
 ) -> Option<Method> {
     let reported = errors.count();
-    let (open, notify) = options(attrs, errors);
+    let MethodOptions {
+        open,
+        notify,
+        validate,
+        guard,
+    } = options(attrs, errors);
     for check in SIGNATURE_RULES {
         check(sig, rule, errors);
     }
@@ -80,6 +85,8 @@ pub(crate) fn method(
         attrs: kept,
         open,
         notify,
+        validate,
+        guard,
         context,
         args,
         output,

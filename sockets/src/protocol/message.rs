@@ -119,6 +119,9 @@ pub enum ErrorCode {
     Internal,
     /// The callee is shutting down and takes no new calls.
     ShuttingDown,
+    /// A guard refused the call for a reason it named: the caller may not
+    /// call the method (its role, its account, the method's policy).
+    Forbidden,
     /// A code this implementation does not know; kept so it can be reported.
     Other(u16),
 }
@@ -134,6 +137,7 @@ impl ErrorCode {
             Self::Timeout => 5,
             Self::Internal => 6,
             Self::ShuttingDown => 7,
+            Self::Forbidden => 8,
             Self::Other(code) => code,
         }
     }
@@ -149,6 +153,7 @@ impl ErrorCode {
             5 => Self::Timeout,
             6 => Self::Internal,
             7 => Self::ShuttingDown,
+            8 => Self::Forbidden,
             other => Self::Other(other),
         })
     }
