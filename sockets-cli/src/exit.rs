@@ -86,6 +86,7 @@ pub fn sockets_code(error: &Error) -> u8 {
         Error::Protocol(_) | Error::Codec(_) | Error::KindMismatch { .. } => 15,
         Error::Incompatible(_) => 16,
         Error::Remote { .. } => 17,
+        Error::Forbidden(_) => 18,
         _ => 1,
     }
 }
@@ -107,6 +108,7 @@ pub fn kind(error: &Error) -> &'static str {
         Error::Protocol(_) | Error::Codec(_) | Error::KindMismatch { .. } => "protocol",
         Error::Incompatible(_) => "incompatible",
         Error::Remote { .. } => "remote error",
+        Error::Forbidden(_) => "forbidden",
         _ => "other",
     }
 }
