@@ -53,3 +53,8 @@ fn agent() {
 fn greeter() {
     check("greeter", env!("CARGO_BIN_EXE_server"));
 }
+
+#[test]
+fn guards() {
+    check("guards", env!("CARGO_BIN_EXE_guards"));
+}
