@@ -40,10 +40,10 @@ use tokio::time::Instant;
 use crate::describe::{self, DescribeAccess, DescribeService};
 use crate::error::DispatchError;
 use crate::error::Error;
-use crate::guard::{Guard, Guards, Refusal};
+use crate::guard::{Guard, Guards};
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::service::{Context, MethodInfo, Service};
+use crate::service::{Context, HandlerFuture, MethodInfo, Service};
 use crate::signal::Signal;
 
 /// A handler that did not finish on its first poll, with its deadline and
@@ -98,14 +98,20 @@ impl Services {
         self.guards.push(guard);
     }
 
-    /// Runs the guards for a call or notification of `method` on `service`;
-    /// the reserved `sockets.describe` has its own access rule and is not
-    /// guarded.
-    fn guard(&self, service: &dyn Service, cx: &Context, method: &str) -> Result<(), Refusal> {
-        if self.guards.is_empty() || service.info().name == describe::SERVICE {
-            return Ok(());
+    /// Starts a call or notification of `method` on `service`, once this
+    /// side's guards let it through; the reserved `sockets.describe` has its
+    /// own access rule and is not guarded.
+    fn start(
+        &self,
+        service: &Arc<dyn Service>,
+        cx: Context,
+        method: &str,
+        args: &[u8],
+    ) -> Result<HandlerFuture, DispatchError> {
+        if !self.guards.is_empty() && service.info().name != describe::SERVICE {
+            self.guards.check(&cx, method)?;
         }
-        self.guards.check(cx, method)
+        Arc::clone(service).dispatch(cx, method, args)
     }
 
     /// Notifications dropped so far, on every connection these services serve.
@@ -320,11 +326,7 @@ impl Inbound {
         }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
         let cx = context(deadline.map(Instant::into_std));
-        let dispatched = self
-            .services
-            .guard(&**service, &cx, &method)
-            .map_err(DispatchError::from)
-            .and_then(|()| Arc::clone(service).dispatch(cx, &method, &args));
+        let dispatched = self.services.start(service, cx, &method, &args);
         let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {
@@ -420,11 +422,7 @@ impl Inbound {
             return None;
         }
         let cx = context();
-        let dispatched = self
-            .services
-            .guard(&**service, &cx, &method)
-            .map_err(DispatchError::from)
-            .and_then(|()| Arc::clone(service).dispatch(cx, &method, &args));
+        let dispatched = self.services.start(service, cx, &method, &args);
         let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {
