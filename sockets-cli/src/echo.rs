@@ -97,6 +97,8 @@ pub trait Echo {
     async fn log(&self, line: String);
     /// Answers after `ms` milliseconds.
     async fn sleep(&self, ms: u64) -> u64;
+    /// `0..n` as a stream (which `sockets call` does not open).
+    async fn count(&self, n: u64) -> sockets::Stream<u64>;
 }
 
 /// What the server pushes to its clients (`sockets listen` prints it).
@@ -175,6 +177,10 @@ impl Echo for EchoService {
     async fn sleep(&self, ms: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
         ms
+    }
+
+    async fn count(&self, n: u64) -> sockets::Stream<u64> {
+        sockets::Stream::new(futures_util::stream::iter(0..n))
     }
 }
 

@@ -21,6 +21,7 @@
 //! | 15 | protocol or codec error (a broken peer or reply) |
 //! | 16 | incompatible services |
 //! | 17 | the server answered with an error code this tool does not know |
+//! | 19 | the method returns a stream, which `call` and `bench` do not open |
 //! | 20 | the method returned its declared error (`Err`), printed as JSON |
 
 use sockets::Error;
@@ -41,6 +42,9 @@ pub enum CliError {
     /// Bad settings of the tool itself.
     #[error("{0}")]
     Config(String),
+    /// The method returns a stream: not something `call` or `bench` open.
+    #[error("{0}")]
+    Stream(String),
     /// The method returned its declared error (already printed).
     #[error("the method returned its declared error")]
     Declared,
@@ -63,6 +67,7 @@ impl CliError {
             Self::Arguments(_) => 3,
             Self::UnknownMethod(_) => 4,
             Self::Config(_) => 5,
+            Self::Stream(_) => 19,
             Self::Declared => 20,
             Self::Sockets(error) => sockets_code(error),
         }

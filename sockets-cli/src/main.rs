@@ -281,6 +281,17 @@ fn plain_args(args: Option<&Value>) -> Result<Vec<u8>, CliError> {
         .map_err(|e| CliError::Arguments(e.to_string()))
 }
 
+/// A streaming method is refused with its own exit code: one reply is all
+/// `call` and `bench` handle.
+fn refuse_streams(method: &str, descriptor: Option<&MethodDescriptor>) -> Result<(), CliError> {
+    if descriptor.is_some_and(|m| m.kind == MethodKind::ServerStream) {
+        return Err(CliError::Stream(format!(
+            "`{method}` returns a stream, which this tool does not open: read it from code (the generated client, or `Peer::stream`)"
+        )));
+    }
+    Ok(())
+}
+
 fn unknown_method(method: &str, document: &Document) -> String {
     let mut message = format!("the server has no method `{method}`; it offers:");
     for service in &document.services {
@@ -350,6 +361,7 @@ async fn call_on(
 ) -> Result<(Option<MethodDescriptor>, Option<sockets::bytes::Bytes>), CliError> {
     let peer = client.peer();
     let (descriptor, encoded) = prepare(&peer, connection, method, args).await?;
+    refuse_streams(method, descriptor.as_ref())?;
     let name = Cow::Owned(method.to_owned());
     if descriptor
         .as_ref()
@@ -505,6 +517,7 @@ async fn bench(
     }
     let (descriptor, encoded) =
         prepare(&clients[0].peer(), connection, method, args.as_ref()).await?;
+    refuse_streams(method, descriptor.as_ref())?;
     if descriptor.is_some_and(|m| m.kind == MethodKind::Notify) {
         return Err(CliError::Arguments(format!(
             "`{method}` is a notification method: nothing to measure"

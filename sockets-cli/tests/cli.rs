@@ -209,6 +209,14 @@ fn each_kind_of_error_has_its_own_exit_code_and_message() {
     );
     assert!(declared.stderr.contains("returned its declared error"));
 
+    let stream = call(&echo, "echo.count", "[3]");
+    assert_eq!(stream.code, 19, "{}", stream.stderr);
+    assert!(
+        stream.stderr.contains("returns a stream"),
+        "{}",
+        stream.stderr
+    );
+
     let not_json = call(&echo, "echo.add", "[1,");
     assert_eq!(not_json.code, 3);
     assert!(not_json.stderr.contains("not JSON"), "{}", not_json.stderr);

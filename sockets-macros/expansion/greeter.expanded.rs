@@ -50,21 +50,25 @@ impl GreeterRequest {
                 name: "greeter.hello",
                 open: false,
                 notify: false,
+                stream: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.whoami",
                 open: false,
                 notify: false,
+                stream: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.wave",
                 open: false,
                 notify: true,
+                stream: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.thumbnail",
                 open: false,
                 notify: false,
+                stream: false,
             },
         ],
     };
@@ -151,6 +155,14 @@ impl ::sockets::service::ServiceRequest for GreeterRequest {
             Self::Hello { .. } => false,
             Self::Whoami => false,
             Self::Wave => true,
+            Self::Thumbnail { .. } => false,
+        }
+    }
+    fn is_stream(&self) -> bool {
+        match self {
+            Self::Hello { .. } => false,
+            Self::Whoami => false,
+            Self::Wave => false,
             Self::Thumbnail { .. } => false,
         }
     }
@@ -282,6 +294,7 @@ impl<T: Greeter> ::sockets::Service for GreeterServer<T> {
         ::sockets::service::HandlerFuture,
         ::sockets::service::DispatchError,
     > {
+        let _ = &cx;
         let request = <GreeterRequest as ::sockets::service::ServiceRequest>::decode(method, args)?;
         match request {
             GreeterRequest::Hello { name } => {
@@ -334,6 +347,14 @@ impl GreeterClient {
     pub fn with_timeout(&self, timeout: ::sockets::__private::Duration) -> Self {
         self.with_options(::sockets::CallOptions {
             timeout: ::sockets::__private::Some(timeout),
+            ..self.options
+        })
+    }
+    #[doc = r" A copy of this client whose streams grant `window` (see"]
+    #[doc = r" `sockets::Window`); otherwise a streaming method's own window applies."]
+    pub fn with_window(&self, window: ::sockets::Window) -> Self {
+        self.with_options(::sockets::CallOptions {
+            window: ::sockets::__private::Some(window),
             ..self.options
         })
     }

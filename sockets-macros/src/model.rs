@@ -98,6 +98,10 @@ pub(crate) struct Method {
     pub output: Option<Type>,
     /// What the return type is spelled as: `Bytes` travels as `bin`.
     pub output_shape: Shape,
+    /// For a method returning `sockets::Stream<T>`: `T`, the item type.
+    pub stream_out: Option<Type>,
+    /// `#[sockets(window(items = N, bytes = M))]`: the stream's default window.
+    pub window: Option<(syn::LitInt, syn::LitInt)>,
     /// The parameters as written, receiver included (trait methods re-emit them).
     pub inputs: TokenStream,
     /// The whole item as written (minus our attributes), for when a later

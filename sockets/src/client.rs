@@ -80,6 +80,7 @@ use crate::identity::{ConnectionId, SessionKind};
 use crate::protocol::{CloseCode, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
+use crate::stream::{RawStream, Window};
 use crate::transport::{ClientTls, Connector, Endpoint};
 use hooks::Hooks;
 
@@ -701,6 +702,25 @@ impl Caller for Client {
         Box::pin(async move {
             let handle = inner.connection(false, Instant::now()).await?;
             handle.notify(method, args).await
+        })
+    }
+
+    fn stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
+            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
+            let handle = match inner.usable_connection() {
+                Some(handle) => handle,
+                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
+            };
+            handle.open_stream(method, args, window).await
         })
     }
 }

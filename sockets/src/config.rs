@@ -48,6 +48,8 @@ pub(crate) struct ConnectionConfig {
     pub(crate) max_frame: usize,
     pub(crate) max_message: usize,
     pub(crate) max_in_flight: usize,
+    /// Streams the peer may have open on this side at once.
+    pub(crate) max_streams: usize,
     /// Envelopes queued for the connection's task before senders wait.
     pub(crate) queue_capacity: usize,
 }
@@ -64,6 +66,7 @@ impl Default for ConnectionConfig {
             max_frame: limits.max_frame,
             max_message: limits.max_message,
             max_in_flight: 256,
+            max_streams: 1024,
             queue_capacity: 256,
         }
     }
@@ -103,7 +106,7 @@ impl ConnectionConfig {
                 "max frame must be at least 1 KiB and max message at least max frame".into(),
             ));
         }
-        if self.max_in_flight == 0 || self.queue_capacity == 0 {
+        if self.max_in_flight == 0 || self.queue_capacity == 0 || self.max_streams == 0 {
             return Err(Error::Config("limits must be at least 1".into()));
         }
         Ok(())
@@ -228,6 +231,14 @@ macro_rules! connection_setters {
         /// answered `Rejected`. Default 256 (`SOCKETS_MAX_IN_FLIGHT`).
         pub fn max_in_flight(mut self, calls: usize) -> Self {
             self.config.max_in_flight = calls;
+            self
+        }
+
+        /// Streams the peer may have open on this side at once (calls of
+        /// methods that return a stream); the opening call of one more is
+        /// answered `Rejected`. Default 1,024.
+        pub fn max_streams(mut self, streams: usize) -> Self {
+            self.config.max_streams = streams;
             self
         }
 

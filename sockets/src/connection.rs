@@ -25,6 +25,7 @@ pub(crate) mod establish;
 mod io;
 mod outbound;
 mod queue;
+mod streams;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::{Call, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
+use crate::stream::{RawStream, Window};
 
 pub(crate) use io::{Start, spawn};
 use outbound::Outbound;
@@ -84,6 +86,8 @@ pub(crate) struct Shared {
     server_id: Option<ConnectionId>,
     outbound: Outbound,
     inbound: Inbound,
+    /// Streams both ways, with their flow control.
+    streams: streams::Streams,
     /// The handle handlers get to call this peer back ([`Shared::peer`]).
     peer: OnceLock<Peer>,
     closing: Signal<Option<Closing>>,
@@ -116,6 +120,7 @@ impl Shared {
             rtt: Rtt::default(),
             connected_since: SystemTime::now(),
             outbound: Outbound::new(config.queue_capacity),
+            streams: streams::Streams::new(config.max_streams, config.max_message),
             inbound: Inbound::new(
                 params.services,
                 params.peer_is_guest,
@@ -147,6 +152,7 @@ impl Shared {
         if first {
             tracing::debug!(id = %self.id, %reason, "connection closing");
             self.outbound.fail_all(&reason);
+            self.streams.close(&reason);
             self.inbound.abort_all();
         }
         first
@@ -162,6 +168,20 @@ impl Shared {
             self.closed_reason()
                 .unwrap_or_else(|| Disconnect::lost("connection lost")),
         )
+    }
+
+    /// Queues a small control envelope (a cancel, a credit, a stop) without
+    /// waiting: when the queue is full, a task sends it once there is room.
+    fn send_soon(self: &Arc<Self>, message: Message) {
+        let queue = self.outbound.queue();
+        if let Err(TrySendError::Full(message)) = queue.try_send(message)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let shared = Arc::clone(self);
+            runtime.spawn(async move {
+                let _ = shared.outbound.queue().send(message).await;
+            });
+        }
     }
 
     /// Closes a retired connection whose last call just ended.
@@ -237,16 +257,7 @@ impl Drop for CallGuard {
         if !abandoned {
             return;
         }
-        let cancel = Message::Cancel { id: self.id };
-        let queue = self.shared.outbound.queue();
-        if let Err(TrySendError::Full(cancel)) = queue.try_send(cancel)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let shared = Arc::clone(&self.shared);
-            runtime.spawn(async move {
-                let _ = shared.outbound.queue().send(cancel).await;
-            });
-        }
+        self.shared.send_soon(Message::Cancel { id: self.id });
     }
 }
 
@@ -388,6 +399,33 @@ impl Handle {
         }
     }
 
+    /// Opens a stream: calls the streaming `method`, granting `window`.
+    ///
+    /// # Cancel safety
+    /// Dropping the returned stream stops it on the peer.
+    pub(crate) async fn open_stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        window: Window,
+    ) -> Result<RawStream, Error> {
+        let shared = &self.0;
+        if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
+            return Err(Error::Rejected(
+                "the arguments exceed the maximum message size".into(),
+            ));
+        }
+        let call = |id| {
+            Message::Call(Call {
+                id,
+                method,
+                timeout_ms: None,
+                args: args.into(),
+            })
+        };
+        streams::open(shared, call, window).await
+    }
+
     /// Closes the connection with an authenticated CLOSE carrying `reason`.
     pub(crate) fn close(&self, reason: impl Into<Disconnect>) {
         self.0.close(reason.into(), true);
@@ -439,6 +477,17 @@ impl Caller for Handle {
         let handle = self.clone();
         Box::pin(async move { handle.notify(method, args).await })
     }
+
+    fn stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        _options: CallOptions,
+        window: Window,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let handle = self.clone();
+        Box::pin(async move { handle.open_stream(method, args, window).await })
+    }
 }
 
 impl Handle {
@@ -486,6 +535,19 @@ impl Caller for WeakHandle {
     ) -> BoxFuture<'static, Result<(), Error>> {
         match self.handle() {
             Ok(handle) => Caller::notify(&handle, method, args),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        match self.handle() {
+            Ok(handle) => Caller::stream(&handle, method, args, options, window),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }

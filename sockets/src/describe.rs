@@ -49,6 +49,7 @@ static CLOSED: ServiceInfo = ServiceInfo {
         name: DESCRIBE_METHOD,
         open: false,
         notify: false,
+        stream: false,
     }],
 };
 
@@ -58,6 +59,7 @@ static OPEN: ServiceInfo = ServiceInfo {
         name: DESCRIBE_METHOD,
         open: true,
         notify: false,
+        stream: false,
     }],
 };
 

@@ -156,6 +156,10 @@ pub struct MethodDescriptor {
     /// For a method declared `-> Result<T, E>`, `E`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Type>,
+    /// For a `server_stream` method (declared `-> sockets::Stream<T>`), `T`:
+    /// the type of each item the callee sends. `returns` is then absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_out: Option<Type>,
     /// `sha256:` and the hex SHA-256 of the method's canonical signature.
     pub hash: String,
 }
@@ -188,8 +192,16 @@ impl MethodDescriptor {
             params,
             returns,
             error,
+            stream_out: None,
             hash: String::new(),
         }
+    }
+
+    /// This descriptor with `item` as the type of the items it streams to
+    /// its caller ([`MethodDescriptor::stream_out`]).
+    pub fn with_stream_out(mut self, item: Type) -> Self {
+        self.stream_out = Some(item);
+        self
     }
 
     /// The method's name without its service prefix (`add` for `calculator.add`).
@@ -227,8 +239,8 @@ fn split_result(ty: Type) -> Result<(Type, Type), Type> {
     }
 }
 
-/// How a method is invoked. Stream kinds will join these (`docs/DESCRIPTOR.md`
-/// reserves the place); a kind this version does not know reads as
+/// How a method is invoked. `client_stream` and `bidi_stream` are reserved
+/// (`docs/DESCRIPTOR.md`); a kind this version does not know reads as
 /// [`MethodKind::Other`], which is compatible with nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -238,6 +250,9 @@ pub enum MethodKind {
     Call,
     /// A notification: no reply (`#[sockets(notify)]`).
     Notify,
+    /// A call answered with a stream of items (`-> sockets::Stream<T>`,
+    /// docs/PROTOCOL.md §9.7); the item type is `stream_out`.
+    ServerStream,
     /// A kind from a newer version.
     #[serde(other)]
     Other,

@@ -43,7 +43,7 @@ use crate::error::Error;
 use crate::guard::{Guard, Guards};
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
-use crate::service::{Context, HandlerFuture, MethodInfo, Service};
+use crate::service::{Context, HandlerFuture, MethodInfo, Service, StreamHandlerFuture};
 use crate::signal::Signal;
 
 /// A handler that did not finish on its first poll, with its deadline and
@@ -72,11 +72,13 @@ static FALLBACK_CALL: MethodInfo = MethodInfo {
     name: "*",
     open: false,
     notify: false,
+    stream: false,
 };
 static FALLBACK_NOTIFY: MethodInfo = MethodInfo {
     name: "*",
     open: false,
     notify: true,
+    stream: false,
 };
 
 impl Services {
@@ -112,6 +114,20 @@ impl Services {
             self.guards.check(&cx, method)?;
         }
         Arc::clone(service).dispatch(cx, method, args)
+    }
+
+    /// As [`Services::start`], for a streaming method.
+    fn start_stream(
+        &self,
+        service: &Arc<dyn Service>,
+        cx: Context,
+        method: &str,
+        args: &[u8],
+    ) -> Result<StreamHandlerFuture, DispatchError> {
+        if !self.guards.is_empty() {
+            self.guards.check(&cx, method)?;
+        }
+        Arc::clone(service).dispatch_stream(cx, method, args)
     }
 
     /// Notifications dropped so far, on every connection these services serve.
@@ -181,6 +197,9 @@ pub(crate) enum Dispatched {
     Reply(Message),
     /// A handler to run in a task of its own ([`Inbound::run`]).
     Running(u64, PendingReply),
+    /// The handler of a streaming method, for the connection to run and
+    /// send the items of (it owns the stream's flow control).
+    Stream(u64, StreamHandlerFuture),
 }
 
 /// The inbound half of a connection: what the peer may call, and the
@@ -257,7 +276,11 @@ impl Inbound {
 
     /// The service that serves a call and whether a call with its id is
     /// already running, or the reply that refuses it.
-    fn admit(&self, id: u64, method: &str) -> Result<(&Arc<dyn Service>, bool), Message> {
+    fn admit(
+        &self,
+        id: u64,
+        method: &str,
+    ) -> Result<(&Arc<dyn Service>, &'static MethodInfo, bool), Message> {
         if self.draining.load(Ordering::Acquire) {
             return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
         }
@@ -291,7 +314,7 @@ impl Inbound {
                 "too many calls in flight",
             ));
         }
-        Ok((service, recorded))
+        Ok((service, info, recorded))
     }
 
     /// A call from the peer: the reply to send now, or its handler to run.
@@ -312,7 +335,7 @@ impl Inbound {
             timeout_ms,
             args,
         } = call;
-        let (service, recorded) = match self.admit(id, &method) {
+        let (service, info, recorded) = match self.admit(id, &method) {
             Ok(admitted) => admitted,
             Err(refusal) => return Dispatched::Reply(refusal),
         };
@@ -323,6 +346,19 @@ impl Inbound {
                 ErrorCode::Timeout,
                 "the deadline had passed when the call arrived",
             ));
+        }
+        if info.stream {
+            // A stream has no deadline once open: it ends when either side ends it.
+            return match self
+                .services
+                .start_stream(service, context(None), &method, &args)
+            {
+                Ok(handler) => Dispatched::Stream(id, handler),
+                Err(error) => Dispatched::Reply(Message::Reply(Reply {
+                    id,
+                    outcome: Outcome::Err(RemoteError::from(error)),
+                })),
+            };
         }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
         let cx = context(deadline.map(Instant::into_std));

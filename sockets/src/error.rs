@@ -63,6 +63,12 @@ pub enum Error {
     /// A limit was reached (calls in flight, connections); the call was not run.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// A stream from a [`Topic`](crate::Topic) ended because its subscriber
+    /// fell further behind than its buffer holds
+    /// ([`Topic::subscribe_until_lag`](crate::Topic::subscribe_until_lag));
+    /// the message says how many items it missed.
+    #[error("lagged: {0}")]
+    Lagged(String),
     /// The peer's handler panicked or its result could not be encoded.
     #[error("remote internal error: {0}")]
     Internal(String),
@@ -231,6 +237,7 @@ impl From<RemoteError> for Error {
             ErrorCode::BadRequest => Error::BadRequest(message),
             ErrorCode::Unauthorized => Error::Unauthorized,
             ErrorCode::Forbidden => Error::Forbidden(message),
+            ErrorCode::Lagged => Error::Lagged(message),
             ErrorCode::Rejected => Error::Rejected(message),
             ErrorCode::Timeout => Error::Timeout,
             ErrorCode::Internal => Error::Internal(message),

@@ -79,6 +79,7 @@ pub mod client;
 pub mod config;
 mod connection;
 mod correlation;
+mod credit;
 pub mod crypto;
 pub mod describe;
 pub mod descriptor;
@@ -92,6 +93,7 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 mod signal;
+pub mod stream;
 pub mod testing;
 mod transport;
 pub mod validate;
@@ -106,6 +108,7 @@ pub use server::{
     AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
 };
 pub use service::{CallOptions, Context, ContextBuilder, Peer, Service};
+pub use stream::{Feed, Overflow, Stream, Topic, Window};
 pub use validate::InvalidArgument;
 
 /// The `bytes` crate, with its `serde` feature: a [`bytes::Bytes`] field of
@@ -159,7 +162,7 @@ pub mod __internal {
         pub use crate::protocol::CloseCode;
         pub use crate::protocol::close::Reason;
         pub use crate::protocol::message::{
-            Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply,
+            Call, ErrorCode, Half, Message, Notify, Outcome, RemoteError, Reply,
         };
 
         /// The protocol version byte.

@@ -15,7 +15,10 @@ use serde::de::DeserializeOwned;
 use crate::descriptor::{Field, MethodDescriptor, MethodKind, ServiceDescriptor, Type};
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
-use crate::service::{CallOptions, Context, DispatchError, HandlerFuture, Peer};
+use crate::service::{
+    CallOptions, Context, DispatchError, HandlerFuture, Peer, StreamHandlerFuture,
+};
+use crate::stream::{Stream, Window};
 
 /// A type to trace for a descriptor: `(&Probe::<T>::new()).trace_type()`
 /// traces `T` when it is serde's ([`TraceSerde`]), and falls back to `any`
@@ -81,6 +84,29 @@ pub fn describe_method(
     MethodDescriptor::new(name, kind, open, doc, params, returns)
 }
 
+/// A streaming method's descriptor (kind `server_stream`), from what the
+/// macro knows and the traced types.
+pub fn describe_stream_method(
+    name: &'static str,
+    open: bool,
+    doc: &'static str,
+    params: Vec<(&'static str, Type)>,
+    item: Type,
+) -> MethodDescriptor {
+    let params = params
+        .into_iter()
+        .map(|(name, ty)| Field::new(name, ty))
+        .collect();
+    MethodDescriptor::new(name, MethodKind::ServerStream, open, doc, params, None)
+        .with_stream_out(item)
+}
+
+/// The error for a reply to a streaming method: it has none, its items
+/// come as a stream.
+pub fn stream_reply(method: &str) -> Error {
+    crate::service::stream_reply(method)
+}
+
 /// A service's descriptor, hashes computed.
 pub fn describe_service(
     name: &'static str,
@@ -143,6 +169,59 @@ impl CallContext for Context {
     fn owned(cx: Context) -> Self {
         cx
     }
+}
+
+/// A type a stream may carry as its items.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the item type of a stream",
+    label = "not an owned, serde-serializable type",
+    note = "stream items travel as MessagePack: the type must implement `serde::Serialize` and `serde::Deserialize` without borrowing, and be `Send + 'static`"
+)]
+pub trait Item: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Item for T {}
+
+/// Compiles only if `T` may be a stream's item.
+pub const fn assert_item<T: Item>() {}
+
+/// Boxes the running handler of a streaming method; its stream's items are
+/// encoded as they are sent.
+pub fn stream_handler<F, T>(future: F) -> StreamHandlerFuture
+where
+    F: Future<Output = Stream<T>> + Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    Box::pin(async move { future.await.into_raw() })
+}
+
+/// A method's window, `#[sockets(window(items = N, bytes = M))]`.
+pub const fn window(items: u32, bytes: u32) -> Option<Window> {
+    Some(Window::new(items, bytes))
+}
+
+/// Opens a stream of `method` through `peer`: the window is the call's
+/// ([`CallOptions::window`]), else the method's, else the default.
+///
+/// # Errors
+/// As [`Peer::stream`].
+pub async fn open_stream<A, T>(
+    peer: &Peer,
+    method: &'static str,
+    args: &A,
+    options: CallOptions,
+    window: Option<Window>,
+) -> Result<Stream<T>, Error>
+where
+    A: Serialize + ?Sized,
+    T: Send + 'static,
+{
+    let args = codec::to_vec(args)?;
+    let window = options.window.or(window).unwrap_or_default();
+    let raw = peer
+        .caller()
+        .stream(Cow::Borrowed(method), args, options, window)
+        .await?;
+    Ok(Stream::from_raw(raw))
 }
 
 /// Compiles only if `T` may be an argument.

@@ -34,7 +34,7 @@ pub(crate) mod payloads;
 
 pub use close::CloseCode;
 pub(crate) use close::Reason;
-pub(crate) use message::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+pub(crate) use message::{Call, ErrorCode, Half, Message, Notify, Outcome, RemoteError, Reply};
 
 /// The protocol version byte that opens every handshake message and frame header.
 pub(crate) const VERSION: u8 = 0x01;

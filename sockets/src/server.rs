@@ -70,6 +70,7 @@ use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::{CloseCode, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Encoded, Peer, ServiceRequest};
+use crate::stream::{RawStream, Window};
 use crate::transport::{Conn, Framing, HttpOptions, Io, Listener, PreAuthBytes, ServerTls};
 use registry::{Delivery, Registry};
 
@@ -796,6 +797,28 @@ impl Caller for SessionCaller {
             });
         match handle {
             Ok(handle) => Caller::call(&handle, method, args, options),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let handle = self
+            .server()
+            .and_then(|inner| match inner.registry.get(self.id) {
+                Some(handle) => Ok(handle),
+                None if inner.registry.contains(self.id) => Err(Error::Disconnected(
+                    Disconnect::lost("the session waits for its client to reconnect"),
+                )),
+                None => Err(Error::UnknownConnection(self.id)),
+            });
+        match handle {
+            Ok(handle) => Caller::stream(&handle, method, args, options, window),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }

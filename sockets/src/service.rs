@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::protocol::codec::{self, CodecError};
+use crate::stream::{RawStream, Stream, Window};
 
 /// A boxed, sendable future, as dispatch and peers return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -44,6 +45,10 @@ pub struct MethodInfo {
     pub open: bool,
     /// Fire-and-forget: called with a notification, never replied to (`#[sockets(notify)]`).
     pub notify: bool,
+    /// Answers with a stream of items instead of one reply (a method
+    /// returning [`Stream`]): started with
+    /// [`Service::dispatch_stream`].
+    pub stream: bool,
 }
 
 /// A service's static description.
@@ -64,6 +69,10 @@ impl ServiceInfo {
 
 /// The running handler of one call: resolves to its encoded return value.
 pub type HandlerFuture = BoxFuture<'static, Result<Vec<u8>, CodecError>>;
+
+/// The running handler of a streaming call: resolves to its stream of
+/// encoded items.
+pub type StreamHandlerFuture = BoxFuture<'static, RawStream>;
 
 /// A service the runtime can serve. `#[sockets::service]` implements it; a
 /// hand-written implementation is possible but rarely needed.
@@ -95,6 +104,24 @@ pub trait Service: Send + Sync + 'static {
         method: &str,
         args: &[u8],
     ) -> Result<HandlerFuture, DispatchError>;
+
+    /// Starts one call of a streaming method ([`MethodInfo::stream`]):
+    /// decodes `args` and returns the running handler, which resolves to
+    /// the stream of encoded items. The runtime polls that stream only
+    /// while the caller has granted credit, and drops it when the caller
+    /// stops. The default serves no streaming method.
+    ///
+    /// # Errors
+    /// [`DispatchError::UnknownMethod`] or [`DispatchError::BadRequest`].
+    fn dispatch_stream(
+        self: Arc<Self>,
+        cx: Context,
+        method: &str,
+        args: &[u8],
+    ) -> Result<StreamHandlerFuture, DispatchError> {
+        let _ = (cx, args);
+        Err(DispatchError::UnknownMethod(method.to_owned()))
+    }
 }
 
 /// A typed request enum: one variant per method of a service.
@@ -110,6 +137,13 @@ pub trait ServiceRequest: Send + Sync + 'static {
     /// send such a request as a call, and any other request as a
     /// notification ([`Error::KindMismatch`]).
     fn is_notify(&self) -> bool;
+
+    /// Whether the method returns a stream. Such a request cannot be sent
+    /// as a call with one reply: open it with the generated client or
+    /// [`Peer::stream`].
+    fn is_stream(&self) -> bool {
+        false
+    }
 
     /// Appends the encoded arguments (one MessagePack array) to `out`.
     ///
@@ -139,10 +173,15 @@ pub trait ServiceResponse: Send + Sized + 'static {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// How long to wait for the reply; `None` takes the connection's default.
+    /// A stream has no deadline once open.
     pub timeout: Option<Duration>,
     /// If the connection is down, wait for the client to reconnect (up to the
     /// timeout) instead of failing at once with [`Error::Disconnected`].
     pub wait_for_connection: bool,
+    /// For a streaming method: the flow-control window this side grants
+    /// the sender; `None` takes the method's (`#[sockets(window(...))]`),
+    /// else [`Window::DEFAULT`].
+    pub window: Option<Window>,
 }
 
 impl CallOptions {
@@ -151,6 +190,14 @@ impl CallOptions {
         Self {
             timeout: Some(timeout),
             ..Self::default()
+        }
+    }
+
+    /// These options with a stream window.
+    pub fn with_window(self, window: Window) -> Self {
+        Self {
+            window: Some(window),
+            ..self
         }
     }
 }
@@ -174,6 +221,26 @@ pub trait Caller: Send + Sync + 'static {
         method: Cow<'static, str>,
         args: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// Opens a stream: sends a call of a streaming method with
+    /// already-encoded arguments, granting `window`, and resolves once it
+    /// is sent to the stream of encoded items. A refusal (an unknown method,
+    /// a limit) is the stream's one `Err`. The default opens none:
+    /// [`Error::Rejected`].
+    ///
+    /// Dropping the stream stops it on the remote side.
+    fn stream(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let _ = (args, options, window);
+        Box::pin(std::future::ready(Err(Error::Rejected(format!(
+            "`{method}`: this caller does not open streams"
+        )))))
+    }
 }
 
 /// A cheap, cloneable handle to call or notify the other side of a connection.
@@ -224,6 +291,36 @@ impl Peer {
         self.caller
             .notify(Cow::Owned(method.to_owned()), args)
             .await
+    }
+
+    /// Calls the streaming `method` with `args` (a tuple of its arguments)
+    /// and returns the stream of its items, decoded as `T` as they are
+    /// taken. The window is `options.window`, else [`Window::DEFAULT`].
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] when there is no connection; [`Error::Codec`]
+    /// when the arguments do not encode. A refusal of the call
+    /// (`UnknownMethod`, `Rejected`, ...) is the stream's one `Err` item.
+    ///
+    /// # Cancel safety
+    /// Dropping the stream stops it on the peer.
+    pub async fn stream<A, T>(
+        &self,
+        method: &str,
+        args: &A,
+        options: CallOptions,
+    ) -> Result<Stream<T>, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Send + 'static,
+    {
+        let args = codec::to_vec(args)?;
+        let window = options.window.unwrap_or_default();
+        let raw = self
+            .caller
+            .stream(Cow::Owned(method.to_owned()), args, options, window)
+            .await?;
+        Ok(Stream::from_raw(raw))
     }
 
     /// Sends a typed request and returns the typed response.
@@ -318,6 +415,9 @@ impl Encoded {
 /// # Errors
 /// [`Error::KindMismatch`] for a notification method.
 fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
+    if request.is_stream() {
+        return Err(stream_reply(request.method()));
+    }
     if request.is_notify() {
         return Err(Error::KindMismatch {
             method: request.method().to_owned(),
@@ -325,6 +425,14 @@ fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The error for a streaming method sent as a call, or a reply to one: it
+/// has no reply, its items come as a stream.
+pub(crate) fn stream_reply(method: &str) -> Error {
+    Error::Protocol(format!(
+        "`{method}` returns a stream: open it with the generated client or `Peer::stream`"
+    ))
 }
 
 /// `Ok` when `request` is for a notification method, so it may be sent as a notification.

@@ -87,6 +87,7 @@ const fn method(name: &'static str, open: bool) -> MethodInfo {
         name,
         open,
         notify: false,
+        stream: false,
     }
 }
 
@@ -223,6 +224,7 @@ static INBOX: ServiceInfo = ServiceInfo {
             name: "inbox.news",
             open: false,
             notify: true,
+            stream: false,
         },
     ],
 };

@@ -286,6 +286,7 @@ async fn per_call_options_reach_the_caller() {
     let waiting = calc.with_options(CallOptions {
         timeout: None,
         wait_for_connection: true,
+        ..CallOptions::default()
     });
     waiting.add(1, 1).await.unwrap();
 
@@ -302,7 +303,8 @@ async fn per_call_options_reach_the_caller() {
                 "calculator.add",
                 CallOptions {
                     timeout: None,
-                    wait_for_connection: true
+                    wait_for_connection: true,
+                    ..CallOptions::default()
                 }
             ),
         ]

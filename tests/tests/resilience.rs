@@ -152,6 +152,7 @@ async fn calls_can_wait_for_the_connection_to_come_back() {
         let options = CallOptions {
             timeout: Some(Duration::from_secs(10)),
             wait_for_connection: true,
+            ..CallOptions::default()
         };
         async move { peer.call::<_, i64>("calc.add", &(2, 3), options).await }
     });

@@ -61,6 +61,15 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
                 })
             }
 
+            /// A copy of this client whose streams grant `window` (see
+            /// `sockets::Window`); otherwise a streaming method's own window applies.
+            pub fn with_window(&self, window: #krate::Window) -> Self {
+                self.with_options(#krate::CallOptions {
+                    window: #krate::__private::Some(window),
+                    ..self.options
+                })
+            }
+
             /// The peer this client calls.
             pub fn peer(&self) -> &#krate::Peer {
                 &self.peer
@@ -100,6 +109,24 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
     // The whole call is spanned at the method, so rustc reports a return type
     // that cannot be decoded there.
     let span = ident.span();
+    if let Some(item) = &m.stream_out {
+        let default_doc = format!(
+            "Opens `{wire}` on the peer: a stream of its items, ending when the peer's stream ends."
+        );
+        let docs = docs_or(&m.docs, &default_doc);
+        let window = match &m.window {
+            Some((items, bytes)) => quote!(#krate::__private::window(#items, #bytes)),
+            None => quote!(#krate::__private::None),
+        };
+        let open = at_method(m, quote!(#krate::__private::open_stream));
+        return quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params),*) -> #krate::__private::Result<#krate::Stream<#item>, #krate::Error> {
+                #open(&self.peer, #wire, &#tuple, self.options, #window).await
+            }
+        };
+    }
     let send = if m.notify {
         let notify = at_method(m, quote!(#krate::__private::notify));
         quote_spanned!(span=> #notify(&self.peer, #wire, &#tuple))

@@ -47,6 +47,18 @@ fn describe_method(krate: &syn::Path, m: &Method) -> TokenStream {
         let trace = trace(krate, &a.ty, a.shape);
         quote!((#name, #trace))
     });
+    if let Some(item) = &m.stream_out {
+        let item = trace(krate, item, Shape::Other);
+        return quote! {
+            #krate::__private::describe_stream_method(
+                #wire,
+                #open,
+                #doc,
+                #krate::__private::From::from([#(#params),*]),
+                #item,
+            )
+        };
+    }
     let returns = if m.notify {
         quote!(#krate::__private::None)
     } else {

@@ -89,8 +89,16 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
         .any(|m| m.context.is_some() || m.guard.is_some());
     // Hygienic: a user argument named `cx` cannot capture it.
     let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
-    let arms = service.methods.iter().map(|m| {
+    let arm = |m: &crate::model::Method, streaming: bool| {
         let (cfgs, method) = (&m.cfgs, &m.ident);
+        if streaming != m.stream_out.is_some() {
+            // Served by the other entry point; the runtime routes by `MethodInfo::stream`.
+            let variant = &m.variant;
+            return quote! {
+                #(#cfgs)*
+                #request::#variant { .. } => #krate::__private::Err(#krate::__private::unknown_method(method)),
+            };
+        }
         let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
         let context = m.context.as_ref().map(|c| {
             // Through `CallContext`, so a type merely named `Context` is
@@ -120,8 +128,14 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             Shape::Bytes => quote_spanned!(method.span()=> #krate::__private::to_bin(#call.await)),
             Shape::String | Shape::Other => quote_spanned!(method.span()=> #call.await),
         };
-        let handler = quote_spanned! {method.span()=>
-            #krate::__private::handler(async move { #reply })
+        let handler = if streaming {
+            quote_spanned! {method.span()=>
+                #krate::__private::stream_handler(async move { #reply })
+            }
+        } else {
+            quote_spanned! {method.span()=>
+                #krate::__private::handler(async move { #reply })
+            }
         };
         // `#[sockets(validate)]`: every argument, every field error reported.
         let validate = m.validate.then(|| {
@@ -146,7 +160,10 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 #krate::__private::Ok(#handler)
             }
         }
-    });
+    };
+    let arms: Vec<_> = service.methods.iter().map(|m| arm(m, false)).collect();
+    let stream_arms: Vec<_> = service.methods.iter().map(|m| arm(m, true)).collect();
+    let any_stream = service.methods.iter().any(|m| m.stream_out.is_some());
     // `#[sockets(guard = path)]`: before the arguments are decoded.
     let guarded: Vec<_> = service
         .methods
@@ -182,6 +199,26 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             (quote!(impl), quote!(#server), Some(allow))
         }
     };
+    let dispatch_stream = any_stream.then(|| {
+        quote! {
+            #allow
+            fn dispatch_stream(
+                self: #krate::__private::Arc<Self>,
+                #cx: #krate::Context,
+                method: &str,
+                args: &[u8],
+            ) -> #krate::__private::Result<
+                #krate::service::StreamHandlerFuture,
+                #krate::service::DispatchError,
+            > {
+                #guards
+                let request = <#request as #krate::service::ServiceRequest>::decode(method, args)?;
+                match request {
+                    #(#stream_arms)*
+                }
+            }
+        }
+    });
     quote! {
         #(#cfgs)*
         #impl_head #krate::Service for #self_name {
@@ -203,12 +240,15 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 #krate::service::HandlerFuture,
                 #krate::service::DispatchError,
             > {
+                let _ = &#cx;
                 #guards
                 let request = <#request as #krate::service::ServiceRequest>::decode(method, args)?;
                 match request {
                     #(#arms)*
                 }
             }
+
+            #dispatch_stream
         }
     }
 }

@@ -135,9 +135,10 @@ fn request_info(service: &Service) -> TokenStream {
     let methods = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
         let (wire, open, notify) = (&m.wire_name, m.open, m.notify);
+        let stream = m.stream_out.is_some();
         quote! {
             #(#cfgs)*
-            #krate::service::MethodInfo { name: #wire, open: #open, notify: #notify }
+            #krate::service::MethodInfo { name: #wire, open: #open, notify: #notify, stream: #stream }
         }
     });
     quote! {
@@ -166,6 +167,11 @@ fn request_impl(service: &Service) -> TokenStream {
         let (cfgs, notify) = (&m.cfgs, m.notify);
         let pattern = variant_wildcard(m);
         quote!(#(#cfgs)* #pattern => #notify,)
+    });
+    let streams = service.methods.iter().map(|m| {
+        let (cfgs, stream) = (&m.cfgs, m.stream_out.is_some());
+        let pattern = variant_wildcard(m);
+        quote!(#(#cfgs)* #pattern => #stream,)
     });
     let encode = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
@@ -241,6 +247,12 @@ fn request_impl(service: &Service) -> TokenStream {
                 }
             }
 
+            fn is_stream(&self) -> bool {
+                match #scrutinee {
+                    #(#streams)*
+                }
+            }
+
             fn encode_args(
                 &self,
                 out: &mut #krate::__private::Vec<u8>,
@@ -298,6 +310,12 @@ fn response_impl(service: &Service) -> TokenStream {
     let response = &service.names.response;
     let arms = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
+        if m.stream_out.is_some() {
+            return quote! {
+                #(#cfgs)*
+                #wire => #krate::__private::Err(#krate::__private::stream_reply(method)),
+            };
+        }
         let decode_reply = at_method(m, quote!(#krate::__private::decode_reply));
         // A `Vec<u8>` reply arrives as `bin`.
         let from_bin =
@@ -391,10 +409,17 @@ fn type_checks(service: &Service) -> TokenStream {
             let krate = krate_at(service, span_of(ty));
             quote_spanned!(span_of(ty)=> #krate::__private::assert_arg::<#ty>();)
         });
-        let output = m.output.as_ref().map(|ty| {
-            let krate = krate_at(service, span_of(ty));
-            quote_spanned!(span_of(ty)=> #krate::__private::assert_reply::<#ty>();)
-        });
+        let output = match (&m.stream_out, &m.output) {
+            (Some(item), _) => {
+                let krate = krate_at(service, span_of(item));
+                Some(quote_spanned!(span_of(item)=> #krate::__private::assert_item::<#item>();))
+            }
+            (None, Some(ty)) => {
+                let krate = krate_at(service, span_of(ty));
+                Some(quote_spanned!(span_of(ty)=> #krate::__private::assert_reply::<#ty>();))
+            }
+            (None, None) => None,
+        };
         if m.args.is_empty() && output.is_none() {
             return TokenStream::new();
         }

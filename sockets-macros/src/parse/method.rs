@@ -11,7 +11,7 @@ use syn::{Attribute, FnArg, Ident, Pat, PatType, Path, ReturnType, Signature, Ty
 
 use super::names::upper_camel_case;
 use super::options::{MethodOptions, options};
-use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape};
+use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape, stream_item};
 use super::{doc_text, strip};
 use crate::errors::Errors;
 use crate::model::{Arg, ContextParam, Method, Shape};
@@ -59,6 +59,7 @@ pub(crate) fn method(
         notify,
         validate,
         guard,
+        window,
     } = options(attrs, errors);
     for check in SIGNATURE_RULES {
         check(sig, rule, errors);
@@ -67,6 +68,15 @@ pub(crate) fn method(
     at_most_max_args(&args, errors);
     let output = output(sig, notify, errors);
     let output_shape = output.as_ref().map_or(Shape::Other, shape);
+    let stream_out = output.as_ref().and_then(stream_item).cloned();
+    if let Some(window) = &window
+        && stream_out.is_none()
+    {
+        errors.push(syn::Error::new(
+            window.span,
+            "`window` applies to a method that returns a `sockets::Stream<T>`",
+        ));
+    }
     if errors.count() > reported {
         return None;
     }
@@ -91,6 +101,8 @@ pub(crate) fn method(
         args,
         output,
         output_shape,
+        stream_out,
+        window: window.map(|w| (w.items, w.bytes)),
         inputs: quote!(#inputs),
         original: TokenStream::new(),
     })
@@ -228,6 +240,13 @@ fn parameters(
             continue;
         }
         let ident = arg_name(&input.pat, rule, errors);
+        if stream_item(&input.ty).is_some() {
+            errors.at(
+                &input.ty,
+                "a stream argument (client → server streaming) is not supported yet; a method can return a `sockets::Stream<T>` to stream to its caller",
+            );
+            continue;
+        }
         check_type(&input.ty, Position::Argument, errors);
         if let Some(ident) = ident {
             args.push(Arg {
@@ -344,7 +363,12 @@ fn output(sig: &Signature, notify: bool, errors: &mut Errors) -> Option<Type> {
 
 /// A `notify` method declares no return value.
 fn notify_returns_nothing(ty: &Type, notify: bool, errors: &mut Errors) {
-    if notify {
+    if notify && stream_item(ty).is_some() {
+        errors.at(
+            ty,
+            "a `notify` method sends no reply, so it cannot return a stream; remove `notify` to stream to the caller",
+        );
+    } else if notify {
         errors.at(
             ty,
             "a `notify` method sends no reply, so it cannot return a value; remove the return type",

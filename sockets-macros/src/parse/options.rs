@@ -1,11 +1,11 @@
-//! A method's `#[sockets(...)]` options: `open`, `notify`, `validate` and
-//! `guard = path::to::fn`.
+//! A method's `#[sockets(...)]` options: `open`, `notify`, `validate`,
+//! `guard = path::to::fn` and `window(items = N, bytes = M)`.
 
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Attribute, Meta, Path, Token};
+use syn::{Attribute, LitInt, Meta, Path, Token};
 
 use crate::errors::Errors;
 
@@ -15,6 +15,14 @@ pub(super) struct MethodOptions {
     pub(super) notify: bool,
     pub(super) validate: bool,
     pub(super) guard: Option<Path>,
+    pub(super) window: Option<Window>,
+}
+
+/// `window(items = N, bytes = M)`, with where it was given.
+pub(super) struct Window {
+    pub(super) span: Span,
+    pub(super) items: LitInt,
+    pub(super) bytes: LitInt,
 }
 
 /// The options read so far, each with where it was given.
@@ -24,10 +32,11 @@ struct Options {
     notify: Option<Span>,
     validate: Option<Span>,
     guard: Option<Path>,
+    window: Option<Window>,
 }
 
 /// What the options are, for messages.
-const EXPECTED: &str = "expected `open`, `notify`, `validate` or `guard = path::to::fn`";
+const EXPECTED: &str = "expected `open`, `notify`, `validate`, `guard = path::to::fn` or `window(items = N, bytes = M)`";
 
 /// Parses the `#[sockets(...)]` options; errors are pushed.
 pub(super) fn options(attrs: &[Attribute], errors: &mut Errors) -> MethodOptions {
@@ -40,6 +49,7 @@ pub(super) fn options(attrs: &[Attribute], errors: &mut Errors) -> MethodOptions
         notify: options.notify.is_some(),
         validate: options.validate.is_some(),
         guard: options.guard,
+        window: options.window,
     }
 }
 
@@ -62,6 +72,9 @@ fn option_attr(attr: &Attribute, options: &mut Options, errors: &mut Errors) {
 fn option(meta: &ParseNestedMeta<'_>, options: &mut Options) -> syn::Result<()> {
     if meta.path.is_ident("guard") {
         return guard(meta, options);
+    }
+    if meta.path.is_ident("window") {
+        return window(meta, options);
     }
     let slot = if meta.path.is_ident("open") {
         &mut options.open
@@ -105,4 +118,48 @@ fn guard(meta: &ParseNestedMeta<'_>, options: &mut Options) -> syn::Result<()> {
         .map_err(|error| syn::Error::new(error.span(), format!("expected a path: {USAGE}")))?;
     options.guard = Some(path);
     Ok(())
+}
+
+/// `window(items = N, bytes = M)`: both counts, positive `u32`s, given once.
+fn window(meta: &ParseNestedMeta<'_>, options: &mut Options) -> syn::Result<()> {
+    const USAGE: &str = "write `window(items = N, bytes = M)`";
+    if options.window.is_some() {
+        return Err(meta.error("duplicate option `window`"));
+    }
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!("`window` needs its sizes: {USAGE}")));
+    }
+    let span = meta.path.span();
+    let (mut items, mut bytes) = (None, None);
+    meta.parse_nested_meta(|inner| {
+        let slot = if inner.path.is_ident("items") {
+            &mut items
+        } else if inner.path.is_ident("bytes") {
+            &mut bytes
+        } else {
+            return Err(inner.error(format!("expected `items` or `bytes`: {USAGE}")));
+        };
+        let value: LitInt = inner.value()?.parse()?;
+        match value.base10_parse::<u32>() {
+            Ok(n) if n > 0 => {}
+            _ => {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "a window size is a positive `u32`",
+                ));
+            }
+        }
+        *slot = Some(value);
+        Ok(())
+    })?;
+    match (items, bytes) {
+        (Some(items), Some(bytes)) => {
+            options.window = Some(Window { span, items, bytes });
+            Ok(())
+        }
+        _ => Err(syn::Error::new(
+            span,
+            format!("`window` needs both sizes: {USAGE}"),
+        )),
+    }
 }

@@ -64,6 +64,19 @@ fn not_borrowed(ty: &Type, position: Position, errors: &mut Errors) {
 
 /// `impl Trait` names no type to decode into.
 fn not_impl_trait(ty: &Type, position: Position, errors: &mut Errors) {
+    if let (Type::ImplTrait(bounds), Position::Return) = (ty, position) {
+        let streams = bounds.bounds.iter().any(|bound| {
+            matches!(bound, syn::TypeParamBound::Trait(t)
+                if t.path.segments.last().is_some_and(|s| s.ident == "Stream"))
+        });
+        if streams {
+            errors.at(
+                ty,
+                "`impl Stream` cannot be the return type of a service method; return `sockets::Stream<T>` and make it with `sockets::Stream::new(stream)`",
+            );
+            return;
+        }
+    }
     errors.at(
         ty,
         format!(
@@ -208,4 +221,12 @@ fn is_spelled(path: &syn::Path, full: &[&str]) -> bool {
 /// `u8`, spelled so.
 fn is_u8(ty: &Type) -> bool {
     matches!(path_of(ty), Some((path, None)) if path.leading_colon.is_none() && path.is_ident("u8"))
+}
+
+/// The item type `T` when `ty` is spelled as a stream, `Stream<T>` (with any
+/// path before it: `sockets::Stream<T>`).
+pub(super) fn stream_item(ty: &Type) -> Option<&Type> {
+    let (path, argument) = path_of(ty)?;
+    let last = path.segments.last()?;
+    (last.ident == "Stream").then_some(argument).flatten()
 }

@@ -438,6 +438,11 @@ impl<'a> Link<'a> {
                     .call(call, received, |deadline| shared.context(deadline));
                 match dispatched {
                     Dispatched::Reply(reply) => self.push(&reply)?,
+                    Dispatched::Stream(id, handler) => {
+                        if let Some(refusal) = shared.streams.start(shared, id, handler) {
+                            self.push(&refusal)?;
+                        }
+                    }
                     Dispatched::Running(id, pending) => {
                         if let Some(refusal) =
                             shared.inbound.run(id, || run_handler(shared, id, pending))
@@ -460,9 +465,28 @@ impl<'a> Link<'a> {
                     Outcome::Ok(value) => Ok(value),
                     Outcome::Err(error) => Err(error.into()),
                 };
-                let retire = shared.outbound.complete(reply.id, result);
-                shared.retire_if(retire);
+                if reply.id >= super::streams::FIRST_STREAM_ID {
+                    shared.streams.refused(reply.id, result);
+                } else {
+                    let retire = shared.outbound.complete(reply.id, result);
+                    shared.retire_if(retire);
+                }
             }
+            Message::Credit {
+                id,
+                half,
+                items,
+                bytes,
+            } => shared
+                .streams
+                .credit(id, half, items, bytes)
+                .map_err(|reason| ending(reason.into(), true))?,
+            Message::Item { id, half, item } => shared
+                .streams
+                .item(id, half, item)
+                .map_err(|reason| ending(reason.into(), true))?,
+            Message::End { id, half, error } => shared.streams.end(id, half, error),
+            Message::Stop { id, half } => shared.streams.stop(id, half),
             Message::Ping { nonce } => self.push(&Message::Pong { nonce })?,
             Message::Pong { nonce } => {
                 if let Some(rtt) = self.heartbeat.pong(nonce, Instant::now()) {

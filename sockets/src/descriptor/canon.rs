@@ -35,6 +35,7 @@ pub(super) fn method(method: &MethodDescriptor) -> String {
     let kind = match method.kind {
         MethodKind::Call => "call",
         MethodKind::Notify => "notify",
+        MethodKind::ServerStream => "server_stream",
         MethodKind::Other => "other",
     };
     let params: Vec<String> = method.params.iter().map(|p| ty(&p.ty)).collect();
@@ -46,6 +47,11 @@ pub(super) fn method(method: &MethodDescriptor) -> String {
     if let Some(error) = &method.error {
         out.push('!');
         out.push_str(&ty(error));
+    }
+    if let Some(item) = &method.stream_out {
+        out.push_str("=>stream(");
+        out.push_str(&ty(item));
+        out.push(')');
     }
     out
 }

@@ -130,6 +130,7 @@ fn compare_method(
             match ours.kind {
                 MethodKind::Call => "calls",
                 MethodKind::Notify => "notifies",
+                MethodKind::ServerStream => "streams from",
                 MethodKind::Other => "does not know how to invoke",
             },
             kind_name(theirs.kind)
@@ -171,6 +172,13 @@ fn compare_method(
         }
         (None, None) => {}
     }
+    if let (Some(mine), Some(peer)) = (&ours.stream_out, &theirs.stream_out) {
+        let mut cx = Cx::new(Direction::Receive);
+        cx.check(mine, peer, "stream item");
+        for problem in cx.problems {
+            found(problem);
+        }
+    }
     if let (Some(mine), Some(peer)) = (&ours.returns, &theirs.returns) {
         let mut cx = Cx::new(Direction::Receive);
         cx.check(mine, peer, "return value");
@@ -184,6 +192,7 @@ fn kind_name(kind: MethodKind) -> &'static str {
     match kind {
         MethodKind::Call => "a call",
         MethodKind::Notify => "a notification",
+        MethodKind::ServerStream => "a stream",
         MethodKind::Other => "of a kind this version does not know",
     }
 }

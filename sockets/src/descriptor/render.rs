@@ -63,6 +63,11 @@ pub(super) fn signature(method: &MethodDescriptor) -> String {
         out.push_str(" ! ");
         out.push_str(&compact(error));
     }
+    if let Some(item) = &method.stream_out {
+        out.push_str(" -> stream<");
+        out.push_str(&compact(item));
+        out.push('>');
+    }
     if method.kind == MethodKind::Other {
         out.push_str("  [unknown kind]");
     }

@@ -346,7 +346,7 @@ fn documents_round_trip_through_json() {
     assert_eq!(serde_json::from_str::<Document>(&text).unwrap(), document);
     // (The MessagePack form is checked over the wire: tests/tests/describe.rs.)
     // Kinds and types of a newer version read as `other` and `unknown`.
-    let newer = r#"{"name": "s.m", "kind": "server_stream", "open": false, "params": [
+    let newer = r#"{"name": "s.m", "kind": "bidi_stream", "open": false, "params": [
         {"name": "x", "type": {"type": "decimal128"}}], "returns": {"type": "i64"}, "hash": ""}"#;
     let method: MethodDescriptor = serde_json::from_str(newer).unwrap();
     assert_eq!(method.kind, MethodKind::Other);

@@ -206,6 +206,10 @@ reasons! {
     MalformedTransport = ProtocolError, "malformed transport framing";
     /// More than 8 WebSocket pings and pongs before authentication.
     TooManyPings = ProtocolError, "too many websocket pings before authentication";
+    /// A stream CREDIT of nothing, or one that takes the credit past 2^32 − 1.
+    StreamCredit = ProtocolError, "bad stream credit";
+    /// A stream ITEM sent without credit for it.
+    StreamPastCredit = ProtocolError, "stream item past its credit";
 
     /// HS1 verifies under no secret: the reason is empty, so it reveals nothing.
     HandshakeRejected = PolicyViolation, "";

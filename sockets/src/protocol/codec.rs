@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::message::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use super::message::{Call, ErrorCode, Half, Message, Notify, Outcome, RemoteError, Reply};
 
 /// The most deeply nested value a decoder accepts.
 pub const MAX_DEPTH: usize = 128;
@@ -159,6 +159,10 @@ const TAG_NOTIFY: u64 = 2;
 const TAG_CANCEL: u64 = 3;
 const TAG_PING: u64 = 4;
 const TAG_PONG: u64 = 5;
+const TAG_CREDIT: u64 = 6;
+const TAG_ITEM: u64 = 7;
+const TAG_END: u64 = 8;
+const TAG_STOP: u64 = 9;
 
 /// Appends the envelope's encoding to `out`.
 ///
@@ -235,7 +239,48 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
             write_tagged_u64(out, TAG_PONG, *nonce);
             None
         }
+        Message::Credit {
+            id,
+            half,
+            items,
+            bytes,
+        } => {
+            stream_head(out, 5, TAG_CREDIT, *id, *half);
+            let _ = enc::write_uint(out, u64::from(*items));
+            let _ = enc::write_uint(out, u64::from(*bytes));
+            None
+        }
+        Message::Item { id, half, item } => {
+            stream_head(out, 4, TAG_ITEM, *id, *half);
+            Some(bin_head(out, item))
+        }
+        Message::End { id, half, error } => {
+            stream_head(out, 5, TAG_END, *id, *half);
+            match error {
+                None => {
+                    let _ = enc::write_uint(out, 0);
+                    let _ = enc::write_str(out, "");
+                }
+                Some(RemoteError { code, message }) => {
+                    let _ = enc::write_uint(out, u64::from(code.to_u16()));
+                    let _ = enc::write_str(out, message);
+                }
+            }
+            None
+        }
+        Message::Stop { id, half } => {
+            stream_head(out, 3, TAG_STOP, *id, *half);
+            None
+        }
     }
+}
+
+/// Writes the fields every stream envelope starts with: `[tag, id, half, …`.
+fn stream_head(out: &mut Vec<u8>, len: u32, tag: u64, id: u64, half: Half) {
+    let _ = rmp::encode::write_array_len(out, len);
+    let _ = rmp::encode::write_uint(out, tag);
+    let _ = rmp::encode::write_uint(out, id);
+    let _ = rmp::encode::write_uint(out, u64::from(half.to_u8()));
 }
 
 /// Writes the `bin` header of `payload`; returns the payload to follow it.
@@ -374,7 +419,31 @@ impl Reader<'_> {
             (TAG_PONG, 2) => Message::Pong {
                 nonce: self.uint()?,
             },
-            (TAG_CALL..=TAG_PONG, _) => {
+            (TAG_CREDIT, 5) => Message::Credit {
+                id: self.uint()?,
+                half: self.half()?,
+                items: self.u32("credit out of range")?,
+                bytes: self.u32("credit out of range")?,
+            },
+            (TAG_ITEM, 4) => Message::Item {
+                id: self.uint()?,
+                half: self.half()?,
+                item: self.bin(whole)?,
+            },
+            (TAG_END, 5) => {
+                let id = self.uint()?;
+                let half = self.half()?;
+                let code = u16::try_from(self.uint()?)
+                    .map_err(|_| CodecError::Envelope("error code out of range"))?;
+                let message = self.string()?;
+                let error = ErrorCode::from_u16(code).map(|code| RemoteError { code, message });
+                Message::End { id, half, error }
+            }
+            (TAG_STOP, 3) => Message::Stop {
+                id: self.uint()?,
+                half: self.half()?,
+            },
+            (TAG_CALL..=TAG_STOP, _) => {
                 return Err(CodecError::Envelope(
                     "wrong number of fields for the envelope type",
                 ));
@@ -409,6 +478,14 @@ impl Reader<'_> {
         self.read("expected an unsigned integer", |r| {
             rmp::decode::read_int(r).ok()
         })
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
+        u32::try_from(self.uint()?).map_err(|_| CodecError::Envelope(what))
+    }
+
+    fn half(&mut self) -> Result<Half, CodecError> {
+        Half::from_u64(self.uint()?).ok_or(CodecError::Envelope("unknown stream half"))
     }
 
     fn nil(&mut self) -> Result<bool, CodecError> {
@@ -556,6 +633,85 @@ mod tests {
         round_trip(Message::Cancel { id: 3 });
         round_trip(Message::Ping { nonce: 4 });
         round_trip(Message::Pong { nonce: 5 });
+        round_trip(Message::Credit {
+            id: 6,
+            half: Half::Down,
+            items: 256,
+            bytes: 262_144,
+        });
+        round_trip(Message::Item {
+            id: 6,
+            half: Half::Up,
+            item: Bytes::from_static(&[0x2a]),
+        });
+        round_trip(Message::End {
+            id: 6,
+            half: Half::Down,
+            error: None,
+        });
+        round_trip(Message::End {
+            id: 6,
+            half: Half::Down,
+            error: Some(RemoteError {
+                code: ErrorCode::Lagged,
+                message: "missed 3".into(),
+            }),
+        });
+        round_trip(Message::Stop {
+            id: 6,
+            half: Half::Down,
+        });
+    }
+
+    /// The vectors of docs/PROTOCOL.md §9.7.
+    #[test]
+    fn stream_envelope_vectors() {
+        let vector = |message: Message| hex(&round_trip(message));
+        assert_eq!(
+            vector(Message::Credit {
+                id: 7,
+                half: Half::Down,
+                items: 256,
+                bytes: 262_144
+            }),
+            "950607" /* [6, 7, */
+                .to_owned()
+                + "00cd0100ce00040000"
+        );
+        assert_eq!(
+            vector(Message::Item {
+                id: 7,
+                half: Half::Down,
+                item: Bytes::from_static(&[0x2a])
+            }),
+            "94070700c4012a"
+        );
+        assert_eq!(
+            vector(Message::End {
+                id: 7,
+                half: Half::Down,
+                error: None
+            }),
+            "9508070000a0"
+        );
+        assert_eq!(
+            vector(Message::End {
+                id: 7,
+                half: Half::Down,
+                error: Some(RemoteError {
+                    code: ErrorCode::Lagged,
+                    message: "missed 3".into()
+                })
+            }),
+            "9508070009a86d69737365642033"
+        );
+        assert_eq!(
+            vector(Message::Stop {
+                id: 7,
+                half: Half::Down
+            }),
+            "93090700"
+        );
     }
 
     #[test]
@@ -592,10 +748,12 @@ mod tests {
         let cases: &[&[u8]] = &[
             &[],
             &[0xc0],
-            &[0x92, 0x09, 0x01],             // unknown tag
-            &[0x93, 0x03, 0x01, 0x02],       // cancel with three fields
-            &[0x92, 0x03],                   // cancel without id
-            &[0x92, 0x03, 0x01, 0x00],       // a truncated second envelope
+            &[0x92, 0x0a, 0x01],       // unknown tag
+            &[0x93, 0x09, 0x01, 0x02], // stop on an unknown half
+            &[0x95, 0x06, 0x01, 0x00, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0x01], // credit past u32
+            &[0x93, 0x03, 0x01, 0x02], // cancel with three fields
+            &[0x92, 0x03],             // cancel without id
+            &[0x92, 0x03, 0x01, 0x00], // a truncated second envelope
             &[0x95, 0x00, 0x01, 0xa3, b'a'], // string runs past the end
             &[0x95, 0x00, 0x01, 0xa1, 0xff, 0xc0, 0xc4, 0x01, 0x90], // invalid UTF-8
             &[0x95, 0x00, 0x01, 0xa1, b'a', 0xc0], // call without args

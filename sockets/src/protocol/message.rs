@@ -31,11 +31,79 @@ pub enum Message {
         /// The nonce of the ping being answered.
         nonce: u64,
     },
+    /// The receiver of stream half (`id`, `half`) lets its sender send
+    /// `items` more items and `bytes` more bytes (docs/PROTOCOL.md §9.7).
+    Credit {
+        /// The stream: the id of the call that opened it.
+        id: u64,
+        /// Which half of the stream the credit is for.
+        half: Half,
+        /// More items the sender may send.
+        items: u32,
+        /// More payload bytes the sender may send.
+        bytes: u32,
+    },
+    /// One item of stream half (`id`, `half`).
+    Item {
+        /// The stream: the id of the call that opened it.
+        id: u64,
+        /// Which half of the stream the item travels on.
+        half: Half,
+        /// Exactly one MessagePack value: the item.
+        item: Bytes,
+    },
+    /// The sender of stream half (`id`, `half`) sends no more items: `None`
+    /// when it finished, the error that ended it otherwise.
+    End {
+        /// The stream: the id of the call that opened it.
+        id: u64,
+        /// Which half ended.
+        half: Half,
+        /// Why it ended, when it did not simply finish.
+        error: Option<RemoteError>,
+    },
+    /// The receiver of stream half (`id`, `half`) wants no more items: the
+    /// sender stops and sends nothing more on it, not even an END.
+    Stop {
+        /// The stream: the id of the call that opened it.
+        id: u64,
+        /// Which half to stop.
+        half: Half,
+    },
+}
+
+/// The half of a stream an envelope is about (docs/PROTOCOL.md §9.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Half {
+    /// 0: items travel from the callee to the caller (a method returning a stream).
+    Down,
+    /// 1: items travel from the caller to the callee (a method taking a stream).
+    Up,
+}
+
+impl Half {
+    /// The half's number on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Self::Down => 0,
+            Self::Up => 1,
+        }
+    }
+
+    /// The half for a number from the wire.
+    pub fn from_u64(value: u64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Down),
+            1 => Some(Self::Up),
+            _ => None,
+        }
+    }
 }
 
 impl Message {
     /// The envelope's payload, its last field: a call's or notification's
-    /// arguments, a successful reply's value; `None` for the others.
+    /// arguments, a successful reply's value, a stream's item; `None` for
+    /// the others.
     pub fn payload(&self) -> Option<&Bytes> {
         match self {
             Message::Call(call) => Some(&call.args),
@@ -44,6 +112,7 @@ impl Message {
                 outcome: Outcome::Ok(value),
                 ..
             }) => Some(value),
+            Message::Item { item, .. } => Some(item),
             _ => None,
         }
     }
@@ -122,6 +191,9 @@ pub enum ErrorCode {
     /// A guard refused the call for a reason it named: the caller may not
     /// call the method (its role, its account, the method's policy).
     Forbidden,
+    /// A subscriber fell too far behind its topic and was ended
+    /// (`Topic::subscribe_until_lag`): the message says how many items it missed.
+    Lagged,
     /// A code this implementation does not know; kept so it can be reported.
     Other(u16),
 }
@@ -138,6 +210,7 @@ impl ErrorCode {
             Self::Internal => 6,
             Self::ShuttingDown => 7,
             Self::Forbidden => 8,
+            Self::Lagged => 9,
             Self::Other(code) => code,
         }
     }
@@ -154,6 +227,7 @@ impl ErrorCode {
             6 => Self::Internal,
             7 => Self::ShuttingDown,
             8 => Self::Forbidden,
+            9 => Self::Lagged,
             other => Self::Other(other),
         })
     }

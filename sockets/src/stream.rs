@@ -1,0 +1,258 @@
+//! Streams of items between the two sides of a connection: [`Stream<T>`],
+//! what a method returns to stream to its caller, and [`Topic<T>`], a
+//! fan-out to every subscriber of a topic.
+//!
+//! A method declared `async fn ticks(&self, every_ms: u64) -> sockets::Stream<Tick>`
+//! returns any stream of ticks, made with [`Stream::new`] from a
+//! `futures::Stream<Item = Tick>`, or with [`Stream::try_new`] from one whose
+//! items are `Result<Tick, E>`: an `Err` item is sent, then the stream ends.
+//! Its caller gets a `Stream<Tick>` too, which is a
+//! `futures::Stream<Item = Result<Tick, sockets::Error>>`: it ends (`None`)
+//! when the handler's stream ends, after an `Err` when the stream ended
+//! abnormally (the connection was lost: [`Error::Disconnected`]; the
+//! subscriber lagged: [`Error::Lagged`]; the handler panicked or an item did
+//! not fit in a message: [`Error::Internal`]).
+//!
+//! Flow control is per stream and credit-based (docs/PROTOCOL.md §9.7): the
+//! caller grants a window of items and bytes ([`Window`]), the handler's
+//! stream is polled only while there is credit, so a slow reader holds the
+//! handler's items in the handler's own stream, never in the connection's
+//! queue, and other calls and streams on the connection go on.
+
+mod topic;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Stream as FuturesStream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use crate::credit::Window;
+use crate::error::Error;
+use crate::protocol::codec;
+
+pub use topic::{Overflow, Topic};
+
+/// A stream of encoded items, each one MessagePack value: what travels.
+/// An `Err` ends the stream.
+///
+/// The runtime implements it for the caller's end of a stream; a
+/// [`Caller`](crate::service::Caller) that opens streams returns one.
+pub trait RawItems: FuturesStream<Item = Result<Bytes, Error>> + Send {
+    /// Items received and not yet taken by the application (0 when the
+    /// items are made on demand).
+    fn backlog(&self) -> usize {
+        0
+    }
+}
+
+/// A boxed [`RawItems`].
+pub type RawStream = Pin<Box<dyn RawItems>>;
+
+/// A stream made on demand has nothing buffered.
+struct Local<S>(S);
+
+impl<S: FuturesStream<Item = Result<Bytes, Error>> + Send + Unpin> FuturesStream for Local<S> {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_next_unpin(cx)
+    }
+}
+
+impl<S: FuturesStream<Item = Result<Bytes, Error>> + Send + Unpin> RawItems for Local<S> {}
+
+type Typed<T> = Pin<Box<dyn FuturesStream<Item = Result<T, Error>> + Send>>;
+
+enum Inner<T> {
+    /// Items as values: what a handler made.
+    Typed(Typed<T>),
+    /// Items already encoded: from the peer, or from a [`Topic`].
+    Encoded(RawStream),
+}
+
+/// A typed stream of items: what a streaming method returns, and what its
+/// caller receives (see the [module docs](self)).
+///
+/// As a `futures::Stream` it yields `Result<T, Error>`: `Ok` items, then
+/// `None` when the sender finished, or one `Err` and then `None` when the
+/// stream ended abnormally.
+///
+/// # Cancel safety
+/// Dropping a stream received from a peer stops it: the peer is told, and
+/// drops the stream its handler returned within one round trip.
+pub struct Stream<T> {
+    inner: Inner<T>,
+    done: bool,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            Inner::Typed(_) => "local",
+            Inner::Encoded(_) => "encoded",
+        };
+        f.debug_struct("Stream")
+            .field("kind", &kind)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Stream<T> {
+    /// A stream of the items of `items`.
+    ///
+    /// ```
+    /// let ticks = sockets::Stream::new(futures_util::stream::iter([1u64, 2, 3]));
+    /// # drop(ticks);
+    /// ```
+    pub fn new(items: impl FuturesStream<Item = T> + Send + 'static) -> Self {
+        Self::typed(Box::pin(items.map(Ok)))
+    }
+
+    /// A stream that ends at once.
+    pub fn empty() -> Self {
+        Self::typed(Box::pin(futures_util::stream::empty()))
+    }
+
+    /// A stream that ends with `error` without any item.
+    pub fn error(error: Error) -> Self {
+        Self::typed(Box::pin(futures_util::stream::iter([Err(error)])))
+    }
+
+    fn typed(items: Typed<T>) -> Self {
+        Self {
+            inner: Inner::Typed(items),
+            done: false,
+            _item: PhantomData,
+        }
+    }
+
+    /// A stream of already-encoded items: for [`Caller`](crate::service::Caller)
+    /// implementations and [`Topic`]. Each item must be one MessagePack
+    /// encoding of a `T`.
+    pub fn from_raw(raw: RawStream) -> Self {
+        Self {
+            inner: Inner::Encoded(raw),
+            done: false,
+            _item: PhantomData,
+        }
+    }
+
+    /// Items received from the peer and not yet taken; at most the stream's
+    /// window. Always 0 for a stream made on this side.
+    pub fn backlog(&self) -> usize {
+        match &self.inner {
+            Inner::Typed(_) => 0,
+            Inner::Encoded(raw) => raw.backlog(),
+        }
+    }
+}
+
+impl<U: Send + 'static, E: Send + 'static> Stream<Result<U, E>> {
+    /// A stream of the items of a fallible stream: `Ok` and `Err` items both
+    /// reach the caller as items (the method's item type is `Result<U, E>`),
+    /// and the stream ends after the first `Err`.
+    pub fn try_new(items: impl FuturesStream<Item = Result<U, E>> + Send + 'static) -> Self {
+        let items = items.scan(false, |failed, item| {
+            let next = if *failed {
+                None
+            } else {
+                *failed = item.is_err();
+                Some(Ok(item))
+            };
+            std::future::ready(next)
+        });
+        Self::typed(Box::pin(items))
+    }
+}
+
+impl<T: DeserializeOwned> FuturesStream for Stream<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let next = match &mut self.inner {
+            Inner::Typed(items) => items.poll_next_unpin(cx),
+            Inner::Encoded(raw) => raw.poll_next_unpin(cx).map(|next| {
+                next.map(|item| {
+                    item.and_then(|bytes| {
+                        codec::decode_value(&bytes).map_err(|e| {
+                            Error::Protocol(format!("a stream item did not decode: {e}"))
+                        })
+                    })
+                })
+            }),
+        };
+        match next {
+            Poll::Ready(Some(Err(error))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: Serialize + Send + 'static> Stream<T> {
+    /// The items encoded, for the runtime to send; an `Err` ends the stream.
+    pub(crate) fn into_raw(self) -> RawStream {
+        match self.inner {
+            Inner::Encoded(raw) => raw,
+            Inner::Typed(items) => {
+                Box::pin(Local(items.map(|item| {
+                    item.and_then(|value| Ok(Bytes::from(codec::to_vec(&value)?)))
+                })))
+            }
+        }
+    }
+}
+
+/// An item of a [`Topic`] subscription made with [`Topic::subscribe`]: an
+/// item, or the number of items this subscriber missed at this point
+/// because it fell behind (its buffer was full and the oldest were dropped).
+///
+/// Also what a resubscribing stream yields where a reconnect left a gap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Feed<T> {
+    /// The next item.
+    Item(T),
+    /// This many items were dropped here because the subscriber was too slow.
+    Lagged(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_new_ends_after_the_first_error() {
+        let items = futures_util::stream::iter([Ok(1u8), Err("bad".to_owned()), Ok(2)]);
+        let stream: Stream<Result<u8, String>> = Stream::try_new(items);
+        let raw: Vec<_> = stream.collect().await;
+        assert_eq!(raw.len(), 2);
+        assert!(matches!(&raw[1], Ok(Err(bad)) if bad == "bad"));
+    }
+
+    #[tokio::test]
+    async fn an_encoded_stream_decodes_and_ends_after_an_error() {
+        let raw: RawStream = Box::pin(Local(futures_util::stream::iter([
+            Ok(Bytes::from_static(&[0x01])),
+            Err(Error::Lagged("missed 2 items".into())),
+            Ok(Bytes::from_static(&[0x02])),
+        ])));
+        let items: Vec<_> = Stream::<u8>::from_raw(raw).collect().await;
+        assert!(matches!(items[..], [Ok(1), Err(Error::Lagged(_))]));
+    }
+}
