@@ -58,3 +58,8 @@ fn greeter() {
 fn guards() {
     check("guards", env!("CARGO_BIN_EXE_guards"));
 }
+
+#[test]
+fn ticker() {
+    check("ticker", env!("CARGO_BIN_EXE_ticker"));
+}
