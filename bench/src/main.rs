@@ -1,5 +1,6 @@
-//! The project's benchmark: workloads W1–W6 (latency, throughput on one and
-//! many connections, bulk, idle memory, connection setups; the README's
+//! The project's benchmark: workloads W1–W8 (latency, throughput on one and
+//! many connections, bulk, idle memory, connection setups, streams and
+//! fan-out (W7 and W8 have targets of their own: `streams.rs`); the README's
 //! "Benchmark" section defines each) for this framework over WebSocket,
 //! length-prefixed TCP and a Unix socket, for tarpc, jsonrpsee and tonic as
 //! peers, and for bare echoes as ceilings, all in one run.
@@ -19,6 +20,8 @@
 //! | W4 | 1 connection, 4 in flight, 1 MiB echo, 5 s | MB/s one way (10^6 bytes) |
 //! | W5 | 2,000 idle connections, both ends in-process | KiB of RSS per connection |
 //! | W6 | 32 loops of connect → (handshake + auth) → one call → close, 5 s | setups/s |
+//! | W7 | 1 connection, one server → client stream of 32-byte (and 1 KiB) items, 5 s | items/s (MB/s) |
+//! | W8 | one `Topic`, 1,000 subscribers on 50 connections, 5 s; then one subscriber 10× slower | deliveries/s; items held |
 //!
 //! # Targets and ceilings
 //!
@@ -90,6 +93,7 @@ mod peer_jsonrpsee;
 mod peer_tarpc;
 mod peer_tonic;
 mod stats;
+mod streams;
 mod table;
 
 use std::process::Command;
@@ -103,10 +107,13 @@ use stats::{Record, quantile_us, rss_kib};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Workload names, in order.
-const WORKLOADS: [&str; 6] = ["W1", "W2", "W3", "W4", "W5", "W6"];
+const WORKLOADS: [&str; 8] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
 
 /// Every figure name a record may carry.
-const UNITS: [&str; 13] = [
+const UNITS: [&str; 16] = [
+    "items_per_s",
+    "deliveries_per_s",
+    "max_items_held",
     "p50_us",
     "p99_us",
     "p999_us",
@@ -288,11 +295,11 @@ fn parse_args() -> Result<Args, BoxError> {
         match arg.as_str() {
             "--quick" => args.quick = true,
             "--workload" => {
-                let w = it.next().ok_or("--workload needs W1..W6")?;
+                let w = it.next().ok_or("--workload needs W1..W8")?;
                 let w = WORKLOADS
                     .into_iter()
                     .find(|x| x.eq_ignore_ascii_case(&w))
-                    .ok_or("--workload needs W1..W6")?;
+                    .ok_or("--workload needs W1..W8")?;
                 args.workloads.push(w);
             }
             "--target" => {
@@ -310,7 +317,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--w5-exit" => args.w5_exit = true,
             "--help" | "-h" => {
                 println!(
-                    "bench [--quick] [--workload W1..W6]... [--target {}]...\n\
+                    "bench [--quick] [--workload W1..W8]... [--target {}]...\n\
                      Runs the benchmark workloads; see the header of bench/src/main.rs.",
                     target_names()
                 );
@@ -348,7 +355,16 @@ fn main() -> Result<(), BoxError> {
     }
     let plan = Plan::new(args.quick);
     let mut records = Vec::new();
+    let mut stream_records = Vec::new();
     for workload in &args.workloads {
+        if matches!(*workload, "W7" | "W8") {
+            // Streams have targets of their own (`streams.rs`).
+            for record in runtime.block_on(streams::run(workload, plan.duration))? {
+                println!("{}", record.json());
+                stream_records.push(record);
+            }
+            continue;
+        }
         for kind in &args.kinds {
             let record = match *workload {
                 "W5" => w5_in_child(*kind, plan.idle_connections, args.quick)?,
@@ -363,7 +379,18 @@ fn main() -> Result<(), BoxError> {
             records.push(record);
         }
     }
-    table::print(&records, &args.workloads, &args.kinds);
+    let workloads: Vec<&str> = args
+        .workloads
+        .iter()
+        .copied()
+        .filter(|w| !matches!(*w, "W7" | "W8"))
+        .collect();
+    if !workloads.is_empty() {
+        table::print(&records, &workloads, &args.kinds);
+    }
+    if !stream_records.is_empty() {
+        streams::print(&stream_records);
+    }
     Ok(())
 }
 
