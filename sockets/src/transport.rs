@@ -61,6 +61,9 @@ use ws::{Role, WebSocket, WsError};
 /// 50 KiB with 8 KiB.
 const READ_CHUNK: usize = 4 * 1024;
 
+/// The least room a read is attempted with; below it, [`READ_CHUNK`] more is reserved.
+const MIN_READ: usize = 1024;
+
 /// Bytes queued for writing before [`Transport::poll_ready`] asks the sender
 /// to wait for the socket.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -147,8 +150,9 @@ impl From<WsError> for TransportError {
 /// One decoded unit of a framing, as far as [`Framed`] needs to know.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// A whole binary message.
-    Binary(Bytes),
+    /// A whole binary message, in a buffer of its own: the session opens it
+    /// in place.
+    Binary(BytesMut),
     /// A ping to answer with this payload (WebSocket only).
     Ping(Bytes),
     /// A pong: nothing to do.
@@ -193,8 +197,9 @@ pub(crate) trait Codec: Send + 'static {
 /// What the peer sent.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    /// One binary message.
-    Binary(Bytes),
+    /// One binary message, in a buffer of its own (it shares its memory with
+    /// the read buffer, but no other part of it): the session opens it in place.
+    Binary(BytesMut),
     /// The transport ended: with the peer's close code and reason, or without them.
     Closed(Option<(u16, String)>),
 }
@@ -458,8 +463,15 @@ impl<C: Codec> Transport for Framed<C> {
             }
             // The rest of the frame in progress (its size was checked against
             // the limit on its header), or a small chunk.
+            // Messages are split off the front of the read buffer and opened
+            // in place, so the buffer's memory is shared with messages still
+            // in use: reserving when enough room is left would move to a
+            // fresh allocation for every message. Reserve only when the room
+            // left is too small for the frame or for a useful read.
             let need = self.codec.need().saturating_sub(self.read.len());
-            self.read.reserve(need.max(READ_CHUNK));
+            if self.read.capacity() - self.read.len() < need.max(MIN_READ) {
+                self.read.reserve(need.max(READ_CHUNK));
+            }
             self.account();
             let read = ready!(poll_read(&mut *self.io, &mut self.read, cx));
             match read {

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::config::ConnectionConfig;
 use crate::crypto::session::AUTH_MAX_FRAME;
@@ -168,7 +168,7 @@ async fn client_steps(setup: &ClientSetup<'_>) -> Result<Established, Error> {
             Incoming::Closed(frame) => return Err(Error::closed_during_setup(frame)),
         };
         let opened = opener
-            .open(wire)
+            .open_owned(wire)
             .map_err(|e| Error::Protocol(e.to_string()))?;
         let Some(Opened { kind, plaintext }) = opened else {
             continue;
@@ -327,7 +327,7 @@ impl SetupFailure {
     }
 }
 
-async fn recv_binary(transport: &mut dyn Transport) -> Result<Bytes, SetupFailure> {
+async fn recv_binary(transport: &mut dyn Transport) -> Result<BytesMut, SetupFailure> {
     match transport.recv().await {
         Ok(Incoming::Binary(bytes)) => Ok(bytes),
         Ok(Incoming::Closed(_)) => Err(SetupFailure::gone("closed during the handshake")),
@@ -364,7 +364,7 @@ async fn server_steps(
     let (mut sealer, mut opener) = session.split();
     let auth = loop {
         let wire = recv_binary(transport).await?;
-        match opener.open(wire) {
+        match opener.open_owned(wire) {
             Ok(Some(Opened {
                 kind: FrameKind::Auth,
                 plaintext,

@@ -399,7 +399,7 @@ impl<'a> Link<'a> {
         };
         let received = Instant::now();
         self.heartbeat.heard(received);
-        let opened = match self.opener.open(wire) {
+        let opened = match self.opener.open_owned(wire) {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(()),
             Err(error) => {
@@ -521,18 +521,24 @@ impl<'a> Link<'a> {
     /// Seals the batch up to byte `len` of `plain` and its first `count`
     /// large payloads into frames.
     fn seal(&mut self, len: usize, count: usize) -> Result<(), Closing> {
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * count + 1);
-        let mut from = 0;
-        for (at, payload) in self.payloads.iter().take(count) {
-            parts.push(self.plain.get(from..*at).unwrap_or_default());
-            parts.push(payload);
-            from = *at;
-        }
-        parts.push(self.plain.get(from..len).unwrap_or_default());
-        if let Err(error) = self
-            .sealer
-            .seal_parts(FrameKind::Data, &parts, &mut self.sealed)
-        {
+        let sealed = if count == 0 {
+            // The usual batch of small envelopes: one part, no list to allocate.
+            let whole = [self.plain.get(..len).unwrap_or_default()];
+            self.sealer
+                .seal_parts(FrameKind::Data, &whole, &mut self.sealed)
+        } else {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * count + 1);
+            let mut from = 0;
+            for (at, payload) in self.payloads.iter().take(count) {
+                parts.push(self.plain.get(from..*at).unwrap_or_default());
+                parts.push(payload);
+                from = *at;
+            }
+            parts.push(self.plain.get(from..len).unwrap_or_default());
+            self.sealer
+                .seal_parts(FrameKind::Data, &parts, &mut self.sealed)
+        };
+        if let Err(error) = sealed {
             tracing::warn!(%error, "cannot seal a frame");
             return Err(ending(error.reason().into(), false));
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::handshake::{HandshakeError, Seam, dh_count};
@@ -480,6 +480,16 @@ fn t13_t14_oversized_frames_and_messages_are_refused_before_allocating() {
         Err(SessionError::MessageTooLarge),
         "the sender refuses a message over its max_message"
     );
+    // Frames sealed before stay as they were: a failed seal takes back only its own.
+    let mut out = Vec::new();
+    c_seal.seal(FrameKind::Data, b"first", &mut out).unwrap();
+    let first = out.clone();
+    assert_eq!(
+        c_seal.seal(FrameKind::Data, &[0; (16 << 20) + 1], &mut out),
+        Err(SessionError::MessageTooLarge)
+    );
+    assert_eq!(out, first);
+    assert!(matches!(s_open.open(first[0].clone()), Ok(Some(_))));
     // The server announced mf = 4096, so the client's frames fit it.
     let chain = seal(&mut c_seal, FrameKind::Data, &[7; 20_000]);
     assert!(chain.iter().all(|frame| frame.len() <= 4096));
@@ -1246,4 +1256,25 @@ fn both_ends_in_one_process() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(delivered.map(|m| m.plaintext.len()), Some(3 << 20));
     Ok(())
+}
+
+#[test]
+fn a_frame_in_a_buffer_of_its_own_is_opened_where_it_lies() {
+    for mode in [Mode::Encrypted, Mode::Plaintext] {
+        let (mut c_seal, _, _, mut s_open) =
+            authenticated(Suite::Aes256Gcm, mode, Limits::default());
+        let frame = seal(&mut c_seal, FrameKind::Data, b"a call, say")
+            .pop()
+            .unwrap();
+        let wire = BytesMut::from(&frame[..]);
+        let inside = wire.as_ptr_range();
+        let Ok(Some(opened)) = s_open.open_owned(wire) else {
+            panic!("the frame opens ({mode:?})");
+        };
+        assert_eq!(&opened.plaintext[..], b"a call, say");
+        assert!(
+            inside.contains(&opened.plaintext.as_ptr()),
+            "the plaintext is a view of the received buffer, not a copy ({mode:?})"
+        );
+    }
 }

@@ -48,14 +48,48 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resu
         .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Values up to this size are encoded into a per-thread scratch buffer and
+/// copied out at their exact size; larger ones keep the buffer they grew in.
+const EXACT_UP_TO: usize = 4096;
+
+std::thread_local! {
+    /// Where [`to_vec`] encodes on this thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Encodes `value` as one MessagePack value into a new buffer.
+///
+/// A value of at most 4 KiB comes back in a buffer of exactly its size,
+/// allocated once: a `Vec` whose length is its capacity becomes a `Bytes`
+/// (the envelope's payload) without another allocation, where a grown one
+/// needs a shared header. Larger values keep the buffer they were encoded
+/// in, so nothing big is copied.
 ///
 /// # Errors
 /// As [`encode_value`].
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64);
-    encode_value(value, &mut out)?;
-    Ok(out)
+    SCRATCH.with(|scratch| {
+        // A `Serialize` implementation that encodes while being encoded
+        // finds the scratch buffer taken: it gets a buffer of its own.
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            let mut out = Vec::with_capacity(64);
+            encode_value(value, &mut out)?;
+            return Ok(out);
+        };
+        scratch.clear();
+        let encoded = encode_value(value, &mut scratch);
+        if let Err(error) = encoded {
+            scratch.clear();
+            return Err(error);
+        }
+        if scratch.len() <= EXACT_UP_TO {
+            let out = scratch.as_slice().to_vec();
+            scratch.clear();
+            Ok(out)
+        } else {
+            Ok(std::mem::take(&mut *scratch))
+        }
+    })
 }
 
 /// Decodes exactly one MessagePack value from `bytes`.
@@ -542,6 +576,38 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_vec_gives_small_values_a_buffer_of_their_exact_size() {
+        let small = to_vec(&(1i64, "two", [3u8; 32])).unwrap();
+        assert_eq!(small.len(), small.capacity());
+        let large = to_vec(&serde_bytes::ByteBuf::from(vec![9u8; 100_000])).unwrap();
+        assert_eq!(
+            decode_value::<serde_bytes::ByteBuf>(&large).unwrap().len(),
+            100_000
+        );
+        // The scratch buffer was handed over with the large value, not kept.
+        let again = to_vec(&7u8).unwrap();
+        assert_eq!(again, [7]);
+        assert_eq!(again.capacity(), 1);
+    }
+
+    /// A value whose encoding encodes another value on the same thread.
+    struct Nested;
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = to_vec(&"inner").map_err(serde::ser::Error::custom)?;
+            serializer.serialize_bytes(&inner)
+        }
+    }
+
+    #[test]
+    fn to_vec_may_be_called_while_encoding() {
+        let outer = to_vec(&Nested).unwrap();
+        let inner: serde_bytes::ByteBuf = decode_value(&outer).unwrap();
+        assert_eq!(decode_value::<String>(&inner).unwrap(), "inner");
+    }
 
     fn round_trip(message: Message) -> Vec<u8> {
         let mut out = Vec::new();

@@ -87,7 +87,7 @@ impl Codec for Prefixed {
         }
         self.need = 0;
         buf.advance(4);
-        Ok(Some(Frame::Binary(buf.split_to(length).freeze())))
+        Ok(Some(Frame::Binary(buf.split_to(length))))
     }
 
     fn need(&self) -> usize {

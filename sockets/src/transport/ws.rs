@@ -229,9 +229,9 @@ impl WebSocket {
             _ => match self.partial.take() {
                 Some(mut partial) => {
                     partial.extend_from_slice(&payload);
-                    Frame::Binary(partial.freeze())
+                    Frame::Binary(partial)
                 }
-                None => Frame::Binary(payload.freeze()),
+                None => Frame::Binary(payload),
             },
         }))
     }
@@ -493,7 +493,7 @@ mod tests {
         let mut buf = BytesMut::from(&frame(true, OP_BINARY, Some(KEY), b"Hello")[..]);
         assert_eq!(
             ws.decode(&mut buf),
-            Ok(Some(Frame::Binary(Bytes::from_static(b"Hello"))))
+            Ok(Some(Frame::Binary(BytesMut::from(&b"Hello"[..]))))
         );
         assert!(buf.is_empty());
         // §5.7: an unmasked ping from a server, to a client.
@@ -520,7 +520,7 @@ mod tests {
                     assert_eq!(ws.need(), wire.len(), "known once the header is in");
                 }
             } else {
-                assert_eq!(decoded, Some(Frame::Binary(Bytes::from(payload.clone()))));
+                assert_eq!(decoded, Some(Frame::Binary(BytesMut::from(&payload[..]))));
             }
         }
     }
@@ -539,7 +539,7 @@ mod tests {
         );
         assert_eq!(
             ws.decode(&mut buf),
-            Ok(Some(Frame::Binary(Bytes::from_static(b"abcde"))))
+            Ok(Some(Frame::Binary(BytesMut::from(&b"abcde"[..]))))
         );
         assert_eq!(ws.decode(&mut buf), Ok(None));
     }
@@ -675,7 +675,7 @@ mod tests {
                 let mut buf = BytesMut::from(&out.to_vec()[..]);
                 assert_eq!(
                     receiver.decode(&mut buf),
-                    Ok(Some(Frame::Binary(payload.clone())))
+                    Ok(Some(Frame::Binary(BytesMut::from(&payload[..]))))
                 );
                 let Ok(Some(Frame::Close(Some((4007, reason))))) = receiver.decode(&mut buf) else {
                     panic!("a close frame")

@@ -102,6 +102,19 @@ impl Opener {
     /// with [`SessionError::UnexpectedFrame`]) and the plaintext of a frame
     /// that failed is never exposed.
     pub fn open(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
+        let wire = wire
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        self.open_owned(wire)
+    }
+
+    /// As [`Opener::open`], for a message in a buffer of its own (as the
+    /// transport hands it over): a frame is decrypted where it lies, and its
+    /// plaintext is a view of that buffer, with no copy and no allocation.
+    ///
+    /// # Errors
+    /// As [`Opener::open`].
+    pub fn open_owned(&mut self, wire: BytesMut) -> Result<Option<Opened>, SessionError> {
         if self.state == RecvState::Done {
             return Err(SessionError::UnexpectedFrame(Reason::SessionClosed));
         }
@@ -122,7 +135,7 @@ impl Opener {
         }
     }
 
-    fn open_frame(&mut self, wire: Bytes) -> Result<Option<Opened>, SessionError> {
+    fn open_frame(&mut self, mut wire: BytesMut) -> Result<Option<Opened>, SessionError> {
         let limit = if self.state == RecvState::Authenticated {
             self.max_frame
         } else {
@@ -171,7 +184,8 @@ impl Opener {
                 if epoch != 0 {
                     return Err(SessionError::Malformed(Reason::PlaintextEpoch));
                 }
-                wire.slice(HEADER_LEN..)
+                wire.advance(HEADER_LEN);
+                wire.freeze()
             }
         };
         self.deliver(kind, more, plaintext)
@@ -200,7 +214,7 @@ impl Opener {
     /// [`Opener::joins_chain`]); delivers the message at its last chunk.
     fn decrypt_into_chain(
         &mut self,
-        wire: &Bytes,
+        wire: &[u8],
         fh: &[u8; HEADER_LEN],
         epoch: u32,
         more: bool,
@@ -255,7 +269,7 @@ impl Opener {
     /// Checks the epoch and hard limits, then decrypts in place with the expected sequence number.
     fn decrypt(
         &mut self,
-        wire: Bytes,
+        wire: BytesMut,
         fh: &[u8; HEADER_LEN],
         epoch: u32,
     ) -> Result<Bytes, SessionError> {
@@ -268,16 +282,10 @@ impl Opener {
         }
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&wire[len - TAG_LEN..]);
-        // In place when the buffer is ours alone; otherwise the body alone
-        // is copied (header and tag are not needed any more).
-        let mut body = match wire.try_into_mut() {
-            Ok(mut buf) => {
-                buf.truncate(len - TAG_LEN);
-                buf.advance(HEADER_LEN);
-                buf
-            }
-            Err(shared) => BytesMut::from(&shared[HEADER_LEN..len - TAG_LEN]),
-        };
+        // In place: the header and the tag are not needed any more.
+        let mut body = wire;
+        body.truncate(len - TAG_LEN);
+        body.advance(HEADER_LEN);
         let ad = self.counter.ad(fh);
         if self
             .counter

@@ -127,12 +127,15 @@ impl Sealer {
         parts: &[&[u8]],
         out: &mut Vec<Bytes>,
     ) -> Result<(), SessionError> {
-        let result = self.seal_all(kind, Gather::new(parts));
+        // Frames go straight into `out`; a seal that fails takes back the
+        // frames it had added, so none of a failed message is sent.
+        let before = out.len();
+        let result = self.seal_all(kind, Gather::new(parts), out);
+        if result.is_err() {
+            out.truncate(before);
+        }
         match result {
-            Ok(frames) => {
-                out.extend(frames);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(SessionError::MessageTooLarge) => Err(SessionError::MessageTooLarge),
             Err(error) => {
                 self.state = SendState::Done;
@@ -145,7 +148,8 @@ impl Sealer {
         &mut self,
         kind: FrameKind,
         mut plaintext: Gather<'_>,
-    ) -> Result<Vec<Bytes>, SessionError> {
+        frames: &mut Vec<Bytes>,
+    ) -> Result<(), SessionError> {
         let first = match (self.state, self.role, kind) {
             (SendState::Done, _, _) => {
                 return Err(SessionError::UnexpectedFrame(Reason::SessionClosed));
@@ -187,7 +191,6 @@ impl Sealer {
         let room = total + (total / capacity + 1) * overhead;
         self.buffer.reserve(room);
         self.reserved = self.reserved.max(room);
-        let mut frames = Vec::new();
         if kind == FrameKind::Data {
             if total > self.limits.max_message {
                 return Err(SessionError::MessageTooLarge);
@@ -201,7 +204,7 @@ impl Sealer {
                 } else {
                     0
                 };
-                self.push(TYPE_DATA, flags, &[], &mut plaintext, len, &mut frames)?;
+                self.push(TYPE_DATA, flags, &[], &mut plaintext, len, frames)?;
                 if flags == 0 {
                     break;
                 }
@@ -212,21 +215,14 @@ impl Sealer {
             }
             frames.reserve(1);
             let prefix = mac.as_deref().unwrap_or_default();
-            self.push(
-                kind.type_byte(),
-                0,
-                prefix,
-                &mut plaintext,
-                total,
-                &mut frames,
-            )?;
+            self.push(kind.type_byte(), 0, prefix, &mut plaintext, total, frames)?;
         }
         self.state = if kind == FrameKind::Close {
             SendState::Done
         } else {
             SendState::Open
         };
-        Ok(frames)
+        Ok(())
     }
 
     /// Seals one frame of the next `take` plaintext bytes, then KEY_UPDATE if
