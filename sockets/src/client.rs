@@ -77,6 +77,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
+use crate::observe::{Meter, Side};
 use crate::protocol::{CloseCode, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
@@ -250,6 +251,8 @@ struct Inner {
     credentials: Vec<u8>,
     config: Arc<ConnectionConfig>,
     services: Arc<Services>,
+    /// The client side's metric handles, from the recorder installed at build.
+    meter: Arc<Meter>,
     reconnect: Reconnect,
     session_lifetime: Option<Duration>,
     /// Ask the server to resume the session on each new connection.
@@ -371,6 +374,7 @@ impl Inner {
             services: Arc::clone(&self.services),
             origin: None,
             server_id,
+            meter: Arc::clone(&self.meter),
         });
         let handle = connection::spawn(
             shared,
@@ -555,6 +559,7 @@ impl Client {
             credentials: builder.credentials,
             config: Arc::new(builder.config),
             services: Arc::new(builder.services.with_describe(builder.describe)?),
+            meter: Arc::new(Meter::new(Side::Client)),
             reconnect,
             session_lifetime: builder.session_lifetime,
             resume: builder.resume,

@@ -34,12 +34,14 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use crate::config::ConnectionConfig;
 use crate::dispatch::{Inbound, Services};
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
+use crate::observe::{self, CallOutcome, Direction, Meter};
 use crate::protocol::{Call, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
@@ -93,6 +95,10 @@ pub(crate) struct Shared {
     closing: Signal<Option<Closing>>,
     /// Set once the task has ended.
     done: Signal<Option<Disconnect>>,
+    /// This side's metric handles.
+    meter: Arc<Meter>,
+    /// The `sockets.connection` span: the task runs in it, calls' spans are its children.
+    span: Span,
 }
 
 /// What a new connection's state is made from.
@@ -107,11 +113,19 @@ pub(crate) struct Params {
     pub(crate) services: Arc<Services>,
     pub(crate) origin: Option<Origin>,
     pub(crate) server_id: Option<ConnectionId>,
+    pub(crate) meter: Arc<Meter>,
 }
 
 impl Shared {
     pub(crate) fn new(params: Params) -> Arc<Self> {
         let config = params.config;
+        let span = observe::connection_span(
+            params.meter.side(),
+            params.id,
+            params.peer_addr,
+            params.session,
+            params.meta.label(),
+        );
         Arc::new(Self {
             id: params.id,
             peer_addr: params.peer_addr,
@@ -120,7 +134,12 @@ impl Shared {
             rtt: Rtt::default(),
             connected_since: SystemTime::now(),
             outbound: Outbound::new(config.queue_capacity),
-            streams: streams::Streams::new(config.max_streams, config.max_message),
+            streams: streams::Streams::new(
+                config.max_streams,
+                config.max_message,
+                params.meter.streams_open(Direction::Out),
+                params.meter.streams_open(Direction::In),
+            ),
             inbound: Inbound::new(
                 params.services,
                 params.peer_is_guest,
@@ -133,6 +152,8 @@ impl Shared {
             peer: OnceLock::new(),
             closing: Signal::new(None),
             done: Signal::new(None),
+            meter: params.meter,
+            span,
         })
     }
 
@@ -338,7 +359,8 @@ impl Handle {
             ));
         }
         let timeout = timeout.min(MAX_CALL_TIMEOUT);
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let (id, reply) = shared
             .outbound
             .start(deadline)
@@ -347,12 +369,42 @@ impl Handle {
             shared: Arc::clone(shared),
             id,
         };
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        // Dropped unfinished (the caller stopped waiting), it counts as cancelled.
+        let direction = Direction::Out;
+        let record = (shared.meter).call(
+            &shared.span,
+            &method,
+            id,
+            direction,
+            Some(timeout_ms),
+            started,
+        );
         let message = Message::Call(Call {
             id,
             method,
-            timeout_ms: Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)),
+            timeout_ms: Some(timeout_ms),
             args: args.into(),
         });
+        let sent = self.send_call(message, deadline, reply);
+        // Not even a disabled span's wrapper on the common path.
+        let result = if record.span().is_disabled() {
+            sent.await
+        } else {
+            sent.instrument(record.span().clone()).await
+        };
+        record.finish(CallOutcome::of_result(&result));
+        result
+    }
+
+    /// Queues a started call and waits for its reply.
+    async fn send_call(
+        &self,
+        message: Message,
+        deadline: Instant,
+        reply: outbound::ReplySlot,
+    ) -> Result<Bytes, Error> {
+        let shared = &self.0;
         let queue = shared.outbound.queue();
         match queue.try_send(message) {
             Ok(()) => {}

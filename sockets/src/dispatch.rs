@@ -36,11 +36,13 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::describe::{self, DescribeAccess, DescribeService};
 use crate::error::DispatchError;
 use crate::error::Error;
 use crate::guard::{Guard, Guards};
+use crate::observe::{CallOutcome, CallRecord};
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::service::{Context, HandlerFuture, MethodInfo, Service, StreamHandlerFuture};
@@ -66,6 +68,10 @@ pub(crate) struct Services {
     /// The guards every call and notification to a user service passes.
     guards: Guards,
 }
+
+/// The method label of a call to a method that is not served: never the
+/// name the peer sent, which would let it make up any number of series.
+const UNKNOWN: &str = "unknown";
 
 /// How the fallback service is reached: by a call, or a notification.
 static FALLBACK_CALL: MethodInfo = MethodInfo {
@@ -274,17 +280,19 @@ impl Inbound {
         self.publish(running);
     }
 
-    /// The service that serves a call and whether a call with its id is
-    /// already running, or the reply that refuses it.
-    fn admit(
+    /// The service that serves a call (`routed`), its method's info and
+    /// whether a call with its id is already running, or the reply that
+    /// refuses it.
+    fn admit<'s>(
         &self,
         id: u64,
         method: &str,
-    ) -> Result<(&Arc<dyn Service>, &'static MethodInfo, bool), Message> {
+        routed: Option<(&'s Arc<dyn Service>, &'static MethodInfo)>,
+    ) -> Result<(&'s Arc<dyn Service>, &'static MethodInfo, bool), Message> {
         if self.draining.load(Ordering::Acquire) {
             return Err(error_reply(id, ErrorCode::ShuttingDown, "shutting down"));
         }
-        let Some((service, info)) = self.services.route(method, false) else {
+        let Some((service, info)) = routed else {
             return Err(error_reply(id, ErrorCode::UnknownMethod, method));
         };
         if self.peer_is_guest && !info.open {
@@ -322,12 +330,16 @@ impl Inbound {
     /// The handler is polled once here: most finish at once and are
     /// answered without a task, a map entry or a timer. The call's deadline
     /// counts from `received`, when its frame arrived; `context` makes the
-    /// handler's context with that deadline.
+    /// handler's context with that deadline. `observe` starts the call's
+    /// record, given the label of the method (the served method's name, or
+    /// `unknown`); the handler runs in its span, and the record ends with
+    /// the reply (or as cancelled, when the handler is aborted).
     pub(crate) fn call(
         &self,
         call: Call,
         received: Instant,
         context: impl FnOnce(Option<std::time::Instant>) -> Context,
+        observe: impl FnOnce(&'static str) -> CallRecord,
     ) -> Dispatched {
         let Call {
             id,
@@ -335,49 +347,63 @@ impl Inbound {
             timeout_ms,
             args,
         } = call;
-        let (service, info, recorded) = match self.admit(id, &method) {
+        let routed = self.services.route(&method, false);
+        let record = observe(routed.map_or(UNKNOWN, |(_, info)| info.name));
+        let (service, info, recorded) = match self.admit(id, &method, routed) {
             Ok(admitted) => admitted,
-            Err(refusal) => return Dispatched::Reply(refusal),
+            Err(refusal) => return Dispatched::Reply(answered(record, refusal)),
         };
         if timeout_ms == Some(0) {
             // The caller stopped waiting when it sent the call.
-            return Dispatched::Reply(error_reply(
+            let late = error_reply(
                 id,
                 ErrorCode::Timeout,
                 "the deadline had passed when the call arrived",
-            ));
+            );
+            return Dispatched::Reply(answered(record, late));
         }
         if info.stream {
             // A stream has no deadline once open: it ends when either side ends it.
-            return match self
-                .services
-                .start_stream(service, context(None), &method, &args)
-            {
-                Ok(handler) => Dispatched::Stream(id, handler),
-                Err(error) => Dispatched::Reply(Message::Reply(Reply {
-                    id,
-                    outcome: Outcome::Err(RemoteError::from(error)),
-                })),
+            // Its record ends with the opening: the call part of a stream.
+            let span = record.span().clone();
+            let started = span.in_scope(|| {
+                self.services
+                    .start_stream(service, context(None), &method, &args)
+            });
+            return match started {
+                Ok(handler) => {
+                    record.finish(CallOutcome::Ok);
+                    Dispatched::Stream(id, handler)
+                }
+                Err(error) => {
+                    let refusal = Message::Reply(Reply {
+                        id,
+                        outcome: Outcome::Err(RemoteError::from(error)),
+                    });
+                    Dispatched::Reply(answered(record, refusal))
+                }
             };
         }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
         let cx = context(deadline.map(Instant::into_std));
-        let dispatched = self.services.start(service, cx, &method, &args);
+        let span = record.span().clone();
+        let dispatched = span.in_scope(|| self.services.start(service, cx, &method, &args));
         let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {
-                return Dispatched::Reply(Message::Reply(Reply {
+                let refusal = Message::Reply(Reply {
                     id,
                     outcome: Outcome::Err(RemoteError::from(error)),
-                }));
+                });
+                return Dispatched::Reply(answered(record, refusal));
             }
         };
         let max_reply = self.max_reply;
         let mut run = AssertUnwindSafe(handler).catch_unwind();
         // A call whose id is already running is refused by `run` instead.
-        if !recorded && let Some(result) = (&mut run).now_or_never() {
+        if !recorded && let Some(result) = span.in_scope(|| (&mut run).now_or_never()) {
             let outcome = outcome(Some(result), max_reply, &method);
-            return Dispatched::Reply(Message::Reply(Reply { id, outcome }));
+            return Dispatched::Reply(answered(record, Message::Reply(Reply { id, outcome })));
         }
         let pending = async move {
             let result = match deadline {
@@ -385,9 +411,12 @@ impl Inbound {
                 None => Some(run.await),
             };
             let outcome = outcome(result, max_reply, &method);
-            Message::Reply(Reply { id, outcome })
+            answered(record, Message::Reply(Reply { id, outcome }))
         };
-        Dispatched::Running(id, Box::pin(pending))
+        if span.is_disabled() {
+            return Dispatched::Running(id, Box::pin(pending));
+        }
+        Dispatched::Running(id, Box::pin(pending.instrument(span)))
     }
 
     /// Registers call `id`'s handler as running; `spawn` starts its task.
@@ -494,6 +523,19 @@ impl Inbound {
         running.notifications.remove(&key);
         self.publish(&running);
     }
+}
+
+/// Ends a call's record with the outcome of `reply`, which answers it.
+fn answered(record: CallRecord, reply: Message) -> Message {
+    let outcome = match &reply {
+        Message::Reply(Reply {
+            outcome: Outcome::Err(error),
+            ..
+        }) => CallOutcome::of_code(error.code),
+        _ => CallOutcome::Ok,
+    };
+    record.finish(outcome);
+    reply
 }
 
 fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message {

@@ -68,8 +68,11 @@ pub enum SessionKind {
 /// would catch the mistake at compile time, but every handler, context and
 /// generated service would carry the parameter; one type per server, named
 /// in the auth hook, checked loudly at the first wrong read, costs users nothing.
+///
+/// It may also carry a label naming the user for logs and spans
+/// ([`AuthDecision::label`]): the field `user` of the connection's span.
 #[derive(Clone)]
-pub struct Meta(Option<Stored>);
+pub struct Meta(Option<Stored>, Option<Arc<str>>);
 
 #[derive(Clone)]
 struct Stored {
@@ -80,15 +83,31 @@ struct Stored {
 impl Meta {
     /// No metadata (a guest session, or an auth hook that stores none).
     pub fn none() -> Self {
-        Self(None)
+        Self(None, None)
     }
 
     /// Metadata holding `value`.
     pub fn new<T: Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Stored {
-            value: Arc::new(value),
-            type_name: std::any::type_name::<T>(),
-        }))
+        Self(
+            Some(Stored {
+                value: Arc::new(value),
+                type_name: std::any::type_name::<T>(),
+            }),
+            None,
+        )
+    }
+
+    /// The same metadata labelled `label`: a name for the user in logs and
+    /// spans (the connection span's `user`). Keep secrets and credentials
+    /// out of it: it is logged as it is.
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Self {
+        self.1 = Some(label.into());
+        self
+    }
+
+    /// The label for logs and spans, if one was set.
+    pub fn label(&self) -> Option<&str> {
+        self.1.as_deref()
     }
 
     /// The metadata as a `T`; `None` when there is none.
@@ -133,10 +152,11 @@ impl Meta {
 
 impl fmt::Debug for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            // The type, never the value: it may hold a user's secrets.
-            Some(stored) => write!(f, "Meta({})", stored.type_name),
-            None => f.write_str("Meta(none)"),
+        // The type, never the value: it may hold a user's secrets.
+        let type_name = self.0.as_ref().map_or("none", |stored| stored.type_name);
+        match &self.1 {
+            Some(label) => write!(f, "Meta({type_name}, label {label:?})"),
+            None => write!(f, "Meta({type_name})"),
         }
     }
 }
@@ -221,6 +241,25 @@ impl AuthDecision {
     pub fn reject(reason: impl Into<String>) -> Self {
         Self::Reject(reason.into())
     }
+
+    /// Labels an accepted connection for logs, spans and
+    /// [`Context::label`](crate::Context::label): the `user` field of its
+    /// `sockets.connection` span. A name or an account id, never a secret or
+    /// the credentials (it is logged as it is). A guest or a rejection
+    /// carries no label: on those it does nothing.
+    ///
+    /// ```
+    /// # use sockets::AuthDecision;
+    /// let decision = AuthDecision::accept(42_u64).label("ada");
+    /// assert!(matches!(decision, AuthDecision::Accept(meta) if meta.label() == Some("ada")));
+    /// ```
+    #[must_use]
+    pub fn label(self, label: impl Into<Arc<str>>) -> Self {
+        match self {
+            Self::Accept(meta) => Self::Accept(meta.with_label(label)),
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +277,12 @@ mod tests {
             "none is not a mismatch"
         );
         assert_eq!(meta.peek::<u64>(), None, "peek asks quietly");
+        let labelled = meta.with_label("ada");
+        assert_eq!(labelled.label(), Some("ada"));
+        assert_eq!(
+            format!("{labelled:?}"),
+            "Meta(alloc::string::String, label \"ada\")"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! | [`server`] | [`Server`]: accept, admit, registry, rooms, calls to clients, shutdown |
 //! | [`client`] | [`Client`]: connect, reconnect, state stream, calls to the server |
 //! | [`config`] | the `SOCKETS_*` environment variables |
+//! | [`observe`] | the names of spans, log targets and metrics; the security log's rate limit |
 //! | [`error`] | the one error type callers see |
 //!
 //! Services are declared with [`service`](macro@service) (on a trait, or on a module of
@@ -89,6 +90,7 @@ pub mod guard;
 mod heartbeat;
 mod identity;
 mod macro_support;
+pub mod observe;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -68,6 +68,7 @@ use crate::dispatch::Services;
 use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
+use crate::observe::{Meter, Side};
 use crate::protocol::{CloseCode, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Encoded, Peer, ServiceRequest};
 use crate::stream::{RawStream, Window};
@@ -236,6 +237,8 @@ pub(crate) struct Inner {
     accept_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The services every client must serve compatibly.
     expected_clients: Arc<[&'static ServiceDescriptor]>,
+    /// The server side's metric handles, from the recorder installed at build.
+    meter: Arc<Meter>,
 }
 
 impl Server {
@@ -274,6 +277,7 @@ impl Server {
             unix_mode: builder.unix_mode,
             config: Arc::new(builder.config),
             services: Arc::new(builder.services.with_describe(builder.describe)?),
+            meter: Arc::new(Meter::new(Side::Server)),
             acceptor,
             auth: builder.auth,
             tls: builder.tls,

@@ -561,6 +561,12 @@ impl Context {
         &self.meta
     }
 
+    /// The label the auth hook gave the connection for logs and spans
+    /// ([`AuthDecision::label`](crate::AuthDecision::label)), if any.
+    pub fn label(&self) -> Option<&str> {
+        self.meta.label()
+    }
+
     /// The connection's measured round-trip time.
     pub fn rtt(&self) -> &Rtt {
         &self.rtt

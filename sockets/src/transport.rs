@@ -166,6 +166,9 @@ pub(crate) enum Frame {
 /// upgrade) and [`prefixed::Prefixed`] (TCP, Unix sockets, in-process pairs)
 /// implement it; [`Framed`] drives either over a stream.
 pub(crate) trait Codec: Send + 'static {
+    /// The framing's name, for logs and spans (`websocket`, `prefixed`).
+    fn name(&self) -> &'static str;
+
     /// Decodes the next frame from the front of `buf`, consuming it.
     /// `Ok(None)`: more bytes are needed.
     ///
@@ -254,6 +257,9 @@ pub(crate) trait Transport: Send {
     /// The session is authenticated: accept messages up to `max_message`
     /// from now on, and answer pings.
     fn authenticated(&mut self, max_message: usize);
+
+    /// The framing's name, for logs and spans.
+    fn name(&self) -> &'static str;
 }
 
 impl dyn Transport + '_ {
@@ -535,6 +541,10 @@ impl<C: Codec> Transport for Framed<C> {
     fn authenticated(&mut self, max_message: usize) {
         self.codec.authenticated(max_message);
         self.gauge = None;
+    }
+
+    fn name(&self) -> &'static str {
+        self.codec.name()
     }
 }
 

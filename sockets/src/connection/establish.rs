@@ -34,6 +34,7 @@ use crate::crypto::{
 use crate::error::{Disconnect, Error};
 use crate::identity::{AuthDecision, Headers, PeerInfo};
 use crate::identity::{ConnectionId, Meta, SessionKind};
+use crate::observe;
 use crate::protocol::payloads::{AuthResult, Close, Resume};
 use crate::protocol::{CloseCode, Reason, codec};
 use crate::service::BoxFuture;
@@ -319,6 +320,13 @@ impl SetupFailure {
         }
     }
 
+    /// A frame broke the protocol before authentication: counted as a
+    /// rejected frame, and closed with `reason`.
+    fn rejected(reason: Reason) -> Self {
+        observe::frame_rejected(observe::reason_label(reason));
+        Self::close(reason)
+    }
+
     fn gone(detail: impl Into<String>) -> Self {
         Self {
             reason: Disconnect::lost(detail),
@@ -370,9 +378,9 @@ async fn server_steps(
                 plaintext,
             })) => break plaintext,
             // The opener lets nothing but AUTH open the session.
-            Ok(Some(_)) => return Err(SetupFailure::close(Reason::FirstNotAuth)),
+            Ok(Some(_)) => return Err(SetupFailure::rejected(Reason::FirstNotAuth)),
             Ok(None) => {}
-            Err(error) => return Err(SetupFailure::close(error.reason())),
+            Err(error) => return Err(SetupFailure::rejected(error.reason())),
         }
     };
     let (credentials, request) = if resuming {

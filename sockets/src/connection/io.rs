@@ -28,12 +28,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep_until};
+use tracing::Instrument;
 
 use super::{Closing, Handle, Shared};
 use crate::crypto::{FrameKind, Opener, Sealer};
 use crate::dispatch::{Dispatched, PendingNotification, PendingReply};
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
+use crate::observe::{self, SecurityEvent};
 use crate::protocol::codec::{self, Messages};
 use crate::protocol::payloads::Close;
 use crate::protocol::{CloseCode, Message, Outcome, Reason};
@@ -75,7 +77,10 @@ pub(crate) fn spawn(
     on_done: impl FnOnce(Disconnect) + Send + 'static,
 ) -> Handle {
     let task_shared = Arc::clone(&shared);
-    tokio::spawn(async move {
+    let span = shared.span.clone();
+    span.record("transport", transport.name());
+    shared.meter.connection_opened();
+    let task = async move {
         let mut link = Link::new(&task_shared, transport, (sealer, opener));
         link.queued.extend(start.backlog);
         if let Some(body) = start.auth_result {
@@ -87,9 +92,12 @@ pub(crate) fn spawn(
         let reason = task_shared
             .closed_reason()
             .unwrap_or_else(|| Disconnect::lost("connection lost"));
+        task_shared.meter.connection_closed();
+        tracing::debug!(%reason, "connection closed");
         task_shared.done.replace(Some(reason.clone()));
         on_done(reason);
-    });
+    };
+    tokio::spawn(task.instrument(span));
     Handle(shared)
 }
 
@@ -150,6 +158,30 @@ fn ending(reason: Disconnect, send_close: bool) -> Closing {
 /// The socket failed: the end of the connection, and whether to say why.
 fn socket_failed(error: &TransportError) -> Closing {
     ending(transport_failed(error), error.reason().is_some())
+}
+
+/// The peer broke the protocol with a frame (or an envelope in one):
+/// counted by cause, logged under `sockets::security`, and the connection
+/// ends with `reason`.
+fn rejected(shared: &Shared, reason: Reason) -> Closing {
+    let cause = observe::reason_label(reason);
+    observe::frame_rejected(cause);
+    observe::security(
+        SecurityEvent::ProtocolClose(cause),
+        Some(shared.id),
+        shared.peer_addr,
+        reason.text(),
+    );
+    ending(reason.into(), true)
+}
+
+/// The socket failed on receiving: as [`socket_failed`], and a transport
+/// framing the peer broke counts as a rejected frame.
+fn receive_failed(shared: &Shared, error: &TransportError) -> Closing {
+    match error.reason() {
+        Some(reason) => rejected(shared, reason),
+        None => socket_failed(error),
+    }
 }
 
 /// One connection's state, owned by its task.
@@ -305,7 +337,15 @@ impl<'a> Link<'a> {
                 self.deadline_armed = true;
             }
             if self.write_deadline.as_mut().poll(cx).is_ready() {
-                return Err(ending(Reason::SlowConsumer.into(), false));
+                let shared = self.shared;
+                let reason = Reason::SlowConsumer;
+                observe::security(
+                    SecurityEvent::SlowConsumer,
+                    Some(shared.id),
+                    shared.peer_addr,
+                    reason.text(),
+                );
+                return Err(ending(reason.into(), false));
             }
         } else {
             self.deadline_armed = false;
@@ -372,7 +412,7 @@ impl<'a> Link<'a> {
                     Some(message) => {
                         let message = message.map_err(|error| {
                             tracing::debug!(id = %self.shared.id, %error, "undecodable envelope");
-                            ending(Reason::MalformedEnvelope.into(), true)
+                            rejected(self.shared, Reason::MalformedEnvelope)
                         })?;
                         self.on_message(message, received)?;
                     }
@@ -395,16 +435,17 @@ impl<'a> Link<'a> {
         let wire = match incoming {
             Ok(Incoming::Binary(wire)) => wire,
             Ok(Incoming::Closed(frame)) => return Err(ending(ended_without_close(frame), false)),
-            Err(error) => return Err(socket_failed(&error)),
+            Err(error) => return Err(receive_failed(self.shared, &error)),
         };
         let received = Instant::now();
         self.heartbeat.heard(received);
+        self.shared.meter.bytes_in(wire.len());
         let opened = match self.opener.open_owned(wire) {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(()),
             Err(error) => {
                 tracing::debug!(id = %self.shared.id, %error, "frame rejected");
-                return Err(ending(error.reason().into(), true));
+                return Err(rejected(self.shared, error.reason()));
             }
         };
         match opened.kind {
@@ -417,13 +458,13 @@ impl<'a> Link<'a> {
                     Ok(body) if (1000..=4999).contains(&body.code) => {
                         Disconnect::new(CloseCode::from_u16(body.code), body.reason)
                     }
-                    _ => Reason::MalformedClose.into(),
+                    _ => return Err(rejected(self.shared, Reason::MalformedClose)),
                 };
                 return Err(ending(reason, true));
             }
             // The opener lets these through only to open a session.
             FrameKind::Auth | FrameKind::AuthResult => {
-                return Err(ending(Reason::AuthTwice.into(), true));
+                return Err(rejected(self.shared, Reason::AuthTwice));
             }
         }
         Ok(())
@@ -433,9 +474,19 @@ impl<'a> Link<'a> {
         let shared = self.shared;
         match message {
             Message::Call(call) => {
-                let dispatched = shared
-                    .inbound
-                    .call(call, received, |deadline| shared.context(deadline));
+                let (id, timeout_ms) = (call.id, call.timeout_ms);
+                let dispatched = shared.inbound.call(
+                    call,
+                    received,
+                    |deadline| shared.context(deadline),
+                    |method| {
+                        let method = std::borrow::Cow::Borrowed(method);
+                        let direction = observe::Direction::In;
+                        let span = &shared.span;
+                        let meter = &shared.meter;
+                        meter.call(span, &method, id, direction, timeout_ms, received)
+                    },
+                );
                 match dispatched {
                     Dispatched::Reply(reply) => self.push(&reply)?,
                     Dispatched::Stream(id, handler) => {
@@ -491,6 +542,7 @@ impl<'a> Link<'a> {
             Message::Pong { nonce } => {
                 if let Some(rtt) = self.heartbeat.pong(nonce, Instant::now()) {
                     shared.rtt.set(rtt);
+                    shared.meter.rtt(rtt);
                 }
             }
         }
@@ -578,6 +630,7 @@ impl<'a> Link<'a> {
             let Some(frame) = self.frames.pop_front() else {
                 break;
             };
+            self.shared.meter.bytes_out(frame.len());
             self.transport.start_send(frame);
             self.flushing = true;
             progress = true;

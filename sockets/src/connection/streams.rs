@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream as FuturesStream, StreamExt};
+use metrics::Gauge;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -46,6 +47,9 @@ pub(super) struct Streams {
     next_id: AtomicU64,
     max_streams: usize,
     max_item: usize,
+    /// The streams we receive (we opened them) and those we send.
+    open_out: Gauge,
+    open_in: Gauge,
 }
 
 #[derive(Default)]
@@ -109,7 +113,13 @@ impl Credit {
 }
 
 impl Streams {
-    pub(super) fn new(max_streams: usize, max_message: usize) -> Self {
+    /// `open_out` and `open_in` count the streams open each way (metrics).
+    pub(super) fn new(
+        max_streams: usize,
+        max_message: usize,
+        open_out: Gauge,
+        open_in: Gauge,
+    ) -> Self {
         Self {
             receiving: Mutex::new(Receiving::default()),
             sending: Mutex::new(HashMap::new()),
@@ -117,6 +127,8 @@ impl Streams {
             max_streams,
             // Room for the item envelope's own fields.
             max_item: max_message.saturating_sub(64),
+            open_out,
+            open_in,
         }
     }
 
@@ -128,10 +140,12 @@ impl Streams {
             receiving.closed = Some(reason.clone());
             receiving.by_id.drain().map(|(_, inbox)| inbox).collect()
         };
+        self.open_out.decrement(count(inboxes.len()));
         for inbox in inboxes {
             lock(&inbox).finish(End::Failed(Error::Disconnected(reason.clone())));
         }
         let sending: Vec<_> = lock(&self.sending).drain().collect();
+        self.open_in.decrement(count(sending.len()));
         for (_, stream) in sending {
             stream.task.abort();
         }
@@ -155,6 +169,7 @@ impl Streams {
             waker: None,
         }));
         receiving.by_id.insert(id, Arc::clone(&inbox));
+        self.open_out.increment(1.0);
         Ok((id, inbox, grant))
     }
 
@@ -163,7 +178,11 @@ impl Streams {
     }
 
     fn forget(&self, id: u64) -> Option<Arc<Mutex<Inbox>>> {
-        lock(&self.receiving).by_id.remove(&id)
+        let inbox = lock(&self.receiving).by_id.remove(&id);
+        if inbox.is_some() {
+            self.open_out.decrement(1.0);
+        }
+        inbox
     }
 
     /// An item for stream `id`: buffered, or ignored when the stream is
@@ -251,6 +270,7 @@ impl Streams {
                 credit,
             },
         );
+        self.open_in.increment(1.0);
         None
     }
 
@@ -287,6 +307,7 @@ impl Streams {
             return;
         }
         if let Some(stream) = lock(&self.sending).remove(&id) {
+            self.open_in.decrement(1.0);
             stream.task.abort();
         }
     }
@@ -294,8 +315,18 @@ impl Streams {
     /// Stream `id`'s task ended; whether its END is still due (it was not
     /// stopped meanwhile).
     fn finished(&self, id: u64) -> bool {
-        lock(&self.sending).remove(&id).is_some()
+        let finished = lock(&self.sending).remove(&id).is_some();
+        if finished {
+            self.open_in.decrement(1.0);
+        }
+        finished
     }
+}
+
+/// A number of streams, for a gauge.
+#[allow(clippy::cast_precision_loss)] // Bounded by `max_streams`, far below 2^52.
+fn count(n: usize) -> f64 {
+    n as f64
 }
 
 /// What ends a stream that did not simply finish.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::limits::{Attempt, Outcome};
+use super::limits::{Attempt, Outcome, Refusal};
 use super::registry::{Refused, Released};
 use super::{ACCEPT_BACKOFF, Inner, ServerEvent};
 use crate::connection::establish::{self, Established, ServerSetup};
@@ -18,6 +18,7 @@ use crate::describe;
 use crate::descriptor::ServiceDescriptor;
 use crate::error::{Disconnect, Error};
 use crate::identity::{ConnectionId, SessionKind};
+use crate::observe::{self, SecurityEvent};
 use crate::protocol::payloads::AuthResult;
 use crate::protocol::{CloseCode, Reason, codec};
 use crate::service::{Origin, Peer};
@@ -59,7 +60,16 @@ pub(super) fn offer(inner: &Arc<Inner>, conn: Conn, addr: Option<SocketAddr>) {
         Ok(attempt) => attempt,
         Err(refusal) => {
             tracing::debug!(?addr, ?refusal, "refused at the accept");
-            refuse(inner, conn, refusal.reason());
+            let lockout = matches!(
+                refusal,
+                Refusal::Failures { .. } | Refusal::Rejections { .. }
+            );
+            let reason = refusal.reason();
+            if lockout {
+                let peer = addr.unwrap_or(NO_ADDRESS);
+                observe::security(SecurityEvent::Lockout, None, peer, &reason);
+            }
+            refuse(inner, conn, reason);
             return;
         }
     };
@@ -223,12 +233,16 @@ async fn admit(
         Ok(Err(error)) => {
             // A peer that hung up, a TLS failure, or a preempted upgrade.
             attempt.finish(Outcome::Abandoned);
-            closed(&inner, id, Disconnect::lost(error.to_string()));
+            let reason = Disconnect::lost(error.to_string());
+            observe::handshake_ended(Err(&reason), id, addr);
+            closed(&inner, id, reason);
             return;
         }
         Err(_) => {
             attempt.finish(Outcome::Abandoned);
-            closed(&inner, id, Reason::HandshakeTimeout.into());
+            let reason: Disconnect = Reason::HandshakeTimeout.into();
+            observe::handshake_ended(Err(&reason), id, addr);
+            closed(&inner, id, reason);
             return;
         }
     };
@@ -252,10 +266,12 @@ async fn admit(
         Ok(established) => established,
         Err(reason) => {
             tracing::debug!(%id, %addr, %reason, "not admitted");
+            observe::handshake_ended(Err(&reason), id, addr);
             closed(&inner, id, reason);
             return;
         }
     };
+    observe::handshake_ended(Ok(established.session), id, addr);
     let Established {
         transport,
         sealer,
@@ -276,6 +292,7 @@ async fn admit(
             services: Arc::clone(&inner.services),
             origin: Some(Origin::new(&inner)),
             server_id: Some(id),
+            meter: Arc::clone(&inner.meter),
         })
     };
     let resumable = inner.registry.config().enabled();

@@ -54,6 +54,10 @@ impl Prefixed {
 }
 
 impl Codec for Prefixed {
+    fn name(&self) -> &'static str {
+        "prefixed"
+    }
+
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, TransportError> {
         if !self.greeted {
             let Some(preamble) = buf.get(..PREAMBLE.len()) else {

@@ -297,6 +297,10 @@ impl WebSocket {
 }
 
 impl Codec for WebSocket {
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, TransportError> {
         Ok(WebSocket::decode(self, buf)?)
     }
