@@ -236,6 +236,7 @@ async fn w8_fanout(duration: Duration) -> Result<Record, BoxError> {
                     match item {
                         Feed::Item(_) => delivered.fetch_add(1, Ordering::Relaxed),
                         Feed::Lagged(n) => missed.fetch_add(n, Ordering::Relaxed),
+                        Feed::Gap => 0,
                     };
                 }
             }));
@@ -311,6 +312,7 @@ async fn w8_slow(duration: Duration) -> Result<Record, BoxError> {
         match feed.next().await {
             Some(Ok(Feed::Item(_))) => read += 1,
             Some(Ok(Feed::Lagged(n))) => missed += n,
+            Some(Ok(Feed::Gap)) => {}
             _ => break,
         }
         held_topic = held_topic.max(topic.buffered());

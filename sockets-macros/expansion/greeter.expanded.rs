@@ -358,6 +358,15 @@ impl GreeterClient {
             ..self.options
         })
     }
+    #[doc = r" A copy of this client whose streams re-open themselves after a"]
+    #[doc = r" reconnect and yield `sockets::Feed::Gap` where the gap was (see"]
+    #[doc = r" `sockets::CallOptions::resubscribe`); for streams of `Feed<T>`."]
+    pub fn with_resubscribe(&self) -> Self {
+        self.with_options(::sockets::CallOptions {
+            resubscribe: true,
+            ..self.options
+        })
+    }
     #[doc = r" The peer this client calls."]
     pub fn peer(&self) -> &::sockets::Peer {
         &self.peer

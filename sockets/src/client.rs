@@ -56,6 +56,7 @@
 
 mod builder;
 mod hooks;
+mod resubscribe;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -725,7 +726,20 @@ impl Caller for Client {
                 Some(handle) => handle,
                 None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
             };
-            handle.open_stream(method, args, window).await
+            if !options.resubscribe {
+                return handle.open_stream(method, args, window).await;
+            }
+            let stream = handle
+                .open_stream(method.clone(), args.clone(), window)
+                .await?;
+            Ok(resubscribe::Resubscribing::boxed(
+                inner,
+                handle.id(),
+                stream,
+                method,
+                args,
+                window,
+            ))
         })
     }
 }

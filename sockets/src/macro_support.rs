@@ -221,7 +221,7 @@ where
         .caller()
         .stream(Cow::Borrowed(method), args, options, window)
         .await?;
-    Ok(Stream::from_raw(raw))
+    Ok(Stream::from_raw(raw).checking_gap(options.resubscribe))
 }
 
 /// Compiles only if `T` may be an argument.

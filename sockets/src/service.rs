@@ -182,6 +182,19 @@ pub struct CallOptions {
     /// the sender; `None` takes the method's (`#[sockets(window(...))]`),
     /// else [`Window::DEFAULT`].
     pub window: Option<Window>,
+    /// For a streaming method called through a reconnecting
+    /// [`Client`](crate::Client): when the connection is lost, wait for the
+    /// client's next connection, open the stream again there (the same
+    /// method, arguments and window) and yield one
+    /// [`Feed::Gap`](crate::Feed::Gap) where the gap was, instead of ending
+    /// with [`Error::Disconnected`]. The stream still ends when the client
+    /// is closed or gives up reconnecting (`Disconnected`), or when the peer
+    /// refuses the new opening (the refusal is the last item). Only for
+    /// methods whose items are [`Feed<T>`](crate::Feed) (a
+    /// [`Topic`](crate::Topic) subscription): for any other item type the
+    /// stream's first item is [`Error::Config`], and it is stopped. Not
+    /// re-opened through other callers (a server's connection to its client).
+    pub resubscribe: bool,
 }
 
 impl CallOptions {
@@ -190,6 +203,14 @@ impl CallOptions {
         Self {
             timeout: Some(timeout),
             ..Self::default()
+        }
+    }
+
+    /// These options with [`CallOptions::resubscribe`] set.
+    pub fn with_resubscribe(self) -> Self {
+        Self {
+            resubscribe: true,
+            ..self
         }
     }
 
@@ -320,7 +341,7 @@ impl Peer {
             .caller
             .stream(Cow::Owned(method.to_owned()), args, options, window)
             .await?;
-        Ok(Stream::from_raw(raw))
+        Ok(Stream::from_raw(raw).checking_gap(options.resubscribe))
     }
 
     /// Sends a typed request and returns the typed response.

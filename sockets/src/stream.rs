@@ -9,7 +9,9 @@
 //! Its caller gets a `Stream<Tick>` too, which is a
 //! `futures::Stream<Item = Result<Tick, sockets::Error>>`: it ends (`None`)
 //! when the handler's stream ends, after an `Err` when the stream ended
-//! abnormally (the connection was lost: [`Error::Disconnected`]; the
+//! abnormally (the connection was lost: [`Error::Disconnected`], unless
+//! the stream re-opens itself, see
+//! [`CallOptions::resubscribe`](crate::CallOptions::resubscribe); the
 //! subscriber lagged: [`Error::Lagged`]; the handler panicked or an item did
 //! not fit in a message: [`Error::Internal`]).
 //!
@@ -88,6 +90,9 @@ enum Inner<T> {
 pub struct Stream<T> {
     inner: Inner<T>,
     done: bool,
+    /// Opened with `CallOptions::resubscribe`: `T` must hold the gap
+    /// marker, checked at the first poll (where `T` is known to decode).
+    check_gap: bool,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -129,6 +134,7 @@ impl<T: Send + 'static> Stream<T> {
         Self {
             inner: Inner::Typed(items),
             done: false,
+            check_gap: false,
             _item: PhantomData,
         }
     }
@@ -140,8 +146,17 @@ impl<T: Send + 'static> Stream<T> {
         Self {
             inner: Inner::Encoded(raw),
             done: false,
+            check_gap: false,
             _item: PhantomData,
         }
+    }
+
+    /// This stream, which ends at once with [`Error::Config`] if `check`
+    /// and its items cannot hold a [`Feed::Gap`] (not a [`Feed`]): what a
+    /// stream opened with `CallOptions::resubscribe` is.
+    pub(crate) fn checking_gap(mut self, check: bool) -> Self {
+        self.check_gap = check;
+        self
     }
 
     /// Items received from the peer and not yet taken; at most the stream's
@@ -178,6 +193,18 @@ impl<T: DeserializeOwned> FuturesStream for Stream<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        if self.check_gap {
+            self.check_gap = false;
+            if codec::decode_value::<T>(GAP).is_err() {
+                // Dropped now: stopped on the peer.
+                self.inner = Inner::Encoded(Box::pin(Local(futures_util::stream::empty())));
+                self.done = true;
+                return Poll::Ready(Some(Err(Error::Config(format!(
+                    "resubscribe needs a stream of `sockets::Feed<T>` items, to mark gaps, not of `{}`",
+                    std::any::type_name::<T>()
+                )))));
+            }
         }
         let next = match &mut self.inner {
             Inner::Typed(items) => items.poll_next_unpin(cx),
@@ -219,17 +246,27 @@ impl<T: Serialize + Send + 'static> Stream<T> {
     }
 }
 
+/// The encoding of [`Feed::Gap`] a resubscribing stream yields: the
+/// one-entry map `{"Gap": nil}`, which decodes as `Feed::Gap` (as does the
+/// plain string `"Gap"`, how a `Feed::Gap` encodes) but, unlike the string,
+/// not as a `String` item of another stream.
+pub(crate) const GAP: &[u8] = &[0x81, 0xa3, b'G', b'a', b'p', 0xc0];
+
 /// An item of a [`Topic`] subscription made with [`Topic::subscribe`]: an
 /// item, or the number of items this subscriber missed at this point
 /// because it fell behind (its buffer was full and the oldest were dropped).
 ///
-/// Also what a resubscribing stream yields where a reconnect left a gap.
+/// A stream opened with [`CallOptions::resubscribe`](crate::CallOptions::resubscribe)
+/// yields [`Feed::Gap`] where a reconnect interrupted it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Feed<T> {
     /// The next item.
     Item(T),
     /// This many items were dropped here because the subscriber was too slow.
     Lagged(u64),
+    /// The connection was lost here and the stream re-opened on a new one:
+    /// items published meanwhile were missed, how many is unknown.
+    Gap,
 }
 
 #[cfg(test)]
@@ -254,5 +291,38 @@ mod tests {
         ])));
         let items: Vec<_> = Stream::<u8>::from_raw(raw).collect().await;
         assert!(matches!(items[..], [Ok(1), Err(Error::Lagged(_))]));
+    }
+
+    #[tokio::test]
+    async fn a_resubscribing_stream_of_items_that_cannot_mark_a_gap_ends_at_once() {
+        let raw = || -> RawStream {
+            Box::pin(Local(futures_util::stream::iter([
+                Ok(Bytes::from_static(GAP)),
+                Ok(Bytes::from(codec::to_vec(&Feed::Item(5u64)).unwrap())),
+            ])))
+        };
+        let feeds: Vec<_> = Stream::<Feed<u64>>::from_raw(raw())
+            .checking_gap(true)
+            .collect()
+            .await;
+        assert!(matches!(feeds[..], [Ok(Feed::Gap), Ok(Feed::Item(5))]));
+        let plain: Vec<_> = Stream::<u64>::from_raw(raw())
+            .checking_gap(true)
+            .collect()
+            .await;
+        assert!(matches!(plain[..], [Err(Error::Config(_))]), "{plain:?}");
+    }
+
+    #[test]
+    fn the_gap_marker_decodes_as_a_feed_gap_only() {
+        assert_eq!(codec::decode_value::<Feed<u64>>(GAP).unwrap(), Feed::Gap);
+        assert_eq!(
+            codec::decode_value::<Feed<String>>(&codec::to_vec(&Feed::<String>::Gap).unwrap())
+                .unwrap(),
+            Feed::Gap
+        );
+        assert!(codec::decode_value::<String>(GAP).is_err());
+        assert!(codec::decode_value::<u64>(GAP).is_err());
+        assert!(codec::decode_value::<Result<u64, String>>(GAP).is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! to its window at both ends while calls go on, cancellation reaching the
 //! handler, 1,000 streams on one connection, `max_streams`, both overflow
 //! policies of a `Topic`, a stream the server opens to a client-served
-//! service, and protocol closes for peers that break the flow-control rules.
+//! service, protocol closes for peers that break the flow-control rules,
+//! and resubscribing streams across a server restart (the gap marked; the
+//! end when the client closes or the new server refuses).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +15,12 @@ use futures_util::StreamExt;
 use sockets::__internal::crypto::FrameKind;
 use sockets::__internal::protocol::codec;
 use sockets::__internal::protocol::{Call, Half, Message};
+use sockets::Reconnect;
 use sockets::protocol::CloseCode;
 use sockets::testing::Harness;
 use sockets::{CallOptions, Context, Error, Feed, Server, Stream, Topic, Window};
 use tests::raw::Raw;
-use tests::{client, server, within};
+use tests::{Remote, client, server, within};
 use tokio::sync::{Notify, watch};
 
 /// The service under test.
@@ -379,6 +382,7 @@ async fn a_lagging_subscriber_is_told_what_it_missed_or_ended() {
                 seen += 1;
             }
             Feed::Lagged(n) => missed += n,
+            Feed::Gap => panic!("no reconnect, no gap"),
         }
     }
     assert!(missed > 0);
@@ -531,4 +535,178 @@ async fn a_topic_delivers_to_many_subscribers_and_forgets_dropped_ones() {
         within(reader).await.unwrap();
     }
     assert_eq!(counted.load(Ordering::Relaxed), 1000);
+}
+
+/// A client of `addr` that reconnects quickly.
+async fn reconnecting_client(addr: std::net::SocketAddr) -> sockets::Client {
+    let reconnect = Reconnect {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..Reconnect::default()
+    };
+    within(client(addr).reconnect(reconnect).connect())
+        .await
+        .unwrap()
+}
+
+/// A `Feeds` server started again on `addr`, with a topic of its own.
+async fn restart(addr: std::net::SocketAddr) -> (Server, Topic<u64>) {
+    let feeder = Feeder::new();
+    let topic = feeder.topic.clone();
+    let server = within(
+        server()
+            .address(addr.to_string())
+            .serve(FeedsServer::new(feeder))
+            .start(),
+    )
+    .await
+    .unwrap();
+    (server, topic)
+}
+
+#[tokio::test]
+async fn a_resubscribing_stream_reopens_after_a_server_restart_and_marks_the_gap() {
+    let feeder = Feeder::new();
+    let topic = feeder.topic.clone();
+    let remote = Remote::start(move || server().serve(FeedsServer::new(feeder)));
+    let addr = remote.addr;
+    let client = reconnecting_client(addr).await;
+    let feeds = FeedsClient::new(client.peer());
+    let mut resubscribing = feeds.with_resubscribe().prices().await.unwrap();
+    let mut plain = feeds.prices().await.unwrap();
+    until(|| topic.subscribers() == 2).await;
+    for price in [1, 2] {
+        topic.publish(&price).unwrap();
+    }
+    for prices in [&mut resubscribing, &mut plain] {
+        assert_eq!(within(prices.next()).await.unwrap().unwrap(), Feed::Item(1));
+        assert_eq!(within(prices.next()).await.unwrap().unwrap(), Feed::Item(2));
+    }
+
+    // The server dies: a stream opened without `resubscribe` ends.
+    remote.kill();
+    let end = within(plain.next()).await;
+    assert!(matches!(end, Some(Err(Error::Disconnected(_)))), "{end:?}");
+    assert!(plain.next().await.is_none());
+
+    // A new server comes back on the same port: the resubscribing stream
+    // re-opened itself there, and says where the gap is.
+    let (_restarted, topic) = restart(addr).await;
+    assert_eq!(
+        within(resubscribing.next()).await.unwrap().unwrap(),
+        Feed::Gap
+    );
+    // Open on the client once sent; subscribed once the new server ran it.
+    until(|| topic.subscribers() == 1).await;
+    for price in [3, 4] {
+        topic.publish(&price).unwrap();
+    }
+    assert_eq!(
+        within(resubscribing.next()).await.unwrap().unwrap(),
+        Feed::Item(3)
+    );
+    assert_eq!(
+        within(resubscribing.next()).await.unwrap().unwrap(),
+        Feed::Item(4)
+    );
+
+    // Closing the client ends it.
+    client.close().await;
+    let end = within(resubscribing.next()).await;
+    assert!(matches!(end, Some(Err(Error::Disconnected(_)))), "{end:?}");
+    assert!(resubscribing.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_resubscribing_stream_ends_when_the_client_is_closed_while_it_waits() {
+    let feeder = Feeder::new();
+    let topic = feeder.topic.clone();
+    let remote = Remote::start(move || server().serve(FeedsServer::new(feeder)));
+    let client = reconnecting_client(remote.addr).await;
+    let mut states = client.states();
+    let feeds = FeedsClient::new(client.peer());
+    let mut prices = feeds.with_resubscribe().prices().await.unwrap();
+    until(|| topic.subscribers() == 1).await;
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(item) = prices.next().await {
+            seen.push(item);
+        }
+        seen
+    });
+
+    // No server comes back: the client keeps failing to reconnect, and the
+    // stream waits for it.
+    remote.kill();
+    within(async {
+        while !matches!(
+            states.recv().await.unwrap(),
+            sockets::client::ClientState::AttemptFailed { .. }
+        ) {}
+    })
+    .await;
+    assert!(!reader.is_finished());
+    client.close().await;
+    let seen = within(reader).await.unwrap();
+    assert!(
+        matches!(seen[..], [Err(Error::Disconnected(_))]),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_resubscribing_stream_ends_with_the_refusal_of_the_restarted_server() {
+    let feeder = Feeder::new();
+    let topic = feeder.topic.clone();
+    let remote = Remote::start(move || server().serve(FeedsServer::new(feeder)));
+    let addr = remote.addr;
+    let client = reconnecting_client(addr).await;
+    let feeds = FeedsClient::new(client.peer());
+    let mut prices = feeds.with_resubscribe().prices().await.unwrap();
+    until(|| topic.subscribers() == 1).await;
+
+    // The server comes back without the method.
+    remote.kill();
+    let _restarted = within(server().address(addr.to_string()).start())
+        .await
+        .unwrap();
+    assert_eq!(within(prices.next()).await.unwrap().unwrap(), Feed::Gap);
+    let end = within(prices.next()).await;
+    assert!(matches!(end, Some(Err(Error::UnknownMethod(_)))), "{end:?}");
+    assert!(prices.next().await.is_none());
+    client.close().await;
+}
+
+#[tokio::test]
+async fn resubscribe_is_refused_for_items_that_cannot_mark_a_gap() {
+    let feeder = Feeder::new();
+    let (_server, feeds, client) = serve(&feeder).await;
+    // Not a `Feed`: no room for the marker. The stream ends at once.
+    let mut counted = feeds.with_resubscribe().count(3).await.unwrap();
+    let refused = within(counted.next()).await;
+    assert!(
+        matches!(refused, Some(Err(Error::Config(_)))),
+        "{refused:?}"
+    );
+    assert!(counted.next().await.is_none());
+    let mut counted = client
+        .peer()
+        .stream::<_, u64>(
+            "feeds.count",
+            &(3u64,),
+            CallOptions::default().with_resubscribe(),
+        )
+        .await
+        .unwrap();
+    let refused = within(counted.next()).await;
+    assert!(
+        matches!(refused, Some(Err(Error::Config(_)))),
+        "{refused:?}"
+    );
+    // Over a connection that stays up, a resubscribing stream is any stream.
+    let mut prices = feeds.with_resubscribe().prices().await.unwrap();
+    until(|| feeder.topic.subscribers() == 1).await;
+    feeder.topic.publish(&7).unwrap();
+    assert_eq!(within(prices.next()).await.unwrap().unwrap(), Feed::Item(7));
+    client.close().await;
 }

@@ -70,6 +70,16 @@ pub(super) fn client_impl(service: &Service) -> TokenStream {
                 })
             }
 
+            /// A copy of this client whose streams re-open themselves after a
+            /// reconnect and yield `sockets::Feed::Gap` where the gap was (see
+            /// `sockets::CallOptions::resubscribe`); for streams of `Feed<T>`.
+            pub fn with_resubscribe(&self) -> Self {
+                self.with_options(#krate::CallOptions {
+                    resubscribe: true,
+                    ..self.options
+                })
+            }
+
             /// The peer this client calls.
             pub fn peer(&self) -> &#krate::Peer {
                 &self.peer
