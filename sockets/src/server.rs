@@ -781,6 +781,19 @@ impl SessionCaller {
             .upgrade()
             .ok_or_else(|| Error::Disconnected(Reason::ServerShuttingDown.into()))
     }
+
+    /// The connection that serves the session now; `Disconnected` while the
+    /// session waits for its client to come back.
+    fn live(&self) -> Result<Handle, Error> {
+        self.server()
+            .and_then(|inner| match inner.registry.get(self.id) {
+                Some(handle) => Ok(handle),
+                None if inner.registry.contains(self.id) => Err(Error::Disconnected(
+                    Disconnect::lost("the session waits for its client to reconnect"),
+                )),
+                None => Err(Error::UnknownConnection(self.id)),
+            })
+    }
 }
 
 impl Caller for SessionCaller {
@@ -790,16 +803,7 @@ impl Caller for SessionCaller {
         args: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
-        let handle = self
-            .server()
-            .and_then(|inner| match inner.registry.get(self.id) {
-                Some(handle) => Ok(handle),
-                None if inner.registry.contains(self.id) => Err(Error::Disconnected(
-                    Disconnect::lost("the session waits for its client to reconnect"),
-                )),
-                None => Err(Error::UnknownConnection(self.id)),
-            });
-        match handle {
+        match self.live() {
             Ok(handle) => Caller::call(&handle, method, args, options),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
@@ -812,16 +816,7 @@ impl Caller for SessionCaller {
         options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
-        let handle = self
-            .server()
-            .and_then(|inner| match inner.registry.get(self.id) {
-                Some(handle) => Ok(handle),
-                None if inner.registry.contains(self.id) => Err(Error::Disconnected(
-                    Disconnect::lost("the session waits for its client to reconnect"),
-                )),
-                None => Err(Error::UnknownConnection(self.id)),
-            });
-        match handle {
+        match self.live() {
             Ok(handle) => Caller::stream(&handle, method, args, options, window),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
