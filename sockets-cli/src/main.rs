@@ -284,12 +284,15 @@ fn plain_args(args: Option<&Value>) -> Result<Vec<u8>, CliError> {
 /// A streaming method is refused with its own exit code: one reply is all
 /// `call` and `bench` handle.
 fn refuse_streams(method: &str, descriptor: Option<&MethodDescriptor>) -> Result<(), CliError> {
-    if descriptor.is_some_and(|m| m.kind == MethodKind::ServerStream) {
-        return Err(CliError::Stream(format!(
-            "`{method}` returns a stream, which this tool does not open: read it from code (the generated client, or `Peer::stream`)"
-        )));
-    }
-    Ok(())
+    let what = match descriptor.map(|m| m.kind) {
+        Some(MethodKind::ServerStream) => "returns a stream",
+        Some(MethodKind::ClientStream) => "takes a stream",
+        Some(MethodKind::BidiStream) => "takes and returns streams",
+        _ => return Ok(()),
+    };
+    Err(CliError::Stream(format!(
+        "`{method}` {what}, which this tool does not open: call it from code (the generated client, or `Peer::stream`, `Peer::upload`, `Peer::duplex`)"
+    )))
 }
 
 fn unknown_method(method: &str, document: &Document) -> String {

@@ -100,6 +100,9 @@ pub(crate) struct Method {
     pub output_shape: Shape,
     /// For a method returning `sockets::Stream<T>`: `T`, the item type.
     pub stream_out: Option<Type>,
+    /// For a method whose last parameter is a `sockets::Stream<T>`: that
+    /// parameter, which does not travel in the arguments.
+    pub stream_in: Option<StreamParam>,
     /// `#[sockets(window(items = N, bytes = M))]`: the stream's default window.
     pub window: Option<(syn::LitInt, syn::LitInt)>,
     /// The parameters as written, receiver included (trait methods re-emit them).
@@ -115,6 +118,16 @@ pub(crate) struct ContextParam {
     pub by_ref: bool,
     /// The `Context` in the parameter's type, for errors about it.
     pub span: Span,
+}
+
+/// The stream parameter of a method that takes one: the items the caller sends.
+pub(crate) struct StreamParam {
+    /// Its name: a parameter of the handler and of the client method.
+    pub ident: Ident,
+    /// Its type as written, `sockets::Stream<T>`.
+    pub ty: Type,
+    /// `T`, the item type.
+    pub item: Type,
 }
 
 /// A parameter that travels on the wire.

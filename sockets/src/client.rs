@@ -727,10 +727,10 @@ impl Caller for Client {
                 None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
             };
             if !options.resubscribe {
-                return handle.open_stream(method, args, window).await;
+                return handle.open_stream(method, args, window, None).await;
             }
             let stream = handle
-                .open_stream(method.clone(), args.clone(), window)
+                .open_stream(method.clone(), args.clone(), window, None)
                 .await?;
             Ok(resubscribe::Resubscribing::boxed(
                 inner,
@@ -740,6 +740,50 @@ impl Caller for Client {
                 args,
                 window,
             ))
+        })
+    }
+
+    fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let timeout = options
+                .timeout
+                .unwrap_or(inner.config.call_timeout)
+                .min(connection::MAX_CALL_TIMEOUT);
+            // Waiting for a connection counts against the call's time.
+            let deadline = Instant::now() + timeout;
+            let handle = match inner.usable_connection() {
+                Some(handle) => handle,
+                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            handle.upload(method, args, left, items).await
+        })
+    }
+
+    fn duplex(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
+            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
+            let handle = match inner.usable_connection() {
+                Some(handle) => handle,
+                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
+            };
+            handle.open_stream(method, args, window, Some(items)).await
         })
     }
 }

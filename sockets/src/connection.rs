@@ -42,7 +42,7 @@ use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::observe::{self, CallOutcome, Direction, Meter};
-use crate::protocol::{Call, Message, Notify, Reason};
+use crate::protocol::{Call, Half, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
 use crate::stream::{RawStream, Window};
@@ -269,10 +269,15 @@ impl std::fmt::Debug for Handle {
 struct CallGuard {
     shared: Arc<Shared>,
     id: u64,
+    /// The call sends a stream: it ends with the call.
+    uploading: bool,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        if self.uploading {
+            self.shared.streams.stop_pump(self.id, Half::Up);
+        }
         let (abandoned, retire) = self.shared.outbound.abandon(self.id);
         self.shared.retire_if(retire);
         if !abandoned {
@@ -352,6 +357,30 @@ impl Handle {
         args: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
+        self.call_sending(method, args, timeout, None).await
+    }
+
+    /// As [`Handle::call`], for a method that takes a stream: `items` are
+    /// sent as the stream's half 1 as the callee grants credit, until the
+    /// reply comes (which stops them) or they end.
+    pub(crate) async fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        timeout: Duration,
+        items: RawStream,
+    ) -> Result<Bytes, Error> {
+        self.call_sending(method, args, timeout, Some(items)).await
+    }
+
+    /// A call, sending `upload` as its stream when there is one.
+    async fn call_sending(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        timeout: Duration,
+        upload: Option<RawStream>,
+    ) -> Result<Bytes, Error> {
         let shared = &self.0;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
             return Err(Error::Rejected(
@@ -368,7 +397,12 @@ impl Handle {
         let _guard = CallGuard {
             shared: Arc::clone(shared),
             id,
+            uploading: upload.is_some(),
         };
+        if let Some(items) = upload {
+            // Before the call is sent, so the callee's first credit finds it.
+            shared.streams.start_upload(shared, id, items, true);
+        }
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         // Dropped unfinished (the caller stopped waiting), it counts as cancelled.
         let direction = Direction::Out;
@@ -451,7 +485,8 @@ impl Handle {
         }
     }
 
-    /// Opens a stream: calls the streaming `method`, granting `window`.
+    /// Opens a stream: calls the streaming `method`, granting `window`;
+    /// with `upload`, a two-way stream that sends those items.
     ///
     /// # Cancel safety
     /// Dropping the returned stream stops it on the peer.
@@ -460,6 +495,7 @@ impl Handle {
         method: Cow<'static, str>,
         args: Vec<u8>,
         window: Window,
+        upload: Option<RawStream>,
     ) -> Result<RawStream, Error> {
         let shared = &self.0;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
@@ -475,7 +511,7 @@ impl Handle {
                 args: args.into(),
             })
         };
-        streams::open(shared, call, window).await
+        streams::open(shared, call, window, upload).await
     }
 
     /// Closes the connection with an authenticated CLOSE carrying `reason`.
@@ -538,7 +574,31 @@ impl Caller for Handle {
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
         let handle = self.clone();
-        Box::pin(async move { handle.open_stream(method, args, window).await })
+        Box::pin(async move { handle.open_stream(method, args, window, None).await })
+    }
+
+    fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let handle = self.clone();
+        let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
+        Box::pin(async move { handle.upload(method, args, timeout, items).await })
+    }
+
+    fn duplex(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        _options: CallOptions,
+        window: Window,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let handle = self.clone();
+        Box::pin(async move { handle.open_stream(method, args, window, Some(items)).await })
     }
 }
 
@@ -600,6 +660,33 @@ impl Caller for WeakHandle {
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
         match self.handle() {
             Ok(handle) => Caller::stream(&handle, method, args, options, window),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        match self.handle() {
+            Ok(handle) => Caller::upload(&handle, method, args, options, items),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn duplex(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        match self.handle() {
+            Ok(handle) => Caller::duplex(&handle, method, args, options, window, items),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }

@@ -50,6 +50,7 @@ static CLOSED: ServiceInfo = ServiceInfo {
         open: false,
         notify: false,
         stream: false,
+        stream_in: false,
     }],
 };
 
@@ -60,6 +61,7 @@ static OPEN: ServiceInfo = ServiceInfo {
         open: true,
         notify: false,
         stream: false,
+        stream_in: false,
     }],
 };
 

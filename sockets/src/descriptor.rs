@@ -160,6 +160,11 @@ pub struct MethodDescriptor {
     /// the type of each item the callee sends. `returns` is then absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_out: Option<Type>,
+    /// For a `client_stream` or `bidi_stream` method (one that takes a
+    /// `sockets::Stream<T>` as its last parameter), `T`: the type of each
+    /// item the caller sends. That parameter is not in `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_in: Option<Type>,
     /// `sha256:` and the hex SHA-256 of the method's canonical signature.
     pub hash: String,
 }
@@ -193,6 +198,7 @@ impl MethodDescriptor {
             returns,
             error,
             stream_out: None,
+            stream_in: None,
             hash: String::new(),
         }
     }
@@ -201,6 +207,13 @@ impl MethodDescriptor {
     /// its caller ([`MethodDescriptor::stream_out`]).
     pub fn with_stream_out(mut self, item: Type) -> Self {
         self.stream_out = Some(item);
+        self
+    }
+
+    /// This descriptor with `item` as the type of the items its caller
+    /// streams to it ([`MethodDescriptor::stream_in`]).
+    pub fn with_stream_in(mut self, item: Type) -> Self {
+        self.stream_in = Some(item);
         self
     }
 
@@ -239,8 +252,7 @@ fn split_result(ty: Type) -> Result<(Type, Type), Type> {
     }
 }
 
-/// How a method is invoked. `client_stream` and `bidi_stream` are reserved
-/// (`docs/DESCRIPTOR.md`); a kind this version does not know reads as
+/// How a method is invoked. A kind this version does not know reads as
 /// [`MethodKind::Other`], which is compatible with nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -253,6 +265,13 @@ pub enum MethodKind {
     /// A call answered with a stream of items (`-> sockets::Stream<T>`,
     /// docs/PROTOCOL.md §9.7); the item type is `stream_out`.
     ServerStream,
+    /// A call that takes a stream of items from its caller and replies
+    /// once (a last parameter `sockets::Stream<T>`); the item type is
+    /// `stream_in`.
+    ClientStream,
+    /// A call that takes a stream of items and answers with one; the item
+    /// types are `stream_in` and `stream_out`.
+    BidiStream,
     /// A kind from a newer version.
     #[serde(other)]
     Other,

@@ -79,12 +79,14 @@ static FALLBACK_CALL: MethodInfo = MethodInfo {
     open: false,
     notify: false,
     stream: false,
+    stream_in: false,
 };
 static FALLBACK_NOTIFY: MethodInfo = MethodInfo {
     name: "*",
     open: false,
     notify: true,
     stream: false,
+    stream_in: false,
 };
 
 impl Services {
@@ -330,7 +332,8 @@ impl Inbound {
     /// The handler is polled once here: most finish at once and are
     /// answered without a task, a map entry or a timer. The call's deadline
     /// counts from `received`, when its frame arrived; `context` makes the
-    /// handler's context with that deadline. `observe` starts the call's
+    /// handler's context with that deadline, for that method (opening the
+    /// stream a method that takes one reads, or refusing the call). `observe` starts the call's
     /// record, given the label of the method (the served method's name, or
     /// `unknown`); the handler runs in its span, and the record ends with
     /// the reply (or as cancelled, when the handler is aborted).
@@ -338,7 +341,10 @@ impl Inbound {
         &self,
         call: Call,
         received: Instant,
-        context: impl FnOnce(Option<std::time::Instant>) -> Context,
+        context: impl FnOnce(
+            Option<std::time::Instant>,
+            &'static MethodInfo,
+        ) -> Result<Context, DispatchError>,
         observe: impl FnOnce(&'static str) -> CallRecord,
     ) -> Dispatched {
         let Call {
@@ -367,8 +373,8 @@ impl Inbound {
             // Its record ends with the opening: the call part of a stream.
             let span = record.span().clone();
             let started = span.in_scope(|| {
-                self.services
-                    .start_stream(service, context(None), &method, &args)
+                let cx = context(None, info)?;
+                self.services.start_stream(service, cx, &method, &args)
             });
             return match started {
                 Ok(handler) => {
@@ -385,9 +391,11 @@ impl Inbound {
             };
         }
         let deadline = timeout_ms.map(|ms| received + Duration::from_millis(u64::from(ms)));
-        let cx = context(deadline.map(Instant::into_std));
         let span = record.span().clone();
-        let dispatched = span.in_scope(|| self.services.start(service, cx, &method, &args));
+        let dispatched = span.in_scope(|| {
+            let cx = context(deadline.map(Instant::into_std), info)?;
+            self.services.start(service, cx, &method, &args)
+        });
         let handler = match dispatched {
             Ok(handler) => handler,
             Err(error) => {

@@ -84,21 +84,38 @@ pub fn describe_method(
     MethodDescriptor::new(name, kind, open, doc, params, returns)
 }
 
-/// A streaming method's descriptor (kind `server_stream`), from what the
-/// macro knows and the traced types.
+/// A streaming method's descriptor, from what the macro knows and the
+/// traced types: `stream_in` for a method that takes a stream (then
+/// `returns` for one that replies once), `stream_out` for one that returns
+/// a stream. Its kind follows: `server_stream`, `client_stream` or
+/// `bidi_stream`.
 pub fn describe_stream_method(
     name: &'static str,
     open: bool,
     doc: &'static str,
     params: Vec<(&'static str, Type)>,
-    item: Type,
+    stream_in: Option<Type>,
+    returns: Option<Type>,
+    stream_out: Option<Type>,
 ) -> MethodDescriptor {
     let params = params
         .into_iter()
         .map(|(name, ty)| Field::new(name, ty))
         .collect();
-    MethodDescriptor::new(name, MethodKind::ServerStream, open, doc, params, None)
-        .with_stream_out(item)
+    let kind = match (&stream_in, &stream_out) {
+        (Some(_), Some(_)) => MethodKind::BidiStream,
+        (Some(_), None) => MethodKind::ClientStream,
+        (None, _) => MethodKind::ServerStream,
+    };
+    let returns = if stream_out.is_some() { None } else { returns };
+    let mut method = MethodDescriptor::new(name, kind, open, doc, params, returns);
+    if let Some(item) = stream_in {
+        method = method.with_stream_in(item);
+    }
+    if let Some(item) = stream_out {
+        method = method.with_stream_out(item);
+    }
+    method
 }
 
 /// The error for a reply to a streaming method: it has none, its items
@@ -222,6 +239,71 @@ where
         .stream(Cow::Borrowed(method), args, options, window)
         .await?;
     Ok(Stream::from_raw(raw).checking_gap(options.resubscribe))
+}
+
+/// The stream of items the caller of `method` sends: what a handler that
+/// takes a stream gets, granting `window` (the method's), else the default.
+///
+/// # Errors
+/// [`DispatchError::BadRequest`] when the call carries no stream (a
+/// context not made by the runtime for this method).
+pub fn incoming<T: Send + 'static>(
+    cx: &Context,
+    method: &str,
+    window: Option<Window>,
+) -> Result<Stream<T>, DispatchError> {
+    let raw = cx.take_incoming().ok_or_else(|| {
+        DispatchError::BadRequest(format!("`{method}` takes a stream, and the call carries none"))
+    })?;
+    Ok(Stream::from_raw(raw).opened(window))
+}
+
+/// Calls `method`, which takes a stream, through `peer` with `args` (its
+/// other arguments) and `items`, and decodes the reply as `R`.
+///
+/// # Errors
+/// As [`Peer::upload`].
+pub async fn upload<A, U, R>(
+    peer: &Peer,
+    method: &'static str,
+    args: &A,
+    items: Stream<U>,
+    options: CallOptions,
+) -> Result<R, Error>
+where
+    A: Serialize + ?Sized,
+    U: Serialize + Send + 'static,
+    R: DeserializeOwned,
+{
+    let args = codec::to_vec(args)?;
+    let reply = peer
+        .caller()
+        .upload(Cow::Borrowed(method), args, options, items.into_raw())
+        .await?;
+    decode_reply(method, &reply)
+}
+
+/// Opens a two-way stream of `method` through `peer`: the window of the
+/// items that come back is the call's, else the method's, else the default.
+///
+/// # Errors
+/// As [`Peer::duplex`].
+pub async fn open_duplex<A, U, T>(
+    peer: &Peer,
+    method: &'static str,
+    args: &A,
+    items: Stream<U>,
+    options: CallOptions,
+    window: Option<Window>,
+) -> Result<Stream<T>, Error>
+where
+    A: Serialize + ?Sized,
+    U: Serialize + Send + 'static,
+    T: Send + 'static,
+{
+    let args = codec::to_vec(args)?;
+    let window = options.window.or(window).unwrap_or_default();
+    crate::service::open_duplex(peer, Cow::Borrowed(method), args, items, options, window).await
 }
 
 /// Compiles only if `T` may be an argument.

@@ -822,6 +822,33 @@ impl Caller for SessionCaller {
         }
     }
 
+    fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        match self.live() {
+            Ok(handle) => Caller::upload(&handle, method, args, options, items),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    fn duplex(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        match self.live() {
+            Ok(handle) => Caller::duplex(&handle, method, args, options, window, items),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
     fn notify(
         &self,
         method: Cow<'static, str>,

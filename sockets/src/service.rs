@@ -49,6 +49,11 @@ pub struct MethodInfo {
     /// returning [`Stream`]): started with
     /// [`Service::dispatch_stream`].
     pub stream: bool,
+    /// Takes a stream of items from the caller as its last argument (a
+    /// parameter of type [`Stream`]): the runtime opens the stream's
+    /// incoming half before it dispatches, and the handler takes it from
+    /// its [`Context`] (the generated code does).
+    pub stream_in: bool,
 }
 
 /// A service's static description.
@@ -262,6 +267,49 @@ pub trait Caller: Send + Sync + 'static {
             "`{method}`: this caller does not open streams"
         )))))
     }
+
+    /// Calls a method that takes a stream ([`MethodInfo::stream_in`]) and
+    /// replies once: sends the call with already-encoded arguments, then
+    /// the items of `items` as the callee grants credit, and resolves to
+    /// the encoded reply. The reply ends the call: items not sent by then
+    /// are not sent. The default sends none: [`Error::Rejected`].
+    ///
+    /// Dropping the returned future cancels the call on the remote side
+    /// and drops `items`.
+    fn upload(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let _ = (args, options, items);
+        Box::pin(std::future::ready(Err(Error::Rejected(format!(
+            "`{method}`: this caller does not send streams"
+        )))))
+    }
+
+    /// Opens a two-way stream: a method that takes a stream and returns
+    /// one. Sends the call, granting `window` for the items that come back,
+    /// then the items of `items` as the callee grants credit; resolves once
+    /// the call is sent to the stream of encoded items that come back. The
+    /// default opens none: [`Error::Rejected`].
+    ///
+    /// Dropping the returned stream stops both halves; the stream that comes
+    /// back ending stops sending `items`.
+    fn duplex(
+        &self,
+        method: Cow<'static, str>,
+        args: Vec<u8>,
+        options: CallOptions,
+        window: Window,
+        items: RawStream,
+    ) -> BoxFuture<'static, Result<RawStream, Error>> {
+        let _ = (args, options, window, items);
+        Box::pin(std::future::ready(Err(Error::Rejected(format!(
+            "`{method}`: this caller does not open streams"
+        )))))
+    }
 }
 
 /// A cheap, cloneable handle to call or notify the other side of a connection.
@@ -344,6 +392,74 @@ impl Peer {
         Ok(Stream::from_raw(raw).checking_gap(options.resubscribe))
     }
 
+    /// Calls `method`, which takes a stream of items as its last argument,
+    /// with `args` (a tuple of its other arguments) and `items`, and
+    /// decodes the reply as `R`. Items are sent as the callee grants credit
+    /// (its window); the reply ends the call.
+    ///
+    /// # Errors
+    /// As [`Peer::call`]; the call's timeout covers sending the items.
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the peer and drops `items`.
+    pub async fn upload<A, U, R>(
+        &self,
+        method: &str,
+        args: &A,
+        items: Stream<U>,
+        options: CallOptions,
+    ) -> Result<R, Error>
+    where
+        A: Serialize + ?Sized,
+        U: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let args = codec::to_vec(args)?;
+        let reply = self
+            .caller
+            .upload(Cow::Owned(method.to_owned()), args, options, items.into_raw())
+            .await?;
+        codec::decode_value(&reply)
+            .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))
+    }
+
+    /// Opens a two-way stream: calls `method`, which takes a stream of
+    /// items as its last argument and returns one, with `args` (a tuple of
+    /// its other arguments) and `items`, and returns the stream of the
+    /// items that come back. The window of those is `options.window`, else
+    /// [`Window::DEFAULT`].
+    ///
+    /// # Errors
+    /// As [`Peer::stream`]; [`Error::Config`] for `options.resubscribe`
+    /// (the items sent cannot be sent again).
+    ///
+    /// # Cancel safety
+    /// Dropping the stream stops both halves on the peer.
+    pub async fn duplex<A, U, T>(
+        &self,
+        method: &str,
+        args: &A,
+        items: Stream<U>,
+        options: CallOptions,
+    ) -> Result<Stream<T>, Error>
+    where
+        A: Serialize + ?Sized,
+        U: Serialize + Send + 'static,
+        T: Send + 'static,
+    {
+        let args = codec::to_vec(args)?;
+        let window = options.window.unwrap_or_default();
+        open_duplex(
+            self,
+            Cow::Owned(method.to_owned()),
+            args,
+            items,
+            options,
+            window,
+        )
+        .await
+    }
+
     /// Sends a typed request and returns the typed response.
     ///
     /// # Errors
@@ -384,6 +500,32 @@ impl Peer {
     pub fn caller(&self) -> &Arc<dyn Caller> {
         &self.caller
     }
+}
+
+/// Opens a two-way stream through `peer`: what [`Peer::duplex`] and the
+/// generated clients do.
+pub(crate) async fn open_duplex<U, T>(
+    peer: &Peer,
+    method: Cow<'static, str>,
+    args: Vec<u8>,
+    items: Stream<U>,
+    options: CallOptions,
+    window: Window,
+) -> Result<Stream<T>, Error>
+where
+    U: Serialize + Send + 'static,
+    T: Send + 'static,
+{
+    if options.resubscribe {
+        return Err(Error::Config(format!(
+            "`{method}` sends a stream, which cannot be sent again after a reconnect: it cannot resubscribe"
+        )));
+    }
+    let raw = peer
+        .caller
+        .duplex(method, args, options, window, items.into_raw())
+        .await?;
+    Ok(Stream::from_raw(raw))
 }
 
 /// A typed request encoded for sending, checked for the way it is sent.
@@ -506,6 +648,9 @@ pub struct Context {
     deadline: Option<Instant>,
     peer: Peer,
     origin: Option<Origin>,
+    /// The stream of items the caller sends, for a method that takes one
+    /// ([`MethodInfo::stream_in`]): taken once, by the handler.
+    incoming: Option<Arc<std::sync::Mutex<Option<RawStream>>>>,
 }
 
 impl fmt::Debug for Context {
@@ -543,7 +688,24 @@ impl Context {
             deadline,
             peer,
             origin,
+            incoming: None,
         }
+    }
+
+    /// This context, carrying the stream of items the caller sends.
+    pub(crate) fn with_incoming(mut self, items: RawStream) -> Self {
+        self.incoming = Some(Arc::new(std::sync::Mutex::new(Some(items))));
+        self
+    }
+
+    /// The stream of items the caller sends, the first time it is asked
+    /// for; `None` after, or when the call carries none.
+    pub(crate) fn take_incoming(&self) -> Option<RawStream> {
+        let slot = self.incoming.as_ref()?;
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        slot.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     /// A context for calling a handler directly in a unit test, without a
@@ -676,6 +838,7 @@ impl ContextBuilder {
             deadline: self.deadline,
             peer: self.peer.unwrap_or_else(|| Peer::new(Arc::new(NoPeer))),
             origin: None,
+            incoming: None,
         }
     }
 }

@@ -50,6 +50,14 @@ pub trait RawItems: FuturesStream<Item = Result<Bytes, Error>> + Send {
     fn backlog(&self) -> usize {
         0
     }
+
+    /// For the stream of items a handler receives from its caller: the
+    /// handler takes it, so grant the sender its window now, `window` if
+    /// given, else the default (otherwise it is granted at the first
+    /// read). Nothing for other streams.
+    fn open(self: Pin<&mut Self>, window: Option<Window>) {
+        let _ = window;
+    }
 }
 
 /// A boxed [`RawItems`].
@@ -156,6 +164,15 @@ impl<T: Send + 'static> Stream<T> {
     /// stream opened with `CallOptions::resubscribe` is.
     pub(crate) fn checking_gap(mut self, check: bool) -> Self {
         self.check_gap = check;
+        self
+    }
+
+    /// This stream, granting its sender `window` (else the default) now,
+    /// if it is the stream of items a handler receives: see [`RawItems::open`].
+    pub(crate) fn opened(mut self, window: Option<Window>) -> Self {
+        if let Inner::Encoded(raw) = &mut self.inner {
+            raw.as_mut().open(window);
+        }
         self
     }
 

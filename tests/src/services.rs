@@ -88,6 +88,7 @@ const fn method(name: &'static str, open: bool) -> MethodInfo {
         open,
         notify: false,
         stream: false,
+        stream_in: false,
     }
 }
 
@@ -225,6 +226,7 @@ static INBOX: ServiceInfo = ServiceInfo {
             open: false,
             notify: true,
             stream: false,
+            stream_in: false,
         },
     ],
 };

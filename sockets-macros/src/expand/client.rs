@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
-use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis};
+use super::service::{args_tuple, at_method, display_name, docs_or, output_type, vis, window};
 use crate::model::{Arg, Method, Service, Shape};
 
 /// `struct CalculatorClient`: typed calls through a `Peer`.
@@ -119,15 +119,45 @@ fn client_method(krate: &syn::Path, m: &Method) -> TokenStream {
     // The whole call is spanned at the method, so rustc reports a return type
     // that cannot be decoded there.
     let span = ident.span();
+    if let Some(stream) = &m.stream_in {
+        let (items, items_ty) = (&stream.ident, &stream.ty);
+        let window = window(krate, m);
+        if let Some(item) = &m.stream_out {
+            let default_doc = format!(
+                "Opens `{wire}` on the peer: sends the items of `{items}` as the peer reads them, and returns the stream of the peer's items, ending when the peer's stream ends."
+            );
+            let docs = docs_or(&m.docs, &default_doc);
+            let open = at_method(m, quote!(#krate::__private::open_duplex));
+            return quote! {
+                #(#cfgs)*
+                #docs
+                pub async fn #ident(&self, #(#params,)* #items: #items_ty) -> #krate::__private::Result<#krate::Stream<#item>, #krate::Error> {
+                    #open(&self.peer, #wire, &#tuple, #items, self.options, #window).await
+                }
+            };
+        }
+        let default_doc = format!(
+            "Calls `{wire}` on the peer: sends the items of `{items}` as the peer reads them, and returns its reply."
+        );
+        let docs = docs_or(&m.docs, &default_doc);
+        let upload = at_method(m, quote!(#krate::__private::upload));
+        let output = output_type(m);
+        let from_bin =
+            (m.output_shape == Shape::Bytes).then(|| quote!(.map(#krate::__private::from_bin)));
+        return quote! {
+            #(#cfgs)*
+            #docs
+            pub async fn #ident(&self, #(#params,)* #items: #items_ty) -> #krate::__private::Result<#output, #krate::Error> {
+                #upload(&self.peer, #wire, &#tuple, #items, self.options).await #from_bin
+            }
+        };
+    }
     if let Some(item) = &m.stream_out {
         let default_doc = format!(
             "Opens `{wire}` on the peer: a stream of its items, ending when the peer's stream ends."
         );
         let docs = docs_or(&m.docs, &default_doc);
-        let window = match &m.window {
-            Some((items, bytes)) => quote!(#krate::__private::window(#items, #bytes)),
-            None => quote!(#krate::__private::None),
-        };
+        let window = window(krate, m);
         let open = at_method(m, quote!(#krate::__private::open_stream));
         return quote! {
             #(#cfgs)*

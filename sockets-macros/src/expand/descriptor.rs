@@ -47,18 +47,6 @@ fn describe_method(krate: &syn::Path, m: &Method) -> TokenStream {
         let trace = trace(krate, &a.ty, a.shape);
         quote!((#name, #trace))
     });
-    if let Some(item) = &m.stream_out {
-        let item = trace(krate, item, Shape::Other);
-        return quote! {
-            #krate::__private::describe_stream_method(
-                #wire,
-                #open,
-                #doc,
-                #krate::__private::From::from([#(#params),*]),
-                #item,
-            )
-        };
-    }
     let returns = if m.notify {
         quote!(#krate::__private::None)
     } else {
@@ -68,6 +56,34 @@ fn describe_method(krate: &syn::Path, m: &Method) -> TokenStream {
         };
         quote!(#krate::__private::Some(#trace))
     };
+    if m.stream_out.is_some() || m.stream_in.is_some() {
+        let item = |item: Option<&syn::Type>| match item {
+            Some(item) => {
+                let trace = trace(krate, item, Shape::Other);
+                quote!(#krate::__private::Some(#trace))
+            }
+            None => quote!(#krate::__private::None),
+        };
+        let stream_in = item(m.stream_in.as_ref().map(|s| &s.item));
+        let stream_out = item(m.stream_out.as_ref());
+        // A method that returns a stream has no `returns`.
+        let returns = if m.stream_out.is_some() {
+            quote!(#krate::__private::None)
+        } else {
+            returns
+        };
+        return quote! {
+            #krate::__private::describe_stream_method(
+                #wire,
+                #open,
+                #doc,
+                #krate::__private::From::from([#(#params),*]),
+                #stream_in,
+                #returns,
+                #stream_out,
+            )
+        };
+    }
     quote! {
         #krate::__private::describe_method(
             #wire,

@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
-use super::service::{krate_at, variant_pattern, vis};
+use super::service::{krate_at, span_of, variant_pattern, vis, window};
 use crate::model::{Kind, Service, Shape};
 
 /// `struct CalculatorServer<T>` wrapping an implementation, or a unit
@@ -86,7 +86,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
     let uses_context = service
         .methods
         .iter()
-        .any(|m| m.context.is_some() || m.guard.is_some());
+        .any(|m| m.context.is_some() || m.guard.is_some() || m.stream_in.is_some());
     // Hygienic: a user argument named `cx` cannot capture it.
     let cx = Ident::new(if uses_context { "cx" } else { "_cx" }, Span::mixed_site());
     let arm = |m: &crate::model::Method, streaming: bool| {
@@ -99,7 +99,18 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
                 #request::#variant { .. } => #krate::__private::Err(#krate::__private::unknown_method(method)),
             };
         }
-        let idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        let mut idents: Vec<_> = m.args.iter().map(|a| &a.ident).collect();
+        // The stream the caller sends: the handler's last argument, opened
+        // by the runtime and taken from the context before the handler runs.
+        let incoming = m.stream_in.as_ref().map(|stream| {
+            let (ident, item) = (&stream.ident, &stream.item);
+            idents.push(ident);
+            let window = window(&service.krate, m);
+            let krate = krate_at(service, span_of(&stream.ty));
+            quote_spanned! {span_of(&stream.ty)=>
+                let #ident = #krate::__private::incoming::<#item>(&#cx, method, #window)?;
+            }
+        });
         let context = m.context.as_ref().map(|c| {
             // Through `CallContext`, so a type merely named `Context` is
             // reported at that type.
@@ -157,6 +168,7 @@ pub(super) fn service_impl(service: &Service) -> TokenStream {
             #(#cfgs)*
             #pattern => {
                 #validate
+                #incoming
                 #krate::__private::Ok(#handler)
             }
         }

@@ -135,10 +135,16 @@ fn request_info(service: &Service) -> TokenStream {
     let methods = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
         let (wire, open, notify) = (&m.wire_name, m.open, m.notify);
-        let stream = m.stream_out.is_some();
+        let (stream, stream_in) = (m.stream_out.is_some(), m.stream_in.is_some());
         quote! {
             #(#cfgs)*
-            #krate::service::MethodInfo { name: #wire, open: #open, notify: #notify, stream: #stream }
+            #krate::service::MethodInfo {
+                name: #wire,
+                open: #open,
+                notify: #notify,
+                stream: #stream,
+                stream_in: #stream_in,
+            }
         }
     });
     quote! {
@@ -169,7 +175,7 @@ fn request_impl(service: &Service) -> TokenStream {
         quote!(#(#cfgs)* #pattern => #notify,)
     });
     let streams = service.methods.iter().map(|m| {
-        let (cfgs, stream) = (&m.cfgs, m.stream_out.is_some());
+        let (cfgs, stream) = (&m.cfgs, m.stream_out.is_some() || m.stream_in.is_some());
         let pattern = variant_wildcard(m);
         quote!(#(#cfgs)* #pattern => #stream,)
     });
@@ -409,6 +415,11 @@ fn type_checks(service: &Service) -> TokenStream {
             let krate = krate_at(service, span_of(ty));
             quote_spanned!(span_of(ty)=> #krate::__private::assert_arg::<#ty>();)
         });
+        let stream_in = m.stream_in.as_ref().map(|stream| {
+            let item = &stream.item;
+            let krate = krate_at(service, span_of(item));
+            quote_spanned!(span_of(item)=> #krate::__private::assert_item::<#item>();)
+        });
         let output = match (&m.stream_out, &m.output) {
             (Some(item), _) => {
                 let krate = krate_at(service, span_of(item));
@@ -420,13 +431,14 @@ fn type_checks(service: &Service) -> TokenStream {
             }
             (None, None) => None,
         };
-        if m.args.is_empty() && output.is_none() {
+        if m.args.is_empty() && output.is_none() && stream_in.is_none() {
             return TokenStream::new();
         }
         quote! {
             #(#cfgs)*
             {
                 #(#args)*
+                #stream_in
                 #output
             }
         }
@@ -436,6 +448,14 @@ fn type_checks(service: &Service) -> TokenStream {
         const _: () = {
             #(#checks)*
         };
+    }
+}
+
+/// `#[sockets(window(...))]` as a `sockets::Window`, or `None`.
+pub(super) fn window(krate: &syn::Path, m: &Method) -> TokenStream {
+    match &m.window {
+        Some((items, bytes)) => quote!(#krate::__private::window(#items, #bytes)),
+        None => quote!(#krate::__private::None),
     }
 }
 

@@ -14,7 +14,7 @@ use super::options::{MethodOptions, options};
 use super::types::{ContextRef, Position, check_type, context_type, is_unit, shape, stream_item};
 use super::{doc_text, strip};
 use crate::errors::Errors;
-use crate::model::{Arg, ContextParam, Method, Shape};
+use crate::model::{Arg, ContextParam, Method, Shape, StreamParam};
 
 /// Serde handles tuples of up to 16 elements; arguments travel as one tuple.
 const MAX_ARGS: usize = 16;
@@ -64,17 +64,24 @@ pub(crate) fn method(
     for check in SIGNATURE_RULES {
         check(sig, rule, errors);
     }
-    let (context, args) = parameters(sig, rule, errors);
+    let (context, args, stream_in) = parameters(sig, rule, errors);
     at_most_max_args(&args, errors);
+    if notify && let Some(stream) = &stream_in {
+        errors.at(
+            &stream.ty,
+            "a `notify` method sends no reply and opens no stream, so it cannot take a stream; remove `notify` to stream to the callee",
+        );
+    }
     let output = output(sig, notify, errors);
     let output_shape = output.as_ref().map_or(Shape::Other, shape);
     let stream_out = output.as_ref().and_then(stream_item).cloned();
     if let Some(window) = &window
         && stream_out.is_none()
+        && stream_in.is_none()
     {
         errors.push(syn::Error::new(
             window.span,
-            "`window` applies to a method that returns a `sockets::Stream<T>`",
+            "`window` applies to a method that returns or takes a `sockets::Stream<T>`",
         ));
     }
     if errors.count() > reported {
@@ -102,6 +109,7 @@ pub(crate) fn method(
         output,
         output_shape,
         stream_out,
+        stream_in,
         window: window.map(|w| (w.items, w.bytes)),
         inputs: quote!(#inputs),
         original: TokenStream::new(),
@@ -216,15 +224,18 @@ fn is_self(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
 }
 
-/// The call context and the parameters that travel, each parameter checked
-/// by the rules below in turn.
+/// The call context, the parameters that travel and the stream parameter,
+/// each parameter checked by the rules below in turn.
 fn parameters(
     sig: &Signature,
     rule: Rule,
     errors: &mut Errors,
-) -> (Option<ContextParam>, Vec<Arg>) {
+) -> (Option<ContextParam>, Vec<Arg>, Option<StreamParam>) {
     let mut context = None;
     let mut args = Vec::new();
+    let mut stream: Option<StreamParam> = None;
+    // A stream parameter followed by others: reported once, at the stream.
+    let mut misplaced = false;
     let typed = sig.inputs.iter().filter_map(|input| match input {
         FnArg::Typed(typed) => Some(typed),
         FnArg::Receiver(_) => None,
@@ -240,11 +251,36 @@ fn parameters(
             continue;
         }
         let ident = arg_name(&input.pat, rule, errors);
-        if stream_item(&input.ty).is_some() {
-            errors.at(
-                &input.ty,
-                "a stream argument (client → server streaming) is not supported yet; a method can return a `sockets::Stream<T>` to stream to its caller",
-            );
+        if let Some(first) = &stream {
+            if stream_item(&input.ty).is_some() {
+                errors.at(
+                    &input.ty,
+                    format!(
+                        "a method takes at most one stream; `{}` already is its stream of items from the caller",
+                        first.ident
+                    ),
+                );
+            } else if !misplaced {
+                misplaced = true;
+                errors.at(
+                    &first.ty,
+                    format!(
+                        "a stream parameter must be the last parameter: move `{}` after the others",
+                        first.ident
+                    ),
+                );
+            }
+            continue;
+        }
+        if let Some(item) = stream_item(&input.ty) {
+            check_type(item, Position::Argument, errors);
+            if let Some(ident) = ident {
+                stream = Some(StreamParam {
+                    ident,
+                    ty: (*input.ty).clone(),
+                    item: item.clone(),
+                });
+            }
             continue;
         }
         check_type(&input.ty, Position::Argument, errors);
@@ -256,7 +292,7 @@ fn parameters(
             });
         }
     }
-    (context, args)
+    (context, args, stream)
 }
 
 /// Parameters carry no attributes; `false` (reported) when one does.

@@ -45,7 +45,7 @@ impl Opening {
                 return Err(self.inner.disconnected());
             };
             match handle
-                .open_stream(self.method.clone(), self.args.clone(), self.window)
+                .open_stream(self.method.clone(), self.args.clone(), self.window, None)
                 .await
             {
                 Ok(stream) => return Ok((handle.id(), stream)),

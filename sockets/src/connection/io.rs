@@ -478,7 +478,15 @@ impl<'a> Link<'a> {
                 let dispatched = shared.inbound.call(
                     call,
                     received,
-                    |deadline| shared.context(deadline),
+                    |deadline, info| {
+                        let cx = shared.context(deadline);
+                        if !info.stream_in {
+                            return Ok(cx);
+                        }
+                        // Half 1 alone is the stream of a method that replies once.
+                        let items = shared.streams.open_incoming(shared, id, !info.stream)?;
+                        Ok(cx.with_incoming(items))
+                    },
                     |method| {
                         let method = std::borrow::Cow::Borrowed(method);
                         let direction = observe::Direction::In;

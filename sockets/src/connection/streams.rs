@@ -1,6 +1,13 @@
 //! The streams of one connection: those we receive (we called a streaming
 //! method) and those we send (the peer did), with their flow control.
 //!
+//! A stream has two halves (docs/PROTOCOL.md §9.7): half 0 carries items
+//! from the callee to the caller, half 1 from the caller to the callee. The
+//! half an envelope names says whose id it carries: we receive half 0 and
+//! send half 1 of the streams we opened (our ids); we send half 0 and
+//! receive half 1 of those the peer opened (its ids). So each direction has
+//! its inboxes and its pumps, keyed by the id of the side that opened them.
+//!
 //! A received stream buffers at most its window (the credit machine in
 //! `credit` enforces it against the peer); the application takes items
 //! from the buffer and gives credit back as it does. A sent stream runs in a
@@ -24,7 +31,7 @@ use tokio::task::AbortHandle;
 
 use super::Shared;
 use crate::credit::{self, CreditError, Window};
-use crate::error::{Disconnect, Error};
+use crate::error::{Disconnect, DispatchError, Error};
 use crate::protocol::{ErrorCode, Half, Message, Reason, RemoteError};
 use crate::service::StreamHandlerFuture;
 use crate::stream::{RawItems, RawStream};
@@ -43,7 +50,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The connection's streams, both ways.
 pub(super) struct Streams {
     receiving: Mutex<Receiving>,
-    sending: Mutex<HashMap<u64, Sending>>,
+    sending: Mutex<Pumps>,
     next_id: AtomicU64,
     max_streams: usize,
     max_item: usize,
@@ -54,17 +61,54 @@ pub(super) struct Streams {
 
 #[derive(Default)]
 struct Receiving {
-    by_id: HashMap<u64, Arc<Mutex<Inbox>>>,
+    /// Half 0 of the streams we opened, by our id.
+    down: HashMap<u64, Arc<Mutex<Inbox>>>,
+    /// Half 1 of the streams the peer opened, by its id.
+    up: HashMap<u64, Arc<Mutex<Inbox>>>,
     /// The connection is closing: why; no stream opens any more.
     closed: Option<Disconnect>,
 }
 
-/// One stream we receive.
+impl Receiving {
+    fn half(&mut self, half: Half) -> &mut HashMap<u64, Arc<Mutex<Inbox>>> {
+        match half {
+            Half::Down => &mut self.down,
+            Half::Up => &mut self.up,
+        }
+    }
+}
+
+/// The stream halves we send, each run by a task of its own.
+#[derive(Default)]
+struct Pumps {
+    /// Half 0 of the streams the peer opened, by its id.
+    down: HashMap<u64, Sending>,
+    /// Half 1 of the streams we opened, by our id.
+    up: HashMap<u64, Sending>,
+}
+
+impl Pumps {
+    fn half(&mut self, half: Half) -> &mut HashMap<u64, Sending> {
+        match half {
+            Half::Down => &mut self.down,
+            Half::Up => &mut self.up,
+        }
+    }
+}
+
+/// One stream half we receive.
 struct Inbox {
     credit: credit::Receiver,
+    /// The grant that opens the window, until it is sent: an incoming half
+    /// (half 1) is granted credit when its handler takes it (or first
+    /// reads it), so a call refused before its handler runs is sent no items.
+    opening: Option<credit::Grant>,
     items: VecDeque<Bytes>,
     end: End,
     waker: Option<Waker>,
+    /// Counts as a stream of its own in the gauges (half 1 of a two-way
+    /// stream does not: its half 0 does).
+    counted: bool,
 }
 
 enum End {
@@ -84,10 +128,13 @@ impl Inbox {
     }
 }
 
-/// One stream we send: its task, and the credit the peer granted it.
+/// One stream half we send: its task, the credit the peer granted it, and
+/// whether it counts as a stream of its own in the gauges (half 1 of a
+/// two-way stream does not: its half 0 does).
 struct Sending {
     task: AbortHandle,
     credit: Arc<Credit>,
+    counted: bool,
 }
 
 /// The credit the peer granted a stream we send; the stream's task waits on it.
@@ -122,7 +169,7 @@ impl Streams {
     ) -> Self {
         Self {
             receiving: Mutex::new(Receiving::default()),
-            sending: Mutex::new(HashMap::new()),
+            sending: Mutex::new(Pumps::default()),
             next_id: AtomicU64::new(FIRST_STREAM_ID),
             max_streams,
             // Room for the item envelope's own fields.
@@ -132,29 +179,60 @@ impl Streams {
         }
     }
 
-    /// Ends every stream: received ones with `Disconnected(reason)`, sent
+    /// The gauge of the streams that `half` belongs to when we receive it:
+    /// half 0 of ours (out), half 1 of the peer's (in).
+    fn received_gauge(&self, half: Half) -> &Gauge {
+        match half {
+            Half::Down => &self.open_out,
+            Half::Up => &self.open_in,
+        }
+    }
+
+    /// The gauge of the streams that `half` belongs to when we send it:
+    /// half 0 of the peer's (in), half 1 of ours (out).
+    fn sent_gauge(&self, half: Half) -> &Gauge {
+        match half {
+            Half::Down => &self.open_in,
+            Half::Up => &self.open_out,
+        }
+    }
+
+    /// Ends every stream: received halves with `Disconnected(reason)`, sent
     /// ones are dropped. No stream opens after.
     pub(super) fn close(&self, reason: &Disconnect) {
         let inboxes: Vec<_> = {
             let mut receiving = lock(&self.receiving);
             receiving.closed = Some(reason.clone());
-            receiving.by_id.drain().map(|(_, inbox)| inbox).collect()
+            let down = receiving.down.drain().map(|(_, inbox)| (Half::Down, inbox));
+            let down: Vec<_> = down.collect();
+            let up = receiving.up.drain().map(|(_, inbox)| (Half::Up, inbox));
+            down.into_iter().chain(up).collect()
         };
-        self.open_out.decrement(count(inboxes.len()));
-        for inbox in inboxes {
-            lock(&inbox).finish(End::Failed(Error::Disconnected(reason.clone())));
+        for (half, inbox) in inboxes {
+            let mut inbox = lock(&inbox);
+            if inbox.counted {
+                self.received_gauge(half).decrement(1.0);
+            }
+            inbox.finish(End::Failed(Error::Disconnected(reason.clone())));
         }
-        let sending: Vec<_> = lock(&self.sending).drain().collect();
-        self.open_in.decrement(count(sending.len()));
-        for (_, stream) in sending {
+        let pumps: Vec<_> = {
+            let mut sending = lock(&self.sending);
+            let down: Vec<_> = sending.down.drain().map(|(_, s)| (Half::Down, s)).collect();
+            let up = sending.up.drain().map(|(_, s)| (Half::Up, s));
+            down.into_iter().chain(up).collect()
+        };
+        for (half, stream) in pumps {
+            if stream.counted {
+                self.sent_gauge(half).decrement(1.0);
+            }
             stream.task.abort();
         }
     }
 
-    // ---- streams we receive ----
+    // ---- halves we receive ----
 
-    /// Registers a stream we are about to open with `window`: its id, its
-    /// inbox and the grant that opens it.
+    /// Registers half 0 of a stream we are about to open with `window`: its
+    /// id, its inbox and the grant that opens it.
     fn open(&self, window: Window) -> Result<(u64, Arc<Mutex<Inbox>>, credit::Grant), Error> {
         let mut receiving = lock(&self.receiving);
         if let Some(reason) = &receiving.closed {
@@ -164,38 +242,88 @@ impl Streams {
         let (credit, grant) = credit::Receiver::new(window);
         let inbox = Arc::new(Mutex::new(Inbox {
             credit,
+            opening: None,
             items: VecDeque::new(),
             end: End::Open,
             waker: None,
+            counted: true,
         }));
-        receiving.by_id.insert(id, Arc::clone(&inbox));
+        receiving.down.insert(id, Arc::clone(&inbox));
         self.open_out.increment(1.0);
         Ok((id, inbox, grant))
     }
 
-    fn inbox(&self, id: u64) -> Option<Arc<Mutex<Inbox>>> {
-        lock(&self.receiving).by_id.get(&id).cloned()
+    /// Registers half 1 of the stream the peer opens with call `id` (a
+    /// method that takes a stream), and returns its receiving end, which
+    /// grants credit when the handler takes it ([`RawItems::open`]). `counted` when the method
+    /// replies once (half 1 is then the whole stream).
+    ///
+    /// # Errors
+    /// [`DispatchError::Rejected`] when `max_streams` incoming halves are
+    /// open, or one with this id is.
+    pub(super) fn open_incoming(
+        &self,
+        shared: &Arc<Shared>,
+        id: u64,
+        counted: bool,
+    ) -> Result<RawStream, DispatchError> {
+        let mut receiving = lock(&self.receiving);
+        if receiving.closed.is_some() {
+            return Err(DispatchError::Rejected("the connection is closing".into()));
+        }
+        if receiving.up.contains_key(&id) {
+            return Err(DispatchError::Rejected("duplicate stream id".into()));
+        }
+        if receiving.up.len() >= self.max_streams {
+            return Err(DispatchError::Rejected("too many streams open".into()));
+        }
+        let (credit, grant) = credit::Receiver::new(Window::DEFAULT);
+        let inbox = Arc::new(Mutex::new(Inbox {
+            credit,
+            opening: Some(grant),
+            items: VecDeque::new(),
+            end: End::Open,
+            waker: None,
+            counted,
+        }));
+        receiving.up.insert(id, Arc::clone(&inbox));
+        if counted {
+            self.open_in.increment(1.0);
+        }
+        Ok(Box::pin(Receiver {
+            shared: Arc::clone(shared),
+            id,
+            half: Half::Up,
+            inbox,
+            ended: false,
+        }))
     }
 
-    fn forget(&self, id: u64) -> Option<Arc<Mutex<Inbox>>> {
-        let inbox = lock(&self.receiving).by_id.remove(&id);
-        if inbox.is_some() {
-            self.open_out.decrement(1.0);
+    fn inbox(&self, id: u64, half: Half) -> Option<Arc<Mutex<Inbox>>> {
+        lock(&self.receiving).half(half).get(&id).cloned()
+    }
+
+    fn forget(&self, id: u64, half: Half) -> Option<Arc<Mutex<Inbox>>> {
+        let inbox = lock(&self.receiving).half(half).remove(&id);
+        if let Some(inbox) = &inbox
+            && lock(inbox).counted
+        {
+            self.received_gauge(half).decrement(1.0);
         }
         inbox
     }
 
-    /// An item for stream `id`: buffered, or ignored when the stream is
-    /// gone (we stopped it and the item crossed the STOP).
+    /// An item for half `half` of stream `id`: buffered, or ignored when
+    /// the half is gone (we stopped it and the item crossed the STOP).
     ///
     /// # Errors
     /// The close reason when the peer had no credit for it.
     pub(super) fn item(&self, id: u64, half: Half, item: Bytes) -> Result<(), Reason> {
-        let Some(inbox) = (half == Half::Down).then(|| self.inbox(id)).flatten() else {
+        let Some(inbox) = self.inbox(id, half) else {
             return Ok(());
         };
         let mut inbox = lock(&inbox);
-        if inbox.credit.received(item.len()).is_err() {
+        if inbox.opening.is_some() || inbox.credit.received(item.len()).is_err() {
             return Err(Reason::StreamPastCredit);
         }
         inbox.items.push_back(item);
@@ -205,32 +333,34 @@ impl Streams {
         Ok(())
     }
 
-    /// The peer ended stream `id`.
+    /// The peer ended half `half` of stream `id`. Half 0 ending ends the
+    /// stream: we stop sending its half 1, if we do.
     pub(super) fn end(&self, id: u64, half: Half, error: Option<RemoteError>) {
-        if half != Half::Down {
-            return;
-        }
-        if let Some(inbox) = self.forget(id) {
+        if let Some(inbox) = self.forget(id, half) {
             let end = error.map_or(End::Finished, |error| End::Failed(error.into()));
             lock(&inbox).finish(end);
+        }
+        if half == Half::Down {
+            self.stop_pump(id, Half::Up);
         }
     }
 
     /// A reply to the call that opened stream `id` (at least
     /// [`FIRST_STREAM_ID`]): a refusal.
     pub(super) fn refused(&self, id: u64, result: Result<Bytes, Error>) {
-        if let Some(inbox) = self.forget(id) {
+        if let Some(inbox) = self.forget(id, Half::Down) {
             let error = result
                 .err()
                 .unwrap_or_else(|| Error::Protocol("a stream was answered with a reply".into()));
             lock(&inbox).finish(End::Failed(error));
         }
+        self.stop_pump(id, Half::Up);
     }
 
-    // ---- streams we send ----
+    // ---- halves we send ----
 
-    /// Starts sending the stream the peer opened with call `id`; the
-    /// refusal to send instead, when too many are open or the id is taken.
+    /// Starts sending half 0 of the stream the peer opened with call `id`;
+    /// the refusal to send instead, when too many are open or the id is taken.
     pub(super) fn start(
         &self,
         shared: &Arc<Shared>,
@@ -238,14 +368,17 @@ impl Streams {
         handler: StreamHandlerFuture,
     ) -> Option<Message> {
         let mut sending = lock(&self.sending);
-        let refusal = if sending.contains_key(&id) {
+        let refusal = if sending.down.contains_key(&id) {
             Some("duplicate stream id")
-        } else if sending.len() >= self.max_streams {
+        } else if sending.down.len() >= self.max_streams {
             Some("too many streams open")
         } else {
             None
         };
         if let Some(message) = refusal {
+            // Its handler is dropped: so is the half 1 it would have read.
+            drop(sending);
+            self.forget(id, Half::Up);
             return Some(Message::Reply(crate::protocol::Reply {
                 id,
                 outcome: crate::protocol::Outcome::Err(RemoteError {
@@ -254,35 +387,69 @@ impl Streams {
                 }),
             }));
         }
+        self.spawn(&mut sending, shared, id, Half::Down, handler, true);
+        None
+    }
+
+    /// Starts sending `items` as half 1 of the stream we open with call
+    /// `id`, once the callee grants credit. `counted` when the method
+    /// replies once (half 1 is then the whole stream). Call it before the
+    /// call is sent, so the callee's first credit finds it.
+    pub(super) fn start_upload(
+        &self,
+        shared: &Arc<Shared>,
+        id: u64,
+        items: RawStream,
+        counted: bool,
+    ) {
+        let mut sending = lock(&self.sending);
+        let handler: StreamHandlerFuture = Box::pin(std::future::ready(items));
+        self.spawn(&mut sending, shared, id, Half::Up, handler, counted);
+    }
+
+    /// Spawns the task that sends half `half` of stream `id`, registered
+    /// under `sending`'s lock, so the task finds itself there when it ends.
+    fn spawn(
+        &self,
+        sending: &mut Pumps,
+        shared: &Arc<Shared>,
+        id: u64,
+        half: Half,
+        handler: StreamHandlerFuture,
+        counted: bool,
+    ) {
         let credit = Arc::new(Credit::default());
-        // Spawned under the lock, so the task finds itself registered when it ends.
         let task = tokio::spawn(pump(
             Arc::clone(shared),
-            id,
+            Outgoing { id, half },
             handler,
             Arc::clone(&credit),
             self.max_item,
         ));
-        sending.insert(
-            id,
-            Sending {
-                task: task.abort_handle(),
-                credit,
-            },
-        );
-        self.open_in.increment(1.0);
-        None
+        let stream = Sending {
+            task: task.abort_handle(),
+            credit,
+            counted,
+        };
+        if let Some(replaced) = sending.half(half).insert(id, stream) {
+            // Never for half 0 (`start` refuses a taken id) nor for half 1
+            // (our ids are unique); still, no task is left behind.
+            replaced.task.abort();
+        } else if counted {
+            self.sent_gauge(half).increment(1.0);
+        }
     }
 
-    /// The peer granted credit to stream `id` (ignored when it has ended).
+    /// The peer granted credit to half `half` of stream `id` (ignored when
+    /// it has ended).
     ///
     /// # Errors
     /// The close reason for an empty or overflowing grant.
     pub(super) fn credit(&self, id: u64, half: Half, items: u32, bytes: u32) -> Result<(), Reason> {
-        let credit = match half {
-            Half::Down => lock(&self.sending).get(&id).map(|s| Arc::clone(&s.credit)),
-            Half::Up => None,
-        };
+        let credit = lock(&self.sending)
+            .half(half)
+            .get(&id)
+            .map(|s| Arc::clone(&s.credit));
         let Some(credit) = credit else {
             // A credit may cross the stream's end; still, an empty one is never valid.
             return if items == 0 && bytes == 0 {
@@ -301,32 +468,44 @@ impl Streams {
         }
     }
 
-    /// The peer stopped stream `id`: its handler's stream is dropped now.
+    /// The peer stopped half `half` of stream `id`: what we send on it is
+    /// dropped now. Half 0 stopped stops the whole stream: its handler is
+    /// dropped, and with it the half 1 it read.
     pub(super) fn stop(&self, id: u64, half: Half) {
-        if half != Half::Down {
-            return;
+        self.stop_pump(id, half);
+        if half == Half::Down {
+            // Forgotten first, so dropping it sends no STOP the peer has no use for.
+            if let Some(inbox) = self.forget(id, Half::Up) {
+                lock(&inbox).finish(End::Finished);
+            }
         }
-        if let Some(stream) = lock(&self.sending).remove(&id) {
-            self.open_in.decrement(1.0);
+    }
+
+    /// Stops sending half `half` of stream `id`, if we do: no END follows.
+    pub(super) fn stop_pump(&self, id: u64, half: Half) {
+        let stream = lock(&self.sending).half(half).remove(&id);
+        if let Some(stream) = stream {
+            if stream.counted {
+                self.sent_gauge(half).decrement(1.0);
+            }
             stream.task.abort();
         }
     }
 
-    /// Stream `id`'s task ended; whether its END is still due (it was not
-    /// stopped meanwhile).
-    fn finished(&self, id: u64) -> bool {
-        let finished = lock(&self.sending).remove(&id).is_some();
-        if finished {
-            self.open_in.decrement(1.0);
+    /// The task sending half `half` of stream `id` ended; whether its END is
+    /// still due (it was not stopped meanwhile).
+    fn finished(&self, stream: Outgoing) -> bool {
+        let removed = lock(&self.sending).half(stream.half).remove(&stream.id);
+        match removed {
+            Some(removed) => {
+                if removed.counted {
+                    self.sent_gauge(stream.half).decrement(1.0);
+                }
+                true
+            }
+            None => false,
         }
-        finished
     }
-}
-
-/// A number of streams, for a gauge.
-#[allow(clippy::cast_precision_loss)] // Bounded by `max_streams`, far below 2^52.
-fn count(n: usize) -> f64 {
-    n as f64
 }
 
 /// What ends a stream that did not simply finish.
@@ -348,26 +527,33 @@ fn internal(message: &str) -> Option<RemoteError> {
     })
 }
 
-/// Runs the handler of a stream the peer opened, sends its items as the
-/// credit allows, then its END.
+/// A stream half we send.
+#[derive(Clone, Copy, Debug)]
+struct Outgoing {
+    id: u64,
+    half: Half,
+}
+
+/// Sends a stream half: runs the handler that makes it (for half 0; half 1
+/// is ready at once), sends its items as the credit allows, then its END.
 async fn pump(
     shared: Arc<Shared>,
-    id: u64,
+    stream: Outgoing,
     handler: StreamHandlerFuture,
     credit: Arc<Credit>,
     max_item: usize,
 ) {
     let end = match AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(items) => send_items(&shared, id, items, &credit, max_item).await,
+        Ok(items) => send_items(&shared, stream, items, &credit, max_item).await,
         Err(_panic) => {
-            tracing::error!(stream = id, "stream handler panicked");
+            tracing::error!(stream = stream.id, "stream handler panicked");
             internal("the handler panicked")
         }
     };
-    if shared.streams.finished(id) {
+    if shared.streams.finished(stream) {
         let end = Message::End {
-            id,
-            half: Half::Down,
+            id: stream.id,
+            half: stream.half,
             error: end,
         };
         let _ = shared.outbound.queue().send(end).await;
@@ -375,10 +561,12 @@ async fn pump(
 }
 
 /// Sends the items of `items` while the peer grants credit; the error that
-/// ended it, if it did not simply finish.
+/// ended it, if it did not simply finish. The items are dropped before
+/// this returns, so a half 1 a handler's stream reads is stopped before
+/// the END of that stream is sent.
 async fn send_items(
     shared: &Shared,
-    id: u64,
+    stream: Outgoing,
     items: RawStream,
     credit: &Credit,
     max_item: usize,
@@ -389,7 +577,7 @@ async fn send_items(
         let item = match items.next().await {
             None => return None,
             Some(Err(_panic)) => {
-                tracing::error!(stream = id, "stream panicked");
+                tracing::error!(stream = stream.id, "stream panicked");
                 return internal("the stream panicked");
             }
             Some(Ok(Err(error))) => return Some(end_error(&error)),
@@ -400,8 +588,8 @@ async fn send_items(
         }
         lock(&credit.sender).spend(item.len());
         let item = Message::Item {
-            id,
-            half: Half::Down,
+            id: stream.id,
+            half: stream.half,
             item,
         };
         if shared.outbound.queue().send(item).await.is_err() {
@@ -411,19 +599,26 @@ async fn send_items(
 }
 
 /// Opens a stream on `shared`: sends the call and the grant that opens the
-/// window, and returns the receiving end.
+/// window of half 0, and returns its receiving end. With `upload`, a
+/// two-way stream: its items are sent as half 1 as the callee grants credit.
 pub(super) async fn open(
     shared: &Arc<Shared>,
     call: impl FnOnce(u64) -> Message,
     window: Window,
+    upload: Option<RawStream>,
 ) -> Result<RawStream, Error> {
     let (id, inbox, grant) = shared.streams.open(window)?;
+    // Dropped on an error below: forgets the stream and stops its half 1.
     let receiver = Receiver {
         shared: Arc::clone(shared),
         id,
+        half: Half::Down,
         inbox,
         ended: false,
     };
+    if let Some(items) = upload {
+        shared.streams.start_upload(shared, id, items, false);
+    }
     let queue = shared.outbound.queue();
     let credit = Message::Credit {
         id,
@@ -440,12 +635,14 @@ pub(super) async fn open(
     Ok(Box::pin(receiver))
 }
 
-/// The receiving end of a stream we opened.
+/// The receiving end of a stream half: half 0 of a stream we opened, or
+/// half 1 of one the peer opened.
 struct Receiver {
     shared: Arc<Shared>,
     id: u64,
+    half: Half,
     inbox: Arc<Mutex<Inbox>>,
-    /// The stream ended: nothing to stop when dropped.
+    /// The half ended: nothing to stop when dropped.
     ended: bool,
 }
 
@@ -456,27 +653,28 @@ impl FuturesStream for Receiver {
         if self.ended {
             return Poll::Ready(None);
         }
-        let (next, grant) = {
+        let (next, opening, grant) = {
             let mut inbox = lock(&self.inbox);
+            let opening = inbox.opening.take();
             if let Some(item) = inbox.items.pop_front() {
                 let grant = inbox.credit.consumed(item.len());
-                (Poll::Ready(Some(Ok(item))), grant)
+                (Poll::Ready(Some(Ok(item))), opening, grant)
             } else {
                 match std::mem::replace(&mut inbox.end, End::Finished) {
-                    End::Finished => (Poll::Ready(None), None),
-                    End::Failed(error) => (Poll::Ready(Some(Err(error))), None),
+                    End::Finished => (Poll::Ready(None), opening, None),
+                    End::Failed(error) => (Poll::Ready(Some(Err(error))), opening, None),
                     End::Open => {
                         inbox.end = End::Open;
                         inbox.waker = Some(cx.waker().clone());
-                        (Poll::Pending, None)
+                        (Poll::Pending, opening, None)
                     }
                 }
             }
         };
-        if let Some(grant) = grant {
+        for grant in [opening, grant].into_iter().flatten() {
             self.shared.send_soon(Message::Credit {
                 id: self.id,
-                half: Half::Down,
+                half: self.half,
                 items: grant.items,
                 bytes: grant.bytes,
             });
@@ -492,16 +690,40 @@ impl RawItems for Receiver {
     fn backlog(&self) -> usize {
         lock(&self.inbox).items.len()
     }
+
+    fn open(self: Pin<&mut Self>, window: Option<Window>) {
+        let opening = {
+            let mut inbox = lock(&self.inbox);
+            if let (Some(window), Some(_)) = (window, inbox.opening) {
+                let (credit, grant) = credit::Receiver::new(window);
+                inbox.credit = credit;
+                inbox.opening = Some(grant);
+            }
+            inbox.opening.take()
+        };
+        if let Some(grant) = opening {
+            self.shared.send_soon(Message::Credit {
+                id: self.id,
+                half: self.half,
+                items: grant.items,
+                bytes: grant.bytes,
+            });
+        }
+    }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
         // Still registered: the peer is still sending, tell it to stop.
-        if self.shared.streams.forget(self.id).is_some() {
+        if self.shared.streams.forget(self.id, self.half).is_some() {
             self.shared.send_soon(Message::Stop {
                 id: self.id,
-                half: Half::Down,
+                half: self.half,
             });
+        }
+        if self.half == Half::Down {
+            // The stream is over: stop sending its half 1, if we do.
+            self.shared.streams.stop_pump(self.id, Half::Up);
         }
     }
 }

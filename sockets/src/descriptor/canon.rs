@@ -36,10 +36,17 @@ pub(super) fn method(method: &MethodDescriptor) -> String {
         MethodKind::Call => "call",
         MethodKind::Notify => "notify",
         MethodKind::ServerStream => "server_stream",
+        MethodKind::ClientStream => "client_stream",
+        MethodKind::BidiStream => "bidi_stream",
         MethodKind::Other => "other",
     };
     let params: Vec<String> = method.params.iter().map(|p| ty(&p.ty)).collect();
     let mut out = format!("{kind} {}({})", method.name, params.join(","));
+    if let Some(item) = &method.stream_in {
+        out.push_str("<=stream(");
+        out.push_str(&ty(item));
+        out.push(')');
+    }
     if let Some(returns) = &method.returns {
         out.push_str("->");
         out.push_str(&ty(returns));

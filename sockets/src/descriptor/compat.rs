@@ -131,6 +131,8 @@ fn compare_method(
                 MethodKind::Call => "calls",
                 MethodKind::Notify => "notifies",
                 MethodKind::ServerStream => "streams from",
+                MethodKind::ClientStream => "streams to",
+                MethodKind::BidiStream => "streams both ways with",
                 MethodKind::Other => "does not know how to invoke",
             },
             kind_name(theirs.kind)
@@ -172,6 +174,13 @@ fn compare_method(
         }
         (None, None) => {}
     }
+    if let (Some(mine), Some(peer)) = (&ours.stream_in, &theirs.stream_in) {
+        let mut cx = Cx::new(Direction::Send);
+        cx.check(peer, mine, "item sent on the stream");
+        for problem in cx.problems {
+            found(problem);
+        }
+    }
     if let (Some(mine), Some(peer)) = (&ours.stream_out, &theirs.stream_out) {
         let mut cx = Cx::new(Direction::Receive);
         cx.check(mine, peer, "stream item");
@@ -193,6 +202,8 @@ fn kind_name(kind: MethodKind) -> &'static str {
         MethodKind::Call => "a call",
         MethodKind::Notify => "a notification",
         MethodKind::ServerStream => "a stream",
+        MethodKind::ClientStream => "a stream it receives",
+        MethodKind::BidiStream => "a two-way stream",
         MethodKind::Other => "of a kind this version does not know",
     }
 }

@@ -50,6 +50,11 @@ pub(super) fn signature(method: &MethodDescriptor) -> String {
         .map(|p| format!("{}: {}", p.name, compact(&p.ty)))
         .collect();
     let mut out = format!("{}({})", method.name, params.join(", "));
+    if let Some(item) = &method.stream_in {
+        out.push_str(" <- stream<");
+        out.push_str(&compact(item));
+        out.push('>');
+    }
     match (&method.kind, &method.returns) {
         (MethodKind::Notify, _) => out.push_str("  [notify]"),
         (_, Some(Type::Unit)) if method.error.is_none() => {}
