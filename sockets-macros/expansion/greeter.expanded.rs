@@ -51,24 +51,28 @@ impl GreeterRequest {
                 open: false,
                 notify: false,
                 stream: false,
+                stream_in: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.whoami",
                 open: false,
                 notify: false,
                 stream: false,
+                stream_in: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.wave",
                 open: false,
                 notify: true,
                 stream: false,
+                stream_in: false,
             },
             ::sockets::service::MethodInfo {
                 name: "greeter.thumbnail",
                 open: false,
                 notify: false,
                 stream: false,
+                stream_in: false,
             },
         ],
     };

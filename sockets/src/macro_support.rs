@@ -253,7 +253,9 @@ pub fn incoming<T: Send + 'static>(
     window: Option<Window>,
 ) -> Result<Stream<T>, DispatchError> {
     let raw = cx.take_incoming().ok_or_else(|| {
-        DispatchError::BadRequest(format!("`{method}` takes a stream, and the call carries none"))
+        DispatchError::BadRequest(format!(
+            "`{method}` takes a stream, and the call carries none"
+        ))
     })?;
     Ok(Stream::from_raw(raw).opened(window))
 }

@@ -417,7 +417,12 @@ impl Peer {
         let args = codec::to_vec(args)?;
         let reply = self
             .caller
-            .upload(Cow::Owned(method.to_owned()), args, options, items.into_raw())
+            .upload(
+                Cow::Owned(method.to_owned()),
+                args,
+                options,
+                items.into_raw(),
+            )
             .await?;
         codec::decode_value(&reply)
             .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))

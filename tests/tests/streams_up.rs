@@ -85,7 +85,10 @@ impl Drop for OnDrop {
 
 impl Uploads for Receiver {
     async fn sum(&self, items: Stream<u64>) -> u64 {
-        items.map(|item| item.unwrap_or(0)).fold(0, |a, b| async move { a + b }).await
+        items
+            .map(|item| item.unwrap_or(0))
+            .fold(0, |a, b| async move { a + b })
+            .await
     }
 
     async fn echo(&self, offset: u64, items: Stream<u64>) -> Stream<u64> {
@@ -98,7 +101,11 @@ impl Uploads for Receiver {
 
     async fn take(&self, n: u64, items: Stream<u64>) -> Vec<u64> {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        items.take(n).map(|item| item.unwrap_or(u64::MAX)).collect().await
+        items
+            .take(n)
+            .map(|item| item.unwrap_or(u64::MAX))
+            .collect()
+            .await
     }
 
     async fn slow(&self, mut items: Stream<u64>) -> u64 {
@@ -161,8 +168,8 @@ impl Uploads for Receiver {
 /// A service of free functions that takes a stream.
 #[sockets::service]
 pub mod files {
-    use sockets::Stream;
     use futures_util::StreamExt;
+    use sockets::Stream;
 
     /// The number of bytes sent, and the number of chunks.
     #[sockets::handler]
@@ -240,8 +247,15 @@ async fn every_shape_with_a_stream_argument_works() {
     );
 
     // Both ways: every item comes back changed, in order, then the end.
-    let echoed: Vec<u64> =
-        within(uploads.echo(10, items(0..600)).await.unwrap().map(Result::unwrap).collect()).await;
+    let echoed: Vec<u64> = within(
+        uploads
+            .echo(10, items(0..600))
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect(),
+    )
+    .await;
     assert_eq!(echoed, (10..610).collect::<Vec<_>>());
 
     // A `&Context` handler, with bytes.
@@ -258,8 +272,15 @@ async fn every_shape_with_a_stream_argument_works() {
         ("a.bin".to_owned(), 7, 70)
     );
     let chunks = Stream::new(futures_util::stream::iter([vec![1u8, 2, 3], vec![4, 5]]));
-    let reversed: Vec<Vec<u8>> =
-        within(files.reverse(chunks).await.unwrap().map(Result::unwrap).collect()).await;
+    let reversed: Vec<Vec<u8>> = within(
+        files
+            .reverse(chunks)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect(),
+    )
+    .await;
     assert_eq!(reversed, [vec![3, 2, 1], vec![5, 4]]);
 
     // Through `Peer`, without the generated client.
@@ -297,13 +318,18 @@ async fn both_halves_of_a_two_way_stream_move_at_once() {
     let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let mut echoed = within(uploads.echo(100, Stream::new(outgoing))).await.unwrap();
+    let mut echoed = within(uploads.echo(100, Stream::new(outgoing)))
+        .await
+        .unwrap();
     for i in 0..50 {
         tx.send(i).unwrap();
         assert_eq!(within(echoed.next()).await.unwrap().unwrap(), i + 100);
     }
     drop(tx);
-    assert!(within(echoed.next()).await.is_none(), "ends after the caller's end");
+    assert!(
+        within(echoed.next()).await.is_none(),
+        "ends after the caller's end"
+    );
     client.close().await;
 }
 
@@ -316,7 +342,12 @@ async fn a_fast_sender_is_held_to_the_handlers_window_while_calls_go_on() {
     let source = counting(Arc::clone(&taken), Arc::clone(&dropped));
     let upload = tokio::spawn({
         let uploads = uploads.clone();
-        async move { uploads.with_timeout(Duration::from_secs(60)).slow(source).await }
+        async move {
+            uploads
+                .with_timeout(Duration::from_secs(60))
+                .slow(source)
+                .await
+        }
     });
 
     // The window is 4 items: the sender takes 4 from its source, then none.
@@ -324,7 +355,11 @@ async fn a_fast_sender_is_held_to_the_handlers_window_while_calls_go_on() {
     for i in 0..20 {
         assert_eq!(within(uploads.add(i, 1)).await.unwrap(), i + 1);
     }
-    assert_eq!(taken.load(Ordering::Relaxed), 4, "nothing is sent without credit");
+    assert_eq!(
+        taken.load(Ordering::Relaxed),
+        4,
+        "nothing is sent without credit"
+    );
 
     // Reading gives credit back; the sender never runs more than the window ahead.
     let mut read = receiver.read.subscribe();
@@ -334,7 +369,10 @@ async fn a_fast_sender_is_held_to_the_handlers_window_while_calls_go_on() {
         let sent = taken.load(Ordering::Relaxed);
         assert!(sent <= consumed + 4, "sent {sent}, consumed {consumed}");
     }
-    assert!(receiver.backlog.load(Ordering::Relaxed) <= 4, "the handler holds at most its window");
+    assert!(
+        receiver.backlog.load(Ordering::Relaxed) <= 4,
+        "the handler holds at most its window"
+    );
 
     // The handler replying ends the call and drops the caller's source.
     receiver.reads.close();
@@ -395,9 +433,10 @@ async fn a_failing_source_ends_the_handlers_stream_with_an_error() {
     let end = end.expect("an error end");
     assert!(end.contains("the stream panicked"), "{end}");
     // A source that ends with an error: its message reaches the handler.
-    let (count, end) = within(uploads.until_end(Stream::error(Error::Internal("disk full".into()))))
-        .await
-        .unwrap();
+    let (count, end) =
+        within(uploads.until_end(Stream::error(Error::Internal("disk full".into()))))
+            .await
+            .unwrap();
     assert_eq!(count, 0);
     assert!(end.is_some_and(|end| end.contains("disk full")));
     client.close().await;
@@ -431,7 +470,11 @@ async fn a_lost_connection_ends_both_sides_of_a_stream() {
     };
     let upload = tokio::spawn({
         let uploads = uploads.clone();
-        async move { uploads.until_end(Stream::new(counted.map(Result::unwrap))).await }
+        async move {
+            uploads
+                .until_end(Stream::new(counted.map(Result::unwrap)))
+                .await
+        }
     });
     // The upload is open once the handler granted credit and its items went.
     until(|| taken.load(Ordering::Relaxed) == 2).await;
@@ -447,9 +490,15 @@ async fn a_lost_connection_ends_both_sides_of_a_stream() {
     .await;
     assert!(matches!(end, Some(Err(Error::Disconnected(_)))), "{end:?}");
     let outcome = within(upload).await.unwrap();
-    assert!(matches!(outcome, Err(Error::Disconnected(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Disconnected(_))),
+        "{outcome:?}"
+    );
     within(handler_dropped).await;
-    assert!(receiver.ended.borrow().is_none(), "the handler was dropped, not finished");
+    assert!(
+        receiver.ended.borrow().is_none(),
+        "the handler was dropped, not finished"
+    );
 }
 
 #[tokio::test]
@@ -468,7 +517,10 @@ async fn the_server_sends_streams_to_a_client_served_service() {
     .await
     .unwrap();
     let uploads = UploadsClient::new(client.peer());
-    assert_eq!(within(uploads.relay(100)).await.unwrap(), (0..100).sum::<u64>());
+    assert_eq!(
+        within(uploads.relay(100)).await.unwrap(),
+        (0..100).sum::<u64>()
+    );
     assert_eq!(
         within(uploads.relay_echo(5)).await.unwrap(),
         [1, 2, 3, 4, 5]

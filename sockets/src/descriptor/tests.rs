@@ -346,7 +346,7 @@ fn documents_round_trip_through_json() {
     assert_eq!(serde_json::from_str::<Document>(&text).unwrap(), document);
     // (The MessagePack form is checked over the wire: tests/tests/describe.rs.)
     // Kinds and types of a newer version read as `other` and `unknown`.
-    let newer = r#"{"name": "s.m", "kind": "bidi_stream", "open": false, "params": [
+    let newer = r#"{"name": "s.m", "kind": "fan_in_stream", "open": false, "params": [
         {"name": "x", "type": {"type": "decimal128"}}], "returns": {"type": "i64"}, "hash": ""}"#;
     let method: MethodDescriptor = serde_json::from_str(newer).unwrap();
     assert_eq!(method.kind, MethodKind::Other);
@@ -483,4 +483,61 @@ fn incompatible_changes_are_each_listed() {
         differences(&ours, &other),
         vec!["calc: the peer does not serve this service"]
     );
+}
+
+#[test]
+fn streams_the_caller_sends_have_their_own_kinds_and_signatures() {
+    let upload = MethodDescriptor::new(
+        "files.put",
+        MethodKind::ClientStream,
+        false,
+        "",
+        vec![Field::new("name", Type::String)],
+        Some(Type::U64),
+    )
+    .with_stream_in(Type::Bytes);
+    assert_eq!(
+        canonical_signature(&upload),
+        "client_stream files.put(string)<=stream(bytes)->u64"
+    );
+    assert_eq!(
+        upload.signature(),
+        "files.put(name: string) <- stream<bytes> -> u64"
+    );
+    let chat = MethodDescriptor::new("chat.talk", MethodKind::BidiStream, false, "", vec![], None)
+        .with_stream_in(Type::String)
+        .with_stream_out(Type::String);
+    assert_eq!(
+        canonical_signature(&chat),
+        "bidi_stream chat.talk()<=stream(string)=>stream(string)"
+    );
+    let document = Document::new([service(vec![upload, chat])]);
+    let text = serde_json::to_string(&document).unwrap();
+    assert!(text.contains(r#""kind":"client_stream""#) && text.contains(r#""stream_in":"#));
+    assert_eq!(serde_json::from_str::<Document>(&text).unwrap(), document);
+}
+
+#[test]
+fn a_stream_the_peer_reads_as_another_item_type_is_a_difference() {
+    let put = |item: Type| {
+        MethodDescriptor::new(
+            "calc.put",
+            MethodKind::ClientStream,
+            false,
+            "",
+            vec![],
+            Some(Type::U64),
+        )
+        .with_stream_in(item)
+    };
+    let (ours, theirs) = (
+        service(vec![put(Type::String)]),
+        service(vec![put(Type::U64)]),
+    );
+    let found = differences(&ours, &theirs);
+    assert!(
+        found.iter().any(|d| d.contains("item sent on the stream")),
+        "{found:?}"
+    );
+    assert_eq!(differences(&ours, &ours), Vec::<String>::new());
 }

@@ -1,4 +1,4 @@
-// A window belongs to a method that returns a stream.
+// A window belongs to a method that returns or takes a stream.
 #[sockets::service]
 pub trait Calc {
     #[sockets(window(items = 8, bytes = 1024))]
