@@ -15,11 +15,19 @@
 //! subscriber lagged: [`Error::Lagged`]; the handler panicked or an item did
 //! not fit in a message: [`Error::Internal`]).
 //!
-//! Flow control is per stream and credit-based (docs/PROTOCOL.md §9.7): the
-//! caller grants a window of items and bytes ([`Window`]), the handler's
-//! stream is polled only while there is credit, so a slow reader holds the
-//! handler's items in the handler's own stream, never in the connection's
-//! queue, and other calls and streams on the connection go on.
+//! A method may also take a `Stream<T>` as its last parameter: its caller
+//! passes one (made the same way), whose items are sent as the handler
+//! reads them; the handler gets a `Stream<T>` that yields them and ends
+//! when the caller's stream ends (after an `Err` when it failed, or the
+//! connection was lost). Such a method replies once (the reply stops the
+//! items not sent yet), or returns a stream too: a two-way stream, which
+//! ends when the handler's stream ends.
+//!
+//! Flow control is per stream half and credit-based (docs/PROTOCOL.md
+//! §9.7): the receiver grants a window of items and bytes ([`Window`]), the
+//! sender's stream is polled only while there is credit, so a slow reader
+//! holds the sender's items in the sender's own stream, never in the
+//! connection's queue, and other calls and streams on the connection go on.
 
 mod topic;
 

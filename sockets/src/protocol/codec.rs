@@ -780,6 +780,55 @@ mod tests {
         );
     }
 
+    /// The half 1 walk-through of docs/PROTOCOL.md §9.7: `files.sum`, id 5.
+    #[test]
+    fn upload_vectors() {
+        let vector = |message: Message| hex(&round_trip(message));
+        let no_args = Bytes::from_static(&[0x90]);
+        assert_eq!(
+            vector(Message::Call(Call {
+                id: 5,
+                method: "files.sum".into(),
+                timeout_ms: Some(10_000),
+                args: no_args,
+            })),
+            "950005a966696c65732e73756dcd2710c40190"
+        );
+        assert_eq!(
+            vector(Message::Credit {
+                id: 5,
+                half: Half::Up,
+                items: 256,
+                bytes: 262_144
+            }),
+            "950605" /* [6, 5, */
+                .to_owned()
+                + "01cd0100ce00040000"
+        );
+        let item = |n: u8| Message::Item {
+            id: 5,
+            half: Half::Up,
+            item: Bytes::copy_from_slice(&[n]),
+        };
+        assert_eq!(vector(item(0x14)), "94070501c40114");
+        assert_eq!(vector(item(0x16)), "94070501c40116");
+        assert_eq!(
+            vector(Message::End {
+                id: 5,
+                half: Half::Up,
+                error: None
+            }),
+            "9508050100a0"
+        );
+        assert_eq!(
+            vector(Message::Reply(Reply {
+                id: 5,
+                outcome: Outcome::Ok(Bytes::from_static(&[0x2a]))
+            })),
+            "94010500c4012a"
+        );
+    }
+
     #[test]
     fn a_frame_may_carry_several_envelopes_back_to_back() {
         let batch = [
