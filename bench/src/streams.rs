@@ -2,7 +2,9 @@
 //!
 //! W7: one connection, one server → client stream of 32-byte items (and of
 //! 1 KiB items), read as fast as the client can for the run's duration:
-//! items/s (and MB/s). Measured for ours (AES-256-GCM, the default window),
+//! items/s (and MB/s). Measured for ours (AES-256-GCM, the default window;
+//! and the other way, a client → server stream the server reads as fast as
+//! it can, `sockets-upload`),
 //! the bare tokio-tungstenite one-way firehose (binary messages of the same
 //! size, sent in batches of 64 then flushed: the ceiling) and jsonrpsee
 //! subscriptions (its server sends each item as a notification; its
@@ -39,6 +41,8 @@ pub trait Firehose {
     async fn items(&self, size: u32) -> Stream<Bytes>;
     /// The topic's items, dropping the oldest for a slow subscriber.
     async fn topic(&self) -> Stream<Feed<Bytes>>;
+    /// Reads the items the caller sends; replies with how many came.
+    async fn sink(&self, items: Stream<Bytes>) -> u64;
 }
 
 #[derive(Clone)]
@@ -54,6 +58,12 @@ impl Firehose for Hose {
 
     async fn topic(&self) -> Stream<Feed<Bytes>> {
         self.topic.subscribe()
+    }
+
+    async fn sink(&self, items: Stream<Bytes>) -> u64 {
+        items
+            .fold(0, |n, item| async move { n + u64::from(item.is_ok()) })
+            .await
     }
 }
 
@@ -123,6 +133,32 @@ async fn w7_ours(size: usize, duration: Duration) -> Result<Record, BoxError> {
     client.close().await;
     server.shutdown(Duration::from_secs(1)).await;
     Ok(record("sockets-aes-256-gcm", "W7", count, size, elapsed))
+}
+
+/// W7 the other way, for ours: the client sends `size`-byte items for
+/// `duration`; the server counts them, and its reply ends the run.
+async fn w7_upload(size: usize, duration: Duration) -> Result<Record, BoxError> {
+    let (server, secret) = start(Topic::new()).await?;
+    let client = connect(&server, &secret).await?;
+    let hose = FirehoseClient::new(client.peer());
+    let item = Bytes::from(vec![0x5a; size]);
+    let start = Instant::now();
+    let items = futures_util::stream::repeat(item)
+        .take_while(move |_| std::future::ready(start.elapsed() < duration));
+    let count = hose
+        .with_timeout(duration + Duration::from_secs(30))
+        .sink(Stream::new(items))
+        .await?;
+    let elapsed = start.elapsed();
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
+    Ok(record(
+        "sockets-upload-aes-256-gcm",
+        "W7",
+        count,
+        size,
+        elapsed,
+    ))
 }
 
 /// W7's ceiling: a bare WebSocket server sending binary messages of `size`
@@ -347,6 +383,7 @@ pub async fn run(workload: &str, duration: Duration) -> Result<Vec<Record>, BoxE
             for size in [32usize, 1024] {
                 records.push(w7_bare(size, duration).await?);
                 records.push(w7_ours(size, duration).await?);
+                records.push(w7_upload(size, duration).await?);
                 records.push(w7_jsonrpsee(size, duration).await?);
             }
         }
