@@ -143,8 +143,12 @@ async fn w7_upload(size: usize, duration: Duration) -> Result<Record, BoxError> 
     let hose = FirehoseClient::new(client.peer());
     let item = Bytes::from(vec![0x5a; size]);
     let start = Instant::now();
-    let items = futures_util::stream::repeat(item)
-        .take_while(move |_| std::future::ready(start.elapsed() < duration));
+    // The clock is read every 256 items, as the reader of `w7_ours` does.
+    let mut sent = 0u64;
+    let items = futures_util::stream::repeat(item).take_while(move |_| {
+        sent += 1;
+        std::future::ready(sent % 256 != 0 || start.elapsed() < duration)
+    });
     let count = hose
         .with_timeout(duration + Duration::from_secs(30))
         .sink(Stream::new(items))

@@ -147,6 +147,10 @@ struct Credit {
 impl Credit {
     /// Waits until an item may be sent.
     async fn ready(&self) {
+        // Most items find credit: no waiter is registered for them.
+        if lock(&self.sender).can_send() {
+            return;
+        }
         loop {
             let granted = self.granted.notified();
             tokio::pin!(granted);
@@ -299,10 +303,6 @@ impl Streams {
         }))
     }
 
-    fn inbox(&self, id: u64, half: Half) -> Option<Arc<Mutex<Inbox>>> {
-        lock(&self.receiving).half(half).get(&id).cloned()
-    }
-
     fn forget(&self, id: u64, half: Half) -> Option<Arc<Mutex<Inbox>>> {
         let inbox = lock(&self.receiving).half(half).remove(&id);
         if let Some(inbox) = &inbox
@@ -319,10 +319,12 @@ impl Streams {
     /// # Errors
     /// The close reason when the peer had no credit for it.
     pub(super) fn item(&self, id: u64, half: Half, item: Bytes) -> Result<(), Reason> {
-        let Some(inbox) = self.inbox(id, half) else {
+        let mut receiving = lock(&self.receiving);
+        let Some(inbox) = receiving.half(half).get(&id) else {
             return Ok(());
         };
-        let mut inbox = lock(&inbox);
+        // Under the map's lock: no reference to count for each item.
+        let mut inbox = lock(inbox);
         if inbox.opening.is_some() || inbox.credit.received(item.len()).is_err() {
             return Err(Reason::StreamPastCredit);
         }
@@ -560,10 +562,17 @@ async fn pump(
     }
 }
 
+/// The most items a stream queues at once: what its source has ready, as
+/// far as the credit goes.
+const BATCH: usize = 64;
+
 /// Sends the items of `items` while the peer grants credit; the error that
 /// ended it, if it did not simply finish. The items are dropped before
 /// this returns, so a half 1 a handler's stream reads is stopped before
 /// the END of that stream is sent.
+///
+/// Once an item is ready, the items the source has ready too (up to
+/// [`BATCH`], within the credit) are queued with it, in one go.
 async fn send_items(
     shared: &Shared,
     stream: Outgoing,
@@ -572,28 +581,46 @@ async fn send_items(
     max_item: usize,
 ) -> Option<RemoteError> {
     let mut items = AssertUnwindSafe(items).catch_unwind();
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         credit.ready().await;
-        let item = match items.next().await {
-            None => return None,
-            Some(Err(_panic)) => {
-                tracing::error!(stream = stream.id, "stream panicked");
-                return internal("the stream panicked");
+        let mut next = items.next().await;
+        let end = loop {
+            let item = match next {
+                None => break Some(None),
+                Some(Err(_panic)) => {
+                    tracing::error!(stream = stream.id, "stream panicked");
+                    break Some(internal("the stream panicked"));
+                }
+                Some(Ok(Err(error))) => break Some(Some(end_error(&error))),
+                Some(Ok(Ok(item))) => item,
+            };
+            if item.len() > max_item {
+                break Some(internal("a stream item exceeds the maximum message size"));
             }
-            Some(Ok(Err(error))) => return Some(end_error(&error)),
-            Some(Ok(Ok(item))) => item,
+            let more = {
+                let mut sender = lock(&credit.sender);
+                sender.spend(item.len());
+                sender.can_send()
+            };
+            batch.push(Message::Item {
+                id: stream.id,
+                half: stream.half,
+                item,
+            });
+            if !more || batch.len() >= BATCH {
+                break None;
+            }
+            match items.next().now_or_never() {
+                Some(polled) => next = polled,
+                None => break None,
+            }
         };
-        if item.len() > max_item {
-            return internal("a stream item exceeds the maximum message size");
-        }
-        lock(&credit.sender).spend(item.len());
-        let item = Message::Item {
-            id: stream.id,
-            half: stream.half,
-            item,
-        };
-        if shared.outbound.queue().send(item).await.is_err() {
+        if !batch.is_empty() && shared.outbound.queue().send_all(&mut batch).await.is_err() {
             return None;
+        }
+        if let Some(end) = end {
+            return end;
         }
     }
 }
