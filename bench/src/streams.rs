@@ -147,7 +147,7 @@ async fn w7_upload(size: usize, duration: Duration) -> Result<Record, BoxError> 
     let mut sent = 0u64;
     let items = futures_util::stream::repeat(item).take_while(move |_| {
         sent += 1;
-        std::future::ready(sent % 256 != 0 || start.elapsed() < duration)
+        std::future::ready(!sent.is_multiple_of(256) || start.elapsed() < duration)
     });
     let count = hose
         .with_timeout(duration + Duration::from_secs(30))
