@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
@@ -27,17 +28,58 @@ mod proto {
     tonic::include_proto!("bench");
 }
 
-use proto::Payload;
 use proto::echo_client::EchoClient;
+use proto::{Payload, Size};
 use proto::echo_server::{Echo, EchoServer};
 
 struct EchoService;
+
+/// The items of a `Firehose` call.
+type Items = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Payload, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Echo for EchoService {
     async fn echo(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         Ok(Response::new(request.into_inner()))
     }
+
+    type FirehoseStream = Items;
+
+    async fn firehose(&self, request: Request<Size>) -> Result<Response<Items>, Status> {
+        let data = Bytes::from(vec![0x5a; request.get_ref().size as usize]);
+        let items = futures_util::stream::repeat(Payload { data }).map(Ok);
+        Ok(Response::new(Box::pin(items)))
+    }
+}
+
+/// W7 for tonic: one server-streaming call of `size`-byte payloads, read
+/// for `duration` (after a warm-up of 256): the items read and the time.
+pub async fn stream(
+    size: usize,
+    duration: std::time::Duration,
+) -> Result<(u64, std::time::Duration), BoxError> {
+    let peer = start().await?;
+    let mut client = peer.connect().await?;
+    let size = u32::try_from(size)?;
+    let mut items = client.firehose(Size { size }).await?.into_inner();
+    let mut next = async || -> Result<(), BoxError> {
+        match items.message().await? {
+            Some(item) if item.data.len() == size as usize => Ok(()),
+            other => Err(format!("unexpected {other:?}").into()),
+        }
+    };
+    for _ in 0..256 {
+        next().await?;
+    }
+    let start = std::time::Instant::now();
+    let mut count = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..256 {
+            next().await?;
+        }
+        count += 256;
+    }
+    Ok((count, start.elapsed()))
 }
 
 /// A running tonic server.

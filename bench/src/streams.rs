@@ -8,9 +8,9 @@
 //! the bare tokio-tungstenite one-way firehose (binary messages of the same
 //! size, sent in batches of 64 then flushed: the ceiling) and jsonrpsee
 //! subscriptions (its server sends each item as a notification; its
-//! client's per-subscription buffer is its default, 1,024). tonic's server
-//! streaming is not measured here (it needs a streaming method in
-//! `proto/bench.proto`).
+//! client's per-subscription buffer is its default, 1,024), and tonic's
+//! server streaming (`Echo::Firehose` in `proto/bench.proto`: gRPC over
+//! HTTP/2, h2c, its default windows).
 //!
 //! W8: one `Topic` of 32-byte items, 1,000 subscribers on 50 connections
 //! (20 each), the publisher publishing as fast as it can (yielding every
@@ -389,6 +389,8 @@ pub async fn run(workload: &str, duration: Duration) -> Result<Vec<Record>, BoxE
                 records.push(w7_ours(size, duration).await?);
                 records.push(w7_upload(size, duration).await?);
                 records.push(w7_jsonrpsee(size, duration).await?);
+                let (count, elapsed) = crate::peer_tonic::stream(size, duration).await?;
+                records.push(record("tonic-server-streaming", "W7", count, size, elapsed));
             }
         }
         _ => {
