@@ -20,7 +20,7 @@
 //! | W4 | 1 connection, 4 in flight, 1 MiB echo, 5 s | MB/s one way (10^6 bytes) |
 //! | W5 | 2,000 idle connections, both ends in-process | KiB of RSS per connection |
 //! | W6 | 32 loops of connect → (handshake + auth) → one call → close, 5 s | setups/s |
-//! | W7 | 1 connection, one server → client stream of 32-byte (and 1 KiB) items, 5 s | items/s (MB/s) |
+//! | W7 | 1 connection, one server → client stream of 32-byte (and 1 KiB) items, 5 s; also client → server | items/s (MB/s) |
 //! | W8 | one `Topic`, 1,000 subscribers on 50 connections, 5 s; then one subscriber 10× slower | deliveries/s; items held |
 //!
 //! # Targets and ceilings
