@@ -29,8 +29,8 @@ mod proto {
 }
 
 use proto::echo_client::EchoClient;
-use proto::{Payload, Size};
 use proto::echo_server::{Echo, EchoServer};
+use proto::{Payload, Size};
 
 struct EchoService;
 

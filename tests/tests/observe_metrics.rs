@@ -28,6 +28,10 @@ pub trait Shop {
     async fn restock(&self, item: String) -> bool;
     /// The first `n` prices of an item, then the stream stays open.
     async fn ticks(&self, n: u64) -> sockets::Stream<u64>;
+    /// How many items the caller sent.
+    async fn tally(&self, items: sockets::Stream<u64>) -> u64;
+    /// The items the caller sends, back.
+    async fn echo(&self, items: sockets::Stream<u64>) -> sockets::Stream<u64>;
 }
 
 /// The auth hook stores the user's name; staff's start with `staff:`.
@@ -52,6 +56,14 @@ impl Shop for Store {
     async fn ticks(&self, n: u64) -> sockets::Stream<u64> {
         let items = futures_util::stream::iter(0..n).chain(futures_util::stream::pending());
         sockets::Stream::new(items)
+    }
+
+    async fn tally(&self, items: sockets::Stream<u64>) -> u64 {
+        items.count().await as u64
+    }
+
+    async fn echo(&self, items: sockets::Stream<u64>) -> sockets::Stream<u64> {
+        sockets::Stream::new(items.map(|item| item.unwrap_or(u64::MAX)))
     }
 }
 
@@ -370,5 +382,50 @@ fn open_streams_are_counted_each_way_until_stopped_or_disconnected() {
             0.0,
             "a closed connection ends its streams"
         );
+    });
+}
+
+/// A stream the caller sends counts once each way, whether the method
+/// replies once or streams back (a two-way stream is one stream).
+#[test]
+fn streams_the_caller_sends_are_counted_once_each_way() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut tally = Tally::default();
+    run(&recorder, async {
+        let harness = shop();
+        let client = within(harness.client().credentials("ada").connect())
+            .await
+            .expect("connects");
+        let shop = ShopClient::new(client.peer());
+        let open = |tally: &Tally, direction| {
+            tally.value(names::STREAMS_OPEN, &[("direction", direction)])
+        };
+        // Sources that send one item, then wait.
+        let source = || {
+            let items = futures_util::stream::iter([1u64]).chain(futures_util::stream::pending());
+            sockets::Stream::new(items)
+        };
+
+        let upload = tokio::spawn({
+            let shop = shop.clone();
+            async move { shop.tally(source()).await }
+        });
+        let mut echoed = within(shop.echo(source())).await.expect("opens");
+        // The echo's first item came back, and the upload was sent before it.
+        assert_eq!(within(echoed.next()).await.map(Result::ok), Some(Some(1)));
+        assert_eq!(within(shop.price("fig")).await.expect("ok"), 3);
+        tally.take(&snapshotter);
+        assert_eq!(open(&tally, "out"), 2.0, "the client opened two");
+        assert_eq!(open(&tally, "in"), 2.0, "the server receives two");
+
+        drop(echoed);
+        upload.abort();
+        let _ = upload.await;
+        assert_eq!(within(shop.price("pear")).await.expect("ok"), 4);
+        tally.take(&snapshotter);
+        assert_eq!(open(&tally, "out"), 0.0);
+        assert_eq!(open(&tally, "in"), 0.0);
+        client.close().await;
     });
 }

@@ -5,8 +5,9 @@
 //! server (to a client-served service). Flow control holds a fast sender
 //! to the handler's window while calls go on; a reply or a dropped stream
 //! stops the sender's source; errors and lost connections reach the
-//! handler; `max_streams`; a raw peer sees the documented envelopes and is
-//! closed when it sends past its credit.
+//! handler; a call refused by a guard is sent no items, a handler that
+//! panics stops the source; `max_streams`; a raw peer sees the documented
+//! envelopes and is closed when it sends past its credit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +20,7 @@ use sockets::__internal::protocol::{Call, Half, Message, Outcome};
 use sockets::descriptor::MethodKind;
 use sockets::protocol::CloseCode;
 use sockets::testing::Harness;
-use sockets::{CallOptions, Context, Error, Server, Stream};
+use sockets::{CallOptions, Context, Error, Refusal, Server, Stream};
 use tests::raw::Raw;
 use tests::{client, server, within};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -46,6 +47,8 @@ pub trait Uploads {
     async fn relay(&self, cx: &Context, n: u64) -> u64;
     /// Echoes `0..n` through the calling client's own `Uploads::echo`.
     async fn relay_echo(&self, cx: &Context, n: u64) -> Vec<u64>;
+    /// Reads one item, then panics.
+    async fn explode(&self, items: Stream<u64>) -> u64;
 }
 
 #[derive(Clone)]
@@ -153,6 +156,11 @@ impl Uploads for Receiver {
         let client = UploadsClient::new(cx.peer().clone());
         let items = Stream::new(futures_util::stream::iter(0..n));
         client.sum(items).await.unwrap_or(u64::MAX)
+    }
+
+    async fn explode(&self, mut items: Stream<u64>) -> u64 {
+        let first = items.next().await;
+        panic!("the handler fails after {first:?}")
     }
 
     async fn relay_echo(&self, cx: &Context, n: u64) -> Vec<u64> {
@@ -711,4 +719,48 @@ async fn a_raw_peer_sending_past_its_credit_is_closed() {
             "stream item past its credit"
         )
     );
+}
+
+#[tokio::test]
+async fn a_refused_call_is_sent_no_items_and_a_panic_stops_the_source() {
+    let receiver = Receiver::new();
+    let server = server()
+        .guard(|_: &Context, method: &str| {
+            if method == "uploads.sum" {
+                Err(Refusal::forbidden("no uploads today"))
+            } else {
+                Ok(())
+            }
+        })
+        .serve(UploadsServer::new(receiver))
+        .start()
+        .await
+        .unwrap();
+    let client = within(client(server.local_addr()).connect()).await.unwrap();
+    let uploads = UploadsClient::new(client.peer());
+
+    // Refused before the handler runs: no credit, so not one item is made.
+    let taken = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(Notify::new());
+    let notified = dropped.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let refused = within(uploads.sum(counting(Arc::clone(&taken), Arc::clone(&dropped)))).await;
+    assert!(
+        matches!(&refused, Err(Error::Forbidden(reason)) if reason == "no uploads today"),
+        "{refused:?}"
+    );
+    within(notified).await;
+    assert_eq!(taken.load(Ordering::Relaxed), 0);
+
+    // A handler that panics is answered `Internal`, and the source stops.
+    let notified = dropped.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let failed = within(uploads.explode(counting(Arc::clone(&taken), Arc::clone(&dropped)))).await;
+    assert!(matches!(&failed, Err(Error::Internal(_))), "{failed:?}");
+    within(notified).await;
+    // The connection goes on.
+    assert_eq!(within(uploads.add(2, 3)).await.unwrap(), 5);
+    client.close().await;
 }
