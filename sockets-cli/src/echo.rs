@@ -99,6 +99,8 @@ pub trait Echo {
     async fn sleep(&self, ms: u64) -> u64;
     /// `0..n` as a stream (which `sockets call` does not open).
     async fn count(&self, n: u64) -> sockets::Stream<u64>;
+    /// The sum of a stream of numbers the caller sends (which `sockets call` does not send).
+    async fn sum(&self, numbers: sockets::Stream<i64>) -> i64;
 }
 
 /// What the server pushes to its clients (`sockets listen` prints it).
@@ -181,6 +183,16 @@ impl Echo for EchoService {
 
     async fn count(&self, n: u64) -> sockets::Stream<u64> {
         sockets::Stream::new(futures_util::stream::iter(0..n))
+    }
+
+    async fn sum(&self, numbers: sockets::Stream<i64>) -> i64 {
+        use futures_util::StreamExt;
+        numbers
+            .fold(
+                0i64,
+                |sum, n| async move { sum.saturating_add(n.unwrap_or(0)) },
+            )
+            .await
     }
 }
 

@@ -119,6 +119,8 @@ fn describe_lists_signatures_and_the_json_matches_the_snapshot() {
         "  echo.reverse(data: bytes) -> bytes",
         "  echo.ping() -> string  [open]",
         "  echo.log(line: string)  [notify]",
+        "  echo.count(n: u64) -> stream<u64>",
+        "  echo.sum() <- stream<i64> -> i64",
         "    enum Shape { Empty, Circle(f64), Rect { width: f64, height: f64 }, Triangle(f64, f64, f64) }",
         "    struct Record { name: string, tags: [string], point: Point?, blob: bytes, level: Level }",
     ] {
@@ -215,6 +217,13 @@ fn each_kind_of_error_has_its_own_exit_code_and_message() {
         stream.stderr.contains("returns a stream"),
         "{}",
         stream.stderr
+    );
+    let upload = call(&echo, "echo.sum", "[]");
+    assert_eq!(upload.code, 19, "{}", upload.stderr);
+    assert!(
+        upload.stderr.contains("takes a stream"),
+        "{}",
+        upload.stderr
     );
 
     let not_json = call(&echo, "echo.add", "[1,");
