@@ -6,8 +6,9 @@
 //! to the handler's window while calls go on; a reply or a dropped stream
 //! stops the sender's source; errors and lost connections reach the
 //! handler; a call refused by a guard is sent no items, a handler that
-//! panics stops the source; `max_streams`; a raw peer sees the documented
-//! envelopes and is closed when it sends past its credit.
+//! panics stops the source; a thousand streams on one connection;
+//! `max_streams`; a raw peer sees the documented envelopes and is closed
+//! when it sends past its credit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -762,5 +763,38 @@ async fn a_refused_call_is_sent_no_items_and_a_panic_stops_the_source() {
     within(notified).await;
     // The connection goes on.
     assert_eq!(within(uploads.add(2, 3)).await.unwrap(), 5);
+    client.close().await;
+}
+
+/// Many streams at once on one connection, each with its own credit:
+/// 800 two-way streams and 200 uploads, a thousand streams the server
+/// receives (`max_streams` is 1,024; the uploads are calls in flight too,
+/// under 256).
+#[tokio::test]
+async fn a_thousand_streams_to_the_server_share_one_connection() {
+    let receiver = Receiver::new();
+    let (_server, uploads, client) = serve(&receiver).await;
+    let echoes = (0..800u64).map(|i| {
+        let uploads = uploads.clone();
+        async move {
+            let echoed = uploads.echo(i, items(0..i % 20)).await.unwrap();
+            echoed.map(Result::unwrap).collect::<Vec<_>>().await
+        }
+    });
+    let sums = (0..200u64).map(|i| {
+        let uploads = uploads.clone();
+        async move { uploads.sum(items(0..i)).await.unwrap() }
+    });
+    let (echoed, summed) = within(futures_util::future::join(
+        futures_util::future::join_all(echoes),
+        futures_util::future::join_all(sums),
+    ))
+    .await;
+    for (i, items) in (0u64..).zip(echoed) {
+        assert_eq!(items, (i..i + i % 20).collect::<Vec<_>>());
+    }
+    for (i, sum) in (0u64..).zip(summed) {
+        assert_eq!(sum, (0..i).sum::<u64>());
+    }
     client.close().await;
 }
