@@ -294,13 +294,7 @@ impl Streams {
         if counted {
             self.open_in.increment(1.0);
         }
-        Ok(Box::pin(Receiver {
-            shared: Arc::clone(shared),
-            id,
-            half: Half::Up,
-            inbox,
-            ended: false,
-        }))
+        Ok(Box::pin(Receiver::new(shared, id, Half::Up, inbox)))
     }
 
     fn forget(&self, id: u64, half: Half) -> Option<Arc<Mutex<Inbox>>> {
@@ -636,13 +630,7 @@ pub(super) async fn open(
 ) -> Result<RawStream, Error> {
     let (id, inbox, grant) = shared.streams.open(window)?;
     // Dropped on an error below: forgets the stream and stops its half 1.
-    let receiver = Receiver {
-        shared: Arc::clone(shared),
-        id,
-        half: Half::Down,
-        inbox,
-        ended: false,
-    };
+    let receiver = Receiver::new(shared, id, Half::Down, inbox);
     if let Some(items) = upload {
         shared.streams.start_upload(shared, id, items, false);
     }
@@ -664,13 +652,43 @@ pub(super) async fn open(
 
 /// The receiving end of a stream half: half 0 of a stream we opened, or
 /// half 1 of one the peer opened.
+///
+/// It takes the items from the inbox a batch at a time (one lock for all
+/// that arrived since the last), hands them out one by one, and accounts
+/// for those handed out (the credit they give back) when it takes the
+/// next batch: so it holds at most the window, inbox and batch together.
 struct Receiver {
     shared: Arc<Shared>,
     id: u64,
     half: Half,
     inbox: Arc<Mutex<Inbox>>,
+    /// Taken from the inbox, not yet handed out.
+    batch: VecDeque<Bytes>,
+    /// The lengths of the items handed out since the batch was taken.
+    handed_out: Vec<usize>,
     /// The half ended: nothing to stop when dropped.
     ended: bool,
+}
+
+impl Receiver {
+    fn new(shared: &Arc<Shared>, id: u64, half: Half, inbox: Arc<Mutex<Inbox>>) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            id,
+            half,
+            inbox,
+            batch: VecDeque::new(),
+            handed_out: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Hands out the next item of the batch, if there is one.
+    fn hand_out(&mut self) -> Option<Bytes> {
+        let item = self.batch.pop_front()?;
+        self.handed_out.push(item.len());
+        Some(item)
+    }
 }
 
 impl FuturesStream for Receiver {
@@ -680,24 +698,56 @@ impl FuturesStream for Receiver {
         if self.ended {
             return Poll::Ready(None);
         }
-        let (next, opening, grant) = {
-            let mut inbox = lock(&self.inbox);
+        if let Some(item) = self.hand_out() {
+            return Poll::Ready(Some(Ok(item)));
+        }
+        let this = &mut *self;
+        let (opening, grant) = {
+            let mut inbox = lock(&this.inbox);
             let opening = inbox.opening.take();
-            if let Some(item) = inbox.items.pop_front() {
-                let grant = inbox.credit.consumed(item.len());
-                (Poll::Ready(Some(Ok(item))), opening, grant)
-            } else {
+            // What was handed out since the last batch gives its credit back.
+            let mut grant: Option<credit::Grant> = None;
+            for len in this.handed_out.drain(..) {
+                if let Some(more) = inbox.credit.consumed(len) {
+                    grant = Some(grant.map_or(more, |g| credit::Grant {
+                        items: g.items.saturating_add(more.items),
+                        bytes: g.bytes.saturating_add(more.bytes),
+                    }));
+                }
+            }
+            std::mem::swap(&mut this.batch, &mut inbox.items);
+            if this.batch.is_empty() {
                 match std::mem::replace(&mut inbox.end, End::Finished) {
-                    End::Finished => (Poll::Ready(None), opening, None),
-                    End::Failed(error) => (Poll::Ready(Some(Err(error))), opening, None),
+                    End::Finished => this.ended = true,
+                    End::Failed(error) => {
+                        // Yielded now; `None` after.
+                        inbox.end = End::Finished;
+                        drop(inbox);
+                        this.send_grants(opening, grant);
+                        return Poll::Ready(Some(Err(error)));
+                    }
                     End::Open => {
                         inbox.end = End::Open;
                         inbox.waker = Some(cx.waker().clone());
-                        (Poll::Pending, opening, None)
                     }
                 }
             }
+            (opening, grant)
         };
+        this.send_grants(opening, grant);
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.hand_out() {
+            Some(item) => Poll::Ready(Some(Ok(item))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Receiver {
+    /// Sends the grant that opens the window and the credit given back, if any.
+    fn send_grants(&self, opening: Option<credit::Grant>, grant: Option<credit::Grant>) {
         for grant in [opening, grant].into_iter().flatten() {
             self.shared.send_soon(Message::Credit {
                 id: self.id,
@@ -706,16 +756,12 @@ impl FuturesStream for Receiver {
                 bytes: grant.bytes,
             });
         }
-        if matches!(next, Poll::Ready(None)) {
-            self.ended = true;
-        }
-        next
     }
 }
 
 impl RawItems for Receiver {
     fn backlog(&self) -> usize {
-        lock(&self.inbox).items.len()
+        lock(&self.inbox).items.len() + self.batch.len()
     }
 
     fn open(self: Pin<&mut Self>, window: Option<Window>) {
