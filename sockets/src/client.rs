@@ -495,6 +495,21 @@ impl Inner {
         self.current.with(usable)
     }
 
+    /// The connection a call or stream with `options` goes on, and the
+    /// call's deadline, which waiting for a connection counts against.
+    async fn connection_for(&self, options: &CallOptions) -> Result<(Handle, Instant), Error> {
+        let timeout = options
+            .timeout
+            .unwrap_or(self.config.call_timeout)
+            .min(connection::MAX_CALL_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let handle = match self.usable_connection() {
+            Some(handle) => handle,
+            None => Box::pin(self.connection(options.wait_for_connection, deadline)).await?,
+        };
+        Ok((handle, deadline))
+    }
+
     /// The open connection, waiting for one until `deadline` if `wait`.
     async fn connection(&self, wait: bool, deadline: Instant) -> Result<Handle, Error> {
         if let Some(handle) = self.usable_connection() {
@@ -720,12 +735,7 @@ impl Caller for Client {
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
-            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
-            let handle = match inner.usable_connection() {
-                Some(handle) => handle,
-                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
-            };
+            let (handle, _) = inner.connection_for(&options).await?;
             if !options.resubscribe {
                 return handle.open_stream(method, args, window, None).await;
             }
@@ -752,16 +762,7 @@ impl Caller for Client {
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = options
-                .timeout
-                .unwrap_or(inner.config.call_timeout)
-                .min(connection::MAX_CALL_TIMEOUT);
-            // Waiting for a connection counts against the call's time.
-            let deadline = Instant::now() + timeout;
-            let handle = match inner.usable_connection() {
-                Some(handle) => handle,
-                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
-            };
+            let (handle, deadline) = inner.connection_for(&options).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             handle.upload(method, args, left, items).await
         })
@@ -777,12 +778,7 @@ impl Caller for Client {
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = options.timeout.unwrap_or(inner.config.call_timeout);
-            let deadline = Instant::now() + timeout.min(connection::MAX_CALL_TIMEOUT);
-            let handle = match inner.usable_connection() {
-                Some(handle) => handle,
-                None => Box::pin(inner.connection(options.wait_for_connection, deadline)).await?,
-            };
+            let (handle, _) = inner.connection_for(&options).await?;
             handle.open_stream(method, args, window, Some(items)).await
         })
     }

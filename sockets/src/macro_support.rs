@@ -277,12 +277,8 @@ where
     U: Serialize + Send + 'static,
     R: DeserializeOwned,
 {
-    let args = codec::to_vec(args)?;
-    let reply = peer
-        .caller()
-        .upload(Cow::Borrowed(method), args, options, items.into_raw())
-        .await?;
-    decode_reply(method, &reply)
+    peer.upload_named(Cow::Borrowed(method), args, items, options)
+        .await
 }
 
 /// Opens a two-way stream of `method` through `peer`: the window of the

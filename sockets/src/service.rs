@@ -414,15 +414,28 @@ impl Peer {
         U: Serialize + Send + 'static,
         R: DeserializeOwned,
     {
+        self.upload_named(Cow::Owned(method.to_owned()), args, items, options)
+            .await
+    }
+
+    /// [`Peer::upload`] of a method named by a `Cow`: the generated
+    /// clients pass their `&'static str` names borrowed, so no call copies them.
+    pub(crate) async fn upload_named<A, U, R>(
+        &self,
+        method: Cow<'static, str>,
+        args: &A,
+        items: Stream<U>,
+        options: CallOptions,
+    ) -> Result<R, Error>
+    where
+        A: Serialize + ?Sized,
+        U: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
         let args = codec::to_vec(args)?;
         let reply = self
             .caller
-            .upload(
-                Cow::Owned(method.to_owned()),
-                args,
-                options,
-                items.into_raw(),
-            )
+            .upload(method.clone(), args, options, items.into_raw())
             .await?;
         codec::decode_value(&reply)
             .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))

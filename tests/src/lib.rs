@@ -43,6 +43,28 @@ pub async fn within<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Waits until `check` holds, re-checking each millisecond as the runtime
+/// makes progress: for state that has no event of its own (a counter, a
+/// backlog). Fails the test if it never holds (see [`within`]).
+pub async fn until(mut check: impl FnMut() -> bool) {
+    within(async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+/// Tells its `Notify` when it is dropped: put one in a stream (or any
+/// value) to see when the runtime drops it.
+pub struct OnDrop(pub std::sync::Arc<tokio::sync::Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 /// The next `Disconnected` event of a server: why a connection ended.
 ///
 /// # Panics

@@ -20,7 +20,7 @@ use sockets::protocol::CloseCode;
 use sockets::testing::Harness;
 use sockets::{CallOptions, Context, Error, Feed, Server, Stream, Topic, Window};
 use tests::raw::Raw;
-use tests::{Remote, client, server, within};
+use tests::{OnDrop, Remote, client, server, until, within};
 use tokio::sync::{Notify, watch};
 
 /// The service under test.
@@ -64,15 +64,6 @@ impl Feeder {
             dropped: Arc::new(Notify::new()),
             topic: Topic::with_capacity(16),
         }
-    }
-}
-
-/// Tells `dropped` when the stream holding it is dropped.
-struct OnDrop(Arc<Notify>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        self.0.notify_one();
     }
 }
 
@@ -137,16 +128,6 @@ async fn serve(feeder: &Feeder) -> (Server, FeedsClient, sockets::Client) {
     let client = within(client(server.local_addr()).connect()).await.unwrap();
     let feeds = FeedsClient::new(client.peer());
     (server, feeds, client)
-}
-
-/// Waits (bounded) until `check` holds, re-checking as the runtime makes progress.
-async fn until(mut check: impl FnMut() -> bool) {
-    within(async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]

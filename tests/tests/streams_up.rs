@@ -23,7 +23,7 @@ use sockets::protocol::CloseCode;
 use sockets::testing::Harness;
 use sockets::{CallOptions, Context, Error, Refusal, Server, Stream};
 use tests::raw::Raw;
-use tests::{client, server, within};
+use tests::{OnDrop, client, server, until, within};
 use tokio::sync::{Notify, Semaphore, watch};
 
 /// The service under test.
@@ -75,15 +75,6 @@ impl Receiver {
             ended: watch::Sender::new(None),
             echo_dropped: Arc::new(Notify::new()),
         }
-    }
-}
-
-/// Tells `dropped` when the stream holding it is dropped.
-struct OnDrop(Arc<Notify>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        self.0.notify_one();
     }
 }
 
@@ -225,16 +216,6 @@ fn counting(taken: Arc<AtomicU64>, dropped: Arc<Notify>) -> Stream<u64> {
             std::future::ready(Some((n, (n + 1, guard))))
         },
     ))
-}
-
-/// Waits (bounded) until `check` holds, re-checking as the runtime makes progress.
-async fn until(mut check: impl FnMut() -> bool) {
-    within(async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
 }
 
 fn items(range: std::ops::Range<u64>) -> Stream<u64> {
