@@ -119,7 +119,7 @@ impl ClientBuilder {
     }
 
     /// The server's URL: `ws://host:port/path` (or `wss://` with the `tls`
-    /// feature and [`ClientBuilder::tls`]) for a WebSocket, `tcp://host:port`
+    /// feature and `ClientBuilder::tls`) for a WebSocket, `tcp://host:port`
     /// for length-prefixed frames on raw TCP, `unix:///path` for a Unix
     /// domain socket. Default `ws://127.0.0.1:7878/`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
