@@ -143,9 +143,9 @@ pub trait ServiceRequest: Send + Sync + 'static {
     /// notification ([`Error::KindMismatch`]).
     fn is_notify(&self) -> bool;
 
-    /// Whether the method returns a stream. Such a request cannot be sent
-    /// as a call with one reply: open it with the generated client or
-    /// [`Peer::stream`].
+    /// Whether the method returns or takes a stream. Such a request cannot
+    /// be sent as a plain call: call it with the generated client, or
+    /// [`Peer::stream`], [`Peer::upload`] or [`Peer::duplex`].
     fn is_stream(&self) -> bool {
         false
     }
@@ -608,11 +608,12 @@ fn ensure_call<Q: ServiceRequest>(request: &Q) -> Result<(), Error> {
     Ok(())
 }
 
-/// The error for a streaming method sent as a call, or a reply to one: it
-/// has no reply, its items come as a stream.
+/// The error for a streaming method (one that returns or takes a stream)
+/// sent as a plain call, or a reply to one: its items travel as a stream,
+/// which a typed request cannot carry.
 pub(crate) fn stream_reply(method: &str) -> Error {
     Error::Protocol(format!(
-        "`{method}` returns a stream: open it with the generated client or `Peer::stream`"
+        "`{method}` streams: call it with the generated client, or `Peer::stream`, `Peer::upload` or `Peer::duplex`"
     ))
 }
 

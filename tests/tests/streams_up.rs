@@ -779,3 +779,26 @@ async fn a_thousand_streams_to_the_server_share_one_connection() {
     }
     client.close().await;
 }
+
+/// A typed request cannot carry a stream: sending one for a method that
+/// takes a stream is refused before anything is sent.
+#[tokio::test]
+async fn a_typed_request_for_a_method_that_takes_a_stream_is_refused() {
+    let receiver = Receiver::new();
+    let (_server, uploads, client) = serve(&receiver).await;
+    let refused = client
+        .peer()
+        .request(&UploadsRequest::Sum, CallOptions::default())
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Protocol(message)) if message.contains("`uploads.sum` streams")),
+        "{refused:?}"
+    );
+    let refused = client
+        .peer()
+        .request(&UploadsRequest::Echo { offset: 1 }, CallOptions::default())
+        .await;
+    assert!(matches!(refused, Err(Error::Protocol(_))), "{refused:?}");
+    assert_eq!(within(uploads.add(1, 2)).await.unwrap(), 3);
+    client.close().await;
+}
