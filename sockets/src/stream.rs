@@ -136,6 +136,46 @@ impl<T: Send + 'static> Stream<T> {
         Self::typed(Box::pin(items.map(Ok)))
     }
 
+    /// A stream of the items of `items`, an iterator: what a caller sends
+    /// when it has them all at hand.
+    ///
+    /// ```
+    /// let numbers = sockets::Stream::iter([1u64, 2, 3]);
+    /// # drop(numbers);
+    /// ```
+    pub fn iter<I>(items: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::new(futures_util::stream::iter(items))
+    }
+
+    /// A stream fed through a channel of `capacity` items: send items with
+    /// the returned sender as they come (waiting while the channel is
+    /// full); the stream ends when every sender is dropped. What a caller
+    /// of a two-way stream uses to send its next item after reading an
+    /// answer, or a handler to stream what another task produces.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// let (lines, stream) = sockets::Stream::<String>::channel(16);
+    /// lines.send("hello".to_owned()).await.expect("the stream is still there");
+    /// drop(lines); // the stream ends after "hello"
+    /// # drop(stream);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When `capacity` is 0 (as `tokio::sync::mpsc::channel`).
+    pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<T>, Self) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(capacity);
+        let items = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        (sender, Self::new(items))
+    }
+
     /// A stream that ends at once.
     pub fn empty() -> Self {
         Self::typed(Box::pin(futures_util::stream::empty()))
@@ -297,6 +337,19 @@ pub enum Feed<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_channel_stream_yields_what_was_sent_and_ends_with_the_senders() {
+        let (sender, stream) = Stream::<u8>::channel(2);
+        let second = sender.clone();
+        sender.send(1).await.unwrap();
+        second.send(2).await.unwrap();
+        drop((sender, second));
+        let items: Vec<_> = stream.collect().await;
+        assert!(matches!(items[..], [Ok(1), Ok(2)]), "{items:?}");
+        let items: Vec<_> = Stream::iter(vec![3u8, 4]).collect().await;
+        assert!(matches!(items[..], [Ok(3), Ok(4)]));
+    }
 
     #[tokio::test]
     async fn try_new_ends_after_the_first_error() {

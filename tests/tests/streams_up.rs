@@ -219,7 +219,7 @@ fn counting(taken: Arc<AtomicU64>, dropped: Arc<Notify>) -> Stream<u64> {
 }
 
 fn items(range: std::ops::Range<u64>) -> Stream<u64> {
-    Stream::new(futures_util::stream::iter(range))
+    Stream::iter(range)
 }
 
 #[tokio::test]
@@ -304,15 +304,10 @@ async fn both_halves_of_a_two_way_stream_move_at_once() {
     let (_server, uploads, client) = serve(&receiver).await;
     // The caller sends the next item only once the previous one came back:
     // neither half waits for the other to end.
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let mut echoed = within(uploads.echo(100, Stream::new(outgoing)))
-        .await
-        .unwrap();
+    let (tx, outgoing) = Stream::channel(1);
+    let mut echoed = within(uploads.echo(100, outgoing)).await.unwrap();
     for i in 0..50 {
-        tx.send(i).unwrap();
+        within(tx.send(i)).await.unwrap();
         assert_eq!(within(echoed.next()).await.unwrap().unwrap(), i + 100);
     }
     drop(tx);

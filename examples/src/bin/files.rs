@@ -151,14 +151,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(ahead <= 10, "flow control held the client to the window");
 
     // The two-way stream: one word at a time, each answer before the next word.
-    let (words, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|word| (word, rx))
-    });
-    let mut answers = files.count("fruit.txt", Stream::new(outgoing)).await?;
+    let (words, outgoing) = Stream::channel(1);
+    let mut answers = files.count("fruit.txt", outgoing).await?;
     let mut counts = Vec::new();
     for word in ["apple", "pear", "plum", "kiwi"] {
-        words.send(word.to_owned())?;
+        words.send(word.to_owned()).await?;
         let (echoed, n) = answers.next().await.ok_or("the stream ended early")??;
         println!("{echoed}: {n}");
         counts.push(n);
