@@ -16,7 +16,9 @@
 //! not fit in a message: [`Error::Internal`]).
 //!
 //! A method may also take a `Stream<T>` as its last parameter: its caller
-//! passes one (made the same way), whose items are sent as the handler
+//! passes one (made the same way, or with [`Stream::iter`] from items at
+//! hand, or [`Stream::channel`] to send them as they come), whose items are
+//! sent as the handler
 //! reads them; the handler gets a `Stream<T>` that yields them and ends
 //! when the caller's stream ends (after an `Err` when it failed, or the
 //! connection was lost). Such a method replies once (the reply stops the
