@@ -337,7 +337,7 @@ impl Inbound {
     /// record, given the label of the method (the served method's name, or
     /// `unknown`); the handler runs in its span, and the record ends with
     /// the reply (or as cancelled, when the handler is aborted).
-    pub(crate) fn call(
+    pub(crate) fn call<'m>(
         &self,
         call: Call,
         received: Instant,
@@ -345,7 +345,7 @@ impl Inbound {
             Option<std::time::Instant>,
             &'static MethodInfo,
         ) -> Result<Context, DispatchError>,
-        observe: impl FnOnce(&'static str) -> CallRecord,
+        observe: impl FnOnce(&'static str) -> CallRecord<'m>,
     ) -> Dispatched {
         let Call {
             id,
@@ -413,6 +413,7 @@ impl Inbound {
             let outcome = outcome(Some(result), max_reply, &method);
             return Dispatched::Reply(answered(record, Message::Reply(Reply { id, outcome })));
         }
+        let record = record.detach();
         let pending = async move {
             let result = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
@@ -534,7 +535,7 @@ impl Inbound {
 }
 
 /// Ends a call's record with the outcome of `reply`, which answers it.
-fn answered(record: CallRecord, reply: Message) -> Message {
+fn answered(record: CallRecord<'_>, reply: Message) -> Message {
     let outcome = match &reply {
         Message::Reply(Reply {
             outcome: Outcome::Err(error),

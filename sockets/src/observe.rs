@@ -4,8 +4,8 @@
 //!
 //! Everything goes through facades: spans and log lines through `tracing`,
 //! metrics through `metrics`. With no subscriber and no recorder installed
-//! both cost a few relaxed loads per call (README "Observability" has the
-//! measurement).
+//! both cost a few relaxed loads and one clock read per call, within the
+//! benchmark's noise (README "Observability" has the measurement).
 //!
 //! ```text
 //!  sockets.connection   INFO   side id peer transport session user

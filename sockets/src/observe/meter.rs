@@ -32,8 +32,8 @@ pub(crate) struct Meter {
     in_flight_out: Gauge,
     streams_in: Gauge,
     streams_out: Gauge,
-    methods_in: RwLock<Methods>,
-    methods_out: RwLock<Methods>,
+    methods_in: MethodTable,
+    methods_out: MethodTable,
 }
 
 impl Meter {
@@ -50,8 +50,8 @@ impl Meter {
             in_flight_out: metrics::gauge!(names::CALLS_IN_FLIGHT, "direction" => "out"),
             streams_in: metrics::gauge!(names::STREAMS_OPEN, "direction" => "in"),
             streams_out: metrics::gauge!(names::STREAMS_OPEN, "direction" => "out"),
-            methods_in: RwLock::default(),
-            methods_out: RwLock::default(),
+            methods_in: MethodTable::new(Direction::In),
+            methods_out: MethodTable::new(Direction::Out),
         }
     }
 
@@ -100,35 +100,18 @@ impl Meter {
         }
     }
 
-    /// The handles of `method` in `direction`, made at its first call.
-    // A `Cow`, not a `&str`: a `'static` name (every generated client's,
-    // every served method's) becomes a label without a copy.
-    #[allow(clippy::ptr_arg)]
-    fn method(&self, method: &Cow<'static, str>, direction: Direction) -> Arc<MethodMeter> {
-        let methods = match direction {
-            Direction::In => &self.methods_in,
-            Direction::Out => &self.methods_out,
-        };
-        if let Some(found) = read(methods).get(method.as_ref()) {
-            return Arc::clone(found);
-        }
-        let mut methods = methods.write().unwrap_or_else(|p| p.into_inner());
-        let name = if methods.len() < MAX_METHODS {
-            method.clone()
-        } else {
-            Cow::Borrowed("other")
-        };
-        let made = methods
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(MethodMeter::new(name, direction)));
-        Arc::clone(made)
-    }
-
     /// Starts observing a call that started at `started` (a time the
     /// caller read anyway: the frame's arrival, the deadline's base): its
     /// span (a child of `parent`), its in-flight count. End it with
     /// [`CallRecord::finish`]; dropped unfinished, it ends as `cancelled`.
-    #[allow(clippy::ptr_arg)] // as for `Meter::method`
+    ///
+    /// The record borrows the method's handles from this meter: starting
+    /// and ending it touches no lock and no reference count, which calls
+    /// on other threads would contend for. [`CallRecord::detach`] makes one
+    /// that can move into a task.
+    // A `Cow`, not a `&str`: a `'static` name (every generated client's,
+    // every served method's) becomes a label without a copy.
+    #[allow(clippy::ptr_arg)]
     pub(crate) fn call(
         &self,
         parent: &Span,
@@ -137,7 +120,7 @@ impl Meter {
         direction: Direction,
         timeout_ms: Option<u32>,
         started: Instant,
-    ) -> CallRecord {
+    ) -> CallRecord<'_> {
         let span = tracing::debug_span!(
             parent: parent,
             CALL_SPAN,
@@ -150,8 +133,12 @@ impl Meter {
         );
         let in_flight = self.in_flight(direction).clone();
         in_flight.increment(1.0);
+        let methods = match direction {
+            Direction::In => &self.methods_in,
+            Direction::Out => &self.methods_out,
+        };
         CallRecord {
-            meter: self.method(method, direction),
+            meter: methods.find(method),
             in_flight,
             span,
             started,
@@ -160,10 +147,112 @@ impl Meter {
     }
 }
 
-/// The handles of each method, by name. Looked up once per call: hashed
-/// with FNV-1a, several times cheaper than SipHash for names this short;
-/// the keys are method names, not chosen by peers (module docs).
+/// Methods whose handles are found without a lock: slots of an
+/// open-addressed table, each set once. Programs call a few dozen methods at
+/// most; the rest go to [`MethodTable::overflow`].
+const SLOTS: usize = 64;
+
+/// The handles of each method in one direction, by name, looked up once per
+/// call.
+///
+/// The first [`SLOTS`] methods take a slot each: a name hashes to its first
+/// slot and probes on, and a slot, once set, never changes. So a lookup reads
+/// slots (shared cache lines, no writes) until it finds its name, or sets the
+/// first empty one; two threads setting one slot at once agree on its name
+/// through the slot's `OnceLock`, and the loser probes on. Every name
+/// follows one probe order, so it is set in one slot at most. Later methods
+/// go to a locked map, up to [`MAX_METHODS`] in all.
+struct MethodTable {
+    direction: Direction,
+    /// Made at the first call: a side that never calls holds none.
+    slots: OnceLock<Box<[OnceLock<Arc<MethodMeter>>]>>,
+    overflow: RwLock<Methods>,
+}
+
+/// The handles of the methods beyond the slots. Hashed with FNV-1a,
+/// several times cheaper than SipHash for names this short; the keys are
+/// method names, not chosen by peers (module docs).
 type Methods = HashMap<Cow<'static, str>, Arc<MethodMeter>, BuildHasherDefault<Fnv>>;
+
+impl MethodTable {
+    fn new(direction: Direction) -> Self {
+        Self {
+            direction,
+            slots: OnceLock::new(),
+            overflow: RwLock::default(),
+        }
+    }
+
+    /// The handles of `method`, made at its first call.
+    #[allow(clippy::ptr_arg)] // as for `Meter::call`
+    fn find(&self, method: &Cow<'static, str>) -> Held<'_> {
+        let slots = self
+            .slots
+            .get_or_init(|| (0..SLOTS).map(|_| OnceLock::new()).collect());
+        let mut hasher = Fnv::default();
+        hasher.write(method.as_bytes());
+        // In range: the remainder of a division by SLOTS.
+        let first = (hasher.finish() % SLOTS as u64) as usize;
+        for probe in 0..SLOTS {
+            let slot = &slots[(first + probe) % SLOTS];
+            let meter =
+                slot.get_or_init(|| Arc::new(MethodMeter::new(method.clone(), self.direction)));
+            if meter.method == *method {
+                return Held::Borrowed(meter);
+            }
+        }
+        Held::Owned(self.overflowed(method))
+    }
+
+    /// The handles of a method beyond the slots.
+    #[allow(clippy::ptr_arg)] // as for `Meter::call`
+    fn overflowed(&self, method: &Cow<'static, str>) -> Arc<MethodMeter> {
+        if let Some(found) = read(&self.overflow).get(method.as_ref()) {
+            return Arc::clone(found);
+        }
+        let mut methods = self.overflow.write().unwrap_or_else(|p| p.into_inner());
+        let name = if methods.len() < MAX_METHODS - SLOTS {
+            method.clone()
+        } else {
+            Cow::Borrowed("other")
+        };
+        let made = methods
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(MethodMeter::new(name, self.direction)));
+        Arc::clone(made)
+    }
+
+    /// The methods with handles, for tests.
+    #[cfg(test)]
+    fn names(&self) -> Vec<String> {
+        let slotted = self.slots.get().into_iter().flat_map(|slots| {
+            slots
+                .iter()
+                .filter_map(|slot| slot.get().map(|meter| meter.method.to_string()))
+        });
+        let mut names: Vec<String> = slotted
+            .chain(read(&self.overflow).keys().map(|name| name.to_string()))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// A method's handles as a call record holds them: borrowed from its
+/// side's [`Meter`], or shared, for a record that outlives the borrow.
+enum Held<'a> {
+    Borrowed(&'a Arc<MethodMeter>),
+    Owned(Arc<MethodMeter>),
+}
+
+impl Held<'_> {
+    fn get(&self) -> &MethodMeter {
+        match self {
+            Held::Borrowed(meter) => meter,
+            Held::Owned(meter) => meter,
+        }
+    }
+}
 
 /// FNV-1a, 64 bits.
 struct Fnv(u64);
@@ -229,15 +318,33 @@ impl MethodMeter {
 }
 
 /// One call being observed; see [`Meter::call`].
-pub(crate) struct CallRecord {
-    meter: Arc<MethodMeter>,
+pub(crate) struct CallRecord<'a> {
+    meter: Held<'a>,
     in_flight: Gauge,
     span: Span,
     started: Instant,
     done: bool,
 }
 
-impl CallRecord {
+impl<'a> CallRecord<'a> {
+    /// The same record, holding its method's handles itself, so that it
+    /// can move into a task of its own.
+    pub(crate) fn detach(mut self) -> CallRecord<'static> {
+        let meter = match &self.meter {
+            Held::Borrowed(meter) => Arc::clone(meter),
+            Held::Owned(meter) => Arc::clone(meter),
+        };
+        // Ends as this record would have; this one is spent.
+        self.done = true;
+        CallRecord {
+            meter: Held::Owned(meter),
+            in_flight: self.in_flight.clone(),
+            span: std::mem::replace(&mut self.span, Span::none()),
+            started: self.started,
+            done: false,
+        }
+    }
+
     /// The call's span, to run its handler in.
     pub(crate) fn span(&self) -> &Span {
         &self.span
@@ -254,7 +361,7 @@ impl CallRecord {
         }
         let took = self.started.elapsed();
         self.in_flight.decrement(1.0);
-        self.meter.ended(outcome, took);
+        self.meter.get().ended(outcome, took);
         if !self.span.is_disabled() {
             let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             self.span.record("outcome", outcome.label());
@@ -263,7 +370,7 @@ impl CallRecord {
     }
 }
 
-impl Drop for CallRecord {
+impl Drop for CallRecord<'_> {
     fn drop(&mut self) {
         self.end(CallOutcome::Cancelled);
     }
@@ -286,8 +393,70 @@ mod tests {
             Instant::now(),
         );
         record.finish(CallOutcome::Ok);
-        let methods = read(&meter.methods_out);
-        assert_eq!(methods.len(), 1);
-        assert!(methods.contains_key("a.b"));
+        assert_eq!(meter.methods_out.names(), ["a.b"]);
+        assert!(meter.methods_in.names().is_empty());
+    }
+
+    fn same(a: &Held<'_>, b: &Held<'_>) -> bool {
+        std::ptr::eq(a.get(), b.get())
+    }
+
+    #[test]
+    fn each_method_has_one_set_of_handles_past_the_slots_and_the_cap() {
+        let table = MethodTable::new(Direction::In);
+        let names: Vec<Cow<'static, str>> = (0..MAX_METHODS + 10)
+            .map(|i| Cow::Owned(format!("svc.m{i}")))
+            .collect();
+        let first: Vec<Held<'_>> = names.iter().map(|name| table.find(name)).collect();
+        for (name, held) in names.iter().zip(&first) {
+            assert!(same(held, &table.find(name)), "{name} found twice");
+        }
+        // Every slot is set and the map holds the rest, up to the cap.
+        let slotted = table.slots.get().map_or(0, |slots| {
+            slots.iter().filter(|slot| slot.get().is_some()).count()
+        });
+        assert_eq!(slotted, SLOTS);
+        let kept = table.names();
+        assert_eq!(kept.len(), MAX_METHODS + 1, "the cap, then `other`");
+        assert!(kept.iter().any(|name| name == "other"));
+        // The methods beyond the cap share `other`'s handles.
+        let other = table.find(&Cow::Borrowed("other"));
+        assert!(same(&first[MAX_METHODS + 9], &other));
+        assert_eq!(first[3].get().method, "svc.m3");
+    }
+
+    #[test]
+    fn threads_finding_methods_at_once_agree_on_their_handles() {
+        let table = MethodTable::new(Direction::Out);
+        let names: Vec<Cow<'static, str>> = (0..SLOTS + 16)
+            .map(|i| Cow::Owned(format!("svc.m{i}")))
+            .collect();
+        let found: Vec<Vec<usize>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|t| {
+                    let (table, names) = (&table, &names);
+                    scope.spawn(move || {
+                        // Each thread in its own order, so they race for slots.
+                        let mut order: Vec<usize> = (0..names.len()).collect();
+                        order.rotate_left(t * 7);
+                        let mut at = vec![0; names.len()];
+                        for i in order {
+                            at[i] = table.find(&names[i]).get() as *const MethodMeter as usize;
+                        }
+                        at
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().expect("a worker panicked"))
+                .collect()
+        });
+        for other in &found[1..] {
+            assert_eq!(&found[0], other);
+        }
+        let mut expected: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        expected.sort();
+        assert_eq!(table.names(), expected);
     }
 }
