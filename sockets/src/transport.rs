@@ -54,11 +54,10 @@ use prefixed::Prefixed;
 use queue::{MAX_SLICES, WriteQueue};
 use ws::{Role, WebSocket, WsError};
 
-/// The read buffer's first allocation, and the most a read asks for beyond
-/// the frame being received. Small, because idle connections are the common
-/// case. Measured with 500 idle authenticated connections (client and server
-/// in one process): about 42 KiB of RSS per client/server pair with 4 KiB,
-/// 50 KiB with 8 KiB.
+/// The read buffer's first allocation, the most a read asks for beyond the
+/// frame being received, and the size of the scratch buffer a read uses
+/// when the buffer was let go ([`Transport::release_idle`]: idle
+/// connections, the common case, hold no read buffer).
 const READ_CHUNK: usize = 4 * 1024;
 
 /// The least room a read is attempted with; below it, [`READ_CHUNK`] more is reserved.
@@ -258,6 +257,14 @@ pub(crate) trait Transport: Send {
     /// from now on, and answer pings.
     fn authenticated(&mut self, max_message: usize);
 
+    /// Lets the read buffer go if no frame is in progress, so that an idle
+    /// connection holds none; the next read waits without one and makes a
+    /// new one only when something arrives. The connection calls it when it
+    /// starts and at each heartbeat wake, so a busy connection keeps its
+    /// buffer (no allocation per message) and an idle one gives it back
+    /// within a heartbeat interval.
+    fn release_idle(&mut self);
+
     /// The framing's name, for logs and spans.
     fn name(&self) -> &'static str;
 }
@@ -442,6 +449,25 @@ impl<C: Codec> Framed<C> {
     }
 }
 
+impl<C: Codec> Framed<C> {
+    /// Reads with no read buffer (see [`Transport::release_idle`]): into a
+    /// scratch buffer on the stack, so that waiting holds no memory; what
+    /// arrived is copied into a new read buffer, which later reads fill as
+    /// usual until the buffer is let go again.
+    fn poll_read_without_buffer(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut scratch = tokio::io::ReadBuf::uninit(&mut scratch);
+        ready!(Pin::new(&mut *self.io).poll_read(cx, &mut scratch))?;
+        let read = scratch.filled();
+        if !read.is_empty() {
+            self.read = BytesMut::with_capacity(READ_CHUNK.max(read.len()));
+            self.read.extend_from_slice(read);
+            self.account();
+        }
+        Poll::Ready(Ok(read.len()))
+    }
+}
+
 impl<C: Codec> Transport for Framed<C> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, TransportError>> {
         loop {
@@ -467,19 +493,25 @@ impl<C: Codec> Transport for Framed<C> {
             if self.eof {
                 return Poll::Ready(Ok(Incoming::Closed(None)));
             }
-            // The rest of the frame in progress (its size was checked against
-            // the limit on its header), or a small chunk.
-            // Messages are split off the front of the read buffer and opened
-            // in place, so the buffer's memory is shared with messages still
-            // in use: reserving when enough room is left would move to a
-            // fresh allocation for every message. Reserve only when the room
-            // left is too small for the frame or for a useful read.
-            let need = self.codec.need().saturating_sub(self.read.len());
-            if self.read.capacity() - self.read.len() < need.max(MIN_READ) {
-                self.read.reserve(need.max(READ_CHUNK));
-            }
-            self.account();
-            let read = ready!(poll_read(&mut *self.io, &mut self.read, cx));
+            let read = if self.read.capacity() == 0 {
+                // The buffer was let go (`release_idle`): wait without one.
+                ready!(self.poll_read_without_buffer(cx))
+            } else {
+                // The rest of the frame in progress (its size was checked
+                // against the limit on its header), or a small chunk.
+                // Messages are split off the front of the read buffer and
+                // opened in place, so the buffer's memory is shared with
+                // messages still in use: reserving when enough room is left
+                // would move to a fresh allocation for every message.
+                // Reserve only when the room left is too small for the
+                // frame or for a useful read.
+                let need = self.codec.need().saturating_sub(self.read.len());
+                if self.read.capacity() - self.read.len() < need.max(MIN_READ) {
+                    self.read.reserve(need.max(READ_CHUNK));
+                }
+                self.account();
+                ready!(poll_read(&mut *self.io, &mut self.read, cx))
+            };
             match read {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
@@ -541,6 +573,13 @@ impl<C: Codec> Transport for Framed<C> {
     fn authenticated(&mut self, max_message: usize) {
         self.codec.authenticated(max_message);
         self.gauge = None;
+    }
+
+    fn release_idle(&mut self) {
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+            self.account();
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -1156,6 +1195,34 @@ mod tests {
             let (sent, received) = tokio::join!(server.send(message.clone()), client.recv());
             sent.unwrap();
             assert!(matches!(received.unwrap(), Incoming::Binary(m) if m == message));
+        }
+    }
+
+    /// Whether one poll of `transport` for the next message waits.
+    async fn waiting(transport: &mut dyn Transport) -> bool {
+        poll_fn(|cx| Poll::Ready(transport.poll_recv(cx).is_pending())).await
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_lets_its_read_buffer_go_and_reads_on_without_one() {
+        // The server's side reports what it holds to the gauge.
+        let (mut server, mut client, total) = pair().await;
+        // Small messages, then one larger than a read without a buffer takes.
+        for len in [300, 300, 60 * 1024] {
+            let message = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+            let (sent, received) = tokio::join!(client.send(message.clone()), server.recv());
+            sent.unwrap();
+            assert!(matches!(received.unwrap(), Incoming::Binary(m) if m == message));
+            // Busy: the buffer stays for the next message.
+            assert!(waiting(&mut *server).await);
+            if len < READ_CHUNK {
+                assert!(total.now() > 0, "the buffer the message was read into");
+            }
+            // Idle: let go, and waiting again allocates nothing.
+            server.release_idle();
+            assert_eq!(total.now(), 0);
+            assert!(waiting(&mut *server).await);
+            assert_eq!(total.now(), 0, "after a {len}-byte message");
         }
     }
 

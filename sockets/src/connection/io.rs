@@ -227,6 +227,9 @@ impl<'a> Link<'a> {
         transport: Box<dyn Transport>,
         (sealer, opener): (Sealer, Opener),
     ) -> Self {
+        let mut transport = transport;
+        // What the handshake read is spent: start without a read buffer.
+        transport.release_idle();
         let config = &shared.config;
         let now = Instant::now();
         let heartbeat = Heartbeat::new(config.heartbeat_interval, config.heartbeat_timeout, now);
@@ -392,6 +395,8 @@ impl<'a> Link<'a> {
             // large message keeps its frame buffer until then, not for ever.
             self.sealer.release_buffer();
         }
+        // The same for the read buffer, unless a frame is arriving.
+        self.transport.release_idle();
         match action {
             Some(Action::Ping(nonce)) => self.push(&Message::Ping { nonce })?,
             Some(Action::TimedOut) => {
