@@ -447,9 +447,7 @@ impl<C: Codec> Framed<C> {
         self.account();
         Poll::Ready(Ok(()))
     }
-}
 
-impl<C: Codec> Framed<C> {
     /// Reads with no read buffer (see [`Transport::release_idle`]): into a
     /// scratch buffer on the stack, so that waiting holds no memory; what
     /// arrived is copied into a new read buffer, which later reads fill as

@@ -224,10 +224,9 @@ struct Link<'a> {
 impl<'a> Link<'a> {
     fn new(
         shared: &'a Arc<Shared>,
-        transport: Box<dyn Transport>,
+        mut transport: Box<dyn Transport>,
         (sealer, opener): (Sealer, Opener),
     ) -> Self {
-        let mut transport = transport;
         // What the handshake read is spent: start without a read buffer.
         transport.release_idle();
         let config = &shared.config;

@@ -397,6 +397,11 @@ mod tests {
         assert!(meter.methods_in.names().is_empty());
     }
 
+    /// `n` method names: `svc.m0`, `svc.m1`, …
+    fn names(n: usize) -> Vec<Cow<'static, str>> {
+        (0..n).map(|i| Cow::Owned(format!("svc.m{i}"))).collect()
+    }
+
     fn same(a: &Held<'_>, b: &Held<'_>) -> bool {
         std::ptr::eq(a.get(), b.get())
     }
@@ -404,9 +409,7 @@ mod tests {
     #[test]
     fn each_method_has_one_set_of_handles_past_the_slots_and_the_cap() {
         let table = MethodTable::new(Direction::In);
-        let names: Vec<Cow<'static, str>> = (0..MAX_METHODS + 10)
-            .map(|i| Cow::Owned(format!("svc.m{i}")))
-            .collect();
+        let names = names(MAX_METHODS + 10);
         let first: Vec<Held<'_>> = names.iter().map(|name| table.find(name)).collect();
         for (name, held) in names.iter().zip(&first) {
             assert!(same(held, &table.find(name)), "{name} found twice");
@@ -428,9 +431,7 @@ mod tests {
     #[test]
     fn threads_finding_methods_at_once_agree_on_their_handles() {
         let table = MethodTable::new(Direction::Out);
-        let names: Vec<Cow<'static, str>> = (0..SLOTS + 16)
-            .map(|i| Cow::Owned(format!("svc.m{i}")))
-            .collect();
+        let names = names(SLOTS + 16);
         let found: Vec<Vec<usize>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4)
                 .map(|t| {
