@@ -9,6 +9,7 @@
 //! cargo run --release -p bench                           # the full run, about 8 minutes
 //! cargo run -p bench -- --quick                          # every workload briefly (CI)
 //! cargo run --release -p bench -- --workload W2 --target aes --target tarpc
+//! cargo run --release -p bench -- --workload W7 --stream-target ours --stream-target bare
 //! cargo run --release -p bench --features mimalloc       # every target on mimalloc
 //! ```
 //!
@@ -272,6 +273,11 @@ struct Args {
     /// `--w5-exit`: the W5 child exits as soon as it has measured, without
     /// closing its connections (for heap profilers).
     w5_exit: bool,
+    /// `--stream-target <name>`: W7/W8 run only the stream targets named
+    /// (`streams::TARGETS`); all of them when none is.
+    stream_targets: Vec<&'static str>,
+    /// `--stream-size <bytes>`: W7 runs only this item size (32 or 1024).
+    stream_size: Option<usize>,
 }
 
 fn target_names() -> String {
@@ -289,6 +295,8 @@ fn parse_args() -> Result<Args, BoxError> {
         kinds: Vec::new(),
         w5_child: None,
         w5_exit: false,
+        stream_targets: Vec::new(),
+        stream_size: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -315,11 +323,33 @@ fn parse_args() -> Result<Args, BoxError> {
                 args.w5_child = Some((kind, n));
             }
             "--w5-exit" => args.w5_exit = true,
+            "--stream-target" => {
+                let name = it.next().unwrap_or_default();
+                let name = streams::TARGETS
+                    .into_iter()
+                    .find(|t| *t == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "--stream-target needs one of {}",
+                            streams::TARGETS.join("|")
+                        )
+                    })?;
+                args.stream_targets.push(name);
+            }
+            "--stream-size" => {
+                let size = it.next().and_then(|s| s.parse().ok());
+                let size = size
+                    .filter(|s| streams::SIZES.contains(s))
+                    .ok_or("--stream-size needs 32 or 1024")?;
+                args.stream_size = Some(size);
+            }
             "--help" | "-h" => {
                 println!(
-                    "bench [--quick] [--workload W1..W8]... [--target {}]...\n\
+                    "bench [--quick] [--workload W1..W8]... [--target {}]... \
+                     [--stream-target {}]... [--stream-size 32|1024]\n\
                      Runs the benchmark workloads; see the header of bench/src/main.rs.",
-                    target_names()
+                    target_names(),
+                    streams::TARGETS.join("|")
                 );
                 std::process::exit(0);
             }
@@ -359,7 +389,12 @@ fn main() -> Result<(), BoxError> {
     for workload in &args.workloads {
         if matches!(*workload, "W7" | "W8") {
             // Streams have targets of their own (`streams.rs`).
-            for record in runtime.block_on(streams::run(workload, plan.duration))? {
+            let only = streams::Only {
+                targets: &args.stream_targets,
+                size: args.stream_size,
+            };
+            let run = streams::run(workload, plan.duration, &only);
+            for record in runtime.block_on(run)? {
                 println!("{}", record.json());
                 stream_records.push(record);
             }

@@ -379,23 +379,70 @@ async fn w8_slow(duration: Duration) -> Result<Record, BoxError> {
     })
 }
 
-/// Runs `workload` (W7 or W8) for every target it has; prints nothing.
-pub async fn run(workload: &str, duration: Duration) -> Result<Vec<Record>, BoxError> {
+/// The stream targets, as `--stream-target` names them: W7's `bare`
+/// (the firehose), `ours` (server → client), `upload` (client → server),
+/// `jsonrpsee` and `tonic`; W8's `fanout` and `slow`.
+pub const TARGETS: [&str; 7] = [
+    "bare",
+    "ours",
+    "upload",
+    "jsonrpsee",
+    "tonic",
+    "fanout",
+    "slow",
+];
+
+/// W7's item sizes, in bytes.
+pub const SIZES: [usize; 2] = [32, 1024];
+
+/// The part of a stream workload to run: every target and size by default.
+pub struct Only<'a> {
+    /// The targets to run ([`TARGETS`]); all when empty.
+    pub targets: &'a [&'a str],
+    /// W7's one item size to run; both when `None`.
+    pub size: Option<usize>,
+}
+
+/// Runs `workload` (W7 or W8) for each of its targets that `only` names;
+/// prints nothing.
+pub async fn run(
+    workload: &str,
+    duration: Duration,
+    only: &Only<'_>,
+) -> Result<Vec<Record>, BoxError> {
+    let wanted = |name: &str| only.targets.is_empty() || only.targets.contains(&name);
     let mut records = Vec::new();
     match workload {
         "W7" => {
-            for size in [32usize, 1024] {
-                records.push(w7_bare(size, duration).await?);
-                records.push(w7_ours(size, duration).await?);
-                records.push(w7_upload(size, duration).await?);
-                records.push(w7_jsonrpsee(size, duration).await?);
-                let (count, elapsed) = crate::peer_tonic::stream(size, duration).await?;
-                records.push(record("tonic-server-streaming", "W7", count, size, elapsed));
+            for size in SIZES
+                .into_iter()
+                .filter(|s| only.size.is_none_or(|o| o == *s))
+            {
+                if wanted("bare") {
+                    records.push(w7_bare(size, duration).await?);
+                }
+                if wanted("ours") {
+                    records.push(w7_ours(size, duration).await?);
+                }
+                if wanted("upload") {
+                    records.push(w7_upload(size, duration).await?);
+                }
+                if wanted("jsonrpsee") {
+                    records.push(w7_jsonrpsee(size, duration).await?);
+                }
+                if wanted("tonic") {
+                    let (count, elapsed) = crate::peer_tonic::stream(size, duration).await?;
+                    records.push(record("tonic-server-streaming", "W7", count, size, elapsed));
+                }
             }
         }
         _ => {
-            records.push(w8_fanout(duration).await?);
-            records.push(w8_slow(duration).await?);
+            if wanted("fanout") {
+                records.push(w8_fanout(duration).await?);
+            }
+            if wanted("slow") {
+                records.push(w8_slow(duration).await?);
+            }
         }
     }
     Ok(records)
