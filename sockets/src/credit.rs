@@ -13,8 +13,14 @@
 //!  receiver                                     sender
 //!  Receiver::new(window) ── CREDIT(items, bytes) ──► Sender::grant
 //!  Receiver::received   ◄──────── ITEM ──────────── Sender::spend (if can_send)
-//!  Receiver::consumed ─► Some(grant) ── CREDIT ────► Sender::grant
+//!  Receiver::consumed (each item taken)
+//!  Receiver::grant ─► Some(grant) ──── CREDIT ──────► Sender::grant
 //! ```
+//!
+//! The application may take many items before the receiver decides: it
+//! records each with `consumed` and asks `grant` once, so a batch taken at
+//! once is answered with one CREDIT for all the room it made, never with a
+//! half-window grant and a remainder too small to send.
 //!
 //! The receiver gives credit back once the application has consumed half of
 //! a window (items or bytes), so a steady stream sends one CREDIT per half
@@ -179,11 +185,17 @@ impl Receiver {
         Ok(())
     }
 
-    /// The application consumed an item of `len` bytes: the credit to grant
-    /// now, once half a window (of items or of bytes) can be given back.
-    pub(crate) fn consumed(&mut self, len: usize) -> Option<Grant> {
+    /// The application consumed an item of `len` bytes ([`Receiver::grant`]
+    /// says whether that makes credit worth giving back).
+    pub(crate) fn consumed(&mut self, len: usize) {
         self.buffered_items = self.buffered_items.saturating_sub(1);
         self.buffered_bytes = self.buffered_bytes.saturating_sub(len as u64);
+    }
+
+    /// The credit to grant now, once half a window (of items or of bytes)
+    /// can be given back, or at once when the sender is stuck: it holds no
+    /// credit of one kind and nothing waits to be consumed.
+    pub(crate) fn grant(&mut self) -> Option<Grant> {
         let held_items = self.credit_items + self.buffered_items;
         let held_bytes = u64::from(self.credit_bytes) + self.buffered_bytes;
         let items = self.window.items.saturating_sub(held_items);
@@ -231,7 +243,8 @@ mod tests {
         rx.received(10).unwrap();
         rx.received(10).unwrap();
         assert_eq!(rx.received(10), Err(CreditError::PastCredit));
-        let grant = rx.consumed(10).expect("half a window consumed");
+        rx.consumed(10);
+        let grant = rx.grant().expect("half a window consumed");
         assert_eq!(grant.items, 1);
         tx.grant(grant.items, grant.bytes).unwrap();
         assert!(tx.spend(10));
@@ -245,9 +258,30 @@ mod tests {
         assert!(tx.spend(1000));
         assert!(!tx.can_send(), "the byte credit is used up");
         rx.received(1000).unwrap();
-        let grant = rx.consumed(1000).expect("the sender is stuck");
+        rx.consumed(1000);
+        let grant = rx.grant().expect("the sender is stuck");
         tx.grant(grant.items, grant.bytes).unwrap();
         assert!(tx.spend(1000));
+    }
+
+    #[test]
+    fn a_batch_consumed_at_once_gives_back_all_the_room_it_made_in_one_grant() {
+        // Items of 1027 bytes (a 1 KiB `bin` and its header) fill the byte
+        // window before the item window: the sender stops after 256.
+        let (mut rx, _) = Receiver::new(Window::new(2048, 256 * 1024));
+        for _ in 0..256 {
+            rx.received(1027).unwrap();
+        }
+        for _ in 0..256 {
+            rx.consumed(1027);
+        }
+        let grant = rx.grant().expect("the whole batch was consumed");
+        assert_eq!(
+            (grant.items, grant.bytes),
+            (256, 256 * 1024),
+            "all of it, not half a window and a remainder under half"
+        );
+        assert_eq!(rx.grant(), None, "nothing more to give back");
     }
 
     #[test]
@@ -270,12 +304,16 @@ mod tests {
     enum Step {
         /// The sender sends an item of this length if it may.
         Send(usize),
-        /// The application consumes the oldest buffered item.
-        Consume,
+        /// The application consumes up to this many of the oldest buffered
+        /// items, then the receiver decides whether to grant.
+        Consume(usize),
     }
 
     fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![(0usize..5000).prop_map(Step::Send), Just(Step::Consume),]
+        prop_oneof![
+            (0usize..5000).prop_map(Step::Send),
+            (1usize..80).prop_map(Step::Consume),
+        ]
     }
 
     proptest! {
@@ -304,10 +342,13 @@ mod tests {
                             max_len = max_len.max(len as u64);
                         }
                     }
-                    Step::Consume => {
-                        if let Some(len) = buffer.pop_front()
-                            && let Some(grant) = rx.consumed(len)
-                        {
+                    Step::Consume(n) => {
+                        for _ in 0..n {
+                            if let Some(len) = buffer.pop_front() {
+                                rx.consumed(len);
+                            }
+                        }
+                        if let Some(grant) = rx.grant() {
                             prop_assert!(tx.grant(grant.items, grant.bytes).is_ok());
                         }
                     }
@@ -319,7 +360,8 @@ mod tests {
                 prop_assert!(rx.credit_items <= window.items());
             }
             while let Some(len) = buffer.pop_front() {
-                if let Some(grant) = rx.consumed(len) {
+                rx.consumed(len);
+                if let Some(grant) = rx.grant() {
                     prop_assert!(tx.grant(grant.items, grant.bytes).is_ok());
                 }
             }

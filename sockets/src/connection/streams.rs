@@ -705,16 +705,12 @@ impl FuturesStream for Receiver {
         let (opening, grant) = {
             let mut inbox = lock(&this.inbox);
             let opening = inbox.opening.take();
-            // What was handed out since the last batch gives its credit back.
-            let mut grant: Option<credit::Grant> = None;
+            // What was handed out since the last batch gives its credit
+            // back, in one grant for all of it.
             for len in this.handed_out.drain(..) {
-                if let Some(more) = inbox.credit.consumed(len) {
-                    grant = Some(grant.map_or(more, |g| credit::Grant {
-                        items: g.items.saturating_add(more.items),
-                        bytes: g.bytes.saturating_add(more.bytes),
-                    }));
-                }
+                inbox.credit.consumed(len);
             }
+            let grant = inbox.credit.grant();
             std::mem::swap(&mut this.batch, &mut inbox.items);
             if this.batch.is_empty() {
                 match std::mem::replace(&mut inbox.end, End::Finished) {
