@@ -31,8 +31,10 @@ use std::fmt;
 
 /// How much a stream's receiver lets its sender send ahead: items and bytes.
 ///
-/// The default is 256 items and 256 KiB. A window of zero items or zero
-/// bytes is raised to one.
+/// The default is 2048 items and 256 KiB: small items are held to the
+/// count (it keeps a firehose of 32-byte items from waiting on credit every
+/// few microseconds), large ones to the bytes. A window of zero items or
+/// zero bytes is raised to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
     items: u32,
@@ -42,7 +44,7 @@ pub struct Window {
 impl Window {
     /// The window used when neither the method nor the call sets one.
     pub const DEFAULT: Window = Window {
-        items: 256,
+        items: 2048,
         bytes: 256 * 1024,
     };
 
