@@ -546,7 +546,7 @@ impl<'a> Link<'a> {
                 .map_err(|reason| ending(reason.into(), true))?,
             Message::Item { id, half, item } => shared
                 .streams
-                .item(id, half, item)
+                .item(id, half, &item)
                 .map_err(|reason| ending(reason.into(), true))?,
             Message::End { id, half, error } => shared.streams.end(id, half, error),
             Message::Stop { id, half } => shared.streams.stop(id, half),

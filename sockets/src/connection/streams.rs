@@ -10,7 +10,11 @@
 //!
 //! A received stream buffers at most its window (the credit machine in
 //! `credit` enforces it against the peer); the application takes items
-//! from the buffer and gives credit back as it does. A sent stream runs in a
+//! from the buffer and gives credit back as it does. Its items are copied
+//! out of the frames they came in, into one buffer per stream: an item is
+//! never a slice that keeps a whole frame alive (a peer could otherwise
+//! make each byte of credit hold up to a frame), and a batch of items costs
+//! one allocation at most, not one each. A sent stream runs in a
 //! task of its own that polls the handler's stream only while the peer has
 //! granted credit, so items wait in the handler's stream, not in the
 //! connection's queue: a slow reader holds up neither the connection nor
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{FutureExt, Stream as FuturesStream, StreamExt};
 use metrics::Gauge;
 use tokio::sync::Notify;
@@ -103,12 +107,59 @@ struct Inbox {
     /// (half 1) is granted credit when its handler takes it (or first
     /// reads it), so a call refused before its handler runs is sent no items.
     opening: Option<credit::Grant>,
-    items: VecDeque<Bytes>,
+    items: Items,
     end: End,
     waker: Option<Waker>,
     /// Counts as a stream of its own in the gauges (half 1 of a two-way
     /// stream does not: its half 0 does).
     counted: bool,
+}
+
+/// Items received and not taken yet: their bytes back to back, and their
+/// lengths.
+#[derive(Default)]
+struct Items {
+    bytes: BytesMut,
+    lens: VecDeque<u32>,
+}
+
+impl Items {
+    fn push(&mut self, item: &[u8]) {
+        self.bytes.extend_from_slice(item);
+        // An item fits the message limit, far below 4 GiB.
+        self.lens
+            .push_back(u32::try_from(item.len()).unwrap_or(u32::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Moves every item into `batch`, which must be empty: the bytes are
+    /// handed over, not copied.
+    fn take(&mut self, batch: &mut Batch) {
+        batch.bytes = self.bytes.split().freeze();
+        std::mem::swap(&mut batch.lens, &mut self.lens);
+    }
+}
+
+/// Items a receiver took from its inbox, to hand out one by one: slices of
+/// one buffer.
+#[derive(Default)]
+struct Batch {
+    bytes: Bytes,
+    lens: VecDeque<u32>,
+}
+
+impl Batch {
+    fn next(&mut self) -> Option<Bytes> {
+        let len = self.lens.pop_front()? as usize;
+        Some(self.bytes.split_to(len.min(self.bytes.remaining())))
+    }
 }
 
 enum End {
@@ -247,7 +298,7 @@ impl Streams {
         let inbox = Arc::new(Mutex::new(Inbox {
             credit,
             opening: None,
-            items: VecDeque::new(),
+            items: Items::default(),
             end: End::Open,
             waker: None,
             counted: true,
@@ -285,7 +336,7 @@ impl Streams {
         let inbox = Arc::new(Mutex::new(Inbox {
             credit,
             opening: Some(grant),
-            items: VecDeque::new(),
+            items: Items::default(),
             end: End::Open,
             waker: None,
             counted,
@@ -312,7 +363,7 @@ impl Streams {
     ///
     /// # Errors
     /// The close reason when the peer had no credit for it.
-    pub(super) fn item(&self, id: u64, half: Half, item: Bytes) -> Result<(), Reason> {
+    pub(super) fn item(&self, id: u64, half: Half, item: &[u8]) -> Result<(), Reason> {
         let mut receiving = lock(&self.receiving);
         let Some(inbox) = receiving.half(half).get(&id) else {
             return Ok(());
@@ -322,7 +373,7 @@ impl Streams {
         if inbox.opening.is_some() || inbox.credit.received(item.len()).is_err() {
             return Err(Reason::StreamPastCredit);
         }
-        inbox.items.push_back(item);
+        inbox.items.push(item);
         if let Some(waker) = inbox.waker.take() {
             waker.wake();
         }
@@ -663,7 +714,7 @@ struct Receiver {
     half: Half,
     inbox: Arc<Mutex<Inbox>>,
     /// Taken from the inbox, not yet handed out.
-    batch: VecDeque<Bytes>,
+    batch: Batch,
     /// The lengths of the items handed out since the batch was taken.
     handed_out: Vec<usize>,
     /// The half ended: nothing to stop when dropped.
@@ -677,7 +728,7 @@ impl Receiver {
             id,
             half,
             inbox,
-            batch: VecDeque::new(),
+            batch: Batch::default(),
             handed_out: Vec::new(),
             ended: false,
         }
@@ -685,7 +736,7 @@ impl Receiver {
 
     /// Hands out the next item of the batch, if there is one.
     fn hand_out(&mut self) -> Option<Bytes> {
-        let item = self.batch.pop_front()?;
+        let item = self.batch.next()?;
         self.handed_out.push(item.len());
         Some(item)
     }
@@ -711,8 +762,7 @@ impl FuturesStream for Receiver {
                 inbox.credit.consumed(len);
             }
             let grant = inbox.credit.grant();
-            std::mem::swap(&mut this.batch, &mut inbox.items);
-            if this.batch.is_empty() {
+            if inbox.items.is_empty() {
                 match std::mem::replace(&mut inbox.end, End::Finished) {
                     End::Finished => this.ended = true,
                     End::Failed(error) => {
@@ -727,6 +777,8 @@ impl FuturesStream for Receiver {
                         inbox.waker = Some(cx.waker().clone());
                     }
                 }
+            } else {
+                inbox.items.take(&mut this.batch);
             }
             (opening, grant)
         };
@@ -757,7 +809,7 @@ impl Receiver {
 
 impl RawItems for Receiver {
     fn backlog(&self) -> usize {
-        lock(&self.inbox).items.len() + self.batch.len()
+        lock(&self.inbox).items.len() + self.batch.lens.len()
     }
 
     fn open(self: Pin<&mut Self>, window: Option<Window>) {
@@ -794,5 +846,38 @@ impl Drop for Receiver {
             // The stream is over: stop sending its half 1, if we do.
             self.shared.streams.stop_pump(self.id, Half::Up);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handed_out(batch: &mut Batch) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| batch.next().map(|item| item.to_vec())).collect()
+    }
+
+    #[test]
+    fn items_are_copied_out_of_their_frame_and_handed_out_in_order() {
+        let frame = Bytes::from(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut items = Items::default();
+        items.push(&frame[..3]);
+        items.push(&[]);
+        items.push(&frame[5..]);
+        assert!(frame.is_unique(), "no item keeps the frame alive");
+        assert_eq!(items.len(), 3);
+
+        let mut batch = Batch::default();
+        items.take(&mut batch);
+        assert!(items.is_empty());
+        items.push(&[9]);
+        assert_eq!(
+            handed_out(&mut batch),
+            [vec![1, 2, 3], vec![], vec![6, 7, 8]],
+            "an empty item is an item too"
+        );
+        assert!(batch.next().is_none());
+        items.take(&mut batch);
+        assert_eq!(handed_out(&mut batch), [vec![9]]);
     }
 }
