@@ -412,6 +412,24 @@ impl<'a> Link<'a> {
         while self.batch_len() < BATCH_BYTES {
             if let Some((messages, received)) = &mut self.incoming {
                 let received = *received;
+                if let Some((id, half, first)) = messages.next_item(None) {
+                    // A run of items for one stream: buffered together,
+                    // without a `Message` for each.
+                    let plaintext = messages.plaintext().clone();
+                    let mut first = Some(first);
+                    let mut next = || {
+                        first.take().or_else(|| {
+                            let (_, _, payload) = messages.next_item(Some((id, half)))?;
+                            Some(payload)
+                        })
+                    };
+                    self.shared
+                        .streams
+                        .items(id, half, &plaintext, &mut next)
+                        .map_err(|reason| ending(reason.into(), true))?;
+                    progress = true;
+                    continue;
+                }
                 match messages.next() {
                     Some(message) => {
                         let message = message.map_err(|error| {

@@ -21,6 +21,7 @@
 //! its other streams.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,10 @@ use crate::error::{Disconnect, DispatchError, Error};
 use crate::protocol::{ErrorCode, Half, Message, Reason, RemoteError};
 use crate::service::StreamHandlerFuture;
 use crate::stream::{RawItems, RawStream};
+
+/// The most items buffered under one hold of an inbox's lock: its reader
+/// waits for the lock no longer than that takes.
+const RUN: usize = 128;
 
 /// Our stream ids start here, so they never meet our call ids (which count
 /// up from 1): a reply to either finds its way by the id alone.
@@ -358,26 +363,60 @@ impl Streams {
         inbox
     }
 
-    /// An item for half `half` of stream `id`: buffered, or ignored when
-    /// the half is gone (we stopped it and the item crossed the STOP).
+    /// Items for half `half` of stream `id`, in order: the ranges of
+    /// `plaintext` that `next` yields until it yields `None` (a run of item
+    /// envelopes in one frame). Buffered under one lock for every
+    /// [`RUN`] items and one wake of the reader, or ignored when the half
+    /// is gone (we stopped it and the items crossed the STOP).
+    ///
+    /// # Errors
+    /// The close reason when the peer had no credit for one of them.
+    pub(super) fn items(
+        &self,
+        id: u64,
+        half: Half,
+        plaintext: &[u8],
+        next: &mut dyn FnMut() -> Option<Range<usize>>,
+    ) -> Result<(), Reason> {
+        loop {
+            let mut receiving = lock(&self.receiving);
+            let Some(inbox) = receiving.half(half).get(&id) else {
+                while next().is_some() {}
+                return Ok(());
+            };
+            // Under the map's lock: no reference to count for each run.
+            let mut inbox = lock(inbox);
+            let mut pushed = 0;
+            let more = loop {
+                if pushed == RUN {
+                    break true;
+                }
+                let Some(range) = next() else { break false };
+                let item = plaintext.get(range).unwrap_or_default();
+                if inbox.opening.is_some() || inbox.credit.received(item.len()).is_err() {
+                    return Err(Reason::StreamPastCredit);
+                }
+                inbox.items.push(item);
+                pushed += 1;
+            };
+            if pushed > 0
+                && let Some(waker) = inbox.waker.take()
+            {
+                waker.wake();
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An item for half `half` of stream `id`: as [`Streams::items`] for one.
     ///
     /// # Errors
     /// The close reason when the peer had no credit for it.
     pub(super) fn item(&self, id: u64, half: Half, item: &[u8]) -> Result<(), Reason> {
-        let mut receiving = lock(&self.receiving);
-        let Some(inbox) = receiving.half(half).get(&id) else {
-            return Ok(());
-        };
-        // Under the map's lock: no reference to count for each item.
-        let mut inbox = lock(inbox);
-        if inbox.opening.is_some() || inbox.credit.received(item.len()).is_err() {
-            return Err(Reason::StreamPastCredit);
-        }
-        inbox.items.push(item);
-        if let Some(waker) = inbox.waker.take() {
-            waker.wake();
-        }
-        Ok(())
+        let mut one = Some(0..item.len());
+        self.items(id, half, item, &mut || one.take())
     }
 
     /// The peer ended half `half` of stream `id`. Half 0 ending ends the

@@ -10,6 +10,8 @@
 //! Decoding never allocates more than the input's length: strings and byte
 //! buffers are borrowed from the input before they are copied.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -384,6 +386,42 @@ impl Iterator for Messages {
     }
 }
 
+impl Messages {
+    /// The plaintext the envelopes are read from: the payload ranges that
+    /// [`Messages::next_item`] returns index it.
+    pub fn plaintext(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The next envelope if it is an ITEM of stream `id`'s half `half` (of
+    /// any stream with `None`): its stream, half and the range of its
+    /// payload in [`Messages::plaintext`], without making a [`Message`] or a
+    /// `Bytes` of it. `None`, with nothing consumed, when the next envelope
+    /// is anything else, or an item of another stream, or malformed (then
+    /// `next` reports the error), or when none is left.
+    pub fn next_item(&mut self, of: Option<(u64, Half)>) -> Option<(u64, Half, Range<usize>)> {
+        if self.done {
+            return None;
+        }
+        let mut rd = Reader {
+            buf: &self.bytes,
+            pos: self.pos,
+        };
+        let (len, tag) = (rd.array_len().ok()?, rd.uint().ok()?);
+        if (tag, len) != (TAG_ITEM, 4) {
+            return None;
+        }
+        let (id, half) = (rd.uint().ok()?, rd.half().ok()?);
+        if of.is_some_and(|stream| stream != (id, half)) {
+            return None;
+        }
+        let payload = rd.bin_range().ok()?;
+        self.pos = rd.pos;
+        self.done = self.pos == self.bytes.len();
+        Some((id, half, payload))
+    }
+}
+
 /// Decodes a plaintext that must hold exactly one envelope.
 ///
 /// # Errors
@@ -534,11 +572,7 @@ impl Reader<'_> {
     }
 
     /// Takes `len` bytes after the cursor, failing if fewer remain.
-    fn take(
-        &mut self,
-        len: usize,
-        what: &'static str,
-    ) -> Result<std::ops::Range<usize>, CodecError> {
+    fn take(&mut self, len: usize, what: &'static str) -> Result<Range<usize>, CodecError> {
         let start = self.pos;
         let end = start
             .checked_add(len)
@@ -557,11 +591,15 @@ impl Reader<'_> {
     }
 
     fn bin(&mut self, whole: &Bytes) -> Result<Bytes, CodecError> {
+        Ok(whole.slice(self.bin_range()?))
+    }
+
+    /// A `bin` payload's place in the buffer.
+    fn bin_range(&mut self) -> Result<Range<usize>, CodecError> {
         let len = self.read("expected a bin payload", |r| {
             rmp::decode::read_bin_len(r).ok()
         })?;
-        let range = self.take(len as usize, "payload runs past the end")?;
-        Ok(whole.slice(range))
+        self.take(len as usize, "payload runs past the end")
     }
 
     fn end(&self) -> Result<(), CodecError> {
@@ -827,6 +865,54 @@ mod tests {
             })),
             "94010500c4012a"
         );
+    }
+
+    #[test]
+    fn runs_of_items_are_read_in_place_and_stop_at_any_other_envelope() {
+        let item = |id: u64, payload: &'static [u8]| Message::Item {
+            id,
+            half: Half::Down,
+            item: Bytes::from_static(payload),
+        };
+        let mut plain = Vec::new();
+        for message in [
+            item(7, b"a"),
+            item(7, b"bc"),
+            item(8, b""),
+            Message::Ping { nonce: 1 },
+            item(7, b"d"),
+        ] {
+            encode_message(&message, &mut plain);
+        }
+        let plain = Bytes::from(plain);
+        let mut run = messages(plain.clone());
+        let payload = |range: Range<usize>| plain[range].to_vec();
+        let seven = Some((7, Half::Down));
+
+        let (id, half, first) = run.next_item(None).unwrap();
+        assert_eq!((id, half, payload(first)), (7, Half::Down, b"a".to_vec()));
+        let (_, _, second) = run.next_item(seven).unwrap();
+        assert_eq!(payload(second), b"bc");
+        assert_eq!(run.next_item(seven), None, "stream 8 is next");
+        let (id, _, empty) = run.next_item(None).unwrap();
+        assert_eq!((id, payload(empty)), (8, Vec::new()));
+        assert_eq!(run.next_item(None), None, "a PING is next");
+        assert_eq!(run.next().unwrap().unwrap(), Message::Ping { nonce: 1 });
+        assert!(run.next_item(seven).is_some());
+        assert!(
+            run.next_item(None).is_none() && run.next().is_none(),
+            "the end"
+        );
+
+        // A truncated item is left to `next`, which reports it.
+        let mut truncated = messages(plain.slice(..plain.len() - 1));
+        for _ in 0..3 {
+            truncated.next_item(None).unwrap();
+        }
+        truncated.next().unwrap().unwrap();
+        assert_eq!(truncated.next_item(None), None);
+        assert!(truncated.next().unwrap().is_err());
+        assert!(truncated.next().is_none());
     }
 
     #[test]
