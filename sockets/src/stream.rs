@@ -68,6 +68,44 @@ pub trait RawItems: FuturesStream<Item = Result<Bytes, Error>> + Send {
     fn open(self: Pin<&mut Self>, window: Option<Window>) {
         let _ = window;
     }
+
+    /// Polls for the next item as `poll_next` does, for the sender's batch
+    /// `out`: a small item is appended to it, a large one already encoded
+    /// in a buffer of its own is passed on as it is. A stream that encodes
+    /// its items as it makes them writes them straight into `out`; the
+    /// default copies what `poll_next` yields when it is small. On `Err`
+    /// or `None`, `out` is unchanged.
+    fn poll_encode(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<Option<Result<Encoded, Error>>> {
+        self.poll_next(cx).map(|item| {
+            item.map(|item| {
+                item.map(|bytes| {
+                    if bytes.len() < COPY_UP_TO {
+                        out.extend_from_slice(&bytes);
+                        Encoded::Appended(bytes.len())
+                    } else {
+                        Encoded::Own(bytes)
+                    }
+                })
+            })
+        })
+    }
+}
+
+/// Items shorter than this are copied into the sender's batch by
+/// [`RawItems::poll_encode`]'s default; longer ones keep their buffer.
+const COPY_UP_TO: usize = 1024;
+
+/// An item [`RawItems::poll_encode`] polled.
+#[derive(Debug)]
+pub enum Encoded {
+    /// Encoded at the end of the batch: this many bytes.
+    Appended(usize),
+    /// Encoded in a buffer of its own, passed on without a copy.
+    Own(Bytes),
 }
 
 /// A boxed [`RawItems`].
@@ -87,6 +125,48 @@ impl<S: FuturesStream<Item = Result<Bytes, Error>> + Send + Unpin> FuturesStream
 impl<S: FuturesStream<Item = Result<Bytes, Error>> + Send + Unpin> RawItems for Local<S> {}
 
 type Typed<T> = Pin<Box<dyn FuturesStream<Item = Result<T, Error>> + Send>>;
+
+/// A handler's stream of values, encoded as they are sent: each straight
+/// into the sender's batch ([`RawItems::poll_encode`]), not into a buffer
+/// of its own.
+struct Encode<T>(Typed<T>);
+
+impl<T: Serialize> Encode<T> {
+    fn poll_value<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        encode: impl FnOnce(&T) -> Result<R, Error>,
+    ) -> Poll<Option<Result<R, Error>>> {
+        self.0
+            .poll_next_unpin(cx)
+            .map(|item| item.map(|item| item.and_then(|value| encode(&value))))
+    }
+}
+
+impl<T: Serialize> FuturesStream for Encode<T> {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_value(cx, |value| Ok(Bytes::from(codec::to_vec(value)?)))
+    }
+}
+
+impl<T: Serialize + Send> RawItems for Encode<T> {
+    fn poll_encode(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<Option<Result<Encoded, Error>>> {
+        let start = out.len();
+        self.poll_value(cx, |value| match codec::encode_value(value, out) {
+            Ok(()) => Ok(Encoded::Appended(out.len() - start)),
+            Err(error) => {
+                out.truncate(start);
+                Err(error.into())
+            }
+        })
+    }
+}
 
 enum Inner<T> {
     /// Items as values: what a handler made.
@@ -304,11 +384,7 @@ impl<T: Serialize + Send + 'static> Stream<T> {
     pub(crate) fn into_raw(self) -> RawStream {
         match self.inner {
             Inner::Encoded(raw) => raw,
-            Inner::Typed(items) => {
-                Box::pin(Local(items.map(|item| {
-                    item.and_then(|value| Ok(Bytes::from(codec::to_vec(&value)?)))
-                })))
-            }
+            Inner::Typed(items) => Box::pin(Encode(items)),
         }
     }
 }
@@ -339,6 +415,64 @@ pub enum Feed<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn poll_encode(raw: &mut RawStream, out: &mut Vec<u8>) -> Option<Result<Encoded, Error>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match raw.as_mut().poll_encode(&mut cx, out) {
+            Poll::Ready(item) => item,
+            Poll::Pending => panic!("the stream is ready"),
+        }
+    }
+
+    #[test]
+    fn a_handlers_values_are_encoded_straight_into_the_batch() {
+        let values = vec![
+            Ok("a".to_owned()),
+            Ok("bc".into()),
+            Err(Error::Lagged("x".into())),
+        ];
+        let mut raw =
+            Stream::<String>::typed(Box::pin(futures_util::stream::iter(values))).into_raw();
+        let mut out = b"head".to_vec();
+        for value in ["a", "bc"] {
+            let before = out.len();
+            let Some(Ok(Encoded::Appended(len))) = poll_encode(&mut raw, &mut out) else {
+                panic!("an item, appended");
+            };
+            assert_eq!(out[before..], codec::to_vec(value).unwrap()[..]);
+            assert_eq!(len, out.len() - before);
+        }
+        let length = out.len();
+        assert!(matches!(
+            poll_encode(&mut raw, &mut out),
+            Some(Err(Error::Lagged(_)))
+        ));
+        assert!(poll_encode(&mut raw, &mut out).is_none());
+        assert_eq!(
+            out.len(),
+            length,
+            "nothing appended for an error or the end"
+        );
+    }
+
+    #[test]
+    fn encoded_items_are_copied_when_small_and_passed_on_when_large() {
+        let small = Bytes::from_static(&[0xa1, b'x']);
+        let large = Bytes::from(vec![0xc4; COPY_UP_TO]);
+        let items = [Ok(small.clone()), Ok(large.clone())];
+        let mut raw: RawStream = Box::pin(Local(futures_util::stream::iter(items)));
+        let mut out = Vec::new();
+        assert!(matches!(
+            poll_encode(&mut raw, &mut out),
+            Some(Ok(Encoded::Appended(2)))
+        ));
+        assert_eq!(out, small);
+        let Some(Ok(Encoded::Own(own))) = poll_encode(&mut raw, &mut out) else {
+            panic!("the large item, as it was");
+        };
+        assert_eq!(own.as_ptr(), large.as_ptr(), "not copied");
+        assert_eq!(out.len(), 2);
+    }
 
     #[tokio::test]
     async fn a_channel_stream_yields_what_was_sent_and_ends_with_the_senders() {

@@ -21,6 +21,7 @@
 //! its other streams.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{FutureExt, Stream as FuturesStream, StreamExt};
+use futures_util::{FutureExt, Stream as FuturesStream};
 use metrics::Gauge;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -39,7 +40,7 @@ use crate::credit::{self, CreditError, Window};
 use crate::error::{Disconnect, DispatchError, Error};
 use crate::protocol::{ErrorCode, Half, Message, Reason, RemoteError};
 use crate::service::StreamHandlerFuture;
-use crate::stream::{RawItems, RawStream};
+use crate::stream::{Encoded, RawItems, RawStream};
 
 /// The most items buffered under one hold of an inbox's lock: its reader
 /// waits for the lock no longer than that takes.
@@ -660,52 +661,110 @@ const BATCH: usize = 64;
 async fn send_items(
     shared: &Shared,
     stream: Outgoing,
-    items: RawStream,
+    mut items: RawStream,
     credit: &Credit,
     max_item: usize,
 ) -> Option<RemoteError> {
-    let mut items = AssertUnwindSafe(items).catch_unwind();
     let mut batch = Vec::with_capacity(BATCH);
+    // The batch's items in order: where each ends in its buffer, or the
+    // buffer of its own a large one came in.
+    let mut parts = Vec::with_capacity(BATCH);
+    // The buffer's size for the next batch: the last one's, within bounds.
+    let mut room = MIN_ROOM;
     loop {
         credit.ready().await;
-        let mut next = items.next().await;
+        let mut encoded = Vec::with_capacity(room);
+        let mut polled = poll_fn(|cx| poll_encode(&mut items, cx, &mut encoded)).await;
         let end = loop {
-            let item = match next {
-                None => break Some(None),
-                Some(Err(_panic)) => {
+            let (len, part) = match polled {
+                Polled::End => break Some(None),
+                Polled::Panicked => {
                     tracing::error!(stream = stream.id, "stream panicked");
                     break Some(internal("the stream panicked"));
                 }
-                Some(Ok(Err(error))) => break Some(Some(end_error(&error))),
-                Some(Ok(Ok(item))) => item,
+                Polled::Failed(error) => break Some(Some(end_error(&error))),
+                Polled::Item(Encoded::Appended(len)) => (len, Part::Ends(encoded.len())),
+                Polled::Item(Encoded::Own(item)) => (item.len(), Part::Own(item)),
             };
-            if item.len() > max_item {
+            if len > max_item {
+                if let Part::Ends(_) = part {
+                    encoded.truncate(encoded.len() - len);
+                }
                 break Some(internal("a stream item exceeds the maximum message size"));
             }
+            parts.push(part);
             let more = {
                 let mut sender = lock(&credit.sender);
-                sender.spend(item.len());
+                sender.spend(len);
                 sender.can_send()
             };
-            batch.push(Message::Item {
-                id: stream.id,
-                half: stream.half,
-                item,
-            });
-            if !more || batch.len() >= BATCH {
+            if !more || parts.len() >= BATCH {
                 break None;
             }
-            match items.next().now_or_never() {
-                Some(polled) => next = polled,
+            match poll_fn(|cx| poll_encode(&mut items, cx, &mut encoded)).now_or_never() {
+                Some(next) => polled = next,
                 None => break None,
             }
         };
-        if !batch.is_empty() && shared.outbound.queue().send_all(&mut batch).await.is_err() {
-            return None;
+        if !parts.is_empty() {
+            room = encoded.len().clamp(MIN_ROOM, MAX_ROOM);
+            // One buffer for the batch's small items; each is a slice of it.
+            let encoded = Bytes::from(encoded);
+            let mut start = 0;
+            for part in parts.drain(..) {
+                let item = match part {
+                    Part::Ends(end) => encoded.slice(std::mem::replace(&mut start, end)..end),
+                    Part::Own(item) => item,
+                };
+                batch.push(Message::Item {
+                    id: stream.id,
+                    half: stream.half,
+                    item,
+                });
+            }
+            if shared.outbound.queue().send_all(&mut batch).await.is_err() {
+                return None;
+            }
         }
         if let Some(end) = end {
             return end;
         }
+    }
+}
+
+/// The smallest and largest buffer a batch of items starts with.
+const MIN_ROOM: usize = 256;
+const MAX_ROOM: usize = 64 * 1024;
+
+/// An item of a batch being made.
+enum Part {
+    /// Encoded in the batch's buffer, up to here.
+    Ends(usize),
+    /// Encoded in a buffer of its own.
+    Own(Bytes),
+}
+
+/// What polling a stream we send for its next item gave.
+enum Polled {
+    /// An item, encoded.
+    Item(Encoded),
+    /// The stream finished.
+    End,
+    /// The stream ended with an error.
+    Failed(Error),
+    /// The stream panicked: it is not polled again.
+    Panicked,
+}
+
+/// Polls `items` for its next item, encoded at the end of `out`.
+fn poll_encode(items: &mut RawStream, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<Polled> {
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.as_mut().poll_encode(cx, out)));
+    match polled {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(None)) => Poll::Ready(Polled::End),
+        Ok(Poll::Ready(Some(Ok(item)))) => Poll::Ready(Polled::Item(item)),
+        Ok(Poll::Ready(Some(Err(error)))) => Poll::Ready(Polled::Failed(error)),
+        Err(_panic) => Poll::Ready(Polled::Panicked),
     }
 }
 
