@@ -43,6 +43,8 @@ use crate::error::DispatchError;
 use crate::error::Error;
 use crate::guard::{Guard, Guards};
 use crate::observe::{CallOutcome, CallRecord};
+use bytes::Bytes;
+
 use crate::protocol::codec::CodecError;
 use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
 use crate::service::{Context, HandlerFuture, MethodInfo, Service, StreamHandlerFuture};
@@ -199,6 +201,27 @@ struct Running {
     next_notification: u64,
 }
 
+/// A call from the peer as the dispatcher takes it: its method's name
+/// borrowed from the frame it came in (a [`Call`] decoded whole owns it).
+#[derive(Debug)]
+pub(crate) struct CallRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) method: &'a str,
+    pub(crate) timeout_ms: Option<u32>,
+    pub(crate) args: Bytes,
+}
+
+impl<'a> From<&'a Call> for CallRef<'a> {
+    fn from(call: &'a Call) -> Self {
+        Self {
+            id: call.id,
+            method: &call.method,
+            timeout_ms: call.timeout_ms,
+            args: call.args.clone(),
+        }
+    }
+}
+
 /// What came of a call from the peer.
 pub(crate) enum Dispatched {
     /// The reply to send now: a refusal, or a handler that finished at once.
@@ -339,7 +362,7 @@ impl Inbound {
     /// the reply (or as cancelled, when the handler is aborted).
     pub(crate) fn call<'m>(
         &self,
-        call: Call,
+        call: CallRef<'_>,
         received: Instant,
         context: impl FnOnce(
             Option<std::time::Instant>,
@@ -347,15 +370,15 @@ impl Inbound {
         ) -> Result<Context, DispatchError>,
         observe: impl FnOnce(&'static str) -> CallRecord<'m>,
     ) -> Dispatched {
-        let Call {
+        let CallRef {
             id,
             method,
             timeout_ms,
             args,
         } = call;
-        let routed = self.services.route(&method, false);
+        let routed = self.services.route(method, false);
         let record = observe(routed.map_or(UNKNOWN, |(_, info)| info.name));
-        let (service, info, recorded) = match self.admit(id, &method, routed) {
+        let (service, info, recorded) = match self.admit(id, method, routed) {
             Ok(admitted) => admitted,
             Err(refusal) => return Dispatched::Reply(answered(record, refusal)),
         };
@@ -374,7 +397,7 @@ impl Inbound {
             let span = record.span().clone();
             let started = span.in_scope(|| {
                 let cx = context(None, info)?;
-                self.services.start_stream(service, cx, &method, &args)
+                self.services.start_stream(service, cx, method, &args)
             });
             return match started {
                 Ok(handler) => {
@@ -394,7 +417,7 @@ impl Inbound {
         let span = record.span().clone();
         let dispatched = span.in_scope(|| {
             let cx = context(deadline.map(Instant::into_std), info)?;
-            self.services.start(service, cx, &method, &args)
+            self.services.start(service, cx, method, &args)
         });
         let handler = match dispatched {
             Ok(handler) => handler,
@@ -410,7 +433,7 @@ impl Inbound {
         let mut run = AssertUnwindSafe(handler).catch_unwind();
         // A call whose id is already running is refused by `run` instead.
         if !recorded && let Some(result) = span.in_scope(|| (&mut run).now_or_never()) {
-            let outcome = outcome(Some(result), max_reply, &method);
+            let outcome = outcome(Some(result), max_reply, method);
             return Dispatched::Reply(answered(record, Message::Reply(Reply { id, outcome })));
         }
         let record = record.detach();
@@ -419,7 +442,8 @@ impl Inbound {
                 Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
                 None => Some(run.await),
             };
-            let outcome = outcome(result, max_reply, &method);
+            // Routed: the method's own name is the one called.
+            let outcome = outcome(result, max_reply, info.name);
             answered(record, Message::Reply(Reply { id, outcome }))
         };
         if span.is_disabled() {

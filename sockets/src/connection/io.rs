@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use super::{Closing, Handle, Shared};
 use crate::crypto::{FrameKind, Opener, Sealer};
-use crate::dispatch::{Dispatched, PendingNotification, PendingReply};
+use crate::dispatch::{CallRef, Dispatched, PendingNotification, PendingReply};
 use crate::error::Disconnect;
 use crate::heartbeat::{Action, Heartbeat};
 use crate::observe::{self, SecurityEvent};
@@ -412,6 +412,21 @@ impl<'a> Link<'a> {
         while self.batch_len() < BATCH_BYTES {
             if let Some((messages, received)) = &mut self.incoming {
                 let received = *received;
+                if let Some(call) = messages.next_call() {
+                    // The method's name is looked up where it arrived, not copied.
+                    let plaintext = messages.plaintext().clone();
+                    let name = plaintext.get(call.method.clone()).unwrap_or_default();
+                    let method = std::str::from_utf8(name).unwrap_or_default();
+                    let call = CallRef {
+                        id: call.id,
+                        method,
+                        timeout_ms: call.timeout_ms,
+                        args: call.args,
+                    };
+                    self.on_call(call, received)?;
+                    progress = true;
+                    continue;
+                }
                 if let Some((id, half, first)) = messages.next_item(None) {
                     // A run of items for one stream: buffered together,
                     // without a `Message` for each.
@@ -492,47 +507,51 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
+    /// A call from the peer: dispatched, and answered in the batch when its
+    /// handler finishes at once.
+    fn on_call(&mut self, call: CallRef<'_>, received: Instant) -> Result<(), Closing> {
+        let shared = self.shared;
+        let (id, timeout_ms) = (call.id, call.timeout_ms);
+        let dispatched = shared.inbound.call(
+            call,
+            received,
+            |deadline, info| {
+                let cx = shared.context(deadline);
+                if !info.stream_in {
+                    return Ok(cx);
+                }
+                // Half 1 alone is the stream of a method that replies once.
+                let items = shared.streams.open_incoming(shared, id, !info.stream)?;
+                Ok(cx.with_incoming(items))
+            },
+            |method| {
+                let method = std::borrow::Cow::Borrowed(method);
+                let direction = observe::Direction::In;
+                let span = &shared.span;
+                let meter = &shared.meter;
+                meter.call(span, &method, id, direction, timeout_ms, received)
+            },
+        );
+        match dispatched {
+            Dispatched::Reply(reply) => self.push(&reply)?,
+            Dispatched::Stream(id, handler) => {
+                if let Some(refusal) = shared.streams.start(shared, id, handler) {
+                    self.push(&refusal)?;
+                }
+            }
+            Dispatched::Running(id, pending) => {
+                if let Some(refusal) = shared.inbound.run(id, || run_handler(shared, id, pending)) {
+                    self.push(&refusal)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn on_message(&mut self, message: Message, received: Instant) -> Result<(), Closing> {
         let shared = self.shared;
         match message {
-            Message::Call(call) => {
-                let (id, timeout_ms) = (call.id, call.timeout_ms);
-                let dispatched = shared.inbound.call(
-                    call,
-                    received,
-                    |deadline, info| {
-                        let cx = shared.context(deadline);
-                        if !info.stream_in {
-                            return Ok(cx);
-                        }
-                        // Half 1 alone is the stream of a method that replies once.
-                        let items = shared.streams.open_incoming(shared, id, !info.stream)?;
-                        Ok(cx.with_incoming(items))
-                    },
-                    |method| {
-                        let method = std::borrow::Cow::Borrowed(method);
-                        let direction = observe::Direction::In;
-                        let span = &shared.span;
-                        let meter = &shared.meter;
-                        meter.call(span, &method, id, direction, timeout_ms, received)
-                    },
-                );
-                match dispatched {
-                    Dispatched::Reply(reply) => self.push(&reply)?,
-                    Dispatched::Stream(id, handler) => {
-                        if let Some(refusal) = shared.streams.start(shared, id, handler) {
-                            self.push(&refusal)?;
-                        }
-                    }
-                    Dispatched::Running(id, pending) => {
-                        if let Some(refusal) =
-                            shared.inbound.run(id, || run_handler(shared, id, pending))
-                        {
-                            self.push(&refusal)?;
-                        }
-                    }
-                }
-            }
+            Message::Call(call) => self.on_call(CallRef::from(&call), received)?,
             Message::Notify(notify) => {
                 if let Some(pending) = shared.inbound.notify(notify, || shared.context(None)) {
                     shared

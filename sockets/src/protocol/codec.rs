@@ -386,9 +386,45 @@ impl Iterator for Messages {
     }
 }
 
+/// A CALL read by [`Messages::next_call`]: its fields, the method name as
+/// its place in [`Messages::plaintext`] (checked to be UTF-8), not a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallFields {
+    /// As [`Call::id`].
+    pub id: u64,
+    /// Where [`Call::method`] is in the plaintext.
+    pub method: Range<usize>,
+    /// As [`Call::timeout_ms`].
+    pub timeout_ms: Option<u32>,
+    /// As [`Call::args`]: a slice of the plaintext.
+    pub args: Bytes,
+}
+
 impl Messages {
-    /// The plaintext the envelopes are read from: the payload ranges that
-    /// [`Messages::next_item`] returns index it.
+    /// The next envelope if it is a CALL, without copying its method name
+    /// (a receiver looks the name up, it has no use for a `String` of it).
+    /// `None`, with nothing consumed, when the next envelope is anything
+    /// else, or malformed (then `next` reports the error), or when none is left.
+    pub fn next_call(&mut self) -> Option<CallFields> {
+        if self.done {
+            return None;
+        }
+        let mut rd = Reader {
+            buf: &self.bytes,
+            pos: self.pos,
+        };
+        let (len, tag) = (rd.array_len().ok()?, rd.uint().ok()?);
+        if (tag, len) != (TAG_CALL, 5) {
+            return None;
+        }
+        let call = rd.call(&self.bytes).ok()?;
+        self.pos = rd.pos;
+        self.done = self.pos == self.bytes.len();
+        Some(call)
+    }
+
+    /// The plaintext the envelopes are read from: the ranges that
+    /// [`Messages::next_item`] and [`Messages::next_call`] return index it.
     pub fn plaintext(&self) -> &Bytes {
         &self.bytes
     }
@@ -445,22 +481,14 @@ impl Reader<'_> {
         let tag = self.uint()?;
         let message = match (tag, len) {
             (TAG_CALL, 5) => {
-                let id = self.uint()?;
-                let method = self.string()?;
-                let timeout_ms = if self.nil()? {
-                    None
-                } else {
-                    Some(
-                        u32::try_from(self.uint()?)
-                            .map_err(|_| CodecError::Envelope("timeout out of range"))?,
-                    )
-                };
-                let args = self.bin(whole)?;
+                let call = self.call(whole)?;
+                let method = self.buf.get(call.method).unwrap_or_default();
                 Message::Call(Call {
-                    id,
-                    method: method.into(),
-                    timeout_ms,
-                    args,
+                    id: call.id,
+                    // Checked to be UTF-8 by `call`.
+                    method: String::from_utf8_lossy(method).into_owned().into(),
+                    timeout_ms: call.timeout_ms,
+                    args: call.args,
                 })
             }
             (TAG_REPLY, 4) => {
@@ -583,11 +611,38 @@ impl Reader<'_> {
     }
 
     fn string(&mut self) -> Result<String, CodecError> {
+        let range = self.str_range()?;
+        Ok(String::from_utf8_lossy(&self.buf[range]).into_owned())
+    }
+
+    /// A string's place in the buffer, checked to be UTF-8.
+    fn str_range(&mut self) -> Result<Range<usize>, CodecError> {
         let len = self.read("expected a string", |r| rmp::decode::read_str_len(r).ok())?;
         let range = self.take(len as usize, "string runs past the end")?;
-        let text = std::str::from_utf8(&self.buf[range])
+        std::str::from_utf8(&self.buf[range.clone()])
             .map_err(|_| CodecError::Envelope("string is not UTF-8"))?;
-        Ok(text.to_owned())
+        Ok(range)
+    }
+
+    /// A CALL's fields after its tag.
+    fn call(&mut self, whole: &Bytes) -> Result<CallFields, CodecError> {
+        let id = self.uint()?;
+        let method = self.str_range()?;
+        let timeout_ms = if self.nil()? {
+            None
+        } else {
+            Some(
+                u32::try_from(self.uint()?)
+                    .map_err(|_| CodecError::Envelope("timeout out of range"))?,
+            )
+        };
+        let args = self.bin(whole)?;
+        Ok(CallFields {
+            id,
+            method,
+            timeout_ms,
+            args,
+        })
     }
 
     fn bin(&mut self, whole: &Bytes) -> Result<Bytes, CodecError> {
@@ -865,6 +920,47 @@ mod tests {
             })),
             "94010500c4012a"
         );
+    }
+
+    #[test]
+    fn a_call_is_read_in_place_with_its_method_name_not_copied() {
+        let call = Call {
+            id: 5,
+            method: "files.sum".into(),
+            timeout_ms: Some(10_000),
+            args: Bytes::from_static(&[0x91, 0x01]),
+        };
+        let mut plain = Vec::new();
+        for message in [
+            Message::Call(call.clone()),
+            Message::Ping { nonce: 1 },
+            Message::Call(Call {
+                timeout_ms: None,
+                ..call.clone()
+            }),
+        ] {
+            encode_message(&message, &mut plain);
+        }
+        let plain = Bytes::from(plain);
+        let mut run = messages(plain.clone());
+        let first = run.next_call().expect("a call comes first");
+        assert_eq!(&plain[first.method.clone()], b"files.sum");
+        assert_eq!((first.id, first.timeout_ms), (5, Some(10_000)));
+        assert_eq!(first.args, call.args);
+        assert_eq!(run.next_call(), None, "a PING is next");
+        assert_eq!(run.next().unwrap().unwrap(), Message::Ping { nonce: 1 });
+        let last = run.next_call().expect("then a call without a deadline");
+        assert_eq!(last.timeout_ms, None);
+        assert!(run.next_call().is_none() && run.next().is_none(), "the end");
+
+        // A method name that is not UTF-8 is left to `next`, which reports it.
+        let mut bad = Vec::new();
+        encode_message(&Message::Call(call), &mut bad);
+        let at = bad.iter().position(|b| *b == b'f').unwrap();
+        bad[at] = 0xff;
+        let mut run = messages(Bytes::from(bad));
+        assert_eq!(run.next_call(), None);
+        assert!(run.next().unwrap().is_err());
     }
 
     #[test]
