@@ -406,6 +406,17 @@ impl Messages {
     /// `None`, with nothing consumed, when the next envelope is anything
     /// else, or malformed (then `next` reports the error), or when none is left.
     pub fn next_call(&mut self) -> Option<CallFields> {
+        self.next_if((TAG_CALL, 5), |rd, whole| rd.call(whole).ok())
+    }
+
+    /// The next envelope if its tag and length are `shape` and `read` takes
+    /// the rest of it (else nothing is consumed). `read` is given the
+    /// plaintext too, to slice payloads from.
+    fn next_if<T>(
+        &mut self,
+        shape: (u64, u32),
+        read: impl FnOnce(&mut Reader<'_>, &Bytes) -> Option<T>,
+    ) -> Option<T> {
         if self.done {
             return None;
         }
@@ -414,13 +425,13 @@ impl Messages {
             pos: self.pos,
         };
         let (len, tag) = (rd.array_len().ok()?, rd.uint().ok()?);
-        if (tag, len) != (TAG_CALL, 5) {
+        if (tag, len) != shape {
             return None;
         }
-        let call = rd.call(&self.bytes).ok()?;
+        let value = read(&mut rd, &self.bytes)?;
         self.pos = rd.pos;
         self.done = self.pos == self.bytes.len();
-        Some(call)
+        Some(value)
     }
 
     /// The plaintext the envelopes are read from: the ranges that
@@ -436,25 +447,13 @@ impl Messages {
     /// is anything else, or an item of another stream, or malformed (then
     /// `next` reports the error), or when none is left.
     pub fn next_item(&mut self, of: Option<(u64, Half)>) -> Option<(u64, Half, Range<usize>)> {
-        if self.done {
-            return None;
-        }
-        let mut rd = Reader {
-            buf: &self.bytes,
-            pos: self.pos,
-        };
-        let (len, tag) = (rd.array_len().ok()?, rd.uint().ok()?);
-        if (tag, len) != (TAG_ITEM, 4) {
-            return None;
-        }
-        let (id, half) = (rd.uint().ok()?, rd.half().ok()?);
-        if of.is_some_and(|stream| stream != (id, half)) {
-            return None;
-        }
-        let payload = rd.bin_range().ok()?;
-        self.pos = rd.pos;
-        self.done = self.pos == self.bytes.len();
-        Some((id, half, payload))
+        self.next_if((TAG_ITEM, 4), |rd, _| {
+            let (id, half) = (rd.uint().ok()?, rd.half().ok()?);
+            if of.is_some_and(|stream| stream != (id, half)) {
+                return None;
+            }
+            Some((id, half, rd.bin_range().ok()?))
+        })
     }
 }
 
