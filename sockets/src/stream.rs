@@ -70,41 +70,28 @@ pub trait RawItems: FuturesStream<Item = Result<Bytes, Error>> + Send {
     }
 
     /// Polls for the next item as `poll_next` does, for the sender's batch
-    /// `out`: a small item is appended to it, a large one already encoded
-    /// in a buffer of its own is passed on as it is. A stream that encodes
-    /// its items as it makes them writes them straight into `out`; the
-    /// default copies what `poll_next` yields when it is small. On `Err`
-    /// or `None`, `out` is unchanged.
+    /// `out`: a stream that encodes its items as it makes them writes them
+    /// straight into `out` ([`Encoded::Appended`]); the default passes on
+    /// what `poll_next` yields, already encoded, as it is ([`Encoded::Own`]).
+    /// On `Err` or `None`, `out` is unchanged.
     fn poll_encode(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut Vec<u8>,
     ) -> Poll<Option<Result<Encoded, Error>>> {
-        self.poll_next(cx).map(|item| {
-            item.map(|item| {
-                item.map(|bytes| {
-                    if bytes.len() < COPY_UP_TO {
-                        out.extend_from_slice(&bytes);
-                        Encoded::Appended(bytes.len())
-                    } else {
-                        Encoded::Own(bytes)
-                    }
-                })
-            })
-        })
+        let _ = out;
+        self.poll_next(cx)
+            .map(|item| item.map(|item| item.map(Encoded::Own)))
     }
 }
-
-/// Items shorter than this are copied into the sender's batch by
-/// [`RawItems::poll_encode`]'s default; longer ones keep their buffer.
-const COPY_UP_TO: usize = 1024;
 
 /// An item [`RawItems::poll_encode`] polled.
 #[derive(Debug)]
 pub enum Encoded {
     /// Encoded at the end of the batch: this many bytes.
     Appended(usize),
-    /// Encoded in a buffer of its own, passed on without a copy.
+    /// Already encoded in a buffer of its own (a [`Topic`]'s item, shared by
+    /// its subscribers; an item received and passed on), not copied.
     Own(Bytes),
 }
 
@@ -456,22 +443,16 @@ mod tests {
     }
 
     #[test]
-    fn encoded_items_are_copied_when_small_and_passed_on_when_large() {
-        let small = Bytes::from_static(&[0xa1, b'x']);
-        let large = Bytes::from(vec![0xc4; COPY_UP_TO]);
-        let items = [Ok(small.clone()), Ok(large.clone())];
-        let mut raw: RawStream = Box::pin(Local(futures_util::stream::iter(items)));
+    fn items_already_encoded_are_passed_on_as_they_are() {
+        let item = Bytes::from_static(&[0xa1, b'x']);
+        let mut raw: RawStream = Box::pin(Local(futures_util::stream::iter([Ok(item.clone())])));
         let mut out = Vec::new();
-        assert!(matches!(
-            poll_encode(&mut raw, &mut out),
-            Some(Ok(Encoded::Appended(2)))
-        ));
-        assert_eq!(out, small);
         let Some(Ok(Encoded::Own(own))) = poll_encode(&mut raw, &mut out) else {
-            panic!("the large item, as it was");
+            panic!("the item, as it was");
         };
-        assert_eq!(own.as_ptr(), large.as_ptr(), "not copied");
-        assert_eq!(out.len(), 2);
+        assert_eq!(own.as_ptr(), item.as_ptr(), "not copied");
+        assert!(out.is_empty());
+        assert!(poll_encode(&mut raw, &mut out).is_none());
     }
 
     #[tokio::test]
