@@ -707,7 +707,13 @@ async fn send_items(
             }
         };
         if !parts.is_empty() {
-            room = encoded.len().clamp(MIN_ROOM, MAX_ROOM);
+            // A stream whose items come encoded (a topic's) writes nothing
+            // here: its next batches allocate no buffer.
+            room = if encoded.is_empty() {
+                0
+            } else {
+                encoded.len().clamp(MIN_ROOM, MAX_ROOM)
+            };
             // One buffer for the batch's small items; each is a slice of it.
             let encoded = Bytes::from(encoded);
             let mut start = 0;
@@ -732,7 +738,8 @@ async fn send_items(
     }
 }
 
-/// The smallest and largest buffer a batch of items starts with.
+/// The smallest and largest buffer a batch of items starts with (none
+/// after a batch that wrote nothing in it).
 const MIN_ROOM: usize = 256;
 const MAX_ROOM: usize = 64 * 1024;
 
