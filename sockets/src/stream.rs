@@ -87,6 +87,7 @@ pub trait RawItems: FuturesStream<Item = Result<Bytes, Error>> + Send {
 
 /// An item [`RawItems::poll_encode`] polled.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Encoded {
     /// Encoded at the end of the batch: this many bytes.
     Appended(usize),
