@@ -276,7 +276,7 @@ struct CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if self.uploading {
-            self.shared.streams.stop_pump(self.id, Half::Up);
+            self.shared.streams.stop_sending(self.id, Half::Up);
         }
         let (abandoned, retire) = self.shared.outbound.abandon(self.id);
         self.shared.retire_if(retire);
@@ -401,7 +401,7 @@ impl Handle {
         };
         if let Some(items) = upload {
             // Before the call is sent, so the callee's first credit finds it.
-            shared.streams.start_upload(shared, id, items, true);
+            shared.streams.sending.start_upload(id, items, true);
         }
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         // Dropped unfinished (the caller stopped waiting), it counts as cancelled.

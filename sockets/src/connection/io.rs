@@ -30,6 +30,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tracing::Instrument;
 
+use super::streams::{Outbox, Scratch};
 use super::{Closing, Handle, Shared};
 use crate::crypto::{FrameKind, Opener, Sealer};
 use crate::dispatch::{CallRef, Dispatched, PendingNotification, PendingReply};
@@ -38,7 +39,7 @@ use crate::heartbeat::{Action, Heartbeat};
 use crate::observe::{self, SecurityEvent};
 use crate::protocol::codec::{self, Messages};
 use crate::protocol::payloads::Close;
-use crate::protocol::{CloseCode, Message, Outcome, Reason};
+use crate::protocol::{CloseCode, Half, Message, Outcome, Reason};
 use crate::transport::{Incoming, Transport, TransportError};
 
 /// A batch is sealed once its plaintext is this large; incoming envelopes
@@ -208,6 +209,8 @@ struct Link<'a> {
     payloads: Vec<(usize, Bytes)>,
     /// The bytes in `payloads`.
     payload_bytes: usize,
+    /// What polling the streams we send keeps between rounds.
+    streams: Scratch,
     /// Sealed frames not yet handed to the socket.
     frames: VecDeque<Bytes>,
     /// Scratch space for [`Sealer::seal`].
@@ -249,6 +252,7 @@ impl<'a> Link<'a> {
             plain: Vec::new(),
             payloads: Vec::new(),
             payload_bytes: 0,
+            streams: Scratch::default(),
             frames: VecDeque::new(),
             sealed: Vec::new(),
             flushing: false,
@@ -296,6 +300,7 @@ impl<'a> Link<'a> {
     /// Makes all the progress there is; ready when the connection must end.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
         self.shared.outbound.queue().register(cx.waker());
+        self.shared.streams.sending.register(cx.waker());
         for _ in 0..ROUNDS_PER_WAKE {
             match self.round(cx) {
                 Err(end) => return Poll::Ready(end),
@@ -330,6 +335,11 @@ impl<'a> Link<'a> {
                 self.push(&message)?;
                 progress = true;
             }
+            // The streams we send fill the rest of the batch.
+            let mut scratch = std::mem::take(&mut self.streams);
+            let polled = self.shared.streams.sending.poll(self, &mut scratch);
+            self.streams = scratch;
+            progress |= polled?;
         }
         progress |= self.poll_write(cx)?;
         if self.writing() {
@@ -535,7 +545,7 @@ impl<'a> Link<'a> {
         match dispatched {
             Dispatched::Reply(reply) => self.push(&reply)?,
             Dispatched::Stream(id, handler) => {
-                if let Some(refusal) = shared.streams.start(shared, id, handler) {
+                if let Some(refusal) = shared.streams.start(id, handler) {
                     self.push(&refusal)?;
                 }
             }
@@ -601,7 +611,7 @@ impl<'a> Link<'a> {
     /// Adds an envelope to the batch. A batch never exceeds the message
     /// limit: what came before an envelope that would cross it is sealed first.
     fn push(&mut self, message: &Message) -> Result<(), Closing> {
-        let before = (self.batch_len(), self.plain.len(), self.payloads.len());
+        let before = self.mark();
         let large = message
             .payload()
             .is_some_and(|payload| payload.len() >= COPY_FREE_PAYLOAD);
@@ -612,9 +622,23 @@ impl<'a> Link<'a> {
             self.payloads.push((self.plain.len(), payload.clone()));
             self.payload_bytes += payload.len();
         }
-        let (batch_before, plain_before, payloads_before) = before;
-        if self.batch_len() > self.max_message && batch_before > 0 {
-            self.seal(plain_before, payloads_before)?;
+        self.pushed(before)
+    }
+
+    /// Where the batch ends now, before an envelope is added.
+    fn mark(&self) -> Mark {
+        Mark {
+            batch: self.batch_len(),
+            plain: self.plain.len(),
+            payloads: self.payloads.len(),
+        }
+    }
+
+    /// An envelope was added after `before`: when it took the batch past
+    /// the message limit, what came before it is sealed.
+    fn pushed(&mut self, before: Mark) -> Result<(), Closing> {
+        if self.batch_len() > self.max_message && before.batch > 0 {
+            self.seal(before.plain, before.payloads)?;
         }
         Ok(())
     }
@@ -747,5 +771,38 @@ impl<'a> Link<'a> {
                 .map_err(|e| transport_failed(&e))
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, farewell).await;
+    }
+}
+
+/// Where a batch ended before an envelope was added to it.
+#[derive(Clone, Copy)]
+struct Mark {
+    batch: usize,
+    plain: usize,
+    payloads: usize,
+}
+
+impl Outbox for Link<'_> {
+    fn has_room(&self) -> bool {
+        self.batch_len() < BATCH_BYTES
+    }
+
+    fn item(&mut self, id: u64, half: Half, item: &[u8]) -> Result<(), Closing> {
+        let before = self.mark();
+        codec::encode_item_head(id, half, item.len(), &mut self.plain);
+        self.plain.extend_from_slice(item);
+        self.pushed(before)
+    }
+
+    fn own_item(&mut self, id: u64, half: Half, item: Bytes) -> Result<(), Closing> {
+        if item.len() < COPY_FREE_PAYLOAD {
+            return self.item(id, half, &item);
+        }
+        self.push(&Message::Item { id, half, item })
+    }
+
+    fn end(&mut self, end: Message) {
+        self.shared.outbound.queue().take(&mut self.queued);
+        self.queued.push_back(end);
     }
 }

@@ -86,40 +86,6 @@ impl Queue {
         Ok(())
     }
 
-    /// Queues every message of `messages`, in order, as many at a time as
-    /// there is room for (one lock and one wake for each), waiting for room
-    /// while the queue is full. `messages` is empty when this resolves `Ok`.
-    ///
-    /// # Errors
-    /// [`Closed`] once the connection's task has ended.
-    ///
-    /// # Cancel safety
-    /// The messages still in `messages` are not queued.
-    pub(crate) async fn send_all(&self, messages: &mut Vec<Message>) -> Result<(), Closed> {
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            {
-                let mut waiting = self.lock();
-                if waiting.closed {
-                    return Err(Closed);
-                }
-                let fit = self.capacity.saturating_sub(waiting.messages.len());
-                let n = fit.min(messages.len());
-                waiting.messages.extend(messages.drain(..n));
-                if messages.is_empty() {
-                    drop(waiting);
-                    self.receiver.wake();
-                    return Ok(());
-                }
-                // Full: wait for room, registered before the lock is released.
-                room.as_mut().enable();
-            }
-            self.receiver.wake();
-            room.await;
-        }
-    }
-
     /// Queues `message`, waiting for room while the queue is full.
     ///
     /// # Errors
@@ -260,34 +226,5 @@ mod tests {
             .unwrap();
         assert!(outcome.is_err());
         assert!(matches!(queue.try_send(ping(5)), Err(TrySendError::Closed)));
-    }
-
-    #[tokio::test]
-    async fn a_batch_fills_the_room_there_is_then_waits_for_more_in_order() {
-        let queue = Arc::new(Queue::new(3));
-        queue.try_send(ping(1)).unwrap();
-        let mut batch: Vec<_> = (2..=6).map(ping).collect();
-        let mut taken = VecDeque::new();
-        {
-            let mut send = std::pin::pin!(queue.send_all(&mut batch));
-            assert!(
-                send.as_mut().now_or_never().is_none(),
-                "two fit, three wait for room"
-            );
-            assert!(queue.take(&mut taken));
-            assert_eq!(nonces(&taken), [1, 2, 3]);
-            tokio::time::timeout(Duration::from_secs(10), send)
-                .await
-                .expect("room wakes the sender")
-                .unwrap();
-        }
-        assert!(batch.is_empty(), "everything was queued");
-        queue.take(&mut taken);
-        assert_eq!(nonces(&taken), [1, 2, 3, 4, 5, 6]);
-
-        queue.close();
-        let mut late = vec![ping(7)];
-        assert!(queue.send_all(&mut late).await.is_err());
-        assert_eq!(late.len(), 1, "nothing is queued once closed");
     }
 }

@@ -6,7 +6,7 @@
 //! half an envelope names says whose id it carries: we receive half 0 and
 //! send half 1 of the streams we opened (our ids); we send half 0 and
 //! receive half 1 of those the peer opened (its ids). So each direction has
-//! its inboxes and its pumps, keyed by the id of the side that opened them.
+//! its inboxes and its sent halves, keyed by the id of the side that opened them.
 //!
 //! A received stream buffers at most its window (the credit machine in
 //! `credit` enforces it against the peer); the application takes items
@@ -14,33 +14,32 @@
 //! out of the frames they came in, into one buffer per stream: an item is
 //! never a slice that keeps a whole frame alive (a peer could otherwise
 //! make each byte of credit hold up to a frame), and a batch of items costs
-//! one allocation at most, not one each. A sent stream runs in a
-//! task of its own that polls the handler's stream only while the peer has
-//! granted credit, so items wait in the handler's stream, not in the
-//! connection's queue: a slow reader holds up neither the connection nor
-//! its other streams.
+//! one allocation at most, not one each. A sent half is polled by the
+//! connection's task itself (`sending`), only while the peer has granted
+//! credit, so items wait in the handler's stream, not in the connection:
+//! a slow reader holds up neither the connection nor its other streams.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::ops::Range;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{FutureExt, Stream as FuturesStream};
+use futures_util::Stream as FuturesStream;
 use metrics::Gauge;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+
+mod sending;
+
+pub(super) use sending::{Outbox, Scratch, Sending};
 
 use super::Shared;
-use crate::credit::{self, CreditError, Window};
+use crate::credit::{self, Window};
 use crate::error::{Disconnect, DispatchError, Error};
 use crate::protocol::{ErrorCode, Half, Message, Reason, RemoteError};
 use crate::service::StreamHandlerFuture;
-use crate::stream::{Encoded, RawItems, RawStream};
+use crate::stream::{RawItems, RawStream};
 
 /// The most items buffered under one hold of an inbox's lock: its reader
 /// waits for the lock no longer than that takes.
@@ -60,10 +59,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The connection's streams, both ways.
 pub(super) struct Streams {
     receiving: Mutex<Receiving>,
-    sending: Mutex<Pumps>,
+    /// The halves we send, polled by the connection's task.
+    pub(super) sending: Sending,
     next_id: AtomicU64,
     max_streams: usize,
-    max_item: usize,
     /// The streams we receive (we opened them) and those we send.
     open_out: Gauge,
     open_in: Gauge,
@@ -81,24 +80,6 @@ struct Receiving {
 
 impl Receiving {
     fn half(&mut self, half: Half) -> &mut HashMap<u64, Arc<Mutex<Inbox>>> {
-        match half {
-            Half::Down => &mut self.down,
-            Half::Up => &mut self.up,
-        }
-    }
-}
-
-/// The stream halves we send, each run by a task of its own.
-#[derive(Default)]
-struct Pumps {
-    /// Half 0 of the streams the peer opened, by its id.
-    down: HashMap<u64, Sending>,
-    /// Half 1 of the streams we opened, by our id.
-    up: HashMap<u64, Sending>,
-}
-
-impl Pumps {
-    fn half(&mut self, half: Half) -> &mut HashMap<u64, Sending> {
         match half {
             Half::Down => &mut self.down,
             Half::Up => &mut self.up,
@@ -185,41 +166,6 @@ impl Inbox {
     }
 }
 
-/// One stream half we send: its task, the credit the peer granted it, and
-/// whether it counts as a stream of its own in the gauges (half 1 of a
-/// two-way stream does not: its half 0 does).
-struct Sending {
-    task: AbortHandle,
-    credit: Arc<Credit>,
-    counted: bool,
-}
-
-/// The credit the peer granted a stream we send; the stream's task waits on it.
-#[derive(Default)]
-struct Credit {
-    sender: Mutex<credit::Sender>,
-    granted: Notify,
-}
-
-impl Credit {
-    /// Waits until an item may be sent.
-    async fn ready(&self) {
-        // Most items find credit: no waiter is registered for them.
-        if lock(&self.sender).can_send() {
-            return;
-        }
-        loop {
-            let granted = self.granted.notified();
-            tokio::pin!(granted);
-            granted.as_mut().enable();
-            if lock(&self.sender).can_send() {
-                return;
-            }
-            granted.await;
-        }
-    }
-}
-
 impl Streams {
     /// `open_out` and `open_in` count the streams open each way (metrics).
     pub(super) fn new(
@@ -228,13 +174,14 @@ impl Streams {
         open_out: Gauge,
         open_in: Gauge,
     ) -> Self {
+        // Room for the item envelope's own fields.
+        let max_item = max_message.saturating_sub(64);
+        let sending = Sending::new(max_streams, max_item, open_out.clone(), open_in.clone());
         Self {
             receiving: Mutex::new(Receiving::default()),
-            sending: Mutex::new(Pumps::default()),
+            sending,
             next_id: AtomicU64::new(FIRST_STREAM_ID),
             max_streams,
-            // Room for the item envelope's own fields.
-            max_item: max_message.saturating_sub(64),
             open_out,
             open_in,
         }
@@ -246,15 +193,6 @@ impl Streams {
         match half {
             Half::Down => &self.open_out,
             Half::Up => &self.open_in,
-        }
-    }
-
-    /// The gauge of the streams that `half` belongs to when we send it:
-    /// half 0 of the peer's (in), half 1 of ours (out).
-    fn sent_gauge(&self, half: Half) -> &Gauge {
-        match half {
-            Half::Down => &self.open_in,
-            Half::Up => &self.open_out,
         }
     }
 
@@ -276,18 +214,7 @@ impl Streams {
             }
             inbox.finish(End::Failed(Error::Disconnected(reason.clone())));
         }
-        let pumps: Vec<_> = {
-            let mut sending = lock(&self.sending);
-            let down: Vec<_> = sending.down.drain().map(|(_, s)| (Half::Down, s)).collect();
-            let up = sending.up.drain().map(|(_, s)| (Half::Up, s));
-            down.into_iter().chain(up).collect()
-        };
-        for (half, stream) in pumps {
-            if stream.counted {
-                self.sent_gauge(half).decrement(1.0);
-            }
-            stream.task.abort();
-        }
+        self.sending.close();
     }
 
     // ---- halves we receive ----
@@ -428,7 +355,7 @@ impl Streams {
             lock(&inbox).finish(end);
         }
         if half == Half::Down {
-            self.stop_pump(id, Half::Up);
+            self.stop_sending(id, Half::Up);
         }
     }
 
@@ -441,90 +368,24 @@ impl Streams {
                 .unwrap_or_else(|| Error::Protocol("a stream was answered with a reply".into()));
             lock(&inbox).finish(End::Failed(error));
         }
-        self.stop_pump(id, Half::Up);
+        self.stop_sending(id, Half::Up);
     }
 
     // ---- halves we send ----
 
     /// Starts sending half 0 of the stream the peer opened with call `id`;
     /// the refusal to send instead, when too many are open or the id is taken.
-    pub(super) fn start(
-        &self,
-        shared: &Arc<Shared>,
-        id: u64,
-        handler: StreamHandlerFuture,
-    ) -> Option<Message> {
-        let mut sending = lock(&self.sending);
-        let refusal = if sending.down.contains_key(&id) {
-            Some("duplicate stream id")
-        } else if sending.down.len() >= self.max_streams {
-            Some("too many streams open")
-        } else {
-            None
-        };
-        if let Some(message) = refusal {
-            // Its handler is dropped: so is the half 1 it would have read.
-            drop(sending);
-            self.forget(id, Half::Up);
-            return Some(Message::Reply(crate::protocol::Reply {
-                id,
-                outcome: crate::protocol::Outcome::Err(RemoteError {
-                    code: ErrorCode::Rejected,
-                    message: message.into(),
-                }),
-            }));
-        }
-        self.spawn(&mut sending, shared, id, Half::Down, handler, true);
-        None
-    }
-
-    /// Starts sending `items` as half 1 of the stream we open with call
-    /// `id`, once the callee grants credit. `counted` when the method
-    /// replies once (half 1 is then the whole stream). Call it before the
-    /// call is sent, so the callee's first credit finds it.
-    pub(super) fn start_upload(
-        &self,
-        shared: &Arc<Shared>,
-        id: u64,
-        items: RawStream,
-        counted: bool,
-    ) {
-        let mut sending = lock(&self.sending);
-        let handler: StreamHandlerFuture = Box::pin(std::future::ready(items));
-        self.spawn(&mut sending, shared, id, Half::Up, handler, counted);
-    }
-
-    /// Spawns the task that sends half `half` of stream `id`, registered
-    /// under `sending`'s lock, so the task finds itself there when it ends.
-    fn spawn(
-        &self,
-        sending: &mut Pumps,
-        shared: &Arc<Shared>,
-        id: u64,
-        half: Half,
-        handler: StreamHandlerFuture,
-        counted: bool,
-    ) {
-        let credit = Arc::new(Credit::default());
-        let task = tokio::spawn(pump(
-            Arc::clone(shared),
-            Outgoing { id, half },
-            handler,
-            Arc::clone(&credit),
-            self.max_item,
-        ));
-        let stream = Sending {
-            task: task.abort_handle(),
-            credit,
-            counted,
-        };
-        if let Some(replaced) = sending.half(half).insert(id, stream) {
-            // Never for half 0 (`start` refuses a taken id) nor for half 1
-            // (our ids are unique); still, no task is left behind.
-            replaced.task.abort();
-        } else if counted {
-            self.sent_gauge(half).increment(1.0);
-        }
+    pub(super) fn start(&self, id: u64, handler: StreamHandlerFuture) -> Option<Message> {
+        let refusal = self.sending.start(id, handler).err()?;
+        // Its handler is dropped: so is the half 1 it would have read.
+        self.forget(id, Half::Up);
+        Some(Message::Reply(crate::protocol::Reply {
+            id,
+            outcome: crate::protocol::Outcome::Err(RemoteError {
+                code: ErrorCode::Rejected,
+                message: refusal.into(),
+            }),
+        }))
     }
 
     /// The peer granted credit to half `half` of stream `id` (ignored when
@@ -533,33 +394,14 @@ impl Streams {
     /// # Errors
     /// The close reason for an empty or overflowing grant.
     pub(super) fn credit(&self, id: u64, half: Half, items: u32, bytes: u32) -> Result<(), Reason> {
-        let credit = lock(&self.sending)
-            .half(half)
-            .get(&id)
-            .map(|s| Arc::clone(&s.credit));
-        let Some(credit) = credit else {
-            // A credit may cross the stream's end; still, an empty one is never valid.
-            return if items == 0 && bytes == 0 {
-                Err(Reason::StreamCredit)
-            } else {
-                Ok(())
-            };
-        };
-        let granted = lock(&credit.sender).grant(items, bytes);
-        match granted {
-            Ok(()) => {
-                credit.granted.notify_one();
-                Ok(())
-            }
-            Err(CreditError::BadGrant | CreditError::PastCredit) => Err(Reason::StreamCredit),
-        }
+        self.sending.credit(id, half, items, bytes)
     }
 
     /// The peer stopped half `half` of stream `id`: what we send on it is
     /// dropped now. Half 0 stopped stops the whole stream: its handler is
     /// dropped, and with it the half 1 it read.
     pub(super) fn stop(&self, id: u64, half: Half) {
-        self.stop_pump(id, half);
+        self.sending.stop(id, half);
         if half == Half::Down {
             // Forgotten first, so dropping it sends no STOP the peer has no use for.
             if let Some(inbox) = self.forget(id, Half::Up) {
@@ -569,209 +411,8 @@ impl Streams {
     }
 
     /// Stops sending half `half` of stream `id`, if we do: no END follows.
-    pub(super) fn stop_pump(&self, id: u64, half: Half) {
-        let stream = lock(&self.sending).half(half).remove(&id);
-        if let Some(stream) = stream {
-            if stream.counted {
-                self.sent_gauge(half).decrement(1.0);
-            }
-            stream.task.abort();
-        }
-    }
-
-    /// The task sending half `half` of stream `id` ended; whether its END is
-    /// still due (it was not stopped meanwhile).
-    fn finished(&self, stream: Outgoing) -> bool {
-        let removed = lock(&self.sending).half(stream.half).remove(&stream.id);
-        match removed {
-            Some(removed) => {
-                if removed.counted {
-                    self.sent_gauge(stream.half).decrement(1.0);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// What ends a stream that did not simply finish.
-fn end_error(error: &Error) -> RemoteError {
-    let (code, message) = match error {
-        Error::Lagged(message) => (ErrorCode::Lagged, message.clone()),
-        Error::Rejected(message) => (ErrorCode::Rejected, message.clone()),
-        Error::Forbidden(message) => (ErrorCode::Forbidden, message.clone()),
-        Error::Internal(message) => (ErrorCode::Internal, message.clone()),
-        other => (ErrorCode::Internal, other.to_string()),
-    };
-    RemoteError { code, message }
-}
-
-fn internal(message: &str) -> Option<RemoteError> {
-    Some(RemoteError {
-        code: ErrorCode::Internal,
-        message: message.into(),
-    })
-}
-
-/// A stream half we send.
-#[derive(Clone, Copy, Debug)]
-struct Outgoing {
-    id: u64,
-    half: Half,
-}
-
-/// Sends a stream half: runs the handler that makes it (for half 0; half 1
-/// is ready at once), sends its items as the credit allows, then its END.
-async fn pump(
-    shared: Arc<Shared>,
-    stream: Outgoing,
-    handler: StreamHandlerFuture,
-    credit: Arc<Credit>,
-    max_item: usize,
-) {
-    let end = match AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(items) => send_items(&shared, stream, items, &credit, max_item).await,
-        Err(_panic) => {
-            tracing::error!(stream = stream.id, "stream handler panicked");
-            internal("the handler panicked")
-        }
-    };
-    if shared.streams.finished(stream) {
-        let end = Message::End {
-            id: stream.id,
-            half: stream.half,
-            error: end,
-        };
-        let _ = shared.outbound.queue().send(end).await;
-    }
-}
-
-/// The most items a stream queues at once: what its source has ready, as
-/// far as the credit goes.
-const BATCH: usize = 64;
-
-/// Sends the items of `items` while the peer grants credit; the error that
-/// ended it, if it did not simply finish. The items are dropped before
-/// this returns, so a half 1 a handler's stream reads is stopped before
-/// the END of that stream is sent.
-///
-/// Once an item is ready, the items the source has ready too (up to
-/// [`BATCH`], within the credit) are queued with it, in one go.
-async fn send_items(
-    shared: &Shared,
-    stream: Outgoing,
-    mut items: RawStream,
-    credit: &Credit,
-    max_item: usize,
-) -> Option<RemoteError> {
-    let mut batch = Vec::with_capacity(BATCH);
-    // The batch's items in order: where each ends in its buffer, or the
-    // buffer of its own a large one came in.
-    let mut parts = Vec::with_capacity(BATCH);
-    // The buffer's size for the next batch: the last one's, within bounds.
-    let mut room = MIN_ROOM;
-    loop {
-        credit.ready().await;
-        let mut encoded = Vec::with_capacity(room);
-        let mut polled = poll_fn(|cx| poll_encode(&mut items, cx, &mut encoded)).await;
-        let end = loop {
-            let (len, part) = match polled {
-                Polled::End => break Some(None),
-                Polled::Panicked => {
-                    tracing::error!(stream = stream.id, "stream panicked");
-                    break Some(internal("the stream panicked"));
-                }
-                Polled::Failed(error) => break Some(Some(end_error(&error))),
-                Polled::Item(Encoded::Appended(len)) => (len, Part::Ends(encoded.len())),
-                Polled::Item(Encoded::Own(item)) => (item.len(), Part::Own(item)),
-            };
-            if len > max_item {
-                if let Part::Ends(_) = part {
-                    encoded.truncate(encoded.len() - len);
-                }
-                break Some(internal("a stream item exceeds the maximum message size"));
-            }
-            parts.push(part);
-            let more = {
-                let mut sender = lock(&credit.sender);
-                sender.spend(len);
-                sender.can_send()
-            };
-            if !more || parts.len() >= BATCH {
-                break None;
-            }
-            match poll_fn(|cx| poll_encode(&mut items, cx, &mut encoded)).now_or_never() {
-                Some(next) => polled = next,
-                None => break None,
-            }
-        };
-        if !parts.is_empty() {
-            // A stream whose items come encoded (a topic's) writes nothing
-            // here: its next batches allocate no buffer.
-            room = if encoded.is_empty() {
-                0
-            } else {
-                encoded.len().clamp(MIN_ROOM, MAX_ROOM)
-            };
-            // One buffer for the batch's small items; each is a slice of it.
-            let encoded = Bytes::from(encoded);
-            let mut start = 0;
-            for part in parts.drain(..) {
-                let item = match part {
-                    Part::Ends(end) => encoded.slice(std::mem::replace(&mut start, end)..end),
-                    Part::Own(item) => item,
-                };
-                batch.push(Message::Item {
-                    id: stream.id,
-                    half: stream.half,
-                    item,
-                });
-            }
-            if shared.outbound.queue().send_all(&mut batch).await.is_err() {
-                return None;
-            }
-        }
-        if let Some(end) = end {
-            return end;
-        }
-    }
-}
-
-/// The smallest and largest buffer a batch of items starts with (none
-/// after a batch that wrote nothing in it).
-const MIN_ROOM: usize = 256;
-const MAX_ROOM: usize = 64 * 1024;
-
-/// An item of a batch being made.
-enum Part {
-    /// Encoded in the batch's buffer, up to here.
-    Ends(usize),
-    /// Encoded in a buffer of its own.
-    Own(Bytes),
-}
-
-/// What polling a stream we send for its next item gave.
-enum Polled {
-    /// An item, encoded.
-    Item(Encoded),
-    /// The stream finished.
-    End,
-    /// The stream ended with an error.
-    Failed(Error),
-    /// The stream panicked: it is not polled again.
-    Panicked,
-}
-
-/// Polls `items` for its next item, encoded at the end of `out`.
-fn poll_encode(items: &mut RawStream, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<Polled> {
-    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.as_mut().poll_encode(cx, out)));
-    match polled {
-        Ok(Poll::Pending) => Poll::Pending,
-        Ok(Poll::Ready(None)) => Poll::Ready(Polled::End),
-        Ok(Poll::Ready(Some(Ok(item)))) => Poll::Ready(Polled::Item(item)),
-        Ok(Poll::Ready(Some(Err(error)))) => Poll::Ready(Polled::Failed(error)),
-        Err(_panic) => Poll::Ready(Polled::Panicked),
+    pub(super) fn stop_sending(&self, id: u64, half: Half) {
+        self.sending.stop(id, half);
     }
 }
 
@@ -788,7 +429,7 @@ pub(super) async fn open(
     // Dropped on an error below: forgets the stream and stops its half 1.
     let receiver = Receiver::new(shared, id, Half::Down, inbox);
     if let Some(items) = upload {
-        shared.streams.start_upload(shared, id, items, false);
+        shared.streams.sending.start_upload(id, items, false);
     }
     let queue = shared.outbound.queue();
     let credit = Message::Credit {
@@ -949,7 +590,7 @@ impl Drop for Receiver {
         }
         if self.half == Half::Down {
             // The stream is over: stop sending its half 1, if we do.
-            self.shared.streams.stop_pump(self.id, Half::Up);
+            self.shared.streams.stop_sending(self.id, Half::Up);
         }
     }
 }

@@ -312,6 +312,15 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
 }
 
 /// Writes the fields every stream envelope starts with: `[tag, id, half, …`.
+/// Appends the head of an ITEM envelope for half `half` of stream `id`
+/// whose item is `len` bytes: the envelope is the head followed by the
+/// item's bytes, which the caller appends (or seals after it) as they are.
+pub fn encode_item_head(id: u64, half: Half, len: usize, out: &mut Vec<u8>) {
+    stream_head(out, 4, TAG_ITEM, id, half);
+    // As in `bin_head`: the message size limits refuse far smaller items.
+    let _ = rmp::encode::write_bin_len(out, u32::try_from(len).unwrap_or(u32::MAX));
+}
+
 fn stream_head(out: &mut Vec<u8>, len: u32, tag: u64, id: u64, half: Half) {
     let _ = rmp::encode::write_array_len(out, len);
     let _ = rmp::encode::write_uint(out, tag);
@@ -717,6 +726,13 @@ mod tests {
         let mut joined = head[1..].to_vec();
         joined.extend_from_slice(payload.map_or(&[][..], |p| &p[..]));
         assert_eq!(joined, out);
+        if let Message::Item { id, half, item } = &message {
+            // Written from the item's length alone, the head is the same.
+            let mut head = Vec::new();
+            encode_item_head(*id, *half, item.len(), &mut head);
+            head.extend_from_slice(item);
+            assert_eq!(head, out, "encode_item_head");
+        }
         out
     }
 
@@ -802,6 +818,14 @@ mod tests {
             half: Half::Up,
             item: Bytes::from_static(&[0x2a]),
         });
+        // Items whose `bin` head takes 1, 2 and 4 bytes of length.
+        for len in [0, 255, 256, 65_535, 65_536] {
+            round_trip(Message::Item {
+                id: 1 << 62,
+                half: Half::Down,
+                item: Bytes::from(vec![7; len]),
+            });
+        }
         round_trip(Message::End {
             id: 6,
             half: Half::Down,
