@@ -31,9 +31,10 @@ use std::fmt;
 
 /// How much a stream's receiver lets its sender send ahead: items and bytes.
 ///
-/// The default is 2048 items and 256 KiB: small items are held to the
-/// count (it keeps a firehose of 32-byte items from waiting on credit every
-/// few microseconds), large ones to the bytes. A window of zero items or
+/// The default is 8,192 items and 256 KiB: items of 32 bytes or more are
+/// held to the bytes, which bound what a reader holds; the count bounds
+/// how many smaller ones it holds (and is high enough that a firehose of
+/// 32-byte items does not wait on credit). A window of zero items or
 /// zero bytes is raised to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
@@ -44,7 +45,7 @@ pub struct Window {
 impl Window {
     /// The window used when neither the method nor the call sets one.
     pub const DEFAULT: Window = Window {
-        items: 2048,
+        items: 8192,
         bytes: 256 * 1024,
     };
 

@@ -630,7 +630,7 @@ async fn a_raw_peer_sends_a_stream_with_the_documented_envelopes() {
         _ => None,
     })
     .await;
-    assert_eq!((items, bytes), (2048, 262_144));
+    assert_eq!((items, bytes), (8192, 262_144));
     let item = |n: u64| Message::Item {
         id: 5,
         half: Half::Up,

@@ -914,12 +914,12 @@ mod tests {
             vector(Message::Credit {
                 id: 5,
                 half: Half::Up,
-                items: 2048,
+                items: 8192,
                 bytes: 262_144
             }),
             "950605" /* [6, 5, */
                 .to_owned()
-                + "01cd0800ce00040000"
+                + "01cd2000ce00040000"
         );
         let item = |n: u8| Message::Item {
             id: 5,
