@@ -29,6 +29,7 @@ mod streams;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -172,7 +173,7 @@ impl Shared {
         });
         if first {
             tracing::debug!(id = %self.id, %reason, "connection closing");
-            self.outbound.fail_all(&reason);
+            self.outbound.fail_all();
             self.streams.close(&reason);
             self.inbound.abort_all();
         }
@@ -271,12 +272,17 @@ struct CallGuard {
     id: u64,
     /// The call sends a stream: it ends with the call.
     uploading: bool,
+    /// The caller took the call's outcome: the call is in no table any more.
+    ended: AtomicBool,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if self.uploading {
             self.shared.streams.stop_sending(self.id, Half::Up);
+        }
+        if *self.ended.get_mut() {
+            return;
         }
         let (abandoned, retire) = self.shared.outbound.abandon(self.id);
         self.shared.retire_if(retire);
@@ -390,14 +396,15 @@ impl Handle {
         let timeout = timeout.min(MAX_CALL_TIMEOUT);
         let started = Instant::now();
         let deadline = started + timeout;
-        let (id, reply) = shared
+        let id = shared
             .outbound
             .start(deadline)
             .ok_or_else(|| shared.disconnected())?;
-        let _guard = CallGuard {
+        let guard = CallGuard {
             shared: Arc::clone(shared),
             id,
             uploading: upload.is_some(),
+            ended: AtomicBool::new(false),
         };
         if let Some(items) = upload {
             // Before the call is sent, so the callee's first credit finds it.
@@ -420,7 +427,7 @@ impl Handle {
             timeout_ms: Some(timeout_ms),
             args: args.into(),
         });
-        let sent = self.send_call(message, deadline, reply);
+        let sent = self.send_call(&guard, message, deadline);
         // Not even a disabled span's wrapper on the common path.
         let result = if record.span().is_disabled() {
             sent.await
@@ -434,9 +441,9 @@ impl Handle {
     /// Queues a started call and waits for its reply.
     async fn send_call(
         &self,
+        guard: &CallGuard,
         message: Message,
         deadline: Instant,
-        reply: outbound::ReplySlot,
     ) -> Result<Bytes, Error> {
         let shared = &self.0;
         let queue = shared.outbound.queue();
@@ -454,7 +461,14 @@ impl Handle {
                 }
             }
         }
-        reply.await.map_err(|_| shared.disconnected())?
+        let outcome = std::future::poll_fn(|cx| shared.outbound.poll_reply(guard.id, cx)).await;
+        match outcome {
+            Some(outcome) => {
+                guard.ended.store(true, Ordering::Relaxed);
+                outcome
+            }
+            None => Err(shared.disconnected()),
+        }
     }
 
     /// Queues a notification.

@@ -41,7 +41,8 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+/// A map keyed by call id.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// The calls of one connection that wait for a reply.
 #[derive(Debug)]
@@ -103,6 +104,11 @@ impl<W> InFlight<W> {
     /// nobody waits for (late, after a timeout or cancel, or never sent).
     pub(crate) fn complete(&mut self, id: u64) -> Option<W> {
         self.pending.remove(&id).map(|(_, waiter)| waiter)
+    }
+
+    /// The waiter of `id`, while it is in flight (to replace it).
+    pub(crate) fn waiter_mut(&mut self, id: u64) -> Option<&mut W> {
+        self.pending.get_mut(&id).map(|(_, waiter)| waiter)
     }
 
     /// Ends every call whose deadline is `now` or earlier: their ids and
