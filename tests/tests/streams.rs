@@ -46,6 +46,9 @@ pub trait Feeds {
     async fn narrow(&self, n: u64) -> Stream<u64>;
     /// Opens `count(n)` on the calling client's own `Feeds` and sums it.
     async fn relay(&self, cx: &Context, n: u64) -> u64;
+    /// `0..3`, once the gate opens: a handler that waits before it returns
+    /// its stream.
+    async fn gated(&self) -> Stream<u64>;
 }
 
 #[derive(Clone)]
@@ -55,6 +58,8 @@ struct Feeder {
     /// Notified when a firehose's stream is dropped.
     dropped: Arc<Notify>,
     topic: Topic<u64>,
+    /// Opens `gated`'s handlers.
+    gate: watch::Sender<bool>,
 }
 
 impl Feeder {
@@ -63,6 +68,7 @@ impl Feeder {
             produced: watch::Sender::new(0),
             dropped: Arc::new(Notify::new()),
             topic: Topic::with_capacity(16),
+            gate: watch::Sender::new(false),
         }
     }
 }
@@ -116,6 +122,12 @@ impl Feeds for Feeder {
             .map(|item| item.unwrap_or(u64::MAX))
             .fold(0, |a, b| async move { a + b })
             .await
+    }
+
+    async fn gated(&self) -> Stream<u64> {
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        self.count(3).await
     }
 }
 
@@ -249,6 +261,28 @@ async fn a_slow_consumer_holds_both_ends_to_its_window_while_calls_go_on() {
     }
     drop(hose);
     within(feeder.dropped.notified()).await;
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_handler_that_waits_before_its_stream_holds_up_nothing_else() {
+    let feeder = Feeder::new();
+    let (_server, feeds, client) = serve(&feeder).await;
+    // The call is answered when the handler starts; its items wait for the gate.
+    let mut gated = within(feeds.gated()).await.unwrap();
+    until(|| feeder.gate.receiver_count() == 1).await;
+    // Its connection goes on meanwhile: calls, and another stream.
+    assert_eq!(within(feeds.add(2, 3)).await.unwrap(), 5);
+    let counted: Vec<u64> =
+        within(feeds.count(4).await.unwrap().map(Result::unwrap).collect()).await;
+    assert_eq!(counted, [0, 1, 2, 3]);
+    feeder.gate.send_replace(true);
+    let items: Vec<u64> = within((&mut gated).map(Result::unwrap).collect()).await;
+    assert_eq!(
+        items,
+        [0, 1, 2],
+        "woken, the handler's stream is sent in full"
+    );
     client.close().await;
 }
 
