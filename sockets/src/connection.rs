@@ -31,6 +31,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -396,9 +397,11 @@ impl Handle {
         let timeout = timeout.min(MAX_CALL_TIMEOUT);
         let started = Instant::now();
         let deadline = started + timeout;
+        // The call's task, woken when the call ends (see `send_call`).
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let id = shared
             .outbound
-            .start(deadline)
+            .start(deadline, waker.clone())
             .ok_or_else(|| shared.disconnected())?;
         let guard = CallGuard {
             shared: Arc::clone(shared),
@@ -427,7 +430,7 @@ impl Handle {
             timeout_ms: Some(timeout_ms),
             args: args.into(),
         });
-        let sent = self.send_call(&guard, message, deadline);
+        let sent = self.send_call(&guard, message, deadline, waker);
         // Not even a disabled span's wrapper on the common path.
         let result = if record.span().is_disabled() {
             sent.await
@@ -444,13 +447,20 @@ impl Handle {
         guard: &CallGuard,
         message: Message,
         deadline: Instant,
+        started_with: Waker,
     ) -> Result<Bytes, Error> {
         let shared = &self.0;
         let queue = shared.outbound.queue();
+        // Until the task is polled again, nothing can have ended the call
+        // without waking `started_with`.
+        let mut started_with = Some(started_with);
         match queue.try_send(message) {
             Ok(()) => {}
             Err(TrySendError::Closed) => return Err(shared.disconnected()),
             Err(TrySendError::Full(message)) => {
+                // Waiting for room, the task may be woken for the call's end
+                // (its timeout, the connection's) and go on waiting.
+                started_with = None;
                 // The peer reads slowly: wait for room, until the deadline.
                 // Boxed, so the common path's future stays small.
                 let send = tokio::time::timeout_at(deadline, queue.send(message));
@@ -461,7 +471,16 @@ impl Handle {
                 }
             }
         }
-        let outcome = std::future::poll_fn(|cx| shared.outbound.poll_reply(guard.id, cx)).await;
+        // Still in the poll that started the call, with the waker it was
+        // started with: the call's end would have woken this task, so the
+        // table need not be asked yet.
+        let outcome = std::future::poll_fn(|cx| {
+            if started_with.take().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            shared.outbound.poll_reply(guard.id, cx)
+        })
+        .await;
         match outcome {
             Some(outcome) => {
                 guard.ended.store(true, Ordering::Relaxed);

@@ -80,10 +80,11 @@ impl Outbound {
         pending == 0 && self.retiring.load(Ordering::Acquire)
     }
 
-    /// Starts a call that waits until `deadline`: its id, for
-    /// [`Outbound::poll_reply`]. `None` once the connection is closing.
-    pub(super) fn start(&self, deadline: Instant) -> Option<u64> {
-        let Started { id, rearm } = self.calls().in_flight.start(None, deadline)?;
+    /// Starts a call that waits until `deadline`, woken through `waker`
+    /// when it ends: its id, for [`Outbound::poll_reply`]. `None` once the
+    /// connection is closing.
+    pub(super) fn start(&self, deadline: Instant, waker: Waker) -> Option<u64> {
+        let Started { id, rearm } = self.calls().in_flight.start(Some(waker), deadline)?;
         if rearm {
             self.timer_stale.store(true, Ordering::Release);
             self.queue.wake_receiver();
@@ -225,7 +226,7 @@ mod tests {
     #[test]
     fn a_reply_wakes_its_waiting_caller_and_is_taken_once() {
         let outbound = Outbound::new(8);
-        let id = outbound.start(later()).unwrap();
+        let id = outbound.start(later(), Waker::noop().clone()).unwrap();
         let (count, waker) = waker();
         let cx = Context::from_waker(&waker);
         assert!(outbound.poll_reply(id, &cx).is_pending());
@@ -248,13 +249,18 @@ mod tests {
     #[test]
     fn a_reply_before_its_caller_waits_is_kept_for_it_until_abandoned() {
         let outbound = Outbound::new(8);
+        let (count, waker) = waker();
         let (first, second) = (
-            outbound.start(later()).unwrap(),
-            outbound.start(later()).unwrap(),
+            outbound.start(later(), waker.clone()).unwrap(),
+            outbound.start(later(), waker.clone()).unwrap(),
         );
         outbound.complete(first, Ok(Bytes::from_static(b"1")));
         outbound.complete(second, Err(Error::Timeout));
-        let (_, waker) = waker();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "each end wakes the waker its call started with"
+        );
         let cx = Context::from_waker(&waker);
         assert!(matches!(
             outbound.poll_reply(first, &cx),
@@ -276,9 +282,9 @@ mod tests {
     fn a_deadline_ends_a_call_with_a_timeout_and_a_closed_connection_fails_the_rest() {
         let outbound = Outbound::new(8);
         let now = Instant::now();
-        let soon = outbound.start(now).unwrap();
-        let late = outbound.start(later()).unwrap();
         let (count, waker) = waker();
+        let soon = outbound.start(now, waker.clone()).unwrap();
+        let late = outbound.start(later(), waker.clone()).unwrap();
         let cx = Context::from_waker(&waker);
         for id in [soon, late] {
             assert!(outbound.poll_reply(id, &cx).is_pending());
@@ -297,6 +303,9 @@ mod tests {
             "each waiting caller woken once"
         );
         assert!(matches!(outbound.poll_reply(late, &cx), Poll::Ready(None)));
-        assert!(outbound.start(later()).is_none(), "no call starts after");
+        assert!(
+            outbound.start(later(), waker).is_none(),
+            "no call starts after"
+        );
     }
 }
