@@ -349,7 +349,7 @@ impl Sending {
     /// Polls one half for as many items as its credit and `out` take.
     fn poll_half(&self, key: Key, out: &mut impl Outbox, buf: &mut Vec<u8>) -> Result<(), Closing> {
         let (id, half) = key;
-        let (mut source, mut credit, waker) = {
+        let (mut source, mut credit, waker, wake) = {
             let mut halves = lock(&self.halves);
             // Gone: stopped since it woke.
             let Some(outgoing) = halves.half(half).get_mut(&id) else {
@@ -369,7 +369,10 @@ impl Sending {
                 return Ok(());
             };
             let credit = std::mem::take(&mut outgoing.credit);
-            (source, credit, outgoing.waker.clone())
+            // Which half this is: what is put back goes to the half it was
+            // taken from, never to one that took its key meanwhile.
+            let wake = Arc::clone(&outgoing.wake);
+            (source, credit, outgoing.waker.clone(), wake)
         };
         let mut cx = Context::from_waker(&waker);
         let polled = self.drive(key, &mut source, &mut credit, &mut cx, out, buf);
@@ -378,12 +381,12 @@ impl Sending {
                 let stopped = {
                     let mut halves = lock(&self.halves);
                     match halves.half(half).get_mut(&id) {
-                        Some(outgoing) => {
+                        Some(outgoing) if Arc::ptr_eq(&outgoing.wake, &wake) => {
                             outgoing.source = Some(source);
                             outgoing.credit = credit;
                             None
                         }
-                        None => Some(source),
+                        _ => Some(source),
                     }
                 };
                 // Stopped while polled: dropped now, and no END follows.
@@ -396,7 +399,7 @@ impl Sending {
                 // Dropped first: a half 1 its handler read is stopped before
                 // the END of its stream goes out.
                 drop(source);
-                if self.finished(key) {
+                if self.finished(key, &wake) {
                     out.end(Message::End { id, half, error });
                 }
             }
@@ -473,10 +476,17 @@ impl Sending {
         Ok(Polled::Parked)
     }
 
-    /// Half `key` ended by itself; whether its END is still due (it was
-    /// not stopped meanwhile).
-    fn finished(&self, (id, half): Key) -> bool {
-        let removed = lock(&self.halves).half(half).remove(&id);
+    /// Half `key`, woken through `wake`, ended by itself; whether its END
+    /// is still due (it was not stopped meanwhile).
+    fn finished(&self, (id, half): Key, wake: &Arc<HalfWaker>) -> bool {
+        let removed = {
+            let mut halves = lock(&self.halves);
+            let halves = halves.half(half);
+            match halves.get(&id) {
+                Some(outgoing) if Arc::ptr_eq(&outgoing.wake, wake) => halves.remove(&id),
+                _ => None,
+            }
+        };
         match removed {
             Some(removed) => {
                 if removed.counted {
@@ -784,6 +794,62 @@ mod tests {
             1,
             "taken to be polled, it is queued again by the next wake"
         );
+    }
+
+    #[test]
+    fn a_half_stopped_while_polled_is_not_put_back_over_the_one_that_took_its_key() {
+        /// Stops its own half and starts another under the same key when
+        /// polled, then yields an item.
+        struct Meddler {
+            sending: Arc<Sending>,
+            replacement: Option<RawStream>,
+            dropped: Arc<AtomicUsize>,
+        }
+        impl FuturesStream for Meddler {
+            type Item = Result<Bytes, Error>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Self::Item>> {
+                if let Some(replacement) = self.replacement.take() {
+                    self.sending.stop(1, Half::Up);
+                    self.sending.start_upload(1, replacement, true);
+                }
+                Poll::Ready(Some(Ok(Bytes::from_static(b"x"))))
+            }
+        }
+        impl RawItems for Meddler {}
+        impl Drop for Meddler {
+            fn drop(&mut self) {
+                self.dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let sending = Arc::new(sending());
+        let (replacement, replacement_dropped) = script([item(2)]);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let meddler = Meddler {
+            sending: Arc::clone(&sending),
+            replacement: Some(replacement),
+            dropped: Arc::clone(&dropped),
+        };
+        sending.start_upload(1, Box::pin(meddler), true);
+        sending.credit(1, Half::Up, 1, 1_000).unwrap();
+        let mut out = recorder(100);
+        sending.poll(&mut out, &mut Scratch::default()).unwrap();
+        assert_eq!(out.items.len(), 1, "the item it made before it was stopped");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "stopped: dropped, not put back"
+        );
+        assert_eq!(replacement_dropped.load(Ordering::SeqCst), 0);
+
+        // The half that took the key is the one that sends from now on.
+        sending.credit(1, Half::Up, 5, 1_000).unwrap();
+        sending.poll(&mut out, &mut Scratch::default()).unwrap();
+        let sent: Vec<_> = out.items.iter().map(|(_, _, item)| item[0]).collect();
+        assert_eq!(sent, [b'x', 2]);
     }
 
     #[test]
