@@ -21,7 +21,7 @@ pub struct Plan {
     /// The method's wire name.
     pub method: &'static str,
     /// The encoded arguments.
-    pub args: Vec<u8>,
+    pub args: sockets::service::EncodedValue,
     /// Calls in flight per connection.
     pub in_flight: usize,
     /// How long.

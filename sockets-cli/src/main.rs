@@ -370,12 +370,16 @@ async fn call_on(
         .as_ref()
         .is_some_and(|m| m.kind == MethodKind::Notify)
     {
-        peer.caller().notify(name, encoded).await?;
+        peer.caller().notify(name, encoded.into()).await?;
         return Ok((descriptor, None));
     }
     let reply = peer
         .caller()
-        .call(name, encoded, CallOptions::timeout(connection.timeout()))
+        .call(
+            name,
+            encoded.into(),
+            CallOptions::timeout(connection.timeout()),
+        )
         .await?;
     Ok((descriptor, Some(reply)))
 }
@@ -412,7 +416,7 @@ impl Service for Printer {
         match &self.reply {
             Some(reply) => {
                 let reply = reply.clone();
-                Ok(Box::pin(async move { Ok(reply) }))
+                Ok(Box::pin(async move { Ok(reply.into()) }))
             }
             None => Err(DispatchError::UnknownMethod(method.to_owned())),
         }
@@ -538,7 +542,7 @@ async fn bench(
     }
     let plan = bench::Plan {
         method: Box::leak(method.to_owned().into_boxed_str()),
-        args: encoded,
+        args: encoded.into(),
         in_flight: setup.in_flight,
         duration: setup.duration,
         timeout: connection.timeout(),

@@ -79,6 +79,7 @@ use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, SessionKind};
 use crate::observe::{Meter, Side};
+use crate::protocol::EncodedValue;
 use crate::protocol::{CloseCode, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Peer};
 use crate::signal::Signal;
@@ -693,7 +694,7 @@ impl Caller for Client {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let inner = Arc::clone(&self.inner);
@@ -717,7 +718,7 @@ impl Caller for Client {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
@@ -729,7 +730,7 @@ impl Caller for Client {
     fn stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
@@ -756,7 +757,7 @@ impl Caller for Client {
     fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         items: RawStream,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -771,7 +772,7 @@ impl Caller for Client {
     fn duplex(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
         items: RawStream,

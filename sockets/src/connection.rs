@@ -44,6 +44,7 @@ use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::observe::{self, CallOutcome, Direction, Meter};
+use crate::protocol::EncodedValue;
 use crate::protocol::{Call, Half, Message, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Context, Origin, Peer};
 use crate::signal::Signal;
@@ -361,7 +362,7 @@ impl Handle {
     pub(crate) async fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         self.call_sending(method, args, timeout, None).await
@@ -373,7 +374,7 @@ impl Handle {
     pub(crate) async fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         timeout: Duration,
         items: RawStream,
     ) -> Result<Bytes, Error> {
@@ -384,7 +385,7 @@ impl Handle {
     async fn call_sending(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         timeout: Duration,
         upload: Option<RawStream>,
     ) -> Result<Bytes, Error> {
@@ -494,7 +495,7 @@ impl Handle {
     pub(crate) async fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> Result<(), Error> {
         let shared = &self.0;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
@@ -526,7 +527,7 @@ impl Handle {
     pub(crate) async fn open_stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         window: Window,
         upload: Option<RawStream>,
     ) -> Result<RawStream, Error> {
@@ -584,7 +585,7 @@ impl Caller for Handle {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         self.call_boxed(method, args, options)
@@ -593,7 +594,7 @@ impl Caller for Handle {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let handle = self.clone();
         Box::pin(async move { handle.notify(method, args).await })
@@ -602,7 +603,7 @@ impl Caller for Handle {
     fn stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         _options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
@@ -613,7 +614,7 @@ impl Caller for Handle {
     fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         items: RawStream,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -625,7 +626,7 @@ impl Caller for Handle {
     fn duplex(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         _options: CallOptions,
         window: Window,
         items: RawStream,
@@ -639,7 +640,7 @@ impl Handle {
     fn call_boxed(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let handle = self.clone();
@@ -664,7 +665,7 @@ impl Caller for WeakHandle {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         match self.handle() {
@@ -676,7 +677,7 @@ impl Caller for WeakHandle {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         match self.handle() {
             Ok(handle) => Caller::notify(&handle, method, args),
@@ -687,7 +688,7 @@ impl Caller for WeakHandle {
     fn stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
@@ -700,7 +701,7 @@ impl Caller for WeakHandle {
     fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         items: RawStream,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -713,7 +714,7 @@ impl Caller for WeakHandle {
     fn duplex(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
         items: RawStream,

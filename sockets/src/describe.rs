@@ -22,7 +22,9 @@ use crate::descriptor::{
     DESCRIBE_METHOD, Difference, Document, Incompatible, ServiceDescriptor, compare,
 };
 use crate::error::Error;
-use crate::protocol::codec;
+use bytes::Bytes;
+
+use crate::protocol::{EncodedValue, codec};
 use crate::service::{
     CallOptions, Context, DispatchError, HandlerFuture, MethodInfo, Peer, Service, ServiceInfo,
 };
@@ -68,7 +70,7 @@ static OPEN: ServiceInfo = ServiceInfo {
 /// Serves `sockets.describe`: the document of the other services, encoded once.
 pub(crate) struct DescribeService {
     info: &'static ServiceInfo,
-    document: Vec<u8>,
+    document: Bytes,
 }
 
 impl DescribeService {
@@ -92,7 +94,7 @@ impl DescribeService {
         );
         Ok(Some(Self {
             info,
-            document: codec::to_vec(&document)?,
+            document: codec::to_vec(&document)?.into(),
         }))
     }
 }
@@ -115,7 +117,9 @@ impl Service for DescribeService {
             DispatchError::BadRequest(format!("`{DESCRIBE_METHOD}` takes no arguments: {e}"))
         })?;
         let document = self.document.clone();
-        Ok(Box::pin(std::future::ready(Ok(document))))
+        Ok(Box::pin(std::future::ready(Ok(EncodedValue::from(
+            document,
+        )))))
     }
 }
 

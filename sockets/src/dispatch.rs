@@ -43,10 +43,11 @@ use crate::error::DispatchError;
 use crate::error::Error;
 use crate::guard::{Guard, Guards};
 use crate::observe::{CallOutcome, CallRecord};
-use bytes::Bytes;
 
 use crate::protocol::codec::CodecError;
-use crate::protocol::{Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply};
+use crate::protocol::{
+    Call, EncodedValue, ErrorCode, Message, Notify, Outcome, RemoteError, Reply,
+};
 use crate::service::{Context, HandlerFuture, MethodInfo, Service, StreamHandlerFuture};
 use crate::signal::Signal;
 
@@ -208,7 +209,7 @@ pub(crate) struct CallRef<'a> {
     pub(crate) id: u64,
     pub(crate) method: &'a str,
     pub(crate) timeout_ms: Option<u32>,
-    pub(crate) args: Bytes,
+    pub(crate) args: &'a [u8],
 }
 
 impl<'a> From<&'a Call> for CallRef<'a> {
@@ -217,7 +218,7 @@ impl<'a> From<&'a Call> for CallRef<'a> {
             id: call.id,
             method: &call.method,
             timeout_ms: call.timeout_ms,
-            args: call.args.clone(),
+            args: &call.args,
         }
     }
 }
@@ -583,7 +584,7 @@ fn error_reply(id: u64, code: ErrorCode, message: impl Into<String>) -> Message 
 
 /// The reply to a call: the handler's result, or `None` when its deadline passed.
 fn outcome(
-    result: Option<std::thread::Result<Result<Vec<u8>, CodecError>>>,
+    result: Option<std::thread::Result<Result<EncodedValue, CodecError>>>,
     max_reply: usize,
     method: &str,
 ) -> Outcome {
@@ -607,6 +608,6 @@ fn outcome(
             code: ErrorCode::Internal,
             message: "the result exceeds the maximum message size".into(),
         }),
-        Some(Ok(Ok(value))) => Outcome::Ok(value.into()),
+        Some(Ok(Ok(value))) => Outcome::Ok(value),
     }
 }

@@ -16,7 +16,7 @@ use crate::descriptor::{Field, MethodDescriptor, MethodKind, ServiceDescriptor, 
 use crate::error::Error;
 use crate::protocol::codec::{self, CodecError};
 use crate::service::{
-    CallOptions, Context, DispatchError, HandlerFuture, Peer, StreamHandlerFuture,
+    CallOptions, Context, DispatchError, EncodedValue, HandlerFuture, Peer, StreamHandlerFuture,
 };
 use crate::stream::{Stream, Window};
 
@@ -232,7 +232,7 @@ where
     A: Serialize + ?Sized,
     T: Send + 'static,
 {
-    let args = codec::to_vec(args)?;
+    let args = EncodedValue::encode(args)?;
     let window = options.window.or(window).unwrap_or_default();
     let raw = peer
         .caller()
@@ -299,7 +299,7 @@ where
     U: Serialize + Send + 'static,
     T: Send + 'static,
 {
-    let args = codec::to_vec(args)?;
+    let args = EncodedValue::encode(args)?;
     let window = options.window.or(window).unwrap_or_default();
     crate::service::open_duplex(peer, Cow::Borrowed(method), args, items, options, window).await
 }
@@ -336,7 +336,7 @@ where
     F: Future + Send + 'static,
     F::Output: Serialize,
 {
-    Box::pin(async move { codec::to_vec(&future.await) })
+    Box::pin(async move { EncodedValue::encode(&future.await) })
 }
 
 /// Encodes a method's arguments (a tuple, or [`NO_ARGS`]) as one MessagePack array.
@@ -376,7 +376,7 @@ where
     A: Serialize + ?Sized,
     R: DeserializeOwned,
 {
-    let args = codec::to_vec(args)?;
+    let args = EncodedValue::encode(args)?;
     let reply = peer
         .caller()
         .call(Cow::Borrowed(method), args, options)
@@ -394,7 +394,7 @@ pub async fn notify<A: Serialize + ?Sized>(
     method: &'static str,
     args: &A,
 ) -> Result<(), Error> {
-    let args = codec::to_vec(args)?;
+    let args = EncodedValue::encode(args)?;
     peer.caller().notify(Cow::Borrowed(method), args).await
 }
 

@@ -29,11 +29,13 @@
 
 pub(crate) mod close;
 pub(crate) mod codec;
+pub(crate) mod encoded_value;
 pub(crate) mod message;
 pub(crate) mod payloads;
 
 pub use close::CloseCode;
 pub(crate) use close::Reason;
+pub use encoded_value::EncodedValue;
 pub(crate) use message::{Call, ErrorCode, Half, Message, Notify, Outcome, RemoteError, Reply};
 
 /// The protocol version byte that opens every handshake message and frame header.

@@ -69,6 +69,7 @@ use crate::error::{Disconnect, Error};
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
 use crate::observe::{Meter, Side};
+use crate::protocol::EncodedValue;
 use crate::protocol::{CloseCode, Notify, Reason};
 use crate::service::{BoxFuture, CallOptions, Caller, Encoded, Peer, ServiceRequest};
 use crate::stream::{RawStream, Window};
@@ -644,7 +645,7 @@ impl Server {
         let encoded = Encoded::notification(request)?;
         let notify = Notify {
             method: Cow::Borrowed(encoded.method()),
-            args: Bytes::from(encoded.args().to_vec()),
+            args: EncodedValue::copy_from_slice(encoded.args()),
         };
         let (targets, buffered) = self.inner.registry.fan_out(ids, &notify);
         let encoded = &encoded;
@@ -800,7 +801,7 @@ impl Caller for SessionCaller {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         match self.live() {
@@ -812,7 +813,7 @@ impl Caller for SessionCaller {
     fn stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
@@ -825,7 +826,7 @@ impl Caller for SessionCaller {
     fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         items: RawStream,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -838,7 +839,7 @@ impl Caller for SessionCaller {
     fn duplex(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
         items: RawStream,
@@ -852,19 +853,16 @@ impl Caller for SessionCaller {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let inner = match self.server() {
             Ok(inner) => inner,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let notify = Notify {
-            method,
-            args: Bytes::from(args),
-        };
+        let notify = Notify { method, args };
         match inner.registry.notify(self.id, &notify) {
             Delivery::Live(handle) => {
-                Box::pin(async move { handle.notify(notify.method, notify.args.into()).await })
+                Box::pin(async move { handle.notify(notify.method, notify.args).await })
             }
             Delivery::Buffered => Box::pin(std::future::ready(Ok(()))),
             Delivery::Unknown => {

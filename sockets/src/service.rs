@@ -30,6 +30,7 @@ pub use crate::error::DispatchError;
 use crate::error::Error;
 use crate::heartbeat::Rtt;
 use crate::identity::{ConnectionId, Meta, SessionKind};
+pub use crate::protocol::EncodedValue;
 use crate::protocol::codec::{self, CodecError};
 use crate::stream::{RawStream, Stream, Window};
 
@@ -72,8 +73,10 @@ impl ServiceInfo {
     }
 }
 
-/// The running handler of one call: resolves to its encoded return value.
-pub type HandlerFuture = BoxFuture<'static, Result<Vec<u8>, CodecError>>;
+/// The running handler of one call: resolves to its encoded return value
+/// (a hand-written service makes it with [`EncodedValue::encode`]; a small
+/// value is held inline, so answering allocates nothing for it).
+pub type HandlerFuture = BoxFuture<'static, Result<EncodedValue, CodecError>>;
 
 /// The running handler of a streaming call: resolves to its stream of
 /// encoded items.
@@ -237,7 +240,7 @@ pub trait Caller: Send + Sync + 'static {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>>;
 
@@ -245,7 +248,7 @@ pub trait Caller: Send + Sync + 'static {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>>;
 
     /// Opens a stream: sends a call of a streaming method with
@@ -258,7 +261,7 @@ pub trait Caller: Send + Sync + 'static {
     fn stream(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
     ) -> BoxFuture<'static, Result<RawStream, Error>> {
@@ -279,7 +282,7 @@ pub trait Caller: Send + Sync + 'static {
     fn upload(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         items: RawStream,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -300,7 +303,7 @@ pub trait Caller: Send + Sync + 'static {
     fn duplex(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
         window: Window,
         items: RawStream,
@@ -342,7 +345,7 @@ impl Peer {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let args = codec::to_vec(args)?;
+        let args = EncodedValue::encode(args)?;
         let reply = self
             .caller
             .call(Cow::Owned(method.to_owned()), args, options)
@@ -356,7 +359,7 @@ impl Peer {
     /// # Errors
     /// [`Error::Disconnected`] when there is no connection; [`Error::Codec`] when the arguments do not encode.
     pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
-        let args = codec::to_vec(args)?;
+        let args = EncodedValue::encode(args)?;
         self.caller
             .notify(Cow::Owned(method.to_owned()), args)
             .await
@@ -383,7 +386,7 @@ impl Peer {
         A: Serialize + ?Sized,
         T: Send + 'static,
     {
-        let args = codec::to_vec(args)?;
+        let args = EncodedValue::encode(args)?;
         let window = options.window.unwrap_or_default();
         let raw = self
             .caller
@@ -432,7 +435,7 @@ impl Peer {
         U: Serialize + Send + 'static,
         R: DeserializeOwned,
     {
-        let args = codec::to_vec(args)?;
+        let args = EncodedValue::encode(args)?;
         let reply = self
             .caller
             .upload(method.clone(), args, options, items.into_raw())
@@ -465,7 +468,7 @@ impl Peer {
         U: Serialize + Send + 'static,
         T: Send + 'static,
     {
-        let args = codec::to_vec(args)?;
+        let args = EncodedValue::encode(args)?;
         let window = options.window.unwrap_or_default();
         open_duplex(
             self,
@@ -525,7 +528,7 @@ impl Peer {
 pub(crate) async fn open_duplex<U, T>(
     peer: &Peer,
     method: Cow<'static, str>,
-    args: Vec<u8>,
+    args: EncodedValue,
     items: Stream<U>,
     options: CallOptions,
     window: Window,
@@ -549,7 +552,7 @@ where
 /// A typed request encoded for sending, checked for the way it is sent.
 pub(crate) struct Encoded {
     method: &'static str,
-    args: Vec<u8>,
+    args: EncodedValue,
 }
 
 impl Encoded {
@@ -586,7 +589,7 @@ impl Encoded {
         request.encode_args(&mut args)?;
         Ok(Self {
             method: request.method(),
-            args,
+            args: args.into(),
         })
     }
 }
@@ -875,7 +878,7 @@ impl Caller for NoPeer {
     fn call(
         &self,
         _method: Cow<'static, str>,
-        _args: Vec<u8>,
+        _args: EncodedValue,
         _options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         Box::pin(std::future::ready(Err(Self::error())))
@@ -884,7 +887,7 @@ impl Caller for NoPeer {
     fn notify(
         &self,
         _method: Cow<'static, str>,
-        _args: Vec<u8>,
+        _args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         Box::pin(std::future::ready(Err(Self::error())))
     }

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use sockets::__internal::protocol::codec::{self, CodecError};
 use sockets::error::Error;
 use sockets::service::{
-    Context, DispatchError, HandlerFuture, MethodInfo, Service, ServiceInfo, ServiceRequest,
-    ServiceResponse,
+    Context, DispatchError, EncodedValue, HandlerFuture, MethodInfo, Service, ServiceInfo,
+    ServiceRequest, ServiceResponse,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -113,7 +113,7 @@ fn args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DispatchError> {
 fn reply<T: Serialize + Send + 'static>(
     future: impl Future<Output = T> + Send + 'static,
 ) -> HandlerFuture {
-    Box::pin(async move { codec::to_vec(&future.await) })
+    Box::pin(async move { EncodedValue::encode(&future.await) })
 }
 
 /// Reports `Dropped(tag)` when a handler is dropped before it finished.

@@ -64,7 +64,7 @@ fn call(id: u64, method: &str, args: Bytes) -> Message {
         id,
         method: method.to_owned().into(),
         timeout_ms: Some(10_000),
-        args,
+        args: args.into(),
     })
 }
 

@@ -474,7 +474,7 @@ impl Service for Fallback {
             .push((method.to_owned(), args.to_vec()));
         self.0.1.notify_one();
         if method == "any.call" {
-            return Ok(Box::pin(async { Ok(vec![0x2a]) }));
+            return Ok(Box::pin(async { Ok(vec![0x2a].into()) }));
         }
         Err(DispatchError::UnknownMethod(method.to_owned()))
     }

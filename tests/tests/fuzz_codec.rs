@@ -12,6 +12,7 @@ use sockets::__internal::protocol::codec::{self, CodecError};
 use sockets::__internal::protocol::{
     Call, ErrorCode, Message, Notify, Outcome, RemoteError, Reply,
 };
+use sockets::service::EncodedValue;
 use tests::fuzz::config;
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -29,12 +30,12 @@ fn message() -> impl Strategy<Value = Message> {
                 id,
                 method: method.into(),
                 timeout_ms,
-                args
+                args: EncodedValue::copy_from_slice(&args)
             })
         ),
         (any::<u64>(), bytes(64)).prop_map(|(id, value)| Message::Reply(Reply {
             id,
-            outcome: Outcome::Ok(value)
+            outcome: Outcome::Ok(EncodedValue::copy_from_slice(&value))
         })),
         (any::<u64>(), code, ".{0,20}").prop_map(|(id, code, message)| Message::Reply(Reply {
             id,
@@ -42,7 +43,7 @@ fn message() -> impl Strategy<Value = Message> {
         })),
         (".{0,20}", bytes(64)).prop_map(|(method, args)| Message::Notify(Notify {
             method: method.into(),
-            args
+            args: EncodedValue::copy_from_slice(&args)
         })),
         any::<u64>().prop_map(|id| Message::Cancel { id }),
         any::<u64>().prop_map(|nonce| Message::Ping { nonce }),

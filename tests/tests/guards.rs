@@ -133,7 +133,11 @@ async fn a_method_guard_refuses_before_decoding_and_lets_admins_through() {
     let raw = ada
         .peer()
         .caller()
-        .call("accounts.reset".into(), vec![0xc1], CallOptions::default())
+        .call(
+            "accounts.reset".into(),
+            vec![0xc1].into(),
+            CallOptions::default(),
+        )
         .await;
     assert!(matches!(raw, Err(Error::Forbidden(_))), "{raw:?}");
 }
@@ -430,7 +434,7 @@ async fn invalid_arguments_are_refused_with_every_field_error() {
         .caller()
         .call(
             "accounts.register".into(),
-            vec![0x90],
+            vec![0x90].into(),
             CallOptions::default(),
         )
         .await

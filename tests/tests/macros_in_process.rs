@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sockets::__internal::protocol::codec;
 use sockets::service::{
-    BoxFuture, Caller, DispatchError, HandlerFuture, ServiceRequest, ServiceResponse,
+    BoxFuture, Caller, DispatchError, EncodedValue, HandlerFuture, ServiceRequest, ServiceResponse,
 };
 use sockets::{CallOptions, Context, Error, Peer, Service};
 
@@ -172,7 +172,7 @@ impl Caller for InProcess {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
         self.calls
@@ -189,7 +189,7 @@ impl Caller for InProcess {
                     .map_err(|_| Error::Timeout)??,
                 None => run.await?,
             };
-            Ok(Bytes::from(value))
+            Ok(value.into_bytes())
         })
     }
 
@@ -198,7 +198,7 @@ impl Caller for InProcess {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let started = self.start(&method, &args);
         Box::pin(async move {
@@ -361,7 +361,7 @@ async fn a_handler_runs_only_once_its_future_is_polled() {
         .unwrap();
     assert!(server.inner().log.lock().unwrap().is_empty());
     assert_eq!(
-        running.await.unwrap(),
+        running.await.unwrap()[..],
         [0xc0],
         "a unit return encodes as nil"
     );

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sockets::__internal::protocol::codec;
 use sockets::serde_bytes::ByteBuf;
-use sockets::service::{BoxFuture, Caller, ServiceRequest, ServiceResponse};
+use sockets::service::{BoxFuture, Caller, EncodedValue, ServiceRequest, ServiceResponse};
 use sockets::{CallOptions, Error, Peer};
 use tests::{client, server, within};
 
@@ -112,10 +112,10 @@ impl Caller for Recorder {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         _options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
-        self.args.lock().unwrap().push(args);
+        self.args.lock().unwrap().push(args.to_vec());
         let reply = match &*method {
             "blobs.reverse" => self.reverse.clone(),
             _ => codec::to_vec("ok").unwrap(),
@@ -126,7 +126,7 @@ impl Caller for Recorder {
     fn notify(
         &self,
         _method: Cow<'static, str>,
-        _args: Vec<u8>,
+        _args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
         Box::pin(async { Ok(()) })
     }
@@ -216,7 +216,7 @@ async fn vec_u8_round_trips_through_a_real_server_as_bin() {
     let peer = caller.peer();
     let reply = within(peer.caller().call(
         Cow::Borrowed("blobs.reverse"),
-        args,
+        args.into(),
         CallOptions::default(),
     ))
     .await

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sockets::__internal::protocol::codec;
-use sockets::service::{BoxFuture, Caller};
+use sockets::service::{BoxFuture, Caller, EncodedValue};
 use sockets::{CallOptions, Error, Peer};
 
 /// A calculator that only this test's fake peer answers.
@@ -51,10 +51,10 @@ impl Caller for Recorder {
     fn call(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         _options: CallOptions,
     ) -> BoxFuture<'static, Result<Bytes, Error>> {
-        self.record(method, false, args);
+        self.record(method, false, args.to_vec());
         let reply = codec::to_vec(&42i64).expect("an i64 encodes");
         Box::pin(async move { Ok(Bytes::from(reply)) })
     }
@@ -62,9 +62,9 @@ impl Caller for Recorder {
     fn notify(
         &self,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
     ) -> BoxFuture<'static, Result<(), Error>> {
-        self.record(method, true, args);
+        self.record(method, true, args.to_vec());
         Box::pin(async { Ok(()) })
     }
 }

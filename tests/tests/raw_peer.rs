@@ -163,7 +163,7 @@ async fn every_envelope_of_a_batched_plaintext_is_answered() {
         // A reply nobody waits for is ignored.
         Message::Reply(Reply {
             id: 999,
-            outcome: Outcome::Ok(Bytes::from_static(&[0xc0])),
+            outcome: Outcome::Ok(Bytes::from_static(&[0xc0]).into()),
         }),
     ])
     .await;

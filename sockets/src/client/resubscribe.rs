@@ -23,6 +23,7 @@ use super::{ClientState, Inner, stopped, usable};
 use crate::connection::Handle;
 use crate::error::Error;
 use crate::identity::ConnectionId;
+use crate::protocol::EncodedValue;
 use crate::service::BoxFuture;
 use crate::stream::{GAP, RawItems, RawStream, Window};
 
@@ -31,7 +32,7 @@ use crate::stream::{GAP, RawItems, RawStream, Window};
 struct Opening {
     inner: Arc<Inner>,
     method: Cow<'static, str>,
-    args: Vec<u8>,
+    args: EncodedValue,
     window: Window,
 }
 
@@ -91,7 +92,7 @@ impl Resubscribing {
         on: ConnectionId,
         stream: RawStream,
         method: Cow<'static, str>,
-        args: Vec<u8>,
+        args: EncodedValue,
         window: Window,
     ) -> RawStream {
         Box::pin(Self {

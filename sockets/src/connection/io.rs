@@ -442,7 +442,7 @@ impl<'a> Link<'a> {
                         id: call.id,
                         method,
                         timeout_ms: call.timeout_ms,
-                        args: call.args,
+                        args: &call.args,
                     };
                     self.on_call(call, received)?;
                     progress = true;
@@ -583,7 +583,7 @@ impl<'a> Link<'a> {
             Message::Cancel { id } => shared.inbound.cancel(id),
             Message::Reply(reply) => {
                 let result = match reply.outcome {
-                    Outcome::Ok(value) => Ok(value),
+                    Outcome::Ok(value) => Ok(value.into_bytes()),
                     Outcome::Err(error) => Err(error.into()),
                 };
                 if reply.id >= super::streams::FIRST_STREAM_ID {
@@ -628,10 +628,11 @@ impl<'a> Link<'a> {
             .is_some_and(|payload| payload.len() >= COPY_FREE_PAYLOAD);
         if !large {
             codec::encode_message(message, &mut self.plain);
-        } else if let Some(payload) = codec::encode_message_head(message, &mut self.plain) {
+        } else if let Some(payload) = message.payload_bytes() {
             // The head is in `plain`; the payload follows it when sealed.
-            self.payloads.push((self.plain.len(), payload.clone()));
+            codec::encode_message_head(message, &mut self.plain);
             self.payload_bytes += payload.len();
+            self.payloads.push((self.plain.len(), payload));
         }
         self.pushed(before)
     }

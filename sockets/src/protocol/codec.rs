@@ -70,13 +70,36 @@ std::thread_local! {
 /// # Errors
 /// As [`encode_value`].
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    encode_scratch(value, take_encoded)
+}
+
+/// The value encoded in `scratch` in a buffer of its own: copied out at its
+/// exact size when at most 4 KiB, else the buffer itself (`scratch` is left
+/// empty).
+pub(crate) fn take_encoded(scratch: &mut Vec<u8>) -> Vec<u8> {
+    if scratch.len() <= EXACT_UP_TO {
+        scratch.as_slice().to_vec()
+    } else {
+        std::mem::take(scratch)
+    }
+}
+
+/// Encodes `value` into this thread's scratch buffer and hands the encoding
+/// to `take`, which copies out what it keeps (or takes the buffer).
+///
+/// # Errors
+/// As [`encode_value`].
+pub(crate) fn encode_scratch<T: Serialize + ?Sized, R>(
+    value: &T,
+    take: impl FnOnce(&mut Vec<u8>) -> R,
+) -> Result<R, CodecError> {
     SCRATCH.with(|scratch| {
         // A `Serialize` implementation that encodes while being encoded
         // finds the scratch buffer taken: it gets a buffer of its own.
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
             let mut out = Vec::with_capacity(64);
             encode_value(value, &mut out)?;
-            return Ok(out);
+            return Ok(take(&mut out));
         };
         scratch.clear();
         let encoded = encode_value(value, &mut scratch);
@@ -84,13 +107,9 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
             scratch.clear();
             return Err(error);
         }
-        if scratch.len() <= EXACT_UP_TO {
-            let out = scratch.as_slice().to_vec();
-            scratch.clear();
-            Ok(out)
-        } else {
-            Ok(std::mem::take(&mut *scratch))
-        }
+        let taken = take(&mut scratch);
+        scratch.clear();
+        Ok(taken)
     })
 }
 
@@ -217,7 +236,7 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
 /// then reach its destination without being copied here first, for example
 /// through [`Sealer::seal_parts`](crate::crypto::Sealer::seal_parts).
 /// `None`: the envelope has no payload and was written whole.
-pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Option<&'m Bytes> {
+pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Option<&'m [u8]> {
     use rmp::encode as enc;
     // Writing into a Vec cannot fail, so the writers' results carry no information.
     match message {
@@ -329,7 +348,7 @@ fn stream_head(out: &mut Vec<u8>, len: u32, tag: u64, id: u64, half: Half) {
 }
 
 /// Writes the `bin` header of `payload`; returns the payload to follow it.
-fn bin_head<'m>(out: &mut Vec<u8>, payload: &'m Bytes) -> &'m Bytes {
+fn bin_head<'m>(out: &mut Vec<u8>, payload: &'m [u8]) -> &'m [u8] {
     // A bin header cannot describe 4 GiB or more; the message size limits
     // (at most a few MiB) refuse such a payload long before it gets here.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -496,7 +515,7 @@ impl Reader<'_> {
                     // Checked to be UTF-8 by `call`.
                     method: String::from_utf8_lossy(method).into_owned().into(),
                     timeout_ms: call.timeout_ms,
-                    args: call.args,
+                    args: call.args.into(),
                 })
             }
             (TAG_REPLY, 4) => {
@@ -504,7 +523,7 @@ impl Reader<'_> {
                 let code = u16::try_from(self.uint()?)
                     .map_err(|_| CodecError::Envelope("error code out of range"))?;
                 let outcome = match ErrorCode::from_u16(code) {
-                    None => Outcome::Ok(self.bin(whole)?),
+                    None => Outcome::Ok(self.bin(whole)?.into()),
                     Some(code) => Outcome::Err(RemoteError {
                         code,
                         message: self.string()?,
@@ -517,7 +536,7 @@ impl Reader<'_> {
                 let args = self.bin(whole)?;
                 Message::Notify(Notify {
                     method: method.into(),
-                    args,
+                    args: args.into(),
                 })
             }
             (TAG_CANCEL, 2) => Message::Cancel { id: self.uint()? },
@@ -744,12 +763,12 @@ mod tests {
                 id: 1,
                 method: "echo.echo".into(),
                 timeout_ms: None,
-                args: args.clone(),
+                args: args.clone().into(),
             })));
             let Message::Call(call) = decode_message(&wire).unwrap() else {
                 panic!("not a call");
             };
-            assert_eq!(call.args, args);
+            assert_eq!(call.args[..], args[..]);
             let start = call.args.as_ptr() as usize - wire.as_ptr() as usize;
             assert_eq!(
                 start + len,
@@ -780,11 +799,11 @@ mod tests {
             id: u64::MAX,
             method: String::new().into(),
             timeout_ms: None,
-            args: Bytes::from_static(&[0x90]),
+            args: Bytes::from_static(&[0x90]).into(),
         }));
         round_trip(Message::Reply(Reply {
             id: 1,
-            outcome: Outcome::Ok(Bytes::from_static(&[0xc0])),
+            outcome: Outcome::Ok(Bytes::from_static(&[0xc0]).into()),
         }));
         round_trip(Message::Reply(Reply {
             id: 2,
@@ -802,7 +821,7 @@ mod tests {
         }));
         round_trip(Message::Notify(Notify {
             method: "chat.say".into(),
-            args: Bytes::from_static(&[0x91, 0xa1, b'x']),
+            args: Bytes::from_static(&[0x91, 0xa1, b'x']).into(),
         }));
         round_trip(Message::Cancel { id: 3 });
         round_trip(Message::Ping { nonce: 4 });
@@ -906,7 +925,7 @@ mod tests {
                 id: 5,
                 method: "files.sum".into(),
                 timeout_ms: Some(10_000),
-                args: no_args,
+                args: no_args.into(),
             })),
             "950005a966696c65732e73756dcd2710c40190"
         );
@@ -939,7 +958,7 @@ mod tests {
         assert_eq!(
             vector(Message::Reply(Reply {
                 id: 5,
-                outcome: Outcome::Ok(Bytes::from_static(&[0x2a]))
+                outcome: Outcome::Ok(Bytes::from_static(&[0x2a]).into())
             })),
             "94010500c4012a"
         );
@@ -951,7 +970,7 @@ mod tests {
             id: 5,
             method: "files.sum".into(),
             timeout_ms: Some(10_000),
-            args: Bytes::from_static(&[0x91, 0x01]),
+            args: Bytes::from_static(&[0x91, 0x01]).into(),
         };
         let mut plain = Vec::new();
         for message in [
@@ -969,7 +988,7 @@ mod tests {
         let first = run.next_call().expect("a call comes first");
         assert_eq!(&plain[first.method.clone()], b"files.sum");
         assert_eq!((first.id, first.timeout_ms), (5, Some(10_000)));
-        assert_eq!(first.args, call.args);
+        assert_eq!(first.args[..], call.args[..]);
         assert_eq!(run.next_call(), None, "a PING is next");
         assert_eq!(run.next().unwrap().unwrap(), Message::Ping { nonce: 1 });
         let last = run.next_call().expect("then a call without a deadline");

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use super::EncodedValue;
+
 /// One RPC envelope, the plaintext of one (possibly chunked) DATA frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -104,7 +106,7 @@ impl Message {
     /// The envelope's payload, its last field: a call's or notification's
     /// arguments, a successful reply's value, a stream's item; `None` for
     /// the others.
-    pub fn payload(&self) -> Option<&Bytes> {
+    pub fn payload(&self) -> Option<&[u8]> {
         match self {
             Message::Call(call) => Some(&call.args),
             Message::Notify(notify) => Some(&notify.args),
@@ -113,6 +115,21 @@ impl Message {
                 ..
             }) => Some(value),
             Message::Item { item, .. } => Some(item),
+            _ => None,
+        }
+    }
+
+    /// The envelope's payload as [`Bytes`]: shared when it is (a large
+    /// one always is), copied when it is held inline.
+    pub fn payload_bytes(&self) -> Option<Bytes> {
+        match self {
+            Message::Call(Call { args: value, .. })
+            | Message::Notify(Notify { args: value, .. })
+            | Message::Reply(Reply {
+                outcome: Outcome::Ok(value),
+                ..
+            }) => Some(value.clone().into_bytes()),
+            Message::Item { item, .. } => Some(item.clone()),
             _ => None,
         }
     }
@@ -130,7 +147,7 @@ pub struct Call {
     /// was sent. Relative, so clocks need not agree. `None`: no deadline.
     pub timeout_ms: Option<u32>,
     /// The arguments: exactly one MessagePack value (an array, one element per argument).
-    pub args: Bytes,
+    pub args: EncodedValue,
 }
 
 /// The answer to a call.
@@ -146,7 +163,7 @@ pub struct Reply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The handler returned: exactly one MessagePack value, the method's declared return value.
-    Ok(Bytes),
+    Ok(EncodedValue),
     /// The call did not reach the handler, or the handler did not return.
     Err(RemoteError),
 }
@@ -167,7 +184,7 @@ pub struct Notify {
     /// generated client, owned when decoded.
     pub method: Cow<'static, str>,
     /// The arguments: exactly one MessagePack value.
-    pub args: Bytes,
+    pub args: EncodedValue,
 }
 
 /// The code of a [`RemoteError`]; `0` on the wire means success and is not a variant.

@@ -565,7 +565,7 @@ mod tests {
     fn notify(n: usize, len: usize) -> Notify {
         Notify {
             method: Cow::Owned(format!("m{n}")),
-            args: Bytes::from(vec![0u8; len]),
+            args: Bytes::from(vec![0u8; len]).into(),
         }
     }
 

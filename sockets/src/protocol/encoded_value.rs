@@ -1,0 +1,200 @@
+//! One encoded MessagePack value as an envelope carries it: a call's or a
+//! notification's arguments, a successful reply's value.
+//!
+//! Most calls carry a few dozen bytes each way. Such a value is held inline,
+//! in the envelope itself, so a small call allocates nothing for its
+//! arguments and a small reply nothing for its value: the bytes go from the
+//! encoder to the envelope to the connection's batch. Larger values, and
+//! those sliced out of a received frame, are a [`Bytes`] (no copy).
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::codec::{self, CodecError};
+
+/// Values of at most this many bytes are held inline: the envelope's whole
+/// value then takes 64 bytes, like a cache line.
+pub(crate) const INLINE: usize = 62;
+
+/// Exactly one encoded MessagePack value: what a [`Caller`](crate::service::Caller)
+/// sends as a call's arguments and what a handler's future
+/// ([`HandlerFuture`](crate::service::HandlerFuture)) resolves to.
+///
+/// A value of at most 62 bytes is held inline (no allocation); a larger one
+/// is shared, as [`Bytes`]. It reads as a byte slice either way.
+///
+/// ```
+/// use sockets::service::EncodedValue;
+///
+/// let value = EncodedValue::encode(&(1u8, "x")).unwrap();
+/// assert_eq!(&value[..], [0x92, 0x01, 0xa1, b'x']);
+/// assert_eq!(EncodedValue::from(vec![0x90]), EncodedValue::from(&[0x90][..]));
+/// ```
+#[derive(Clone)]
+pub struct EncodedValue(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Bytes),
+}
+
+impl EncodedValue {
+    /// Encodes `value` as one MessagePack value (structs as maps, as
+    /// generated code encodes them).
+    ///
+    /// # Errors
+    /// When `value`'s `Serialize` implementation fails.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
+        codec::encode_scratch(value, |encoded| {
+            if encoded.len() <= INLINE {
+                Self::inline(encoded)
+            } else {
+                Self(Repr::Shared(Bytes::from(codec::take_encoded(encoded))))
+            }
+        })
+    }
+
+    /// `bytes`, copied: inline when they fit.
+    pub fn copy_from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            Self::inline(bytes)
+        } else {
+            Self(Repr::Shared(Bytes::copy_from_slice(bytes)))
+        }
+    }
+
+    fn inline(bytes: &[u8]) -> Self {
+        let mut inline = [0; INLINE];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Self(Repr::Inline {
+            // At most `INLINE`, checked by both callers.
+            len: bytes.len() as u8,
+            bytes: inline,
+        })
+    }
+
+    /// The encoded bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The encoded bytes as [`Bytes`]: free when shared, one copy when inline.
+    pub fn into_bytes(self) -> Bytes {
+        match self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for EncodedValue {
+    /// No bytes (not a valid value; a placeholder).
+    fn default() -> Self {
+        Self::inline(&[])
+    }
+}
+
+impl Deref for EncodedValue {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for EncodedValue {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<Bytes> for EncodedValue {
+    /// Shares `bytes`, whatever their size (no copy).
+    fn from(bytes: Bytes) -> Self {
+        Self(Repr::Shared(bytes))
+    }
+}
+
+impl From<Vec<u8>> for EncodedValue {
+    /// Takes `bytes` (no copy).
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Repr::Shared(Bytes::from(bytes)))
+    }
+}
+
+impl From<&[u8]> for EncodedValue {
+    /// Copies `bytes`.
+    fn from(bytes: &[u8]) -> Self {
+        Self::copy_from_slice(bytes)
+    }
+}
+
+impl PartialEq for EncodedValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for EncodedValue {}
+
+impl fmt::Debug for EncodedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EncodedValue")
+            .field(&self.as_slice())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_value_is_inline_and_a_large_one_shared() {
+        let small = EncodedValue::encode(&serde_bytes::Bytes::new(&[7; 32])).unwrap();
+        assert!(matches!(small.0, Repr::Inline { len: 34, .. }));
+        assert_eq!(small[..2], [0xc4, 32]);
+        assert_eq!(small[2..], [7; 32]);
+
+        let edge = EncodedValue::copy_from_slice(&[1; INLINE]);
+        assert!(matches!(edge.0, Repr::Inline { .. }));
+        assert_eq!(edge.as_slice(), [1; INLINE]);
+        let over = EncodedValue::copy_from_slice(&[1; INLINE + 1]);
+        assert!(matches!(over.0, Repr::Shared(_)));
+        assert_eq!(over.as_slice(), [1; INLINE + 1]);
+
+        let large = EncodedValue::encode(&serde_bytes::Bytes::new(&[9; 5000])).unwrap();
+        assert!(matches!(large.0, Repr::Shared(_)));
+        assert_eq!(large.len(), 5003);
+        assert_eq!(large.into_bytes().len(), 5003);
+    }
+
+    #[test]
+    fn equal_bytes_are_equal_however_held() {
+        let inline = EncodedValue::copy_from_slice(&[0x91, 0x01]);
+        let shared = EncodedValue::from(Bytes::from_static(&[0x91, 0x01]));
+        assert_eq!(inline, shared);
+        assert_eq!(inline.clone().into_bytes(), shared.into_bytes());
+        assert_ne!(inline, EncodedValue::from(vec![0x91, 0x02]));
+        assert!(EncodedValue::default().is_empty());
+    }
+
+    #[test]
+    fn a_failing_serialize_is_an_error_and_the_next_encoding_is_whole() {
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(EncodedValue::encode(&(1u8, Fails)).is_err());
+        assert_eq!(&EncodedValue::encode(&2u8).unwrap()[..], [0x02]);
+    }
+}
