@@ -15,15 +15,17 @@ use serde::Serialize;
 
 use super::codec::{self, CodecError};
 
-/// Values of at most this many bytes are held inline: the envelope's whole
-/// value then takes 64 bytes, like a cache line.
-pub(crate) const INLINE: usize = 62;
+/// Values of at most this many bytes are held inline: the value then takes
+/// 40 bytes in its envelope, 8 more than a `Bytes`. A 32-byte `bin` (an id,
+/// a hash, a small record) fits. Measured against 62 (64 bytes): W2/W3 did
+/// no better with the larger envelope (docs/figures/bench-inline-value-ab.txt).
+pub(crate) const INLINE: usize = 38;
 
 /// Exactly one encoded MessagePack value: what a [`Caller`](crate::service::Caller)
 /// sends as a call's arguments and what a handler's future
 /// ([`HandlerFuture`](crate::service::HandlerFuture)) resolves to.
 ///
-/// A value of at most 62 bytes is held inline (no allocation); a larger one
+/// A value of at most 38 bytes is held inline (no allocation); a larger one
 /// is shared, as [`Bytes`]. It reads as a byte slice either way.
 ///
 /// ```
