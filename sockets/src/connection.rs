@@ -429,7 +429,7 @@ impl Handle {
             id,
             method,
             timeout_ms: Some(timeout_ms),
-            args: args.into(),
+            args,
         });
         let sent = self.send_call(&guard, message, deadline, waker);
         // Not even a disabled span's wrapper on the common path.
@@ -506,10 +506,7 @@ impl Handle {
         if shared.closing.with(Option::is_some) {
             return Err(shared.disconnected());
         }
-        let message = Message::Notify(Notify {
-            method,
-            args: args.into(),
-        });
+        let message = Message::Notify(Notify { method, args });
         let write_timeout = shared.config.write_timeout;
         let send = shared.outbound.queue().send(message);
         match tokio::time::timeout(write_timeout, send).await {
@@ -542,7 +539,7 @@ impl Handle {
                 id,
                 method,
                 timeout_ms: None,
-                args: args.into(),
+                args,
             })
         };
         streams::open(shared, call, window, upload).await

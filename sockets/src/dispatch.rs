@@ -398,7 +398,7 @@ impl Inbound {
             let span = record.span().clone();
             let started = span.in_scope(|| {
                 let cx = context(None, info)?;
-                self.services.start_stream(service, cx, method, &args)
+                self.services.start_stream(service, cx, method, args)
             });
             return match started {
                 Ok(handler) => {
@@ -418,7 +418,7 @@ impl Inbound {
         let span = record.span().clone();
         let dispatched = span.in_scope(|| {
             let cx = context(deadline.map(Instant::into_std), info)?;
-            self.services.start(service, cx, method, &args)
+            self.services.start(service, cx, method, args)
         });
         let handler = match dispatched {
             Ok(handler) => handler,

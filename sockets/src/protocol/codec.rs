@@ -743,7 +743,7 @@ mod tests {
             "the head leaves out the payload"
         );
         let mut joined = head[1..].to_vec();
-        joined.extend_from_slice(payload.map_or(&[][..], |p| &p[..]));
+        joined.extend_from_slice(payload.unwrap_or_default());
         assert_eq!(joined, out);
         if let Message::Item { id, half, item } = &message {
             // Written from the item's length alone, the head is the same.
