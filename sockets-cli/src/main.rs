@@ -361,7 +361,13 @@ async fn call_on(
     connection: &Connection,
     method: &str,
     args: Option<&Value>,
-) -> Result<(Option<MethodDescriptor>, Option<sockets::bytes::Bytes>), CliError> {
+) -> Result<
+    (
+        Option<MethodDescriptor>,
+        Option<sockets::service::EncodedValue>,
+    ),
+    CliError,
+> {
     let peer = client.peer();
     let (descriptor, encoded) = prepare(&peer, connection, method, args).await?;
     refuse_streams(method, descriptor.as_ref())?;

@@ -62,7 +62,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -696,7 +695,7 @@ impl Caller for Client {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let timeout = options
@@ -760,7 +759,7 @@ impl Caller for Client {
         args: EncodedValue,
         options: CallOptions,
         items: RawStream,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let (handle, deadline) = inner.connection_for(&options).await?;

@@ -34,7 +34,6 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
@@ -364,7 +363,7 @@ impl Handle {
         method: Cow<'static, str>,
         args: EncodedValue,
         timeout: Duration,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<EncodedValue, Error> {
         self.call_sending(method, args, timeout, None).await
     }
 
@@ -377,7 +376,7 @@ impl Handle {
         args: EncodedValue,
         timeout: Duration,
         items: RawStream,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<EncodedValue, Error> {
         self.call_sending(method, args, timeout, Some(items)).await
     }
 
@@ -388,7 +387,7 @@ impl Handle {
         args: EncodedValue,
         timeout: Duration,
         upload: Option<RawStream>,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<EncodedValue, Error> {
         let shared = &self.0;
         if args.len() + method.len() + ENVELOPE_OVERHEAD > shared.config.max_message {
             return Err(Error::Rejected(
@@ -449,7 +448,7 @@ impl Handle {
         message: Message,
         deadline: Instant,
         started_with: Waker,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<EncodedValue, Error> {
         let shared = &self.0;
         let queue = shared.outbound.queue();
         // Until the task is polled again, nothing can have ended the call
@@ -584,7 +583,7 @@ impl Caller for Handle {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         self.call_boxed(method, args, options)
     }
 
@@ -614,7 +613,7 @@ impl Caller for Handle {
         args: EncodedValue,
         options: CallOptions,
         items: RawStream,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         let handle = self.clone();
         let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
         Box::pin(async move { handle.upload(method, args, timeout, items).await })
@@ -639,7 +638,7 @@ impl Handle {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         let handle = self.clone();
         let timeout = options.timeout.unwrap_or(self.0.config.call_timeout);
         Box::pin(async move { handle.call(method, args, timeout).await })
@@ -664,7 +663,7 @@ impl Caller for WeakHandle {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         match self.handle() {
             Ok(handle) => handle.call_boxed(method, args, options),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -701,7 +700,7 @@ impl Caller for WeakHandle {
         args: EncodedValue,
         options: CallOptions,
         items: RawStream,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         match self.handle() {
             Ok(handle) => Caller::upload(&handle, method, args, options, items),
             Err(error) => Box::pin(std::future::ready(Err(error))),

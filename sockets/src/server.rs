@@ -46,7 +46,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -803,7 +802,7 @@ impl Caller for SessionCaller {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         match self.live() {
             Ok(handle) => Caller::call(&handle, method, args, options),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -829,7 +828,7 @@ impl Caller for SessionCaller {
         args: EncodedValue,
         options: CallOptions,
         items: RawStream,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         match self.live() {
             Ok(handle) => Caller::upload(&handle, method, args, options, items),
             Err(error) => Box::pin(std::future::ready(Err(error))),

@@ -21,7 +21,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -242,7 +241,7 @@ pub trait Caller: Send + Sync + 'static {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>>;
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>>;
 
     /// Sends a notification with already-encoded arguments; resolves once it is queued.
     fn notify(
@@ -285,7 +284,7 @@ pub trait Caller: Send + Sync + 'static {
         args: EncodedValue,
         options: CallOptions,
         items: RawStream,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         let _ = (args, options, items);
         Box::pin(std::future::ready(Err(Error::Rejected(format!(
             "`{method}`: this caller does not send streams"
@@ -880,7 +879,7 @@ impl Caller for NoPeer {
         _method: Cow<'static, str>,
         _args: EncodedValue,
         _options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         Box::pin(std::future::ready(Err(Self::error())))
     }
 

@@ -69,15 +69,18 @@ async fn a_call_allocates_a_bounded_number_of_times_on_both_ends() {
          calls), {bytes_per_call:.0} bytes allocated",
         change.allocations, change.reallocations
     );
-    // Measured: 4.04. Two are the caller's: the boxed call future `dyn
+    // Measured: 4.00. Two are the caller's: the boxed call future `dyn
     // Caller` needs, and the `Vec<u8>` the reply decodes into (the
     // application's value). Two are the server's: the boxed handler `dyn
     // Service` needs, and the `Vec<u8>` argument (the application's value).
     // The encoded arguments and result (34 bytes each) are held inline in
     // their envelopes (`EncodedValue`; each cost one allocation until
     // 2026-12-06); the reply waits in the connection's table of calls, not
-    // in a oneshot; the method name is looked up where it arrived. The read
-    // buffers add one 4 KiB block per ~50 messages.
+    // in a oneshot; the method name is looked up where it arrived. A
+    // received reply's small value is copied out of its frame, so the read
+    // buffer is not shared with a reply its caller has yet to take and is
+    // reused in place (4.04 while the reply was a slice of the frame: a new
+    // 4 KiB read buffer every ~50 messages).
     assert!(
         per_call <= BUDGET,
         "a call allocates {per_call:.2} times on both ends, past the budget of {BUDGET}"
@@ -85,5 +88,6 @@ async fn a_call_allocates_a_bounded_number_of_times_on_both_ends() {
 }
 
 /// Allocations per call, both ends together: the 4 listed above, and room for
-/// the read buffers' occasional block, not for one more per call.
-const BUDGET: f64 = 4.5;
+/// an occasional block (a table or a buffer growing under a loaded
+/// machine's different timing), not for one more per call.
+const BUDGET: f64 = 4.25;

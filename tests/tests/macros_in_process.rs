@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sockets::__internal::protocol::codec;
 use sockets::service::{
@@ -174,7 +173,7 @@ impl Caller for InProcess {
         method: Cow<'static, str>,
         args: EncodedValue,
         options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         self.calls
             .lock()
             .unwrap()
@@ -189,7 +188,7 @@ impl Caller for InProcess {
                     .map_err(|_| Error::Timeout)??,
                 None => run.await?,
             };
-            Ok(value.into_bytes())
+            Ok(value)
         })
     }
 

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use sockets::__internal::protocol::codec;
 use sockets::serde_bytes::ByteBuf;
 use sockets::service::{BoxFuture, Caller, EncodedValue, ServiceRequest, ServiceResponse};
@@ -114,13 +113,13 @@ impl Caller for Recorder {
         method: Cow<'static, str>,
         args: EncodedValue,
         _options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         self.args.lock().unwrap().push(args.to_vec());
         let reply = match &*method {
             "blobs.reverse" => self.reverse.clone(),
             _ => codec::to_vec("ok").unwrap(),
         };
-        Box::pin(async move { Ok(Bytes::from(reply)) })
+        Box::pin(async move { Ok(EncodedValue::from(reply)) })
     }
 
     fn notify(

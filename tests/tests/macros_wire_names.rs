@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use sockets::__internal::protocol::codec;
 use sockets::service::{BoxFuture, Caller, EncodedValue};
 use sockets::{CallOptions, Error, Peer};
@@ -53,10 +52,10 @@ impl Caller for Recorder {
         method: Cow<'static, str>,
         args: EncodedValue,
         _options: CallOptions,
-    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+    ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
         self.record(method, false, args.to_vec());
         let reply = codec::to_vec(&42i64).expect("an i64 encodes");
-        Box::pin(async move { Ok(Bytes::from(reply)) })
+        Box::pin(async move { Ok(EncodedValue::from(reply)) })
     }
 
     fn notify(

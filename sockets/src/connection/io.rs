@@ -583,7 +583,7 @@ impl<'a> Link<'a> {
             Message::Cancel { id } => shared.inbound.cancel(id),
             Message::Reply(reply) => {
                 let result = match reply.outcome {
-                    Outcome::Ok(value) => Ok(value.into_bytes()),
+                    Outcome::Ok(value) => Ok(value),
                     Outcome::Err(error) => Err(error.into()),
                 };
                 if reply.id >= super::streams::FIRST_STREAM_ID {

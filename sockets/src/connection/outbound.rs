@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use crate::protocol::EncodedValue;
 use tokio::time::Instant;
 
 use super::queue::Queue;
@@ -26,7 +26,7 @@ use crate::error::Error;
 #[derive(Default)]
 struct Calls {
     in_flight: InFlight<Option<Waker>>,
-    ended: IdMap<Result<Bytes, Error>>,
+    ended: IdMap<Result<EncodedValue, Error>>,
 }
 
 impl Calls {
@@ -36,7 +36,7 @@ impl Calls {
         &mut self,
         id: u64,
         waiter: Option<Waker>,
-        outcome: Result<Bytes, Error>,
+        outcome: Result<EncodedValue, Error>,
     ) -> Option<Waker> {
         self.ended.insert(id, outcome);
         waiter
@@ -98,7 +98,7 @@ impl Outbound {
         &self,
         id: u64,
         cx: &Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Error>>> {
+    ) -> Poll<Option<Result<EncodedValue, Error>>> {
         let mut calls = self.calls();
         if let Some(outcome) = calls.ended.remove(&id) {
             return Poll::Ready(Some(outcome));
@@ -115,7 +115,7 @@ impl Outbound {
     }
 
     /// A reply came for call `id`; whether the connection may retire now.
-    pub(super) fn complete(&self, id: u64, result: Result<Bytes, Error>) -> bool {
+    pub(super) fn complete(&self, id: u64, result: Result<EncodedValue, Error>) -> bool {
         let (waker, known, pending) = {
             let mut calls = self.calls();
             let (waker, known) = match calls.in_flight.complete(id) {
@@ -230,7 +230,7 @@ mod tests {
         let (count, waker) = waker();
         let cx = Context::from_waker(&waker);
         assert!(outbound.poll_reply(id, &cx).is_pending());
-        assert!(!outbound.complete(id, Ok(Bytes::from_static(b"ok"))));
+        assert!(!outbound.complete(id, Ok(EncodedValue::from(&b"ok"[..]))));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         match outbound.poll_reply(id, &cx) {
             Poll::Ready(Some(Ok(reply))) => assert_eq!(&reply[..], b"ok"),
@@ -241,7 +241,7 @@ mod tests {
             "taken: the call is in no table"
         );
         assert!(
-            !outbound.complete(id, Ok(Bytes::new())),
+            !outbound.complete(id, Ok(EncodedValue::default())),
             "a second reply finds no call"
         );
     }
@@ -254,7 +254,7 @@ mod tests {
             outbound.start(later(), waker.clone()).unwrap(),
             outbound.start(later(), waker.clone()).unwrap(),
         );
-        outbound.complete(first, Ok(Bytes::from_static(b"1")));
+        outbound.complete(first, Ok(EncodedValue::from(&b"1"[..])));
         outbound.complete(second, Err(Error::Timeout));
         assert_eq!(
             count.0.load(Ordering::SeqCst),

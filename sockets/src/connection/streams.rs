@@ -37,7 +37,7 @@ pub(super) use sending::{Outbox, Scratch, Sending};
 use super::Shared;
 use crate::credit::{self, Window};
 use crate::error::{Disconnect, DispatchError, Error};
-use crate::protocol::{ErrorCode, Half, Message, Reason, RemoteError};
+use crate::protocol::{EncodedValue, ErrorCode, Half, Message, Reason, RemoteError};
 use crate::service::StreamHandlerFuture;
 use crate::stream::{RawItems, RawStream};
 
@@ -361,7 +361,7 @@ impl Streams {
 
     /// A reply to the call that opened stream `id` (at least
     /// [`FIRST_STREAM_ID`]): a refusal.
-    pub(super) fn refused(&self, id: u64, result: Result<Bytes, Error>) {
+    pub(super) fn refused(&self, id: u64, result: Result<EncodedValue, Error>) {
         if let Some(inbox) = self.forget(id, Half::Down) {
             let error = result
                 .err()

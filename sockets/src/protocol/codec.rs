@@ -15,6 +15,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::encoded_value::EncodedValue;
 use super::message::{Call, ErrorCode, Half, Message, Notify, Outcome, RemoteError, Reply};
 
 /// The most deeply nested value a decoder accepts.
@@ -523,7 +524,7 @@ impl Reader<'_> {
                 let code = u16::try_from(self.uint()?)
                     .map_err(|_| CodecError::Envelope("error code out of range"))?;
                 let outcome = match ErrorCode::from_u16(code) {
-                    None => Outcome::Ok(self.bin(whole)?.into()),
+                    None => Outcome::Ok(self.value(whole)?),
                     Some(code) => Outcome::Err(RemoteError {
                         code,
                         message: self.string()?,
@@ -533,10 +534,10 @@ impl Reader<'_> {
             }
             (TAG_NOTIFY, 3) => {
                 let method = self.string()?;
-                let args = self.bin(whole)?;
+                let args = self.value(whole)?;
                 Message::Notify(Notify {
                     method: method.into(),
-                    args: args.into(),
+                    args,
                 })
             }
             (TAG_CANCEL, 2) => Message::Cancel { id: self.uint()? },
@@ -670,6 +671,12 @@ impl Reader<'_> {
             timeout_ms,
             args,
         })
+    }
+
+    /// A `bin` payload as a value an envelope carries: see
+    /// [`EncodedValue::received`].
+    fn value(&mut self, whole: &Bytes) -> Result<EncodedValue, CodecError> {
+        Ok(EncodedValue::received(whole, self.bin_range()?))
     }
 
     fn bin(&mut self, whole: &Bytes) -> Result<Bytes, CodecError> {

@@ -4,11 +4,14 @@
 //! Most calls carry a few dozen bytes each way. Such a value is held inline,
 //! in the envelope itself, so a small call allocates nothing for its
 //! arguments and a small reply nothing for its value: the bytes go from the
-//! encoder to the envelope to the connection's batch. Larger values, and
-//! those sliced out of a received frame, are a [`Bytes`] (no copy).
+//! encoder to the envelope to the connection's batch. A small value that
+//! arrives is copied out of its frame, so that a reply waiting for its
+//! caller does not keep the connection's read buffer from being reused.
+//! Larger values are a [`Bytes`]: when received, a slice of their frame (no
+//! copy).
 
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -22,7 +25,7 @@ use super::codec::{self, CodecError};
 pub(crate) const INLINE: usize = 38;
 
 /// Exactly one encoded MessagePack value: what a [`Caller`](crate::service::Caller)
-/// sends as a call's arguments and what a handler's future
+/// sends as a call's arguments and resolves to as its reply, and what a handler's future
 /// ([`HandlerFuture`](crate::service::HandlerFuture)) resolves to.
 ///
 /// A value of at most 38 bytes is held inline (no allocation); a larger one
@@ -66,6 +69,17 @@ impl EncodedValue {
             Self::inline(bytes)
         } else {
             Self(Repr::Shared(Bytes::copy_from_slice(bytes)))
+        }
+    }
+
+    /// `whole[range]`, a value received in a frame: copied inline when it
+    /// fits, so that a small value (a reply waiting for its caller, say)
+    /// does not keep the frame's buffer alive; a slice of `whole` otherwise.
+    pub(crate) fn received(whole: &Bytes, range: Range<usize>) -> Self {
+        if range.len() <= INLINE {
+            Self::inline(&whole[range])
+        } else {
+            Self(Repr::Shared(whole.slice(range)))
         }
     }
 
@@ -176,6 +190,23 @@ mod tests {
         assert!(matches!(large.0, Repr::Shared(_)));
         assert_eq!(large.len(), 5003);
         assert_eq!(large.into_bytes().len(), 5003);
+    }
+
+    #[test]
+    fn a_received_value_is_copied_when_small_and_a_slice_of_its_frame_when_large() {
+        let frame = Bytes::from((0..=99).collect::<Vec<u8>>());
+        let small = EncodedValue::received(&frame, 10..10 + INLINE);
+        assert!(matches!(small.0, Repr::Inline { .. }));
+        let large = EncodedValue::received(&frame, 10..11 + INLINE);
+        let Repr::Shared(shared) = &large.0 else {
+            panic!("a large value is shared");
+        };
+        assert_eq!(shared.as_ptr(), frame[10..].as_ptr(), "no copy");
+        drop(large);
+        // The small value holds no reference: the frame's buffer is ours
+        // alone again (the read buffer can be reused in place).
+        let buffer = frame.try_into_mut().expect("the frame's buffer is unique");
+        assert_eq!(small.as_slice(), &buffer[10..10 + INLINE]);
     }
 
     #[test]
