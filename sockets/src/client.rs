@@ -696,15 +696,16 @@ impl Caller for Client {
         args: EncodedValue,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<EncodedValue, Error>> {
+        let timeout = options
+            .timeout
+            .unwrap_or(self.inner.config.call_timeout)
+            .min(connection::MAX_CALL_TIMEOUT);
+        // The usual case, connected: the call holds its connection only.
+        if let Some(handle) = self.inner.usable_connection() {
+            return Box::pin(async move { handle.call(method, args, timeout).await });
+        }
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = options
-                .timeout
-                .unwrap_or(inner.config.call_timeout)
-                .min(connection::MAX_CALL_TIMEOUT);
-            if let Some(handle) = inner.usable_connection() {
-                return handle.call(method, args, timeout).await;
-            }
             // Waiting for a connection counts against the call's time.
             let deadline = Instant::now() + timeout;
             // Boxed, so the common path's future stays small.

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     /// The handle handlers get to call this peer back ([`Shared::peer`]).
     peer: OnceLock<Peer>,
     closing: Signal<Option<Closing>>,
+    /// `closing` is set: read on every call without taking its lock.
+    closed: AtomicBool,
     /// Set once the task has ended.
     done: Signal<Option<Disconnect>>,
     /// This side's metric handles.
@@ -153,6 +155,7 @@ impl Shared {
             server_id: params.server_id,
             peer: OnceLock::new(),
             closing: Signal::new(None),
+            closed: AtomicBool::new(false),
             done: Signal::new(None),
             meter: params.meter,
             span,
@@ -173,6 +176,7 @@ impl Shared {
             true
         });
         if first {
+            self.closed.store(true, Ordering::Release);
             tracing::debug!(id = %self.id, %reason, "connection closing");
             self.outbound.fail_all();
             self.streams.close(&reason);
@@ -268,8 +272,9 @@ impl std::fmt::Debug for Handle {
 
 /// Ends a call exactly once: when the caller drops its future (or the
 /// deadline passes) while the call is pending, the peer is told to cancel it.
-struct CallGuard {
-    shared: Arc<Shared>,
+struct CallGuard<'a> {
+    /// Borrowed from the call's handle: no reference count to change per call.
+    shared: &'a Arc<Shared>,
     id: u64,
     /// The call sends a stream: it ends with the call.
     uploading: bool,
@@ -277,7 +282,7 @@ struct CallGuard {
     ended: AtomicBool,
 }
 
-impl Drop for CallGuard {
+impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if self.uploading {
             self.shared.streams.stop_sending(self.id, Half::Up);
@@ -404,7 +409,7 @@ impl Handle {
             .start(deadline, waker.clone())
             .ok_or_else(|| shared.disconnected())?;
         let guard = CallGuard {
-            shared: Arc::clone(shared),
+            shared,
             id,
             uploading: upload.is_some(),
             ended: AtomicBool::new(false),
@@ -444,7 +449,7 @@ impl Handle {
     /// Queues a started call and waits for its reply.
     async fn send_call(
         &self,
-        guard: &CallGuard,
+        guard: &CallGuard<'_>,
         message: Message,
         deadline: Instant,
         started_with: Waker,
@@ -502,7 +507,7 @@ impl Handle {
                 "the arguments exceed the maximum message size".into(),
             ));
         }
-        if shared.closing.with(Option::is_some) {
+        if shared.closed.load(Ordering::Acquire) {
             return Err(shared.disconnected());
         }
         let message = Message::Notify(Notify { method, args });
@@ -556,7 +561,7 @@ impl Handle {
 
     /// Whether the connection is closing or closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.closing.with(Option::is_some)
+        self.0.closed.load(Ordering::Acquire)
     }
 
     /// New calls from the peer are answered `SHUTTING_DOWN` from now on.
