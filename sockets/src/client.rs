@@ -700,7 +700,9 @@ impl Caller for Client {
             .timeout
             .unwrap_or(self.inner.config.call_timeout)
             .min(connection::MAX_CALL_TIMEOUT);
-        // The usual case, connected: the call holds its connection only.
+        // The usual case, connected: the call goes on the connection of the
+        // moment it is made, and its future holds that connection only (no
+        // reference count of the client's to change per call).
         if let Some(handle) = self.inner.usable_connection() {
             return Box::pin(async move { handle.call(method, args, timeout).await });
         }
