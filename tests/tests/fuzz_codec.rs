@@ -20,9 +20,13 @@ fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
+    // Every code as the decoder names it: a number the protocol names is
+    // never `Other` (a generator of `Other(8..)` went stale when FORBIDDEN
+    // and LAGGED took 8 and 9, and failed once in a while).
     let code = prop_oneof![
-        (1u16..=7).prop_map(|c| ErrorCode::from_u16(c).expect("known")),
-        (8u16..).prop_map(ErrorCode::Other),
+        // Small numbers: the named codes, and the first unnamed ones.
+        (1u16..=32).prop_map(|c| ErrorCode::from_u16(c).expect("1 and up")),
+        (1u16..).prop_map(|c| ErrorCode::from_u16(c).expect("1 and up")),
     ];
     prop_oneof![
         (any::<u64>(), ".{0,20}", any::<Option<u32>>(), bytes(64)).prop_map(
