@@ -119,12 +119,13 @@ impl Services {
         service: &Arc<dyn Service>,
         cx: Context,
         method: &str,
-        args: &[u8],
+        args: &EncodedValue,
     ) -> Result<HandlerFuture, DispatchError> {
         if !self.guards.is_empty() && service.info().name != describe::SERVICE {
             self.guards.check(&cx, method)?;
         }
-        Arc::clone(service).dispatch(cx, method, args)
+        // The arguments decode now, lent to the blobs among them.
+        args.decode(|args| Arc::clone(service).dispatch(cx, method, args))
     }
 
     /// As [`Services::start`], for a streaming method.
@@ -133,12 +134,12 @@ impl Services {
         service: &Arc<dyn Service>,
         cx: Context,
         method: &str,
-        args: &[u8],
+        args: &EncodedValue,
     ) -> Result<StreamHandlerFuture, DispatchError> {
         if !self.guards.is_empty() {
             self.guards.check(&cx, method)?;
         }
-        Arc::clone(service).dispatch_stream(cx, method, args)
+        args.decode(|args| Arc::clone(service).dispatch_stream(cx, method, args))
     }
 
     /// Notifications dropped so far, on every connection these services serve.
@@ -209,7 +210,7 @@ pub(crate) struct CallRef<'a> {
     pub(crate) id: u64,
     pub(crate) method: &'a str,
     pub(crate) timeout_ms: Option<u32>,
-    pub(crate) args: &'a [u8],
+    pub(crate) args: &'a EncodedValue,
 }
 
 impl<'a> From<&'a Call> for CallRef<'a> {

@@ -106,6 +106,7 @@ pub use error::{Disconnect, Error, Result};
 pub use guard::{Guard, Refusal, ServiceExt};
 pub use heartbeat::Rtt;
 pub use identity::{ConnectionId, Headers, Meta, SessionKind};
+pub use protocol::Blob;
 pub use server::{
     AuthDecision, ConnectionInfo, PeerInfo, Server, ServerBuilder, ServerEvent, ServerStats,
 };

@@ -381,7 +381,7 @@ where
         .caller()
         .call(Cow::Borrowed(method), args, options)
         .await?;
-    decode_reply(method, &reply)
+    reply.decode(|value| decode_reply(method, value))
 }
 
 /// Sends `method` through `peer` as a notification: what [`Peer::notify`]

@@ -27,12 +27,14 @@
 //! `payloads`; close codes and every fixed close reason in `close`.
 //! docs/PROTOCOL.md is the normative description.
 
+pub(crate) mod blob;
 pub(crate) mod close;
 pub(crate) mod codec;
 pub(crate) mod encoded_value;
 pub(crate) mod message;
 pub(crate) mod payloads;
 
+pub use blob::Blob;
 pub use close::CloseCode;
 pub(crate) use close::Reason;
 pub use encoded_value::EncodedValue;

@@ -349,7 +349,8 @@ impl Peer {
             .caller
             .call(Cow::Owned(method.to_owned()), args, options)
             .await?;
-        codec::decode_value(&reply)
+        reply
+            .decode(|value| codec::decode_value(value))
             .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))
     }
 
@@ -439,7 +440,8 @@ impl Peer {
             .caller
             .upload(method.clone(), args, options, items.into_raw())
             .await?;
-        codec::decode_value(&reply)
+        reply
+            .decode(|value| codec::decode_value(value))
             .map_err(|e| Error::Protocol(format!("reply to `{method}` did not decode: {e}")))
     }
 
@@ -506,7 +508,7 @@ impl Peer {
             .caller
             .call(Cow::Borrowed(method), encoded.args.clone(), options)
             .await?;
-        R::decode(method, &reply)
+        reply.decode(|value| R::decode(method, value))
     }
 
     /// Sends a request encoded once (for several peers) as a notification.

@@ -425,8 +425,8 @@ pub struct CallFields {
     pub method: Range<usize>,
     /// As [`Call::timeout_ms`].
     pub timeout_ms: Option<u32>,
-    /// As [`Call::args`]: a slice of the plaintext.
-    pub args: Bytes,
+    /// As [`Call::args`] (see [`EncodedValue::received`]).
+    pub args: EncodedValue,
 }
 
 impl Messages {
@@ -516,7 +516,7 @@ impl Reader<'_> {
                     // Checked to be UTF-8 by `call`.
                     method: String::from_utf8_lossy(method).into_owned().into(),
                     timeout_ms: call.timeout_ms,
-                    args: call.args.into(),
+                    args: call.args,
                 })
             }
             (TAG_REPLY, 4) => {
@@ -664,7 +664,7 @@ impl Reader<'_> {
                     .map_err(|_| CodecError::Envelope("timeout out of range"))?,
             )
         };
-        let args = self.bin(whole)?;
+        let args = self.value(whole)?;
         Ok(CallFields {
             id,
             method,

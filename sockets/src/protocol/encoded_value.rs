@@ -43,8 +43,16 @@ pub struct EncodedValue(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Shared(Bytes),
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    /// `lend`: the buffer may be lent to the [`Blob`](super::Blob)s decoded
+    /// from it, because the value is most of what the buffer holds.
+    Shared {
+        bytes: Bytes,
+        lend: bool,
+    },
 }
 
 impl EncodedValue {
@@ -58,7 +66,7 @@ impl EncodedValue {
             if encoded.len() <= INLINE {
                 Self::inline(encoded)
             } else {
-                Self(Repr::Shared(Bytes::from(codec::take_encoded(encoded))))
+                Self::shared(Bytes::from(codec::take_encoded(encoded)), true)
             }
         })
     }
@@ -68,18 +76,35 @@ impl EncodedValue {
         if bytes.len() <= INLINE {
             Self::inline(bytes)
         } else {
-            Self(Repr::Shared(Bytes::copy_from_slice(bytes)))
+            Self::shared(Bytes::copy_from_slice(bytes), true)
         }
+    }
+
+    fn shared(bytes: Bytes, lend: bool) -> Self {
+        Self(Repr::Shared { bytes, lend })
     }
 
     /// `whole[range]`, a value received in a frame: copied inline when it
     /// fits, so that a small value (a reply waiting for its caller, say)
-    /// does not keep the frame's buffer alive; a slice of `whole` otherwise.
+    /// does not keep the frame's buffer alive; a slice of `whole` otherwise,
+    /// lent to the blobs decoded from it only when it is at least half of
+    /// the frame (see [`Blob`](super::Blob)).
     pub(crate) fn received(whole: &Bytes, range: Range<usize>) -> Self {
         if range.len() <= INLINE {
             Self::inline(&whole[range])
         } else {
-            Self(Repr::Shared(whole.slice(range)))
+            let lend = range.len().saturating_mul(2) >= whole.len();
+            Self::shared(whole.slice(range), lend)
+        }
+    }
+
+    /// Runs `decode` on the encoded bytes; a [`Blob`](super::Blob) decoded
+    /// meanwhile is a view of them rather than a copy, when the rules of
+    /// its module allow.
+    pub(crate) fn decode<R>(&self, decode: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.0 {
+            Repr::Shared { bytes, lend: true } => super::blob::lend(bytes, decode),
+            _ => decode(self.as_slice()),
         }
     }
 
@@ -97,7 +122,7 @@ impl EncodedValue {
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(bytes) => bytes,
+            Repr::Shared { bytes, .. } => bytes,
         }
     }
 
@@ -105,7 +130,7 @@ impl EncodedValue {
     pub fn into_bytes(self) -> Bytes {
         match self.0 {
             Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Repr::Shared(bytes) => bytes,
+            Repr::Shared { bytes, .. } => bytes,
         }
     }
 }
@@ -132,16 +157,17 @@ impl AsRef<[u8]> for EncodedValue {
 }
 
 impl From<Bytes> for EncodedValue {
-    /// Shares `bytes`, whatever their size (no copy).
+    /// Shares `bytes`, whatever their size (no copy). A blob decoded from
+    /// them is a copy: they may be a small part of a larger buffer.
     fn from(bytes: Bytes) -> Self {
-        Self(Repr::Shared(bytes))
+        Self::shared(bytes, false)
     }
 }
 
 impl From<Vec<u8>> for EncodedValue {
     /// Takes `bytes` (no copy).
     fn from(bytes: Vec<u8>) -> Self {
-        Self(Repr::Shared(Bytes::from(bytes)))
+        Self::shared(Bytes::from(bytes), true)
     }
 }
 
@@ -183,11 +209,11 @@ mod tests {
         assert!(matches!(edge.0, Repr::Inline { .. }));
         assert_eq!(edge.as_slice(), [1; INLINE]);
         let over = EncodedValue::copy_from_slice(&[1; INLINE + 1]);
-        assert!(matches!(over.0, Repr::Shared(_)));
+        assert!(matches!(over.0, Repr::Shared { .. }));
         assert_eq!(over.as_slice(), [1; INLINE + 1]);
 
         let large = EncodedValue::encode(&serde_bytes::Bytes::new(&[9; 5000])).unwrap();
-        assert!(matches!(large.0, Repr::Shared(_)));
+        assert!(matches!(large.0, Repr::Shared { .. }));
         assert_eq!(large.len(), 5003);
         assert_eq!(large.into_bytes().len(), 5003);
     }
@@ -198,15 +224,48 @@ mod tests {
         let small = EncodedValue::received(&frame, 10..10 + INLINE);
         assert!(matches!(small.0, Repr::Inline { .. }));
         let large = EncodedValue::received(&frame, 10..11 + INLINE);
-        let Repr::Shared(shared) = &large.0 else {
+        let Repr::Shared {
+            bytes: shared,
+            lend,
+        } = &large.0
+        else {
             panic!("a large value is shared");
         };
         assert_eq!(shared.as_ptr(), frame[10..].as_ptr(), "no copy");
+        assert!(!lend, "39 bytes of a 100-byte frame: not lent to blobs");
         drop(large);
         // The small value holds no reference: the frame's buffer is ours
         // alone again (the read buffer can be reused in place).
         let buffer = frame.try_into_mut().expect("the frame's buffer is unique");
         assert_eq!(small.as_slice(), &buffer[10..10 + INLINE]);
+    }
+
+    #[test]
+    fn a_received_value_that_is_most_of_its_frame_lends_it_to_blobs() {
+        let blob = crate::protocol::Blob::from(vec![8; 1000]);
+        let mut frame = vec![0x93, 0x00, 0x01];
+        let start = frame.len();
+        frame.extend_from_slice(&EncodedValue::encode(&(&blob,)).unwrap());
+        let frame = Bytes::from(frame);
+        let value = EncodedValue::received(&frame, start..frame.len());
+        let decoded: (crate::protocol::Blob,) = value.decode(|b| codec::decode_value(b)).unwrap();
+        assert_eq!(decoded.0, blob);
+        let at = decoded.0.as_ptr() as usize - frame.as_ptr() as usize;
+        assert_eq!(
+            at,
+            start + 4,
+            "a view of the frame, after the array and bin headers"
+        );
+
+        // The same value beside more than its size of other envelopes: copied.
+        let mut padded = frame.to_vec();
+        padded.extend_from_slice(&[0xc0; 1100]);
+        let padded = Bytes::from(padded);
+        let value = EncodedValue::received(&padded, start..frame.len());
+        let decoded: (crate::protocol::Blob,) = value.decode(|b| codec::decode_value(b)).unwrap();
+        assert_eq!(decoded.0, blob);
+        let inside = padded.as_ptr_range().contains(&decoded.0.as_ptr());
+        assert!(!inside, "a copy: the blob would pin a frame twice its size");
     }
 
     #[test]
