@@ -9,8 +9,11 @@
 //! chunks are made only as the server grants credit, so the client never
 //! runs more than the window ahead, however fast it could go. Then it asks,
 //! word by word over one two-way stream, how often each word occurs in the
-//! file, sending the next word only when the last answer came back. It
-//! prints what happened, checks it, and exits by itself.
+//! file, sending the next word only when the last answer came back. Last,
+//! it downloads the whole file in one call, as a `sockets::Blob`: the store
+//! shares its bytes with the reply (no copy) and the client receives a view
+//! of the message it arrived in (no copy either). It prints what happened,
+//! checks it, and exits by itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +23,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sockets::crypto::{Secret, generate_key};
-use sockets::{Client, Server, Stream};
+use sockets::{Blob, Client, Server, Stream};
 
 /// What an upload stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,11 +43,14 @@ pub trait Files {
     async fn upload(&self, name: String, chunks: Stream<Vec<u8>>) -> Result<Stored, String>;
     /// For each word sent, how often it occurs in the file `name`.
     async fn count(&self, name: String, words: Stream<String>) -> Stream<(String, usize)>;
+    /// The file `name`, whole.
+    async fn download(&self, name: String) -> Result<Blob, String>;
 }
 
 #[derive(Clone, Default)]
 struct Store {
-    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// Blobs: a download shares a file's bytes instead of copying them.
+    files: Arc<Mutex<HashMap<String, Blob>>>,
     /// Chunks stored so far (the client compares it with what it made).
     stored: Arc<AtomicU64>,
 }
@@ -68,7 +74,7 @@ impl Files for Store {
         self.files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(name, file);
+            .insert(name, Blob::from(file));
         Ok(stored)
     }
 
@@ -87,6 +93,15 @@ impl Files for Store {
                 .map(|(n, word)| (word, n));
             std::future::ready(answer)
         }))
+    }
+
+    async fn download(&self, name: String) -> Result<Blob, String> {
+        self.files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("no file {name}"))
     }
 }
 
@@ -170,6 +185,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "two apples or two pears a line"
     );
     assert_eq!(counts[3], 0);
+
+    // The whole file in one call, as a blob.
+    let file = files.download("fruit.txt").await??;
+    let expected: Vec<u8> = (0..CHUNKS).flat_map(chunk).collect();
+    println!("downloaded fruit.txt: {} bytes in one call", file.len());
+    assert_eq!(&file[..], expected, "the file as it was uploaded");
+    let missing = files.download("nothing.txt").await?;
+    assert_eq!(missing, Err("no file nothing.txt".to_owned()));
 
     client.close().await;
     server.shutdown(Duration::from_secs(1)).await;
