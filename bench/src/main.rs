@@ -28,7 +28,8 @@
 //!
 //! Every target serves one method that returns its argument (32 bytes, or
 //! 1 MiB in W4), each in its own idiom: `sockets` with a `#[sockets::service]`
-//! (AES-256-GCM, ChaCha20-Poly1305 or plaintext frames; `ours.rs`), tarpc
+//! taking a `sockets::Blob` (AES-256-GCM, ChaCha20-Poly1305 or plaintext
+//! frames; `ours.rs`), tarpc
 //! over TCP with bincode (`peer_tarpc.rs`), jsonrpsee over WebSocket
 //! (`peer_jsonrpsee.rs`), tonic gRPC over HTTP/2 (`peer_tonic.rs`). Each
 //! figure is also given as a ratio to the ceiling of its transport, a bare
