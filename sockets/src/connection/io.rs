@@ -415,6 +415,8 @@ impl<'a> Link<'a> {
             // large message keeps its frame buffer until then, not for ever.
             self.sealer.release_buffer();
         }
+        // And the last large message's buffer, kept for the next one.
+        self.opener.release_buffer();
         // The same for the read buffer, unless a frame is arriving.
         self.transport.release_idle();
         match action {

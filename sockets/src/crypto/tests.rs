@@ -1218,6 +1218,50 @@ fn sealing_reuses_the_frame_buffer_once_its_frames_are_dropped() {
     assert_eq!(open_all(&mut s_open, small)[0].plaintext.as_ref(), b"hello");
 }
 
+#[test]
+fn a_chain_reuses_the_last_large_message_once_its_reader_let_go() {
+    let limits = Limits {
+        max_frame: 16 * 1024,
+        ..Limits::default()
+    };
+    let (mut c_seal, _, _, mut s_open) = authenticated(Suite::Aes256Gcm, Mode::Encrypted, limits);
+    let message = (0..100_000u32).map(|i| (i * 13) as u8).collect::<Vec<_>>();
+    let mut receive = |opener: &mut Opener| {
+        let frames = seal(&mut c_seal, FrameKind::Data, &message);
+        assert!(frames.len() > 2, "a MORE chain");
+        let opened = open_all(opener, frames);
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].plaintext, message);
+        opened
+            .into_iter()
+            .next()
+            .map(|o| o.plaintext)
+            .unwrap_or_default()
+    };
+
+    let first = receive(&mut s_open);
+    let at = first.as_ptr();
+    drop(first);
+    let second = receive(&mut s_open);
+    assert_eq!(
+        second.as_ptr(),
+        at,
+        "the released message's buffer is reused"
+    );
+
+    // Still held by its reader: the next chain gets a buffer of its own,
+    // and the held message is untouched.
+    let third = receive(&mut s_open);
+    assert_ne!(third.as_ptr(), second.as_ptr());
+    assert_eq!(second, message);
+    drop((second, third));
+
+    // Given back when the connection is quiet: nothing to reuse after.
+    s_open.release_buffer();
+    let fourth = receive(&mut s_open);
+    assert_eq!(fourth, message);
+}
+
 /// The walk-through that used to open the module's docs: both ends in one
 /// process, each `Vec<u8>` / `Bytes` one binary WebSocket message.
 #[test]

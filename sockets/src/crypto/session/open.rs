@@ -59,7 +59,14 @@ pub struct Opener {
     state: RecvState,
     /// The MORE chain being reassembled.
     chain: Option<Vec<u8>>,
+    /// The last large message a chain delivered: its buffer is the next
+    /// chain's, if nothing else holds the message by then (see
+    /// `Opener::chain_buffer`).
+    spare: Option<Bytes>,
 }
+
+/// A delivered chain at least this large is kept to be reused.
+const KEEP_CHAIN: usize = 64 * 1024;
 
 impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,6 +98,7 @@ impl Opener {
             finished,
             state: RecvState::First,
             chain: None,
+            spare: None,
         }
     }
 
@@ -124,6 +132,12 @@ impl Opener {
             self.chain = None;
         }
         result
+    }
+
+    /// Gives back the buffer kept from the last large message (call when
+    /// the connection is quiet; the next large message allocates it again).
+    pub fn release_buffer(&mut self) {
+        self.spare = None;
     }
 
     /// Called once AUTH_RESULT ok was sent (server) or received (client):
@@ -238,7 +252,7 @@ impl Opener {
         // payload and its envelope) is never moved again, and a peer cannot
         // make us reserve more than twice what it sent.
         let room = body.len().saturating_mul(2).min(self.limits.max_message);
-        let chain = self.chain.get_or_insert_with(|| Vec::with_capacity(room));
+        let chain = (self.chain).get_or_insert_with(|| Self::chain_buffer(&mut self.spare, room));
         let start = chain.len();
         chain.extend_from_slice(body);
         let ad = self.counter.ad(fh);
@@ -260,10 +274,29 @@ impl Opener {
             return Ok(None);
         }
         let plaintext = self.chain.take().map(Bytes::from).unwrap_or_default();
+        if plaintext.len() >= KEEP_CHAIN {
+            self.spare = Some(plaintext.clone());
+        }
         Ok(Some(Opened {
             kind: FrameKind::Data,
             plaintext,
         }))
+    }
+
+    /// An empty buffer for a new chain, with room for `room` bytes: the last
+    /// large message's, when its reader has let go of it (a large message
+    /// then costs no fresh memory, whose pages the kernel would have to
+    /// fault in and zero), else a new one.
+    fn chain_buffer(spare: &mut Option<Bytes>, room: usize) -> Vec<u8> {
+        if let Some(spare) = spare.take()
+            && let Ok(spare) = spare.try_into_mut()
+            && spare.capacity() >= room
+        {
+            let mut buffer = Vec::from(spare);
+            buffer.clear();
+            return buffer;
+        }
+        Vec::with_capacity(room)
     }
 
     /// Checks the epoch and hard limits, then decrypts in place with the expected sequence number.
