@@ -262,7 +262,8 @@ pub(crate) trait Transport: Send {
     /// new one only when something arrives. The connection calls it when it
     /// starts and at each heartbeat wake, so a busy connection keeps its
     /// buffer (no allocation per message) and an idle one gives it back
-    /// within a heartbeat interval.
+    /// within a heartbeat interval. A large write buffer that nothing waits
+    /// in is let go too.
     fn release_idle(&mut self);
 
     /// The framing's name, for logs and spans.
@@ -576,8 +577,9 @@ impl<C: Codec> Transport for Framed<C> {
     fn release_idle(&mut self) {
         if self.read.is_empty() {
             self.read = BytesMut::new();
-            self.account();
         }
+        self.out.release();
+        self.account();
     }
 
     fn name(&self) -> &'static str {

@@ -11,8 +11,10 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Slices handed to one vectored write.
 pub(crate) const MAX_SLICES: usize = 64;
 
-/// A copy buffer larger than this is given back once it is empty, so a
-/// connection that once wrote a burst does not keep the memory while idle.
+/// A copy buffer larger than this is given back by [`WriteQueue::release`],
+/// so a connection that once wrote a burst does not keep the memory while
+/// idle; until then it is reused, so a client masking large messages into
+/// it does not take fresh memory for each.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// Bytes waiting to be written, in order.
@@ -101,9 +103,14 @@ impl WriteQueue {
         }
         if self.len == 0 {
             self.staged.clear();
-            if self.staged.capacity() > KEEP_CAPACITY {
-                self.staged = BytesMut::new();
-            }
+        }
+    }
+
+    /// Gives back a large copy buffer once nothing waits in it (call when
+    /// the connection is quiet).
+    pub(crate) fn release(&mut self) {
+        if self.len == 0 && self.staged.capacity() > KEEP_CAPACITY {
+            self.staged = BytesMut::new();
         }
     }
 
@@ -151,11 +158,25 @@ mod tests {
     }
 
     #[test]
-    fn a_large_copy_buffer_is_given_back_once_written() {
+    fn a_large_copy_buffer_is_reused_until_released_when_nothing_waits() {
         let mut queue = WriteQueue::default();
-        queue.put_slice(&vec![0; 100_000]);
+        queue.put_masked(&vec![1; 100_000], [1, 2, 3, 4]);
+        let first = queue.staged.as_ptr();
         assert!(queue.allocated() >= 100_000);
+        // Written in two parts: the buffer stays for the next message.
+        queue.advance(60_000);
+        queue.release();
+        assert!(queue.allocated() >= 40_000, "not released while bytes wait");
+        queue.advance(40_000);
+        queue.put_masked(&vec![1; 100_000], [1, 2, 3, 4]);
+        assert_eq!(
+            queue.staged.as_ptr(),
+            first,
+            "the same memory, no new block"
+        );
+        assert_eq!(queue.to_vec()[..4], [0, 3, 2, 5]);
         queue.advance(100_000);
-        assert_eq!(queue.allocated(), 0);
+        queue.release();
+        assert_eq!(queue.allocated(), 0, "given back once nothing waits");
     }
 }
