@@ -86,8 +86,10 @@ async fn a_blob_payload_is_not_copied_out_of_its_frame() {
 
     // A Vec<u8> echo copies the payload into the decoded Vec<u8> on each
     // end; a blob is a view of the received message instead: 2 MiB less.
+    // (1.5: the gap is 2.0 natively and 1.94 under valgrind; a copy on one
+    // end only would leave 1.0.)
     assert!(
-        as_blob <= as_vec - 1.9,
+        as_blob <= as_vec - 1.5,
         "a blob echo allocates {as_blob:.2} MiB, a Vec<u8> echo {as_vec:.2}: \
          the blob was copied out of its message"
     );
@@ -98,10 +100,10 @@ async fn a_blob_payload_is_not_copied_out_of_its_frame() {
 }
 
 /// MiB allocated per blob echo, both ends. Measured: 7.99 (a Vec<u8> echo
-/// 9.99). What is left (valgrind's DHAT): the encoded arguments and result,
-/// each grown to 1 MiB (about 2 MiB allocated apiece with the growth), and
-/// a read buffer per message on each side. The reassembly buffer and the
-/// client's masking buffer are reused from message to message (13.99 before
-/// them; 15.99 for a Vec<u8>, copied out of its message on both ends).
-/// Room for half a MiB of timing, not for one more copy.
-const BLOB_BUDGET: f64 = 8.5;
+/// 9.99); 8.62 under valgrind, whose timing differs. Most of what is left
+/// (valgrind's DHAT): the encoded arguments and result with their growth,
+/// and a read buffer per message on each side. The reassembly buffer and
+/// the client's masking buffer are reused from message to message (each
+/// cost about 2 MiB per echo before: 13.99 then, 15.99 for a Vec<u8>).
+/// Room for timing, not for either of those again.
+const BLOB_BUDGET: f64 = 9.25;
