@@ -425,7 +425,7 @@ pub struct CallFields {
     pub method: Range<usize>,
     /// As [`Call::timeout_ms`].
     pub timeout_ms: Option<u32>,
-    /// As [`Call::args`] (see [`EncodedValue::received`]).
+    /// As [`Call::args`]: copied inline when small, else a slice of the plaintext.
     pub args: EncodedValue,
 }
 
