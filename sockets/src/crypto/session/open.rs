@@ -252,7 +252,9 @@ impl Opener {
         // payload and its envelope) is never moved again, and a peer cannot
         // make us reserve more than twice what it sent.
         let room = body.len().saturating_mul(2).min(self.limits.max_message);
-        let chain = (self.chain).get_or_insert_with(|| Self::chain_buffer(&mut self.spare, room));
+        let chain = self
+            .chain
+            .get_or_insert_with(|| Self::chain_buffer(&mut self.spare, room));
         let start = chain.len();
         chain.extend_from_slice(body);
         let ad = self.counter.ad(fh);
