@@ -625,16 +625,17 @@ impl<'a> Link<'a> {
     /// limit: what came before an envelope that would cross it is sealed first.
     fn push(&mut self, message: &Message) -> Result<(), Closing> {
         let before = self.mark();
-        let large = message
-            .payload()
-            .is_some_and(|payload| payload.len() >= COPY_FREE_PAYLOAD);
-        if !large {
-            codec::encode_message(message, &mut self.plain);
-        } else if let Some(payload) = message.payload_bytes() {
-            // The head is in `plain`; the payload follows it when sealed.
-            codec::encode_message_head(message, &mut self.plain);
-            self.payload_bytes += payload.len();
-            self.payloads.push((self.plain.len(), payload));
+        if let Some(payload) = codec::encode_envelope_head(message, &mut self.plain) {
+            // Small pieces are copied into `plain`; a large one follows the
+            // bytes before it when sealed, from the buffer it is in.
+            payload.for_each_piece(|piece, shared| match shared {
+                Some(buffer) if piece.len() >= COPY_FREE_PAYLOAD => {
+                    self.payload_bytes += piece.len();
+                    self.payloads
+                        .push((self.plain.len(), buffer.slice_ref(piece)));
+                }
+                _ => self.plain.extend_from_slice(piece),
+            });
         }
         self.pushed(before)
     }

@@ -15,8 +15,15 @@
 //! four times its own size alive. Any other blob is copied, as a `ByteBuf`
 //! would be. Outside such a decode (another format, a value decoded by the
 //! application) a blob is always a copy.
+//!
+//! Sending works the other way round: while `EncodedValue::encode` runs, a
+//! blob of [`SPLICE_MIN`] bytes or more *offers* its buffer to the encoding's
+//! sink as it is serialized, and the sink keeps the buffer where the bytes
+//! go instead of copying them ([`splicing`], [`take_offered`]). The sink
+//! knows the bytes for the blob's by their address, so an encoder that
+//! writes them in another form, or another sink, simply copies.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Deref;
 
@@ -24,9 +31,53 @@ use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde::{Serialize, Serializer};
 
+/// Blobs of at least this many bytes stay apart from the value they are
+/// encoded in by `EncodedValue::encode`: the value refers to the blob's
+/// buffer, and the blob's bytes are first copied when the frame that carries
+/// them is sealed. A smaller blob is copied into the encoding, which costs
+/// less than keeping track of it.
+pub(crate) const SPLICE_MIN: usize = 16 * 1024;
+
 thread_local! {
     /// The buffer being decoded from, while [`lend`] runs.
     static LENT: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// How many encodings that keep large blobs apart ([`splicing`]) run on
+    /// this thread, nested ones included.
+    static SPLICING: Cell<u32> = const { Cell::new(0) };
+    /// The large blob being encoded while [`SPLICING`] is not zero, until
+    /// the encoding's sink takes it ([`take_offered`]).
+    static OFFERED: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode`, during which a large [`Blob`] being serialized offers its
+/// buffer to the sink that receives its bytes ([`take_offered`]).
+#[inline]
+pub(crate) fn splicing<R>(encode: impl FnOnce() -> R) -> R {
+    /// Ends this encoding's count, even if `encode` panics.
+    struct End;
+    impl Drop for End {
+        #[inline]
+        fn drop(&mut self) {
+            SPLICING.set(SPLICING.get().saturating_sub(1));
+        }
+    }
+    SPLICING.set(SPLICING.get().saturating_add(1));
+    let _end = End;
+    encode()
+}
+
+/// The buffer of the blob being serialized, when `data` is that blob's
+/// bytes: the very same memory, not merely equal bytes. The sink that
+/// receives the bytes can then keep the buffer instead of copying them.
+pub(crate) fn take_offered(data: &[u8]) -> Option<Bytes> {
+    OFFERED.with(|offered| {
+        let mut offered = offered.borrow_mut();
+        // Addresses compared, never read through.
+        let same = offered
+            .as_ref()
+            .is_some_and(|blob| blob.as_ptr() == data.as_ptr() && blob.len() == data.len());
+        if same { offered.take() } else { None }
+    })
 }
 
 /// Runs `decode` on `source`'s bytes, lending `source` to the [`Blob`]s
@@ -60,12 +111,14 @@ fn view(bytes: &[u8]) -> Option<Bytes> {
 }
 
 /// Binary data as MessagePack `bin`, held as [`Bytes`]: cheap to clone, and
-/// received without a copy.
+/// sent and received without a copy.
 ///
 /// Use it for a method's large binary arguments and results (files, images,
 /// encoded documents). A `Vec<u8>` argument travels the same way on the wire
 /// (`bin`), so the two are interchangeable between peers; a `Blob` only saves
-/// the receiving side a copy. See the module's docs for when it is a view.
+/// copies: the receiving side's out of its message (see the module's docs
+/// for when it is a view), and the sending side's into the encoded value,
+/// for a blob of 16 KiB or more (it is sealed from its own buffer).
 ///
 /// ```
 /// use sockets::Blob;
@@ -146,6 +199,27 @@ impl fmt::Debug for Blob {
 
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() < SPLICE_MIN || SPLICING.get() == 0 {
+            return serializer.serialize_bytes(&self.0);
+        }
+        self.offered(serializer)
+    }
+}
+
+impl Blob {
+    /// Serializes the blob while offering its buffer to the encoding's sink:
+    /// the offer is withdrawn after, taken or not, even if serializing panics.
+    #[cold]
+    fn offered<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Withdraw(Option<Bytes>);
+        impl Drop for Withdraw {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                OFFERED.with(|offered| *offered.borrow_mut() = previous);
+            }
+        }
+        let previous = OFFERED.with(|offered| offered.replace(Some(self.0.clone())));
+        let _withdraw = Withdraw(previous);
         serializer.serialize_bytes(&self.0)
     }
 }

@@ -45,6 +45,14 @@ pub enum CodecError {
 /// [`CodecError::Encode`] when `value`'s `Serialize` implementation fails
 /// (for example a map with non-string keys that the format cannot hold).
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    encode_into(value, out)
+}
+
+/// Encodes `value` as [`encode_value`] does, into any sink.
+pub(crate) fn encode_into<T: Serialize + ?Sized, W: std::io::Write>(
+    value: &T,
+    out: W,
+) -> Result<(), CodecError> {
     let mut serializer = rmp_serde::Serializer::new(out).with_struct_map();
     value
         .serialize(&mut serializer)
@@ -94,21 +102,32 @@ pub(crate) fn encode_scratch<T: Serialize + ?Sized, R>(
     value: &T,
     take: impl FnOnce(&mut Vec<u8>) -> R,
 ) -> Result<R, CodecError> {
+    encode_scratch_with(|out| encode_value(value, out), |encoded, ()| take(encoded))
+}
+
+/// As [`encode_scratch`], with the encoding done by `encode`, whose result
+/// is handed to `take` beside the encoded bytes.
+pub(crate) fn encode_scratch_with<E, R>(
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<E, CodecError>,
+    take: impl FnOnce(&mut Vec<u8>, E) -> R,
+) -> Result<R, CodecError> {
     SCRATCH.with(|scratch| {
         // A `Serialize` implementation that encodes while being encoded
         // finds the scratch buffer taken: it gets a buffer of its own.
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
             let mut out = Vec::with_capacity(64);
-            encode_value(value, &mut out)?;
-            return Ok(take(&mut out));
+            let encoded = encode(&mut out)?;
+            return Ok(take(&mut out, encoded));
         };
         scratch.clear();
-        let encoded = encode_value(value, &mut scratch);
-        if let Err(error) = encoded {
-            scratch.clear();
-            return Err(error);
-        }
-        let taken = take(&mut scratch);
+        let encoded = match encode(&mut scratch) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                scratch.clear();
+                return Err(error);
+            }
+        };
+        let taken = take(&mut scratch, encoded);
         scratch.clear();
         Ok(taken)
     })
@@ -226,8 +245,8 @@ const TAG_STOP: u64 = 9;
 /// MessagePack `bin` whose content must already be one encoded value (from
 /// [`encode_value`]); it is copied as it is.
 pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
-    if let Some(payload) = encode_message_head(message, out) {
-        out.extend_from_slice(payload);
+    if let Some(payload) = encode_envelope_head(message, out) {
+        payload.for_each_piece(|piece, _| out.extend_from_slice(piece));
     }
 }
 
@@ -238,6 +257,47 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
 /// through [`Sealer::seal_parts`](crate::crypto::Sealer::seal_parts).
 /// `None`: the envelope has no payload and was written whole.
 pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Option<&'m [u8]> {
+    encode_envelope_head(message, out).map(|payload| payload.as_slice())
+}
+
+/// The payload an envelope's head leaves out ([`encode_envelope_head`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Payload<'m> {
+    /// A call's or notification's arguments, a reply's value.
+    Value(&'m EncodedValue),
+    /// A stream's item.
+    Item(&'m Bytes),
+}
+
+impl<'m> Payload<'m> {
+    /// The payload's bytes in one slice (a value encoded in pieces is
+    /// joined once, see [`EncodedValue`]).
+    pub(crate) fn as_slice(self) -> &'m [u8] {
+        match self {
+            Payload::Value(value) => value.as_slice(),
+            Payload::Item(item) => item,
+        }
+    }
+
+    /// Calls `piece` on the payload's bytes, in order, in the pieces they
+    /// are held in; with the buffer each piece lies in, when shared.
+    pub(crate) fn for_each_piece(&self, piece: impl FnMut(&[u8], Option<&Bytes>)) {
+        match self {
+            Payload::Value(value) => value.for_each_piece(piece),
+            Payload::Item(item) => {
+                let mut piece = piece;
+                piece(item, Some(item));
+            }
+        }
+    }
+}
+
+/// As [`encode_message_head`], with the payload left as it is held: a
+/// value whose large blobs were kept apart stays in pieces.
+pub(crate) fn encode_envelope_head<'m>(
+    message: &'m Message,
+    out: &mut Vec<u8>,
+) -> Option<Payload<'m>> {
     use rmp::encode as enc;
     // Writing into a Vec cannot fail, so the writers' results carry no information.
     match message {
@@ -259,7 +319,7 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
                     let _ = enc::write_nil(out);
                 }
             }
-            Some(bin_head(out, args))
+            Some(bin_head(out, Payload::Value(args)))
         }
         Message::Reply(Reply { id, outcome }) => {
             let _ = enc::write_array_len(out, 4);
@@ -268,7 +328,7 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
             match outcome {
                 Outcome::Ok(value) => {
                     let _ = enc::write_uint(out, 0);
-                    Some(bin_head(out, value))
+                    Some(bin_head(out, Payload::Value(value)))
                 }
                 Outcome::Err(RemoteError { code, message }) => {
                     let _ = enc::write_uint(out, u64::from(code.to_u16()));
@@ -281,7 +341,7 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
             let _ = enc::write_array_len(out, 3);
             let _ = enc::write_uint(out, TAG_NOTIFY);
             let _ = enc::write_str(out, method);
-            Some(bin_head(out, args))
+            Some(bin_head(out, Payload::Value(args)))
         }
         Message::Cancel { id } => {
             write_tagged_u64(out, TAG_CANCEL, *id);
@@ -308,7 +368,7 @@ pub fn encode_message_head<'m>(message: &'m Message, out: &mut Vec<u8>) -> Optio
         }
         Message::Item { id, half, item } => {
             stream_head(out, 4, TAG_ITEM, *id, *half);
-            Some(bin_head(out, item))
+            Some(bin_head(out, Payload::Item(item)))
         }
         Message::End { id, half, error } => {
             stream_head(out, 5, TAG_END, *id, *half);
@@ -349,10 +409,14 @@ fn stream_head(out: &mut Vec<u8>, len: u32, tag: u64, id: u64, half: Half) {
 }
 
 /// Writes the `bin` header of `payload`; returns the payload to follow it.
-fn bin_head<'m>(out: &mut Vec<u8>, payload: &'m [u8]) -> &'m [u8] {
+fn bin_head<'m>(out: &mut Vec<u8>, payload: Payload<'m>) -> Payload<'m> {
+    let len = match payload {
+        Payload::Value(value) => value.len(),
+        Payload::Item(item) => item.len(),
+    };
     // A bin header cannot describe 4 GiB or more; the message size limits
     // (at most a few MiB) refuse such a payload long before it gets here.
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
     let _ = rmp::encode::write_bin_len(out, len);
     payload
 }
@@ -603,6 +667,32 @@ impl Reader<'_> {
     }
 
     fn uint(&mut self) -> Result<u64, CodecError> {
+        // The encodings every encoder uses for an unsigned integer, read
+        // here; any other (a signed one of a non-negative value, say) by rmp.
+        let rest = self.remaining();
+        let len = match rest.first() {
+            Some(&fixint @ 0x00..=0x7f) => {
+                self.pos += 1;
+                return Ok(u64::from(fixint));
+            }
+            Some(0xcc) => 1,
+            Some(0xcd) => 2,
+            Some(0xce) => 4,
+            Some(0xcf) => 8,
+            _ => return self.any_uint(),
+        };
+        let Some(bytes) = rest.get(1..=len) else {
+            return Err(CodecError::Envelope("expected an unsigned integer"));
+        };
+        let value = bytes
+            .iter()
+            .fold(0, |value, byte| (value << 8) | u64::from(*byte));
+        self.pos += 1 + len;
+        Ok(value)
+    }
+
+    #[cold]
+    fn any_uint(&mut self) -> Result<u64, CodecError> {
         self.read("expected an unsigned integer", |r| {
             rmp::decode::read_int(r).ok()
         })
@@ -783,6 +873,33 @@ mod tests {
                 "the payload is the tail of the input"
             );
         }
+    }
+
+    #[test]
+    fn a_value_held_in_pieces_makes_the_same_envelope_as_its_bytes() {
+        let blob = crate::protocol::Blob::from(vec![0x6b; 70_000]);
+        let args = EncodedValue::encode(&(&blob, 5u8)).unwrap();
+        let mut pieces = 0;
+        args.for_each_piece(|_, _| pieces += 1);
+        assert_eq!(pieces, 3, "held in pieces");
+        let whole = EncodedValue::from(to_vec(&(&blob, 5u8)).unwrap());
+        let call = |args| {
+            Message::Call(Call {
+                id: 4,
+                method: "files.put".into(),
+                timeout_ms: Some(1000),
+                args,
+            })
+        };
+        let wire = round_trip(call(args.clone()));
+        assert_eq!(wire, round_trip(call(whole.clone())));
+        let reply = |value| {
+            Message::Reply(Reply {
+                id: 4,
+                outcome: Outcome::Ok(value),
+            })
+        };
+        assert_eq!(round_trip(reply(args)), round_trip(reply(whole)));
     }
 
     #[test]
@@ -1109,12 +1226,47 @@ mod tests {
             ], // bin claiming 4 GiB
             &[0x94, 0x01, 0x01, 0xce, 0x00, 0x01, 0x00, 0x00, 0xa0], // code out of range
             &[0xdd, 0xff, 0xff, 0xff, 0xff], // array claiming 4 G elements
+            &[0x92, 0x03, 0xcd, 0x01], // cancel id: a u16 cut short
+            &[0x92, 0x03, 0xcf, 0, 0, 0, 0, 0, 0, 0], // a u64 cut short
+            &[0x92, 0x03, 0xff],       // a negative id
+            &[0x92, 0x03, 0xd0, 0x80], // a negative id, as an i8
         ];
         for case in cases {
             let result = decode_messages(&Bytes::copy_from_slice(case));
             assert!(
                 matches!(result, Err(CodecError::Envelope(_))),
                 "{case:02x?} gave {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unsigned_field_decodes_from_any_encoding_of_its_value() {
+        let encodings: &[(&[u8], u64)] = &[
+            (&[0x05], 5),
+            (&[0x7f], 127),
+            (&[0xcc, 0x80], 128),
+            (&[0xcd, 0x01, 0x02], 0x0102),
+            (&[0xce, 0x01, 0x02, 0x03, 0x04], 0x0102_0304),
+            (
+                &[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                u64::MAX,
+            ),
+            // Signed encodings of non-negative values are valid MessagePack too.
+            (&[0xd0, 0x05], 5),
+            (&[0xd1, 0x01, 0x02], 0x0102),
+            (&[0xd3, 0, 0, 0, 0, 0, 0, 0x01, 0x00], 256),
+        ];
+        for (encoding, id) in encodings {
+            let mut wire = vec![0x92, 0x03];
+            wire.extend_from_slice(encoding);
+            // A second envelope after it: the cursor moved past the id exactly.
+            wire.extend_from_slice(&[0x92, 0x04, 0x07]);
+            let messages = decode_messages(&Bytes::from(wire)).unwrap();
+            assert_eq!(
+                messages,
+                [Message::Cancel { id: *id }, Message::Ping { nonce: 7 }],
+                "{encoding:02x?}"
             );
         }
     }

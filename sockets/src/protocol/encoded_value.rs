@@ -9,13 +9,22 @@
 //! caller does not keep the connection's read buffer from being reused.
 //! Larger values are a [`Bytes`]: when received, a slice of their frame (no
 //! copy).
+//!
+//! A value encoded here with large [`Blob`](super::Blob)s in it is held in
+//! *pieces*: the encoding without the blobs' bytes, and each blob's own
+//! buffer where its bytes go. A 1 MiB blob sent as an argument or a result is
+//! then not copied into its value; its bytes are first copied when the frame
+//! that carries them is sealed (the connection seals pieces as they are).
+//! Whoever needs the value as one slice gets the pieces joined, once.
 
 use std::fmt;
 use std::ops::{Deref, Range};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::blob;
 use super::codec::{self, CodecError};
 
 /// Values of at most this many bytes are held inline: the value then takes
@@ -29,7 +38,11 @@ pub(crate) const INLINE: usize = 38;
 /// ([`HandlerFuture`](crate::service::HandlerFuture)) resolves to.
 ///
 /// A value of at most 38 bytes is held inline (no allocation); a larger one
-/// is shared, as [`Bytes`]. It reads as a byte slice either way.
+/// is shared, as [`Bytes`]. A value [encoded](Self::encode) with a
+/// [`Blob`](crate::Blob) of 16 KiB or more in it keeps that blob's buffer
+/// apart, and the connection sends it from there; read as a slice, such a
+/// value is joined into one buffer (once). It reads as a byte slice either
+/// way.
 ///
 /// ```
 /// use sockets::service::EncodedValue;
@@ -53,6 +66,94 @@ enum Repr {
         bytes: Bytes,
         lend: bool,
     },
+    /// Encoded with large blobs kept apart (see the module's docs).
+    Pieces(Arc<Pieces>),
+}
+
+/// A value's encoding with its large blobs kept apart.
+struct Pieces {
+    /// The encoding without the blobs' bytes.
+    rest: Bytes,
+    /// Each blob's bytes, with the length of `rest` they follow: the value
+    /// is `rest[..a1] b1 rest[a1..a2] b2 … rest[an..]`.
+    blobs: Vec<(usize, Bytes)>,
+    /// The value's length.
+    len: usize,
+    /// The value in one buffer, made when first asked for.
+    joined: OnceLock<Bytes>,
+}
+
+impl Pieces {
+    fn joined(&self) -> &Bytes {
+        self.joined.get_or_init(|| {
+            let mut joined = Vec::with_capacity(self.len);
+            self.for_each(|piece, _| joined.extend_from_slice(piece));
+            Bytes::from(joined)
+        })
+    }
+
+    fn for_each(&self, mut piece: impl FnMut(&[u8], Option<&Bytes>)) {
+        let mut from = 0;
+        for (at, blob) in &self.blobs {
+            let before = self.rest.get(from..*at).unwrap_or_default();
+            if !before.is_empty() {
+                piece(before, Some(&self.rest));
+            }
+            piece(blob, Some(blob));
+            from = *at;
+        }
+        let after = self.rest.get(from..).unwrap_or_default();
+        if !after.is_empty() {
+            piece(after, Some(&self.rest));
+        }
+    }
+}
+
+/// Where [`EncodedValue::encode`] writes: the encoding, except the bytes of
+/// a large blob being encoded, whose buffer it keeps instead.
+struct Sink<'a> {
+    rest: &'a mut Vec<u8>,
+    blobs: Vec<(usize, Bytes)>,
+}
+
+impl Sink<'_> {
+    /// Appends `data`, unless they are the offered blob's bytes.
+    #[inline]
+    fn put(&mut self, data: &[u8]) {
+        if data.len() < blob::SPLICE_MIN || !self.keep_blob(data) {
+            self.rest.extend_from_slice(data);
+        }
+    }
+
+    /// Keeps the offered blob in place of `data` if they are its bytes.
+    #[cold]
+    fn keep_blob(&mut self, data: &[u8]) -> bool {
+        match blob::take_offered(data) {
+            Some(blob) => {
+                self.blobs.push((self.rest.len(), blob));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::io::Write for Sink<'_> {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.put(data);
+        Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.put(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl EncodedValue {
@@ -61,14 +162,37 @@ impl EncodedValue {
     ///
     /// # Errors
     /// When `value`'s `Serialize` implementation fails.
+    ///
+    /// A [`Blob`](crate::Blob) of 16 KiB or more in `value` is not copied:
+    /// the value keeps the blob's buffer (see the module's docs).
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
-        codec::encode_scratch(value, |encoded| {
-            if encoded.len() <= INLINE {
-                Self::inline(encoded)
-            } else {
-                Self::shared(Bytes::from(codec::take_encoded(encoded)), true)
-            }
-        })
+        codec::encode_scratch_with(
+            |rest| {
+                blob::splicing(|| {
+                    let mut sink = Sink {
+                        rest,
+                        blobs: Vec::new(),
+                    };
+                    codec::encode_into(value, &mut sink).map(|()| sink.blobs)
+                })
+            },
+            |encoded, blobs| {
+                if !blobs.is_empty() {
+                    let rest = Bytes::from(codec::take_encoded(encoded));
+                    let len = rest.len() + blobs.iter().map(|(_, b)| b.len()).sum::<usize>();
+                    Self(Repr::Pieces(Arc::new(Pieces {
+                        rest,
+                        blobs,
+                        len,
+                        joined: OnceLock::new(),
+                    })))
+                } else if encoded.len() <= INLINE {
+                    Self::inline(encoded)
+                } else {
+                    Self::shared(Bytes::from(codec::take_encoded(encoded)), true)
+                }
+            },
+        )
     }
 
     /// `bytes`, copied: inline when they fit.
@@ -101,11 +225,39 @@ impl EncodedValue {
     /// Runs `decode` on the encoded bytes; a [`Blob`](super::Blob) decoded
     /// meanwhile is a view of them rather than a copy, when the rules of
     /// its module allow.
+    #[inline]
     pub(crate) fn decode<R>(&self, decode: impl FnOnce(&[u8]) -> R) -> R {
         match &self.0 {
-            Repr::Shared { bytes, lend: true } => super::blob::lend(bytes, decode),
+            Repr::Shared { bytes, lend: true } => blob::lend(bytes, decode),
+            Repr::Pieces(pieces) => blob::lend(pieces.joined(), decode),
             _ => decode(self.as_slice()),
         }
+    }
+
+    /// Calls `piece` on the encoded bytes, in order, in the pieces they are
+    /// held in: one piece unless large blobs were kept apart. Each comes
+    /// with the buffer it lies in, when shared (`None` when inline).
+    #[inline]
+    pub(crate) fn for_each_piece(&self, mut piece: impl FnMut(&[u8], Option<&Bytes>)) {
+        match &self.0 {
+            Repr::Inline { .. } => piece(self.as_slice(), None),
+            Repr::Shared { bytes, .. } => piece(bytes, Some(bytes)),
+            Repr::Pieces(pieces) => pieces.for_each(piece),
+        }
+    }
+
+    /// The encoded value's length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared { bytes, .. } => bytes.len(),
+            Repr::Pieces(pieces) => pieces.len,
+        }
+    }
+
+    /// Whether it holds no bytes (the [`Default`] placeholder).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn inline(bytes: &[u8]) -> Self {
@@ -118,19 +270,23 @@ impl EncodedValue {
         })
     }
 
-    /// The encoded bytes.
+    /// The encoded bytes, in one slice: a value held in pieces (see the
+    /// module's docs) is joined the first time.
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Repr::Shared { bytes, .. } => bytes,
+            Repr::Pieces(pieces) => pieces.joined(),
         }
     }
 
-    /// The encoded bytes as [`Bytes`]: free when shared, one copy when inline.
+    /// The encoded bytes as [`Bytes`]: free when shared, one copy when
+    /// inline or held in pieces.
     pub fn into_bytes(self) -> Bytes {
         match self.0 {
             Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
             Repr::Shared { bytes, .. } => bytes,
+            Repr::Pieces(pieces) => pieces.joined().clone(),
         }
     }
 }
@@ -288,5 +444,101 @@ mod tests {
         }
         assert!(EncodedValue::encode(&(1u8, Fails)).is_err());
         assert_eq!(&EncodedValue::encode(&2u8).unwrap()[..], [0x02]);
+    }
+
+    /// The pieces of `value`: each one's address, length and whether it
+    /// comes with its buffer.
+    fn pieces(value: &EncodedValue) -> Vec<(usize, usize, bool)> {
+        let mut pieces = Vec::new();
+        value.for_each_piece(|piece, shared| {
+            pieces.push((piece.as_ptr() as usize, piece.len(), shared.is_some()));
+        });
+        pieces
+    }
+
+    #[test]
+    fn a_large_blob_is_kept_apart_from_its_encoding_and_joined_when_asked() {
+        use crate::protocol::Blob;
+        let data = Bytes::from(vec![7; 100_000]);
+        let args = (Blob::from(data.clone()), "tail");
+        let value = EncodedValue::encode(&args).unwrap();
+        let whole = codec::to_vec(&args).unwrap();
+        assert_eq!(value.len(), whole.len(), "the length, without joining");
+
+        let pieces = pieces(&value);
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        // The array and bin headers; the blob; the string after it.
+        assert_eq!(pieces[0].1, 6);
+        assert_eq!(
+            pieces[1],
+            (data.as_ptr() as usize, data.len(), true),
+            "the blob's own buffer: no copy"
+        );
+        assert_eq!(pieces[2].1, 5);
+        let Repr::Pieces(held) = &value.0 else {
+            panic!("held in pieces");
+        };
+        assert!(held.joined.get().is_none(), "nothing joined yet");
+
+        assert_eq!(value.as_slice(), &whole[..], "joined: the same bytes");
+        assert_eq!(value, EncodedValue::from(whole.clone()));
+        let (blob, tail): (Blob, String) = value.decode(|b| codec::decode_value(b)).unwrap();
+        assert_eq!((blob.as_bytes(), tail.as_str()), (&data, "tail"));
+        assert_eq!(value.clone().into_bytes(), whole);
+    }
+
+    #[test]
+    fn small_blobs_and_other_encoders_copy_and_leave_no_offer_behind() {
+        use crate::protocol::Blob;
+        let small = EncodedValue::encode(&(Blob::from(vec![1; blob::SPLICE_MIN - 1]),)).unwrap();
+        assert!(matches!(small.0, Repr::Shared { .. }), "one piece");
+
+        // Encoded by `to_vec`, a large blob is copied into the buffer.
+        let data = Bytes::from(vec![2; blob::SPLICE_MIN]);
+        let whole = codec::to_vec(&Blob::from(data.clone())).unwrap();
+        assert!(
+            whole[3..] == data[..],
+            "bin 16: three bytes of header, then a copy"
+        );
+        assert!(
+            blob::take_offered(&data).is_none(),
+            "no offer outside an encoding"
+        );
+
+        /// Encodes a blob with another encoder while being encoded.
+        struct Nested(Blob);
+        impl Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let inner = codec::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+                s.serialize_bytes(&inner)
+            }
+        }
+        let value = EncodedValue::encode(&(Nested(Blob::from(data.clone())), 3u8)).unwrap();
+        assert!(
+            matches!(value.0, Repr::Shared { .. }),
+            "the inner encoding copied the blob; the outer one has no blob"
+        );
+        let (inner, three): (serde_bytes::ByteBuf, u8) = codec::decode_value(&value).unwrap();
+        assert!(inner[..] == whole[..] && three == 3);
+        assert!(blob::take_offered(&data).is_none());
+    }
+
+    #[test]
+    fn a_value_with_several_large_blobs_holds_each_apart_and_round_trips() {
+        use crate::protocol::Blob;
+        let first = Blob::from(vec![3; 20_000]);
+        let second = Blob::from(vec![4; 30_000]);
+        let args = (&first, 9u8, &second, &first);
+        let value = EncodedValue::encode(&args).unwrap();
+        let blobs: Vec<usize> = pieces(&value)
+            .iter()
+            .filter(|(_, len, _)| *len >= 20_000)
+            .map(|(at, _, _)| *at)
+            .collect();
+        assert_eq!(
+            blobs,
+            [first.as_ptr(), second.as_ptr(), first.as_ptr()].map(|p| p as usize)
+        );
+        assert_eq!(value.as_slice(), codec::to_vec(&args).unwrap());
     }
 }
