@@ -20,8 +20,8 @@
 //! blob of [`SPLICE_MIN`] bytes or more *offers* its buffer to the encoding's
 //! sink as it is serialized, and the sink keeps the buffer where the bytes
 //! go instead of copying them ([`splicing`], [`take_offered`]). The sink
-//! knows the bytes for the blob's by their address, so an encoder that
-//! writes them in another form, or another sink, simply copies.
+//! recognises the blob's bytes by their address, so an encoder that writes
+//! them in another form, or into another sink, simply copies them.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
